@@ -1,0 +1,66 @@
+"""The command line: a thin Typer layer over the typed Python API.
+
+Each command lives in `mllm_audit/commands/<name>.py` and registers itself here. Heavy imports
+(torch, transformers) happen inside the commands, so `mllm-audit --help` stays instant.
+Errors: an `AuditError` prints one line and exits 2; nothing else reaches the user as a traceback
+unless MLLM_AUDIT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from .commands import ALL_COMMANDS
+from .errors import AuditError
+
+app = typer.Typer(
+    name="mllm-audit",
+    help="Audit multimodal LLMs for social bias and repair it by model editing.",
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+for _register in ALL_COMMANDS:
+    _register(app)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    first = " ".join(str(message).split()) or "error"
+    print(f"mllm-audit: error: {first}", file=sys.stderr)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (used by tests and `main`)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        rv = app(args=args, prog_name="mllm-audit", standalone_mode=False)
+        return int(rv) if isinstance(rv, int) else 0
+    except AuditError as e:
+        return _fail(str(e), e.exit_code)
+    except click.exceptions.Exit as e:
+        return int(e.exit_code or 0)
+    except click.exceptions.Abort:
+        return _fail("interrupted", 130)
+    except click.ClickException as e:
+        return _fail(e.format_message(), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 - the one place that turns surprises into one line
+        if os.environ.get("MLLM_AUDIT_DEBUG"):
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {e} (set MLLM_AUDIT_DEBUG=1 for the traceback)")
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""CLI commands. Each module exposes `register(app)`; the list below is the CLI's order.
+
+Modules import only typer at load time: the work is imported inside each command.
+"""
+
+from __future__ import annotations
+
+from . import fix, gate, ls, models_cmd, report_cmd, scan, suites_cmd, toy
+
+ALL_COMMANDS = [
+    scan.register,
+    fix.register,
+    gate.register,
+    report_cmd.register,
+    ls.register,
+    suites_cmd.register,
+    models_cmd.register,
+    toy.register,
+]

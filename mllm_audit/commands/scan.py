@@ -1,0 +1,49 @@
+"""`mllm-audit scan`: which answers does the model prefer, item by item."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def scan(
+        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
+        data_dir: Optional[Path] = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder (default ./mllm-audit-runs/...)."),
+        batch_size: int = typer.Option(16, help="Candidates per forward pass."),
+        limit: Optional[int] = typer.Option(None, help="Score only the first N items."),
+        split: Optional[str] = typer.Option(None, help="Only items of this split (train, val, eval)."),
+        dtype: str = typer.Option("fp32", help="fp32 (default, exact), bf16 or fp16."),
+        device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
+        quantize: Optional[str] = typer.Option(None, help="8bit or 4bit (bitsandbytes)."),
+        seed: int = typer.Option(0, help="Random seed recorded with the run."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow image paths outside the suite folder."),
+        trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type."""
+        from ..console import bias_table, console, err_console, progress_bar
+        from ..scan import run_scan
+
+        with progress_bar("scoring", enabled=not quiet) as start:
+            res = run_scan(
+                model=model, suite=suite, data_dir=data_dir, output=output, batch_size=batch_size,
+                limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
+                allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
+            )
+        r = res.results
+        console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}"))
+        if "disparity" in r:
+            from ..disparity import render_disparity
+
+            render_disparity(r["disparity"], console)
+        t, c = r["timings"], r["counters"]
+        err_console.print(
+            f"{r['suite']['n_items']} items in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
+            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}"
+        )

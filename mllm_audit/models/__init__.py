@@ -1,0 +1,34 @@
+"""Model adapters: a registry of families, resolved lazily from cards (nothing heavy at import)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from ..errors import AuditError
+from .cards import Card, registered_cards, resolve_card
+
+if TYPE_CHECKING:
+    from .base import Adapter, LoadOptions
+
+# family -> module with `load(card, options) -> Adapter`
+FAMILIES = {
+    "blip2": "mllm_audit.models.blip2",
+}
+
+
+def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
+    """Load a model by card name, card path or model folder."""
+    from .base import DTYPES, LoadOptions
+
+    options = options or LoadOptions()
+    if options.dtype not in DTYPES:
+        raise AuditError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
+    card = resolve_card(spec)
+    module = FAMILIES.get(card.family)
+    if module is None:
+        raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
+    return import_module(module).load(card, options)
+
+
+__all__ = ["Card", "FAMILIES", "load_model", "registered_cards", "resolve_card"]

@@ -1,0 +1,173 @@
+"""The model protocol every family implements, and what they share.
+
+The scoring contract (scoring.py) needs only this from a model:
+- `prompt_ids(prompt, task, with_image)`: the prompt as the model's processor tokenizes it, with the
+  special tokens it adds and `n_image_tokens` placeholders (`image_token_id`) where the image goes;
+- `continuation_ids(text)`: the continuation tokenized without special tokens;
+- `encode_images(images)`: vision tower + bridge, one feature block [n_image_tokens, hidden] per image;
+- `embed(ids, features)`: token embeddings with the image features spliced at the placeholders;
+- `lm(inputs_embeds, attention_mask, position_ids, past_key_values)`: the language model's logits.
+Families differ only in these; batching, caching and the maths live in scoring.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cards import Card
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadOptions:
+    """How to load: dtype, device, quantization, device map, remote code."""
+
+    dtype: str = "fp32"
+    device: str = "cpu"
+    quantize: str | None = None
+    device_map: str | None = None
+    max_memory: dict[str, str] | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Counters:
+    images_encoded: int = 0
+    forward_passes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"images_encoded": self.images_encoded, "forward_passes": self.forward_passes}
+
+
+@dataclass
+class Adapter:
+    """Base adapter: holds the model and tokenizer; families override the marked methods."""
+
+    card: Card
+    model: torch.nn.Module
+    tokenizer: Any
+    options: LoadOptions
+    image_token_id: int
+    n_image_tokens: int
+    counters: Counters = field(default_factory=Counters)
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return DTYPES[self.options.dtype]
+
+    @property
+    def pad_id(self) -> int:
+        pid = self.tokenizer.pad_token_id
+        return int(pid if pid is not None else (self.tokenizer.eos_token_id or 0))
+
+    def identity(self) -> dict[str, Any]:
+        return {
+            "name": self.card.name,
+            "source": self.card.weights,
+            "revision": self.card.revision or weights_fingerprint(self.card.weights),
+            "family": self.card.family,
+            "dtype": self.options.dtype,
+            "quantization": self.options.quantize,
+        }
+
+    # ---- tokenization -----------------------------------------------------------------------
+    def format_prompt(self, prompt: str, task: str | None) -> str:
+        return self.card.template(task).format(prompt=prompt)
+
+    def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
+        """Prompt tokens with special tokens; image placeholders in front (BLIP-2 layout)."""
+        ids = list(self.tokenizer(self.format_prompt(prompt, task)).input_ids)
+        if with_image:
+            ids = [self.image_token_id] * self.n_image_tokens + ids
+        return ids
+
+    def continuation_ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    # ---- vision -------------------------------------------------------------------------------
+    def preprocess(self, images: list[Any]) -> torch.Tensor:  # pragma: no cover - per family
+        raise NotImplementedError
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def encode_images(self, images: list[Any]) -> torch.Tensor:
+        """Vision tower + bridge for a batch of PIL images: [N, n_image_tokens, hidden]."""
+        pixel_values = self.preprocess(images)
+        self.counters.images_encoded += len(images)
+        return self.encode_pixels(pixel_values)
+
+    # ---- language -----------------------------------------------------------------------------
+    def input_embeddings(self) -> torch.nn.Module:
+        return self.model.get_input_embeddings()
+
+    def embed(self, ids: torch.Tensor, features: list[torch.Tensor | None]) -> torch.Tensor:
+        """Embed ids [B, L]; row b's placeholders take features[b] (None: text-only row)."""
+        emb = self.input_embeddings()(ids)
+        mask = ids == self.image_token_id
+        if mask.any():
+            rows = [f for b, f in enumerate(features) if f is not None and bool(mask[b].any())]
+            if rows:
+                feats = torch.cat([f.reshape(-1, f.shape[-1]) for f in rows]).to(emb.dtype)
+                emb = emb.masked_scatter(mask.unsqueeze(-1), feats)
+        return emb
+
+    def language_model(self) -> torch.nn.Module:  # pragma: no cover - per family
+        raise NotImplementedError
+
+    def lm(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        past_key_values: Any = None,
+        use_cache: bool = False,
+    ) -> tuple[torch.Tensor, Any]:
+        """Language-model logits (fp32) and the KV cache when asked for."""
+        self.counters.forward_passes += 1
+        out = self.language_model()(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        return out.logits.float(), (out.past_key_values if use_cache else None)
+
+    # ---- editing ------------------------------------------------------------------------------
+    def module_names(self, scope: str) -> list[str]:
+        """Parameter-name prefixes an editor may touch for `scope` ("text" or "vision")."""
+        names = self.card.edit.get(f"{scope}_modules")
+        if not names:
+            raise ValueError(f"card {self.card.name!r} names no {scope} modules for editing")
+        return list(names)
+
+
+def weights_fingerprint(source: str) -> str | None:
+    """A fast identity for local weights: sha256 over names, sizes and the head and tail of each file."""
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*")):
+        if f.suffix not in (".safetensors", ".json", ".bin", ".pth", ".model") or not f.is_file():
+            continue
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read(1 << 20))
+    return "sha256:" + h.hexdigest()[:16]

@@ -1,0 +1,65 @@
+"""BLIP-2 (OPT or any decoder-only LM) on transformers' `Blip2ForConditionalGeneration`.
+
+Layout (as Blip2Processor builds it): `num_query_tokens` image placeholders, then BOS and the prompt.
+The image features are the Q-Former query outputs after `language_projection`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .base import Adapter, LoadOptions
+from .cards import Card
+from .loading import from_pretrained_checked, quantization_config
+
+
+class Blip2Adapter(Adapter):
+    processor: Any = None
+
+    def preprocess(self, images: list[Any]) -> torch.Tensor:
+        pv = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return pv.to(self.device, self.dtype)
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values=pixel_values, return_dict=True).pooler_output
+
+    def language_model(self) -> torch.nn.Module:
+        return self.model.language_model
+
+
+def load(card: Card, options: LoadOptions) -> Blip2Adapter:
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    if not card.keep_fp32:
+        card.keep_fp32 = ["qformer", "query_tokens", "language_projection", "lm_head"]
+    model = from_pretrained_checked(
+        Blip2ForConditionalGeneration, card, options, quantization_config(card, options)
+    )
+    processor = from_pretrained_checked(AutoProcessor, card, options, None)
+    cfg = model.config
+    if not card.edit:
+        card.edit = default_edit_modules(model)
+    adapter = Blip2Adapter(
+        card=card,
+        model=model,
+        tokenizer=processor.tokenizer,
+        options=options,
+        image_token_id=int(cfg.image_token_id),
+        n_image_tokens=int(cfg.num_query_tokens),
+    )
+    adapter.processor = processor
+    return adapter
+
+
+def default_edit_modules(model: torch.nn.Module) -> dict[str, list[str]]:
+    """Without a card: FT-L edits the last decoder layer's MLP, FT-V the Q-Former and projection."""
+    layers = model.config.text_config.num_hidden_layers
+    return {
+        "text_modules": [
+            f"language_model.model.decoder.layers.{layers - 1}.fc1",
+            f"language_model.model.decoder.layers.{layers - 1}.fc2",
+        ],
+        "vision_modules": ["qformer", "query_tokens", "language_projection"],
+    }

@@ -1,0 +1,127 @@
+"""Model cards: one YAML per model name users type (`adapters/<name>.yaml`).
+
+A card says which family loads the model, where the weights are (a hub id, or a folder relative to
+the card), the prompt template per task, the dtype, which modules stay in full precision when
+quantized, and which parameters count as "text" and "vision" for editing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import AuditError
+from ..resources import adapters_dir
+
+_CARD_KEYS = {
+    "name",
+    "description",
+    "family",
+    "weights",
+    "revision",
+    "templates",
+    "dtype",
+    "keep_fp32",
+    "edit",
+    "generation",
+    "extra",
+}
+
+
+@dataclass
+class Card:
+    """A model card; `weights` is resolved to a folder path when it names a local one."""
+
+    name: str
+    family: str
+    weights: str
+    description: str = ""
+    revision: str | None = None
+    templates: dict[str, str] = field(default_factory=dict)
+    dtype: str = "fp32"
+    keep_fp32: list[str] = field(default_factory=list)
+    edit: dict[str, Any] = field(default_factory=dict)
+    generation: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def template(self, task: str | None) -> str:
+        """The prompt template for a task; `{prompt}` (verbatim) when the card has none."""
+        if task and task in self.templates:
+            return self.templates[task]
+        return self.templates.get("default", "{prompt}")
+
+
+def registered_cards() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(adapters_dir().glob("*.yaml"))}
+
+
+def read_card(path: Path) -> Card:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError) as e:
+        raise AuditError(f"model card {path}: unreadable ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise AuditError(f"model card {path}: expected a mapping")
+    unknown = sorted(set(data) - _CARD_KEYS)
+    if unknown:
+        raise AuditError(f"model card {path}: unknown key {unknown[0]!r}")
+    for key in ("family", "weights"):
+        if not isinstance(data.get(key), str):
+            raise AuditError(f"model card {path}: missing {key!r}")
+    weights = data["weights"]
+    local = (path.parent / weights).resolve()
+    if weights.startswith((".", "/")) or local.is_dir():
+        weights = str(local)
+    return Card(
+        name=str(data.get("name", path.stem)),
+        family=data["family"],
+        weights=weights,
+        description=str(data.get("description", "")),
+        revision=data.get("revision"),
+        templates=dict(data.get("templates") or {}),
+        dtype=str(data.get("dtype", "fp32")),
+        keep_fp32=list(data.get("keep_fp32") or []),
+        edit=dict(data.get("edit") or {}),
+        generation=dict(data.get("generation") or {}),
+        extra=dict(data.get("extra") or {}),
+        path=path,
+    )
+
+
+# config.json `model_type` -> family, for folders given without a card.
+MODEL_TYPE_FAMILY = {
+    "blip-2": "blip2",
+    "instructblip": "instructblip",
+    "llava": "llava",
+    "janus": "janus",
+    "minigpt4": "minigpt4",
+}
+
+
+def resolve_card(spec: str) -> Card:
+    """A registered card name, a card YAML path, or a model folder (family read from config.json)."""
+    cards = registered_cards()
+    if spec in cards:
+        return read_card(cards[spec])
+    path = Path(spec).expanduser()
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return read_card(path)
+    if path.is_dir():
+        cfg = path / "config.json"
+        if not cfg.is_file():
+            raise AuditError(f"model folder {path} has no config.json")
+        try:
+            model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+        except json.JSONDecodeError as e:
+            raise AuditError(f"{cfg}: malformed JSON ({e.msg})") from None
+        family = MODEL_TYPE_FAMILY.get(str(model_type))
+        if family is None:
+            raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")
+        return Card(name=path.name, family=family, weights=str(path.resolve()), path=None)
+    known = ", ".join(cards) or "none"
+    raise AuditError(f"unknown model {spec!r} (cards: {known}; or give a model folder or a card .yaml)")

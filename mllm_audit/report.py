@@ -1,0 +1,110 @@
+"""Run folders and their records: `samples.jsonl` (one line per item) and `results.json`.
+
+A run folder is written so that it never lies: samples are appended and flushed as they are
+scored, and `results.json` is replaced atomically (temporary file, then rename) and says
+`complete: false` until the last item is in. Every sample line carries what is needed to
+recompute its metric without the model (`rescore`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import AuditError
+
+SAMPLE_SCHEMA = "mllm-audit/sample/v1"
+RESULTS_SCHEMA = "mllm-audit/results/v1"
+DEFAULT_RUNS_DIR = Path("mllm-audit-runs")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def default_run_dir(command: str, model: str, suite: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{suite}").strip("_")[:80]
+    return DEFAULT_RUNS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{slug}"
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"mllm-audit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL record file; a malformed line is an AuditError naming file:line."""
+    if not path.is_file():
+        raise AuditError(f"not found: {path}")
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+    return out
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise AuditError(f"no results.json in {run_dir}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise AuditError(f"{path}: malformed JSON ({e.msg})") from None
+
+
+class RunWriter:
+    """Owns one run folder: the samples file (append + flush) and results.json (atomic)."""
+
+    def __init__(self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl") -> None:
+        self.dir = Path(out_dir)
+        self.run_id = run_id
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AuditError(f"cannot create output folder {self.dir}: {e.strerror}") from None
+        self.samples_path = self.dir / samples_name
+        self.results_path = self.dir / "results.json"
+        self._fh = open(self.samples_path, "w", encoding="utf-8")
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        atomic_write_json(self.results_path, results)
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        for rec in records:
+            self._fh.write(json.dumps(rec, allow_nan=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
