@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+from typer.exceptions import Abort, Exit
 
 from .commands import ALL_COMMANDS
 from .errors import AuditError
+
+try:  # typer >= 0.29 ships its own click; older typers use the click package
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException  # type: ignore[assignment]
 
 app = typer.Typer(
     name="mllm-audit",
@@ -44,11 +49,11 @@ def run(argv: list[str] | None = None) -> int:
         return int(rv) if isinstance(rv, int) else 0
     except AuditError as e:
         return _fail(str(e), e.exit_code)
-    except click.exceptions.Exit as e:
-        return int(e.exit_code or 0)
-    except click.exceptions.Abort:
+    except Exit as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except Abort:
         return _fail("interrupted", 130)
-    except click.ClickException as e:
+    except ClickException as e:
         return _fail(e.format_message(), 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .errors import AuditError
+
 if TYPE_CHECKING:
     from .models.base import Adapter
 
@@ -63,7 +65,13 @@ def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
     prefix = adapter.prompt_ids(req.prompt, req.task, with_image=req.image is not None)
     cont = adapter.continuation_ids(continuation_text(req.continuation))
     if not cont:
-        raise ValueError(f"continuation {req.continuation!r} tokenizes to nothing")
+        raise AuditError(f"answer {req.continuation!r} tokenizes to nothing")
+    limit = adapter.max_positions
+    if limit is not None and len(prefix) + len(cont) > limit:
+        raise AuditError(
+            f"prompt + answer take {len(prefix) + len(cont)} tokens, over the model's {limit} positions: "
+            f"{req.prompt[:60]!r}"
+        )
     return prefix, cont
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -13,14 +12,14 @@ def register(app: typer.Typer) -> None:
     def scan(
         model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
         suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
-        data_dir: Optional[Path] = typer.Option(None, help="Folder the suite's image paths are relative to."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder (default ./mllm-audit-runs/...)."),
+        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder (default ./mllm-audit-runs/...)."),
         batch_size: int = typer.Option(16, help="Candidates per forward pass."),
-        limit: Optional[int] = typer.Option(None, help="Score only the first N items."),
-        split: Optional[str] = typer.Option(None, help="Only items of this split (train, val, eval)."),
+        limit: int | None = typer.Option(None, help="Score only the first N items."),
+        split: str | None = typer.Option(None, help="Only items of this split (train, val, eval)."),
         dtype: str = typer.Option("fp32", help="fp32 (default, exact), bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
-        quantize: Optional[str] = typer.Option(None, help="8bit or 4bit (bitsandbytes)."),
+        quantize: str | None = typer.Option(None, help="8bit or 4bit (bitsandbytes)."),
         seed: int = typer.Option(0, help="Random seed recorded with the run."),
         allow_outside_paths: bool = typer.Option(False, help="Allow image paths outside the suite folder."),
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),

@@ -71,6 +71,12 @@ class Adapter:
         pid = self.tokenizer.pad_token_id
         return int(pid if pid is not None else (self.tokenizer.eos_token_id or 0))
 
+    @property
+    def max_positions(self) -> int | None:
+        """Longest sequence the language model takes (None when it does not say)."""
+        n = getattr(self.language_model().config, "max_position_embeddings", None)
+        return int(n) if n else None
+
     def identity(self) -> dict[str, Any]:
         return {
             "name": self.card.name,

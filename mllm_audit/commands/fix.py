@@ -1,0 +1,91 @@
+"""`mllm-audit fix`: debias-edit the items a model is biased on, and show what else changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def _diff_line(rec: dict[str, Any]) -> str:
+    """margin before -> after; fixed green, still biased red; locality breaks flagged red."""
+    pre, post = rec["pre"]["reliability"], rec["post"]["reliability"]
+    ok = rec["reliability"] == 1.0
+    mark = "[green]fixed[/]" if ok else "[red]still biased[/]"
+    loc = []
+    for name in ("t_locality", "m_locality"):
+        v = rec.get(name)
+        if v is not None:
+            style = "red" if v["top1"] < 1.0 else "dim"
+            loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
+    colour = "green" if ok else "red"
+    head = f"{rec['item_id']:28} [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/]  {mark}  "
+    return head + "  ".join(loc)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def fix(
+        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
+        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac)."),
+        scope: str | None = typer.Option(None, help="text or vision: which side a weight editor edits."),
+        mode: str = typer.Option("single", help="single (restore after each edit), batch, or sequential."),
+        batch_edits: int = typer.Option(16, help="Edits applied at once in batch mode: 1, 4, 16 or 64."),
+        all_items: bool = typer.Option(False, "--all", help="Edit every item, not only the biased ones."),
+        limit: int | None = typer.Option(None, help="Edit at most N items."),
+        split: str | None = typer.Option(None, help="Items of this split (default: eval when present)."),
+        require: list[str] | None = typer.Option(None, help="Metrics that must be measurable."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
+        save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
+        editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
+        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
+        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+        device: str = typer.Option("cpu", help="torch device."),
+        seed: int = typer.Option(0, help="Random seed."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
+    ) -> None:
+        """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
+        from ..console import console, err_console, progress_bar
+        from ..editing import run_fix
+
+        lines: list[str] = []
+        with progress_bar(f"editing ({editor})", enabled=not quiet) as start:
+            res = run_fix(
+                model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
+                all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
+                editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
+                device=device, seed=seed, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
+            )
+        if not quiet:
+            for line in lines:
+                console.print(line)
+        console.print(metrics_table(res.results))
+        t = res.results["timings"]
+        n = res.results["n_edits"]
+        err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {res.run_dir}")
+
+
+def metrics_table(results: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from ..editing import METRIC_KEYS
+
+    table = Table(title=f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
+                        f"({results['mode']}, {results['n_edits']} edits)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("edited", justify="right")
+    table.add_column("delta", justify="right")
+    for key in METRIC_KEYS:
+        b, e = results["base_metrics"].get(key), results["metrics"].get(key)
+        if b is None or e is None:
+            table.add_row(key, "—", "—", "—")
+            continue
+        d = e - b
+        good = d < 0 if key.endswith("_kl") else d > 0
+        style = "green" if good else ("red" if abs(d) > 1e-9 else "")
+        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
+    return table

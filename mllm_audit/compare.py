@@ -1,0 +1,252 @@
+"""Compare two runs on their shared items, and recompute a run's summary from its samples.
+
+`compare` pairs items by `item_id`, so two runs of the same suite (before/after a fix, two model
+versions) are judged on exactly the same questions; per-item differences remove item difficulty
+from the noise. `rescore` proves a run folder is self-consistent: the summary in results.json must
+follow from samples.jsonl alone, with no model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import AuditError
+from .metrics import ALL, bias_summary, group_label
+from .report import atomic_write_json, read_jsonl, read_results
+from .stats import N_BOOT, SEED, PairedDiff, paired_runs
+
+
+@dataclass
+class Run:
+    """A run folder read from disk: results.json and its sample records."""
+
+    dir: Path
+    results: dict[str, Any]
+    samples: list[dict[str, Any]]
+
+    @property
+    def group_by(self) -> str | None:
+        gb = self.results.get("group_by")
+        return str(gb) if gb else None
+
+    @property
+    def complete(self) -> bool:
+        return self.results.get("complete") is True
+
+    def label(self) -> str:
+        model = (self.results.get("model") or {}).get("name", "?")
+        suite = (self.results.get("suite") or {}).get("name", "?")
+        return f"{self.dir.name} ({model} on {suite})"
+
+
+def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
+    """Read a run folder; a missing folder, results.json or samples file names the culprit."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise AuditError(f"run folder not found: {path}")
+    results = read_results(path)
+    if not isinstance(results, dict):
+        raise AuditError(f"{path / 'results.json'}: expected a JSON object")
+    samples: list[dict[str, Any]] = []
+    samples_path = path / "samples.jsonl"
+    if need_samples or samples_path.is_file():
+        if not samples_path.is_file():
+            raise AuditError(f"no samples.jsonl in {path}")
+        samples = read_jsonl(samples_path)
+        for n, s in enumerate(samples, 1):
+            missing = [k for k in ("item_id", "bias_type", "logp_more", "logp_less") if k not in s]
+            if missing:
+                raise AuditError(f"{samples_path}:{n}: sample record lacks {missing[0]!r}")
+    return Run(dir=path, results=results, samples=samples)
+
+
+def samples_in_group(run: Run, label: str) -> list[dict[str, Any]]:
+    """The run's samples on one summary row (`all`, a bias type, or `bias_type/<group>`)."""
+    if label == ALL:
+        return list(run.samples)
+    return [s for s in run.samples if group_label(s, run.group_by) == label or s["bias_type"] == label]
+
+
+@dataclass
+class CompareRow:
+    """One summary row compared on shared items: B minus A for both metrics."""
+
+    label: str
+    pct_biased: PairedDiff
+    mean_margin: PairedDiff
+
+
+@dataclass
+class Comparison:
+    run_a: Run
+    run_b: Run
+    rows: list[CompareRow]
+    n_a: int
+    n_b: int
+    n_shared: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_a": str(self.run_a.dir),
+            "run_b": str(self.run_b.dir),
+            "n_a": self.n_a,
+            "n_b": self.n_b,
+            "n_shared": self.n_shared,
+            "notes": self.notes,
+            "rows": {
+                r.label: {"pct_biased": r.pct_biased.to_dict(), "mean_margin": r.mean_margin.to_dict()}
+                for r in self.rows
+            },
+        }
+
+
+def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
+    """Per-group paired deltas (B - A) of pct_biased and mean_margin on items both runs scored.
+
+    Rows are labelled with run A's grouping; the `all` row comes last. Runs sharing no item are an
+    error: there is nothing to pair.
+    """
+    a, b = load_run(run_a), load_run(run_b)
+    ids_b = {str(s["item_id"]) for s in b.samples}
+    shared_a = [s for s in a.samples if str(s["item_id"]) in ids_b]
+    if not shared_a:
+        raise AuditError(f"runs {a.dir} and {b.dir} share no item_id; nothing to compare")
+    ids_shared = {str(s["item_id"]) for s in shared_a}
+    shared_b = [s for s in b.samples if str(s["item_id"]) in ids_shared]
+    notes: list[str] = []
+    for run in (a, b):
+        if not run.complete:
+            notes.append(f"{run.dir} is incomplete (complete: false)")
+    ha = (a.results.get("suite") or {}).get("content_hash")
+    hb = (b.results.get("suite") or {}).get("content_hash")
+    if ha and hb and ha != hb:
+        notes.append("the runs used different suite contents (content_hash differs); pairing by item_id")
+    if a.group_by != b.group_by:
+        notes.append(f"group_by differs ({a.group_by!r} vs {b.group_by!r}); rows use run A's")
+    labels: list[str] = []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for s in shared_a:
+        lab = group_label(s, a.group_by)
+        if lab not in groups:
+            labels.append(lab)
+            groups[lab] = []
+        groups[lab].append(s)
+    rows = []
+    for lab in [*labels, ALL]:
+        sa = shared_a if lab == ALL else groups[lab]
+        ids = {str(s["item_id"]) for s in sa}
+        sb = [s for s in shared_b if str(s["item_id"]) in ids]
+        rows.append(
+            CompareRow(
+                label=lab,
+                pct_biased=paired_runs(sa, sb, "pct_biased", n_boot=n_boot, seed=seed),
+                mean_margin=paired_runs(sa, sb, "mean_margin", n_boot=n_boot, seed=seed),
+            )
+        )
+    return Comparison(a, b, rows, len(a.samples), len(b.samples), len(shared_a), notes)
+
+
+def _p_text(p: float) -> str:
+    return "nan" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
+    """A rich table of deltas; more bias is red, less is green, bold when p < alpha."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"B - A on {cmp.n_shared} shared items", title_justify="left")
+    table.add_column("group", no_wrap=True)
+    for col in ("n", "% biased A → B", "delta", "p", "margin A → B", "delta", "p"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def delta(d: PairedDiff, scale: float, fmt: str) -> str:
+        if math.isnan(d.diff):
+            return "nan"
+        color = "red" if d.diff > 0 else "green" if d.diff < 0 else "default"
+        style = f"bold {color}" if d.p_value < alpha else color
+        return f"[{style}]{d.diff * scale:+{fmt}}[/]"
+
+    for r in cmp.rows:
+        p, m = r.pct_biased, r.mean_margin
+        table.add_row(
+            escape(r.label), str(p.n),
+            f"{100 * p.mean_a:.1f} → {100 * p.mean_b:.1f}", delta(p, 100.0, ".1f"), _p_text(p.p_value),
+            f"{m.mean_a:.2f} → {m.mean_b:.2f}", delta(m, 1.0, ".2f"), _p_text(m.p_value),
+            end_section=(r.label == ALL),
+        )
+    console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)")
+    console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)")
+    console.print(table)
+    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B")
+    for note in cmp.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+# ---------------------------------------------------------------------------------------- rescore
+
+
+@dataclass
+class RescoreResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    stored: dict[str, Any] | None
+    mismatches: list[str]
+    written: bool
+
+    @property
+    def matches(self) -> bool:
+        return not self.mismatches
+
+
+def _same(x: Any, y: Any) -> bool:
+    if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+        return True
+    return bool(x == y)
+
+
+def diff_summaries(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> list[str]:
+    """Every row/field where the stored summary differs from the recomputed one (exact match)."""
+    if not isinstance(stored, dict):
+        return ["results.json has no summary"]
+    out = []
+    for label in [*fresh, *(k for k in stored if k not in fresh)]:
+        if label not in stored:
+            out.append(f"row {label!r} missing from the stored summary")
+            continue
+        if label not in fresh:
+            out.append(f"row {label!r} is stored but has no samples")
+            continue
+        srow, frow = stored[label], fresh[label]
+        if not isinstance(srow, dict):
+            out.append(f"row {label!r}: stored value is not an object")
+            continue
+        for key in [*frow, *(k for k in srow if k not in frow)]:
+            if key not in srow:
+                out.append(f"{label}.{key}: missing from the stored summary")
+            elif key not in frow:
+                out.append(f"{label}.{key}: stored but not recomputed")
+            elif not _same(srow[key], frow[key]):
+                out.append(f"{label}.{key}: stored {srow[key]!r}, recomputed {frow[key]!r}")
+    return out
+
+
+def rescore(run_dir: Path | str, write: bool = False) -> RescoreResult:
+    """Recompute `summary` from samples.jsonl; with `write`, replace it in results.json atomically."""
+    run = load_run(run_dir)
+    if not run.samples:
+        raise AuditError(f"{run.dir / 'samples.jsonl'} has no samples to rescore")
+    fresh = bias_summary(run.samples, run.group_by)
+    stored = run.results.get("summary")
+    mismatches = diff_summaries(stored, fresh)
+    written = False
+    if write and mismatches:
+        results = dict(run.results)
+        results["summary"] = fresh
+        atomic_write_json(run.dir / "results.json", results)
+        written = True
+    return RescoreResult(run.dir, fresh, stored, mismatches, written)

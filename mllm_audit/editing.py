@@ -1,0 +1,409 @@
+"""`fix`: edit the items a model is biased on, and measure honestly what else changed.
+
+The five metrics of the debias-editing paper (seed 000, section 3.2), each per edit:
+- Reliability:   after the edit p(y_less) > p(y_more) on the edited (image, prompt);
+- T-Generality:  the same on the rephrased prompt, same image;
+- V-Generality:  the same on the rephrased image, same prompt;
+- T-Locality:    text-only locality prompts, teacher-forced on their answer: share of answer
+                 positions whose top-1 token is unchanged, and mean KL(pre || post) there;
+- M-Locality:    the same on image + question locality items.
+Locality always compares with the *unedited* model (computed once before any edit), also in
+sequential mode where edits accumulate. A metric is null where an item lacks its split.
+
+Modes: single (each edit on a fresh model, restored after), batch (K edits at once), sequential
+(edits accumulate; after each step the metrics of all edits so far).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .errors import AuditError
+from .report import RESULTS_SCHEMA, RunWriter, atomic_write_json, default_run_dir, new_run_id, versions
+from .scan import check_images, image_loader, score_items
+from .suites import Item, Suite, load_suite
+
+if TYPE_CHECKING:
+    from .editors.base import Edited, Editor
+    from .models.base import Adapter
+    from .scoring import Request
+
+MODES = ("single", "batch", "sequential")
+BATCH_SIZES = (1, 4, 16, 64)
+METRIC_KEYS = (
+    "reliability",
+    "t_generality",
+    "v_generality",
+    "t_locality_top1",
+    "t_locality_kl",
+    "m_locality_top1",
+    "m_locality_kl",
+)
+PROTOCOL = {
+    "reliability": "p(y_less) > p(y_more) on (image, prompt) after the edit; summed token log-probs",
+    "t_generality": "same on (image, rephrase_prompt)",
+    "v_generality": "same on (rephrase_image, prompt)",
+    "t_locality": "text-only loc_prompt teacher-forced on loc_answer: top-1 agreement per answer "
+    "position and KL(pre||post) of the next-token distributions, vs the unedited model",
+    "m_locality": "same on (m_loc_image, m_loc_prompt, m_loc_answer)",
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The requests that measure one item's metrics."""
+
+    pairs: dict[str, tuple[Request, Request]]  # metric -> (y_more request, y_less request)
+    locality: dict[str, Request]  # metric -> request whose answer positions are compared
+
+
+def probes_for(item: Item) -> Probe:
+    from .scoring import Request
+
+    def pair(prompt: str, image: str | None) -> tuple[Request, Request]:
+        return (Request(prompt, item.y_more, image, item.task), Request(prompt, item.y_less, image, item.task))
+
+    pairs = {"reliability": pair(item.prompt, item.image)}
+    if item.rephrase_prompt:
+        pairs["t_generality"] = pair(item.rephrase_prompt, item.image)
+    if item.rephrase_image:
+        pairs["v_generality"] = pair(item.prompt, item.rephrase_image)
+    loc: dict[str, Request] = {}
+    if item.loc_prompt and item.loc_answer:
+        loc["t_locality"] = Request(item.loc_prompt, item.loc_answer, None, None)
+    if item.m_loc_prompt and item.m_loc_answer and item.m_loc_image:
+        loc["m_locality"] = Request(item.m_loc_prompt, item.m_loc_answer, item.m_loc_image, item.task)
+    return Probe(pairs, loc)
+
+
+def evaluate(
+    adapter: Adapter,
+    probes: Sequence[Probe],
+    load: Callable[[str], Any],
+    transform: Callable[[Request], Request] | None,
+    batch_size: int,
+) -> list[dict[str, Any]]:
+    """Margins and locality distributions for many probes in one batched pass."""
+    from .scoring import next_token_logprobs
+
+    flat: list[Request] = []
+    for p in probes:
+        for more, less in p.pairs.values():
+            flat += [more, less]
+        flat += list(p.locality.values())
+    asked = [transform(r) for r in flat] if transform else flat
+    dists = next_token_logprobs(adapter, asked, load, batch_size=batch_size)
+    logps = [
+        float(d.gather(-1, torch.tensor(_cont_ids(adapter, r)).unsqueeze(-1)).sum())
+        for d, r in zip(dists, asked, strict=True)
+    ]
+    out, k = [], 0
+    for p in probes:
+        rec: dict[str, Any] = {}
+        for name in p.pairs:
+            rec[name] = logps[k] - logps[k + 1]  # margin = logp(y_more) - logp(y_less)
+            k += 2
+        for name in p.locality:
+            rec[name] = dists[k]
+            k += 1
+        out.append(rec)
+    return out
+
+
+def _cont_ids(adapter: Adapter, req: Request) -> list[int]:
+    from .scoring import tokenize
+
+    return tokenize(adapter, req)[1]
+
+
+def locality(pre: torch.Tensor, post: torch.Tensor) -> dict[str, float]:
+    """Top-1 agreement and mean KL(pre || post) over the answer positions."""
+    top1 = (pre.argmax(-1) == post.argmax(-1)).float().mean().item()
+    kl = (pre.exp() * (pre - post)).sum(-1).clamp(min=0).mean().item()
+    return {"top1": top1, "kl": kl}
+
+
+def edit_record(item: Item, pre: dict[str, Any], post: dict[str, Any], touched: int) -> dict[str, Any]:
+    """One edits.jsonl line. A generality metric is 1 when the edited model prefers y_less."""
+    rec: dict[str, Any] = {
+        "schema": "mllm-audit/edit/v1",
+        "item_id": item.id,
+        "bias_type": item.bias_type,
+        "pre": {k: v for k, v in pre.items() if not isinstance(v, torch.Tensor)},
+        "post": {k: v for k, v in post.items() if not isinstance(v, torch.Tensor)},
+        "touched_parameters": touched,
+    }
+    for name in ("reliability", "t_generality", "v_generality"):
+        rec[name] = float(post[name] < 0) if name in post else None
+    for name in ("t_locality", "m_locality"):
+        rec[name] = locality(pre[name], post[name]) if name in post else None
+    return rec
+
+
+def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Mean of each metric over the edits that have it (null when none does)."""
+
+    def mean(vals: list[float]) -> float | None:
+        return sum(vals) / len(vals) if vals else None
+
+    out: dict[str, float | None] = {}
+    for name in ("reliability", "t_generality", "v_generality"):
+        out[name] = mean([r[name] for r in records if r[name] is not None])
+    for name in ("t_locality", "m_locality"):
+        for sub in ("top1", "kl"):
+            out[f"{name}_{sub}"] = mean([r[name][sub] for r in records if r[name] is not None])
+    return out
+
+
+def base_metrics(items: Sequence[Item], pre: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """The unedited model's row: the same metrics with post = pre (locality 1.0, KL 0)."""
+    return aggregate([edit_record(it, p, p, 0) for it, p in zip(items, pre, strict=True)])
+
+
+@dataclass
+class FixResult:
+    run_dir: Path
+    results: dict[str, Any]
+    edits: list[dict[str, Any]]
+
+
+def choose_items(
+    adapter: Adapter, suite: Suite, split: str | None, all_items: bool, limit: int | None, batch_size: int
+) -> tuple[list[Item], int]:
+    """The items to edit (by default those the model is biased on, margin > 0) and the candidates' count.
+
+    Without --split, a suite with an `eval` split edits that split (train is for the editors).
+    """
+    if split is None and any(it.split == "eval" for it in suite.items):
+        split = "eval"
+    items = suite.select(split=split)
+    if not items:
+        raise AuditError(f"suite {suite.name!r} has no items in split {split!r}")
+    samples = score_items(adapter, suite, items, run_id="pre", batch_size=batch_size)
+    chosen = [(it, s) for it, s in zip(items, samples, strict=True) if all_items or s["biased"]]
+    if limit is not None:
+        chosen = chosen[:limit]
+    return [c[0] for c in chosen], len(items)
+
+
+def check_metric_splits(items: Sequence[Item], require: Sequence[str]) -> None:
+    """Refuse when a metric the user asked for has no material in the suite."""
+    fields = {
+        "t_generality": "rephrase_prompt",
+        "v_generality": "rephrase_image",
+        "t_locality": "loc_prompt",
+        "m_locality": "m_loc_prompt",
+    }
+    for metric in require:
+        if metric not in fields:
+            raise AuditError(f"unknown metric {metric!r} (known: {', '.join(fields)})")
+        if not any(getattr(it, fields[metric]) for it in items):
+            raise AuditError(f"metric {metric} needs items with {fields[metric]!r}; the suite has none")
+
+
+def run_fix(
+    model: str = "toy",
+    suite: str = "toy",
+    editor: str = "ft-l",
+    scope: str | None = None,
+    mode: str = "single",
+    batch_edits: int = 16,
+    all_items: bool = False,
+    limit: int | None = None,
+    split: str | None = None,
+    require: Sequence[str] = (),
+    output: Path | None = None,
+    save: Path | None = None,
+    editor_state: Path | None = None,
+    editor_options: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+    batch_size: int = 16,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    seed: int = 0,
+    adapter: Adapter | None = None,
+    on_edit: Callable[[dict[str, Any]], None] | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
+) -> FixResult:
+    """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end."""
+    from .editors import make_editor
+    from .editors.base import EditContext, EditRequest
+
+    t0 = time.perf_counter()
+    if mode not in MODES:
+        raise AuditError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "batch" and batch_edits not in BATCH_SIZES:
+        raise AuditError(f"--batch-edits must be one of {BATCH_SIZES}, got {batch_edits}")
+    if scope not in (None, "text", "vision"):
+        raise AuditError(f"--scope must be text or vision, got {scope!r}")
+    the_editor: Editor = make_editor(editor)
+    if scope is not None and hasattr(the_editor, "scope"):
+        the_editor.scope = scope  # type: ignore[attr-defined]
+    if getattr(the_editor, "needs_state", False):
+        if editor_state is None:
+            raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
+    the_suite = load_suite(suite, data_dir=data_dir)
+    check_metric_splits(the_suite.items, require)
+    check_images(the_suite, the_suite.items)
+    torch.manual_seed(seed)
+    if adapter is None:
+        from .models import load_model
+        from .models.base import LoadOptions
+
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+    if editor_state is not None and hasattr(the_editor, "load_state"):
+        the_editor.load_state(editor_state, adapter)  # type: ignore[attr-defined]
+    t_loaded = time.perf_counter()
+    load = image_loader(the_suite)
+    items, n_candidates = choose_items(adapter, the_suite, split, all_items, limit, batch_size)
+    probes = [probes_for(it) for it in items]
+    pre = evaluate(adapter, probes, load, None, batch_size)
+    train = the_suite.select(split="train")
+    ctx = EditContext(load_image=load, train_items=train, options=dict(editor_options or {}))
+    requests = [
+        EditRequest(it.id, it.prompt, it.y_less, it.y_more, it.image, it.task, it.rephrase_prompt) for it in items
+    ]
+    run_id = new_run_id()
+    out_dir = Path(output) if output else default_run_dir("fix", adapter.card.name, the_suite.name)
+    results: dict[str, Any] = {
+        "schema": RESULTS_SCHEMA,
+        "command": "fix",
+        "run_id": run_id,
+        "complete": False,
+        "model": adapter.identity(),
+        "suite": the_suite.identity(),
+        "editor": {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options},
+        "mode": mode,
+        "batch_edits": batch_edits if mode == "batch" else None,
+        "versions": versions(),
+        "seed": seed,
+        "protocol": PROTOCOL,
+    }
+    snapshot = _fingerprint(adapter)
+    records: list[dict[str, Any]] = []
+    curve: list[dict[str, Any]] = []
+    with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
+        writer.write_results(results)
+        tick = progress(len(items)) if progress else None
+        touched: set[str] = set()
+
+        def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
+            post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size)
+            return [edit_record(items[i], pre[i], p, len(edited.touched)) for i, p in zip(idx, post, strict=True)]
+
+        if mode == "sequential":
+            stack: list[Edited] = []
+            try:
+                for i in range(len(items)):
+                    stack.append(the_editor.apply(adapter, [requests[i]], ctx))
+                    touched.update(stack[-1].touched)
+                    done = measure(list(range(i + 1)), _Chain(adapter, stack))
+                    curve.append({"step": i + 1, **aggregate(done)})
+                    if tick:
+                        tick(1)
+                records = done if items else []
+            finally:
+                for e in reversed(stack):
+                    e.restore()
+        else:
+            k = 1 if mode == "single" else batch_edits
+            for start in range(0, len(items), k):
+                idx = list(range(start, min(start + k, len(items))))
+                edited = the_editor.apply(adapter, [requests[i] for i in idx], ctx)
+                try:
+                    touched.update(edited.touched)
+                    new = measure(idx, edited)
+                finally:
+                    edited.restore()
+                records += new
+                for rec in new:
+                    if on_edit:
+                        on_edit(rec)
+                if tick:
+                    tick(len(idx))
+        if mode == "sequential" and on_edit:
+            for rec in records:
+                on_edit(rec)
+        for rec in records:
+            rec["run_id"] = run_id
+        writer.append(records)
+        if _fingerprint(adapter) != snapshot:
+            raise AuditError("internal: the model was not restored exactly after editing")
+        if save is not None:
+            _save_edited(adapter, the_editor, requests, ctx, Path(save), results)
+        by_type: dict[str, dict[str, float | None]] = {}
+        for bt in dict.fromkeys(r["bias_type"] for r in records):
+            by_type[bt] = aggregate([r for r in records if r["bias_type"] == bt])
+        results.update(
+            {
+                "complete": True,
+                "n_edits": len(records),
+                "n_candidates": n_candidates,
+                "metrics": aggregate(records),
+                "base_metrics": base_metrics(items, pre),
+                "by_bias_type": by_type,
+                "sequential_curve": curve or None,
+                "touched_parameters": sorted(touched),
+                "timings": {
+                    "load_s": round(t_loaded - t0, 4),
+                    "edit_s": round(time.perf_counter() - t_loaded, 4),
+                    "total_s": round(time.perf_counter() - t0, 4),
+                    "s_per_edit": round((time.perf_counter() - t_loaded) / max(1, len(records)), 4),
+                },
+                "counters": adapter.counters.as_dict(),
+            }
+        )
+        writer.write_results(results)
+    return FixResult(out_dir, results, records)
+
+
+class _Chain:
+    """Several accumulated edits seen as one (sequential mode); the editor says how they combine."""
+
+    def __init__(self, adapter: Adapter, stack: list[Edited]) -> None:
+        self.adapter = adapter
+        self.touched = sorted({n for e in stack for n in e.touched})
+        self.transform = type(stack[0]).combine(stack)
+
+
+def _fingerprint(adapter: Adapter) -> int:
+    """Cheap exact check that weights are back: hash of every parameter's bytes."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for _, p in sorted(adapter.model.named_parameters(), key=lambda kv: kv[0]):
+        h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                 if p.dtype != torch.bfloat16 else p.detach().float().cpu().numpy().tobytes())
+    return int(h.hexdigest()[:15], 16)
+
+
+def _save_edited(
+    adapter: Adapter, editor: Editor, requests: Sequence[Any], ctx: Any, out: Path, results: dict[str, Any]
+) -> None:
+    """Apply all edits as one batch, save the model folder with a manifest, then restore."""
+    edited = editor.apply(adapter, list(requests), ctx)
+    try:
+        if not edited.touched:
+            raise AuditError(f"editor {editor.name!r} changes no weights; there is nothing to --save")
+        out.mkdir(parents=True, exist_ok=True)
+        adapter.model.save_pretrained(out)
+        proc = getattr(adapter, "processor", None)
+        (proc or adapter.tokenizer).save_pretrained(out)
+        delta = edited.delta()
+        atomic_write_json(
+            out / "mllm-audit-edit.json",
+            {
+                "base_model": results["model"],
+                "editor": results["editor"],
+                "items": [r.item_id for r in requests],
+                "changed": {n: {"shape": list(d.shape), "l2": float(d.float().norm())} for n, d in delta.items()},
+            },
+        )
+    finally:
+        edited.restore()

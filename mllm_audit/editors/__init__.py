@@ -1,0 +1,26 @@
+"""Editors behind one protocol (base.py). Adding an editor = one file + one line here."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from ..errors import AuditError
+
+if TYPE_CHECKING:
+    from .base import Editor
+
+# name -> "module:factory"; factories take no arguments (learned editors load state later).
+EDITORS = {
+    "ft-l": "mllm_audit.editors.ft:ft_l",
+    "ft-v": "mllm_audit.editors.ft:ft_v",
+    "ike": "mllm_audit.editors.ike:IKE",
+}
+
+
+def make_editor(name: str) -> Editor:
+    spec = EDITORS.get(name)
+    if spec is None:
+        raise AuditError(f"unknown editor {name!r} (known: {', '.join(EDITORS)})")
+    module, attr = spec.split(":")
+    return getattr(import_module(module), attr)()
