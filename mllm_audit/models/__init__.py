@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 # family -> module with `load(card, options) -> Adapter`
 FAMILIES = {
     "blip2": "mllm_audit.models.blip2",
+    "llava": "mllm_audit.models.llava",
+    "instructblip": "mllm_audit.models.instructblip",
+    "minigpt4": "mllm_audit.models.minigpt4",
 }
 
 

@@ -5,7 +5,9 @@ Failures become one-line `AuditError`s that say what to do.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from typing import Any
 
 from ..errors import AuditError
@@ -25,14 +27,32 @@ def quantization_config(card: Card, options: LoadOptions) -> Any:
         raise AuditError("--quantize needs bitsandbytes: pip install 'mllm-audit[quant]'") from None
     from transformers import BitsAndBytesConfig
 
+    # Each 8-bit matmul on fp32 inputs logs a cast notice: ours is the only output.
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+    skip = skip_patterns(card.keep_fp32)
     if options.quantize == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(card.keep_fp32) or None)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_compute_dtype=DTYPES[options.dtype],
-        llm_int8_skip_modules=list(card.keep_fp32) or None,
+        llm_int8_skip_modules=skip,
     )
+
+
+def skip_patterns(names: list[str]) -> list[str] | None:
+    r"""Card module names as transformers' skip patterns, matching at any depth.
+
+    transformers matches a skip pattern from the start of the full module name or as its suffix, so a
+    bare `vision_tower` would miss `model.vision_tower.encoder...`; `(?:.*\.)?name` finds it anywhere
+    on a module boundary.
+    """
+    return [rf"(?:.*\.)?{re.escape(n)}" for n in names] or None
+
+
+def keeps_full_precision(name: str, keep: list[str]) -> bool:
+    """Whether module `name` falls under one of the card's keep_fp32 entries (same rule as above)."""
+    return any(re.match(rf"(?:.*\.)?{re.escape(k)}(?:\.|$)", name) for k in keep)
 
 
 def quiet_transformers() -> None:
@@ -57,14 +77,19 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             kwargs["quantization_config"] = qconfig
         if options.device_map:
             kwargs["device_map"] = options.device_map
-            if options.max_memory:
-                kwargs["max_memory"] = options.max_memory
+            # The budget: the command line's, else the card's `extra: {max_memory: {...}}`.
+            budget = options.max_memory or card.extra.get("max_memory")
+            if budget:
+                kwargs["max_memory"] = dict(budget)
+        elif qconfig is not None:
+            # bitsandbytes quantizes while placing: say where, or it lands wherever is first.
+            kwargs["device_map"] = {"": options.device}
     local = os.path.isdir(card.weights)
     if not local:
         kwargs["local_files_only"] = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
         obj = cls.from_pretrained(card.weights, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         where = "folder" if local else "hub id"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise AuditError(
@@ -72,6 +97,13 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             "(without hub access, download the weights elsewhere and pass the folder with --model)"
         ) from None
     if is_model:
+        placed = getattr(obj, "hf_device_map", None) or {}
+        offloaded = [name or "the whole model" for name, dev in placed.items() if dev == "disk"]
+        if offloaded:
+            raise AuditError(
+                f"model {card.name!r} does not fit the memory budget {kwargs.get('max_memory')}: "
+                f"{offloaded[0]} would be offloaded to disk (raise --max-memory or quantize)"
+            )
         if options.device_map is None and qconfig is None:
             obj = obj.to(options.device)
         obj.eval()

@@ -1,0 +1,218 @@
+"""Shared by the family conformance tests: tiny model folders and the scoring-contract checks.
+
+Every family is checked the same way: scores equal the family's stock forward (`loss * n_tokens`
+with labels masking all but the continuation), whatever the batch size, padding side or order, and
+each distinct image is encoded by the vision tower once per call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mllm_audit.scoring import Request, score, tokenize
+
+WORDS = ["doctor", "nurse", "pilot", "flight attendant", "kitchen", "office", "Paris", "red", "a b c", "two"]
+PROMPTS = ["Is this person a doctor or a nurse?", "a photo of", "What colour is the background?", "Question:"]
+
+# One user turn, then the assistant cue: the shape of llava-1.5-hf's template, written for the tests.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] | upper }}: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def images(n: int, seed: int = 1) -> dict[str, Image.Image]:
+    rng = np.random.default_rng(seed)
+    return {f"img{k}": Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)) for k in range(n)}
+
+
+def requests(n: int, imgs: dict[str, Image.Image], seed: int = 0, text_only: bool = True) -> list[Request]:
+    rnd = random.Random(seed)
+    keys: list[str | None] = list(imgs) + ([None] if text_only else [])
+    return [
+        Request(
+            prompt=rnd.choice(PROMPTS),
+            continuation=rnd.choice(WORDS),
+            image=rnd.choice(keys),
+            task=rnd.choice(["vqa", "ic"]),
+        )
+        for _ in range(n)
+    ]
+
+
+def labels_for(prefix: list[int], cont: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and labels masking everything but the continuation."""
+    ids = torch.tensor([prefix + cont])
+    labels = ids.clone()
+    labels[:, : len(prefix)] = -100
+    return ids, labels
+
+
+Stock = Callable[[Any, Request, dict[str, Image.Image]], float]
+
+
+def check_against_stock(adapter: Any, stock: Stock, n: int = 20, seed: int = 0) -> float:
+    """Max |score - stock| over random requests (asserted below 1e-5); returns it for the report."""
+    imgs = images(4)
+    reqs = requests(n, imgs, seed=seed)
+    got = score(adapter, reqs, imgs.__getitem__, batch_size=5)
+    worst = 0.0
+    for req, s in zip(reqs, got, strict=True):
+        _, cont = tokenize(adapter, req)
+        assert s.n_tokens == len(cont)
+        worst = max(worst, abs(s.logp - stock(adapter, req, imgs)))
+    assert worst < 1e-5, worst
+    return worst
+
+
+def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
+    """Same scores for any batch size, padding side and order; one vision encode per distinct image."""
+    imgs = images(4)
+    reqs = requests(n, imgs, seed=seed)
+    before = adapter.counters.images_encoded
+    base = [s.logp for s in score(adapter, reqs, imgs.__getitem__, batch_size=1)]
+    assert adapter.counters.images_encoded - before == len({r.image for r in reqs if r.image})
+    assert len(set(np.round(base, 3))) > 8  # the requests really differ
+    for side in ("left", "right"):
+        for bs in (3, 16):
+            got = score(adapter, reqs, imgs.__getitem__, batch_size=bs, padding_side=side)
+            np.testing.assert_allclose([s.logp for s in got], base, atol=1e-5, rtol=0)
+    order = list(range(len(reqs)))
+    random.Random(0).shuffle(order)
+    got = score(adapter, [reqs[i] for i in order], imgs.__getitem__, batch_size=7, padding_side="right")
+    np.testing.assert_allclose([g.logp for g in got], [base[i] for i in order], atol=1e-5, rtol=0)
+
+
+def tiny_tokenizer(extra_specials: list[str]) -> Any:
+    from mllm_audit.tiny import build_tokenizer
+
+    tok = build_tokenizer()
+    tok.add_tokens(extra_specials, special_tokens=True)
+    return tok
+
+
+def llama_config(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+        tie_word_embeddings=False,
+    )
+
+
+def save_tiny_llava(out: Path, seed: int = 0) -> Path:
+    """A random tiny LLaVA-1.5 (CLIP vision, Llama text) with its processor and chat template."""
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok = tiny_tokenizer(["<image>"])
+    image_id = tok.convert_tokens_to_ids("<image>")
+    vision = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    )
+    cfg = LlavaConfig(
+        vision_config=vision.to_dict() | {"model_type": "clip_vision_model"},
+        text_config=llama_config(len(tok)).to_dict(),
+        image_token_id=image_id,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        image_seq_length=16,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    improc = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    proc = LlavaProcessor(
+        image_processor=improc,
+        tokenizer=tok,
+        patch_size=8,
+        chat_template=CHAT_TEMPLATE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
+
+
+def save_tiny_instructblip(out: Path, seed: int = 0) -> Path:
+    """A random tiny InstructBLIP (Llama text) with its two tokenizers and processor."""
+    from transformers import (
+        BlipImageProcessorPil,
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipProcessor,
+        InstructBlipQFormerConfig,
+        InstructBlipVisionConfig,
+    )
+
+    from mllm_audit.tiny import build_tokenizer
+
+    tok = tiny_tokenizer(["<image>"])
+    tok.image_token = "<image>"
+    qtok = build_tokenizer(vocab_size=300)
+    vision = InstructBlipVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        initializer_range=0.02,
+    )
+    qformer = InstructBlipQFormerConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        encoder_hidden_size=32,
+        vocab_size=len(qtok),
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    cfg = InstructBlipConfig(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=llama_config(len(tok)).to_dict(),
+        num_query_tokens=4,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    model = InstructBlipForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        model.query_tokens.normal_(0.0, 0.02)
+    improc = BlipImageProcessorPil(size={"height": 32, "width": 32})
+    proc = InstructBlipProcessor(
+        image_processor=improc, tokenizer=tok, qformer_tokenizer=qtok, num_query_tokens=4
+    )
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
