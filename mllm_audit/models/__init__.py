@@ -17,6 +17,7 @@ FAMILIES = {
     "llava": "mllm_audit.models.llava",
     "instructblip": "mllm_audit.models.instructblip",
     "minigpt4": "mllm_audit.models.minigpt4",
+    "janus": "mllm_audit.models.janus",
 }
 
 
