@@ -70,8 +70,13 @@ class Policy:
 
 
 def _number(where: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise AuditError(f"{where}: {key!r} must be a finite number, got {value!r}")
+    try:  # a YAML integer can be too large for a float (OverflowError)
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(float(value))
+    except OverflowError:
+        ok = False
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise AuditError(f"{where}: {key!r} must be a finite number, got {shown}")
     return float(value)
 
 

@@ -67,6 +67,49 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records of a file that was being appended to when its writer died; returns (records, dropped).
+
+    A process killed mid-write leaves at most its last line torn: an unparsable *last* line is
+    dropped (and counted) so the work is redone. An unparsable line anywhere else is not a torn
+    write but damage, and is refused naming file:line.
+    """
+    if not path.is_file():
+        return [], 0
+    lines = path.read_bytes().split(b"\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    out: list[dict[str, Any]] = []
+    dropped = 0
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            if n == len(lines):
+                dropped += 1
+                continue
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+            raise AuditError(f"{path}:{n}: malformed JSON ({msg}); not a torn last line, refusing to resume") from None
+        if isinstance(obj, dict):
+            out.append(obj)
+        else:
+            dropped += 1
+    return out, dropped
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Replace a JSONL file in one step (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def read_results(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "results.json"
     if not path.is_file():
@@ -80,7 +123,10 @@ def read_results(run_dir: Path) -> dict[str, Any]:
 class RunWriter:
     """Owns one run folder: the samples file (append + flush) and results.json (atomic)."""
 
-    def __init__(self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl") -> None:
+    def __init__(
+        self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False
+    ) -> None:
+        """`append=True` continues an existing samples file (resume, shard files) instead of starting it."""
         self.dir = Path(out_dir)
         self.run_id = run_id
         try:
@@ -89,15 +135,20 @@ class RunWriter:
             raise AuditError(f"cannot create output folder {self.dir}: {e.strerror}") from None
         self.samples_path = self.dir / samples_name
         self.results_path = self.dir / "results.json"
-        self._fh = open(self.samples_path, "w", encoding="utf-8")
+        try:
+            self.samples_path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.samples_path, "a" if append else "w", encoding="utf-8")
+        except OSError as e:
+            raise AuditError(f"cannot write {self.samples_path}: {e.strerror}") from None
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         atomic_write_json(self.results_path, results)
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
-        for rec in records:
-            self._fh.write(json.dumps(rec, allow_nan=False) + "\n")
+        """Append records and push them to disk, so a killed run keeps every finished chunk."""
+        self._fh.write("".join(json.dumps(rec, allow_nan=False) + "\n" for rec in records))
         self._fh.flush()
+        os.fsync(self._fh.fileno())
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ SPLITS = ("train", "val", "eval")
 # Pixel budget checked from the header before any decode (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Decoders PIL may use: the common raster formats only (no EPS/PostScript, which shells out).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 _REQUIRED = ("id", "task", "bias_type", "image", "prompt", "y_more", "y_less")
 _OPTIONAL_STR = (
@@ -130,16 +133,23 @@ def load_image(path: Path) -> Any:
     if path.stat().st_size > MAX_IMAGE_BYTES:
         raise AuditError(f"image too large on disk ({path.stat().st_size} bytes): {path}")
     try:
-        with Image.open(path) as probe:
+        # Our own pixel limit (below) is lower than PIL's warning threshold: silence its warning,
+        # which would otherwise print a multi-line message for a file we refuse anyway.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            probe = Image.open(path, formats=IMAGE_FORMATS)
+        with probe:
             w, h = probe.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise AuditError(f"image has {w}x{h} pixels, over the {MAX_IMAGE_PIXELS} limit: {path}")
             probe.verify()
-        with Image.open(path) as img:
+        with Image.open(path, formats=IMAGE_FORMATS) as img:
             return img.convert("RGB")
     except AuditError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except UnidentifiedImageError:
+        raise AuditError(f"not a {'/'.join(IMAGE_FORMATS)} image (or corrupt): {path}") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise AuditError(f"corrupt or unreadable image {path}: {e}") from None
     except Image.DecompressionBombError as e:  # pragma: no cover - guarded above
         raise AuditError(f"image refused as a decompression bomb: {path}: {e}") from None

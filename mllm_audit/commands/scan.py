@@ -23,9 +23,21 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed recorded with the run."),
         allow_outside_paths: bool = typer.Option(False, help="Allow image paths outside the suite folder."),
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        resume: bool = typer.Option(
+            False, help="Continue the run in --output: keep its samples for this model and suite, score the rest."
+        ),
+        device_map: str | None = typer.Option(
+            None, help="Spread the model over devices: auto, balanced, balanced_low_0 or sequential."
+        ),
+        max_memory: str | None = typer.Option(None, help="Budget per device for --device-map, e.g. 0=20GiB,cpu=64GiB."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type."""
+        """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
+
+        An existing run in --output is refused unless --resume is given. Ctrl-C or SIGTERM leave a
+        folder that --resume continues. Several processes: accelerate launch --multi_gpu
+        --num_processes N -m mllm_audit.cli scan ... (works on CPU too, over gloo).
+        """
         from ..console import bias_table, console, err_console, progress_bar
         from ..scan import run_scan
 
@@ -34,7 +46,10 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, data_dir=data_dir, output=output, batch_size=batch_size,
                 limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
+                resume=resume, device_map=device_map, max_memory=max_memory,
             )
+        if not res.main_process:
+            return  # under accelerate launch, rank 0 reports for everyone
         r = res.results
         console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}"))
         if "disparity" in r:
