@@ -88,8 +88,12 @@ def evaluate(
     load: Callable[[str], Any],
     transform: Callable[[Request], Request] | None,
     batch_size: int,
+    scorer: Callable[[Sequence[Request], Callable[[str], Any], int], list[torch.Tensor]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Margins and locality distributions for many probes in one batched pass."""
+    """Margins and locality distributions for many probes in one batched pass.
+
+    `scorer` (an Edited handle's `score`) replaces the adapter for editors that route requests.
+    """
     from .scoring import next_token_logprobs
 
     flat: list[Request] = []
@@ -98,7 +102,10 @@ def evaluate(
             flat += [more, less]
         flat += list(p.locality.values())
     asked = [transform(r) for r in flat] if transform else flat
-    dists = next_token_logprobs(adapter, asked, load, batch_size=batch_size)
+    if scorer is not None:
+        dists = scorer(asked, load, batch_size)
+    else:
+        dists = next_token_logprobs(adapter, asked, load, batch_size=batch_size)
     logps = [
         float(d.gather(-1, torch.tensor(_cont_ids(adapter, r)).unsqueeze(-1)).sum())
         for d, r in zip(dists, asked, strict=True)
@@ -135,6 +142,7 @@ def edit_record(item: Item, pre: dict[str, Any], post: dict[str, Any], touched: 
         "schema": "mllm-audit/edit/v1",
         "item_id": item.id,
         "bias_type": item.bias_type,
+        "meta": item.meta,
         "pre": {k: v for k, v in pre.items() if not isinstance(v, torch.Tensor)},
         "post": {k: v for k, v in post.items() if not isinstance(v, torch.Tensor)},
         "touched_parameters": touched,
@@ -294,7 +302,7 @@ def run_fix(
         touched: set[str] = set()
 
         def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
-            post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size)
+            post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size, edited.score)
             return [edit_record(items[i], pre[i], p, len(edited.touched)) for i, p in zip(idx, post, strict=True)]
 
         if mode == "sequential":
@@ -370,6 +378,7 @@ class _Chain:
         self.adapter = adapter
         self.touched = sorted({n for e in stack for n in e.touched})
         self.transform = type(stack[0]).combine(stack)
+        self.score = type(stack[0]).combine_score(stack)
 
 
 def _fingerprint(adapter: Adapter) -> int:

@@ -15,6 +15,9 @@ EDITORS = {
     "ft-l": "mllm_audit.editors.ft:ft_l",
     "ft-v": "mllm_audit.editors.ft:ft_v",
     "ike": "mllm_audit.editors.ike:IKE",
+    "mend": "mllm_audit.editors.mend:MEND",
+    "ke": "mllm_audit.editors.ke:KE",
+    "serac": "mllm_audit.editors.serac:SERAC",
 }
 
 

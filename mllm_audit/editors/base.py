@@ -4,7 +4,9 @@ A debias edit asks the model to prefer `target` (the item's y_less) over `avoid`
 (image, prompt). Weight editors change parameters and keep the originals to copy back bit for bit;
 in-context editors (IKE) change nothing and rewrite the requests the edited model is asked.
 Either way the evaluation only talks to an `Edited` handle: its `transform` maps a request to
-what the edited model really sees, and `restore()` gives back the original model.
+what the edited model really sees, and `restore()` gives back the original model. Editors that
+route a request to another model (SERAC's counterfactual model) also set `score`: the evaluation
+then asks the handle, not the adapter, for the next-token distributions.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class EditContext:
 class Edited:
     """A handle on an edited model. Weight editors restore saved tensors; the default is a no-op."""
 
+    # Optional: (transformed requests, image loader, batch size) -> per request the [n, V]
+    # log-softmax at its continuation positions, as scoring.next_token_logprobs; None = the adapter's.
+    score: Callable[[Sequence[Request], ImageLoader, int], list[torch.Tensor]] | None = None
+
     def __init__(self, adapter: Adapter, touched: dict[str, torch.Tensor] | None = None) -> None:
         self.adapter = adapter
         self._saved = touched or {}
@@ -68,6 +74,13 @@ class Edited:
             return request
 
         return transform
+
+    @staticmethod
+    def combine_score(
+        handles: Sequence[Edited],
+    ) -> Callable[[Sequence[Request], ImageLoader, int], list[torch.Tensor]] | None:
+        """The `score` of several accumulated edits (sequential mode); None = the adapter's."""
+        return None
 
     def restore(self) -> None:
         """Put every touched parameter back, bit for bit."""

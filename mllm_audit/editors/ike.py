@@ -32,8 +32,14 @@ def fact_line(prompt: str, answer: str) -> str:
     return f"New Fact: {prompt} {answer}"
 
 
-def ike_prompt(demos: Sequence[tuple[str, str, str, str]], fact: tuple[str, str], query: str) -> str:
-    """The context IKE puts in front of a query; shared with the toy world's training text."""
+Demo = tuple[str, str, str, str]  # (fact prompt, fact answer, demo prompt, demo answer)
+
+
+def ike_prompt(demos: Sequence[Demo], fact: tuple[str, str], query: str) -> str:
+    """The text IKE asks the edited model: demonstrations, the new fact, then the query.
+
+    All prompts are already in the model's template; the toy world trains on this exact text.
+    """
     blocks = [f"{fact_line(p, t)}\nPrompt: {x} {y}" for p, t, x, y in demos]
     blocks.append(f"{fact_line(*fact)}\nPrompt: {query}")
     return "\n\n".join(blocks)
@@ -50,7 +56,7 @@ def embed_texts(adapter: Adapter, texts: Sequence[str]) -> torch.Tensor:
 
 
 class IKEEdited(Edited):
-    def __init__(self, adapter: Adapter, facts: list[tuple[EditRequest, str]], fact_emb: torch.Tensor) -> None:
+    def __init__(self, adapter: Adapter, facts: list[tuple[EditRequest, list[Demo]]], fact_emb: torch.Tensor) -> None:
         super().__init__(adapter)
         self.facts = facts
         self.fact_emb = fact_emb
@@ -69,9 +75,7 @@ class IKEEdited(Edited):
             k = int((embed_texts(self.adapter, [request.prompt]) @ self.fact_emb.T).argmax())
         edit, demos = self.facts[k]
         fmt = self.adapter.format_prompt
-        query = fmt(request.prompt, request.task)
-        text = f"{demos}\n\n" if demos else ""
-        text += f"{fact_line(fmt(edit.prompt, edit.task), edit.target)}\nPrompt: {query}"
+        text = ike_prompt(demos, (fmt(edit.prompt, edit.task), edit.target), fmt(request.prompt, request.task))
         return replace(request, prompt=text, task=None)
 
 
@@ -95,7 +99,7 @@ class IKE(Editor):
         fmt = adapter.format_prompt
         facts = []
         for r in requests:
-            demos: list[tuple[str, str, str, str]] = []
+            demos: list[Demo] = []
             if items and k > 0:
                 sims = embed_texts(adapter, [r.prompt]) @ emb.T
                 for j in sims[0].argsort(descending=True)[:k].tolist():
@@ -108,7 +112,6 @@ class IKE(Editor):
                         demos.append((p, t, it.loc_prompt, it.loc_answer))
                     else:
                         demos.append((p, t, p, t))
-            block = "\n\n".join(f"{fact_line(p, t)}\nPrompt: {x} {y}" for p, t, x, y in demos)
-            facts.append((r, block))
+            facts.append((r, demos))
         fact_emb = embed_texts(adapter, [r.prompt for r in requests])
         return IKEEdited(adapter, facts, fact_emb)

@@ -1,0 +1,118 @@
+"""MEND: a gradient's rank-1 factors, transformed by a small learned network, make the edit.
+
+For an edited nn.Linear the gradient of the edit loss is sum_rows delta x^T, where x is the
+layer's input and delta the gradient at its output, row by row (positions). MEND keeps that
+rank-1 structure: a network shared by all layers of one weight shape maps each row's
+(x, delta) to (x~, delta~), and the edit is dW = -lr_l * sum_rows delta~ x~^T with a learned
+per-layer lr. The network sees standardised inputs (running statistics of x and delta per layer,
+so the scale of a model's activations does not matter), is low rank, and starts as the identity:
+an untrained MEND is a normalised gradient step.
+
+Meta-training (learned.py) asks the edited model to prefer y_less on the item and its rephrases
+and to keep locality probes unchanged; the edit itself is computed from the item alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .learned import Captured, Data, WeightEditor, capture
+
+if TYPE_CHECKING:
+    from ..models.base import Adapter
+    from .base import EditRequest
+
+
+class RankOneMap(torch.nn.Module):
+    """(x, delta) -> (x~, delta~) for one weight shape: identity plus a low-rank residual MLP,
+    with a per-layer scale and shift of the hidden input (MEND's layer conditioning)."""
+
+    def __init__(self, d_in: int, d_out: int, rank: int, n_layers: int) -> None:
+        super().__init__()
+        d = d_in + d_out
+        self.d_in = d_in
+        self.down = torch.nn.Linear(d, rank)
+        self.up = torch.nn.Linear(rank, d)
+        torch.nn.init.zeros_(self.up.weight)
+        torch.nn.init.zeros_(self.up.bias)
+        self.layer_scale = torch.nn.Parameter(torch.ones(n_layers, d))
+        self.layer_shift = torch.nn.Parameter(torch.zeros(n_layers, d))
+
+    def forward(self, u: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        h = u * self.layer_scale[layer] + self.layer_shift[layer]
+        v = u + self.up(torch.relu(self.down(h)))
+        return v[:, : self.d_in], v[:, self.d_in :]
+
+
+class MendNet(torch.nn.Module):
+    """One RankOneMap per weight shape, per-layer learned log-lr, and running input statistics."""
+
+    def __init__(self, shapes: dict[str, tuple[int, int]], rank: int, init_lr: float) -> None:
+        super().__init__()
+        self.layers = sorted(shapes)
+        by_shape: dict[tuple[int, int], list[str]] = {}
+        for n in self.layers:
+            by_shape.setdefault(shapes[n], []).append(n)
+        self.maps = torch.nn.ModuleDict()
+        self.slot: dict[str, tuple[str, int]] = {}
+        for (d_out, d_in), names in by_shape.items():
+            key = f"{d_out}x{d_in}"
+            self.maps[key] = RankOneMap(d_in, d_out, rank, len(names))
+            for i, n in enumerate(names):
+                self.slot[n] = (key, i)
+        self.log_lr = torch.nn.Parameter(torch.full((len(self.layers),), math.log(init_lr)))
+        for i, n in enumerate(self.layers):
+            d_out, d_in = shapes[n]
+            self.register_buffer(f"stat{i}_ms", torch.zeros(2))
+            self.register_buffer(f"stat{i}_n", torch.zeros(()))
+
+    def _standardise(self, i: int, u: torch.Tensor, d_in: int) -> torch.Tensor:
+        """Divide x and delta each by a running RMS (updated while training, frozen when editing).
+
+        One scale for x and one for delta per layer, no centring: at identity init the edit is then
+        exactly a gradient step whatever the activations' scale; the network learns the rest.
+        """
+        ms, n = getattr(self, f"stat{i}_ms"), getattr(self, f"stat{i}_n")
+        x, g = u[:, :d_in], u[:, d_in:]
+        now = torch.stack([x.pow(2).mean(), g.pow(2).mean()]).detach()
+        if self.training:
+            with torch.no_grad():
+                ms.copy_((ms * n + now * u.shape[0]) / (n + u.shape[0]))
+                n.add_(u.shape[0])
+        scale = now if float(n) == 0 else ms  # an untrained net: this edit's own scale
+        return torch.cat([x / (scale[0].sqrt() + 1e-12), g / (scale[1].sqrt() + 1e-12)], -1)
+
+    def delta(self, name: str, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """dW [out, in] for layer `name` from rows x [N, in] and output gradients g [N, out]."""
+        i = self.layers.index(name)
+        key, slot = self.slot[name]
+        # Gradients are orders of magnitude smaller than activations: normalise each feature.
+        u = self._standardise(i, torch.cat([x, g], dim=-1), x.shape[-1])
+        xt, gt = self.maps[key](u, slot)
+        return -self.log_lr[i].exp() * gt.T @ xt
+
+
+class MEND(WeightEditor):
+    name = "mend"
+    defaults: dict[str, Any] = {"rank": 32, "init_lr": 1e-3, "target_margin": 1.0, "c_edit": 1.0, "c_loc": 1.0}
+
+    def build(self, adapter: Adapter, hp: dict[str, Any]) -> torch.nn.Module:
+        mods = self.modules(adapter)
+        shapes = {n: (m.out_features, m.in_features) for n, m in mods.items()}
+        return MendNet(shapes, int(hp["rank"]), float(hp["init_lr"]))
+
+    def deltas(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> dict[str, torch.Tensor]:
+        net: MendNet = self.require_net()  # type: ignore[assignment]
+        cap: Captured
+        cap, _ = capture(adapter, self.modules(adapter), requests, data, self.scope == "vision")
+        out = {}
+        for name in net.layers:
+            x, g = cap.x[name], cap.delta[name]
+            if x.shape[0] == 0:
+                continue
+            out[name] = net.delta(name, x, g)
+        return out

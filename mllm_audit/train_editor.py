@@ -1,0 +1,83 @@
+"""`train-editor`: meta-train a learned editor (MEND, KE, SERAC) for one model on a suite's train split.
+
+The editor trains on the `train` split, early-stops on the `val` split, and never sees `eval`
+(that is what `fix` edits by default), so the figures `fix` reports are on held-out items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import AuditError
+
+if TYPE_CHECKING:
+    from .editors.learned import TrainResult
+    from .models.base import Adapter
+
+LEARNED = ("mend", "ke", "serac")
+
+
+def train_editor(
+    editor: str = "mend",
+    model: str = "toy",
+    suite: str = "toy",
+    out: Path = Path("editor-state"),
+    scope: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    batch: int | None = None,
+    lr: float | None = None,
+    val_every: int | None = None,
+    patience: int | None = None,
+    ckpt_every: int | None = None,
+    hparams: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    threads: int | None = 1,
+    adapter: Adapter | None = None,
+    on_step: Callable[[int, int, float, float | None], None] | None = None,
+) -> TrainResult:
+    """Train and save `out/state.safetensors` + `out/config.json`; resume from `out/checkpoint.pt`."""
+    import torch
+
+    from .editors import make_editor
+    from .editors.learned import TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from .scan import check_images, image_loader
+    from .suites import load_suite
+
+    if editor not in LEARNED:
+        raise AuditError(f"--editor must be one of {', '.join(LEARNED)} (learned editors), got {editor!r}")
+    if scope not in (None, "text", "vision"):
+        raise AuditError(f"--scope must be text or vision, got {scope!r}")
+    if scope == "vision" and editor == "serac":
+        raise AuditError("--scope vision applies to weight editors (mend, ke); serac edits no weights")
+    the_suite = load_suite(suite, data_dir=data_dir)
+    train_items = the_suite.select(split="train")
+    val_items = the_suite.select(split="val")
+    if not train_items:
+        raise AuditError(f"suite {the_suite.name!r} has no items in split 'train' to train an editor on")
+    check_images(the_suite, train_items + val_items)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    if adapter is None:
+        from .models import load_model
+        from .models.base import LoadOptions
+
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+    ed = make_editor(editor)
+    assert isinstance(ed, LearnedEditor)
+    ed.scope = scope or "text"
+    ed.setup(adapter, hparams)
+    given = {"steps": steps, "batch": batch, "lr": lr, "val_every": val_every, "patience": patience,
+             "ckpt_every": ckpt_every}
+    settings = {**TRAIN_DEFAULTS, **ed.train_defaults, **{k: v for k, v in given.items() if v is not None}}
+    if int(settings["steps"]) < 1:
+        raise AuditError(f"--steps must be at least 1, got {settings['steps']}")
+    extra = {"suite": the_suite.identity(), "n_train": len(train_items), "n_val": len(val_items)}
+    return train_loop(ed, adapter, train_items, val_items, image_loader(the_suite), Path(out), seed, resume,
+                      settings, extra, on_step)
