@@ -16,20 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
-from .metrics import ALL, summarize_group
+from .metrics import ALL, FIX_METRICS, summarize_group
 from .report import RESULTS_SCHEMA
 from .stats import PAIRED_METRICS, PairedDiff, paired_runs
 
 SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low")
-FIX_METRICS = (
-    "reliability",
-    "t_generality",
-    "v_generality",
-    "t_locality_top1",
-    "t_locality_kl",
-    "m_locality_top1",
-    "m_locality_kl",
-)
 METRICS = SUMMARY_METRICS + FIX_METRICS
 _TOP_KEYS = ("suite", "description", "checks")
 _CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")

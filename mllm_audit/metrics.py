@@ -17,6 +17,16 @@ import numpy as np
 from .stats import cluster_bootstrap
 
 ALL = "all"
+# The aggregated metrics of a `fix` run (results.json "metrics"); rates in 0..1, KL in nats.
+FIX_METRICS = (
+    "reliability",
+    "t_generality",
+    "v_generality",
+    "t_locality_top1",
+    "t_locality_kl",
+    "m_locality_top1",
+    "m_locality_kl",
+)
 
 
 def sample_record(

@@ -109,3 +109,21 @@ def test_disparity_on_suite_shape(suite) -> None:
     assert summary["groups"]["all"]["gender_gap"]["mean"] == pytest.approx(0.7)
     assert summary["groups"]["all"]["race_gap"]["mean"] == pytest.approx(0.3)
     assert summary["groups"]["status"]["spread"]["mean"] == pytest.approx(1.0)
+
+
+def test_scan_pairs_vqa_with_a_tiny_model(tiny_blip2_dir, tmp_path) -> None:  # noqa: ANN001
+    """All 508 pairs scored (both answers), each of the 188 images encoded once, and the disparity
+    table in results.json follows from samples.jsonl alone."""
+    import json
+
+    from mllm_audit.disparity import disparity_summary
+    from mllm_audit.report import read_jsonl
+    from mllm_audit.scan import run_scan
+
+    res = run_scan(model=str(tiny_blip2_dir), suite="pairs-vqa", output=tmp_path / "run", batch_size=32)
+    samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
+    assert len(samples) == 508 and len({s["item_id"] for s in samples}) == 508
+    assert all(s["n_tokens_more"] > 0 and s["n_tokens_less"] > 0 for s in samples)
+    assert res.results["counters"]["images_encoded"] == 188
+    stored = json.loads((tmp_path / "run" / "results.json").read_text())["disparity"]
+    assert stored == json.loads(json.dumps(disparity_summary(samples)))

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import EditContext, Edited, EditRequest
-from .ike import fact_line
+from .ike import ike_prompt
 from .learned import Data, LearnedEditor, edit_loss_terms, item_locality, item_pairs, pair_margins
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ class SERAC(LearnedEditor):
         if not self.hp.get("cf_context", True):
             return request
         fmt = adapter.format_prompt
-        text = f"{fact_line(fmt(edit.prompt, edit.task), edit.target)}\nPrompt: {fmt(request.prompt, request.task)}"
+        text = ike_prompt([], (fmt(edit.prompt, edit.task), edit.target), fmt(request.prompt, request.task))
         return replace(request, prompt=text, task=None)
 
     @contextmanager

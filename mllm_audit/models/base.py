@@ -160,6 +160,11 @@ class Adapter:
         return list(names)
 
 
+def last_mlp(prefix: str, n_layers: int, names: tuple[str, ...] = ("mlp.up_proj", "mlp.down_proj")) -> list[str]:
+    """The last decoder layer's MLP projections: what FT-L and MEND edit by default (as in the paper)."""
+    return [f"{prefix}.{n_layers - 1}.{n}" for n in names]
+
+
 def weights_fingerprint(source: str) -> str | None:
     """A fast identity for local weights: sha256 over names, sizes and the head and tail of each file."""
     path = Path(source)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .base import Adapter, LoadOptions
+from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .loading import from_pretrained_checked, quantization_config
 
@@ -55,11 +55,8 @@ def load(card: Card, options: LoadOptions) -> Blip2Adapter:
 
 def default_edit_modules(model: torch.nn.Module) -> dict[str, list[str]]:
     """Without a card: FT-L edits the last decoder layer's MLP, FT-V the Q-Former and projection."""
-    layers = model.config.text_config.num_hidden_layers
     return {
-        "text_modules": [
-            f"language_model.model.decoder.layers.{layers - 1}.fc1",
-            f"language_model.model.decoder.layers.{layers - 1}.fc2",
-        ],
+        "text_modules": last_mlp("language_model.model.decoder.layers", model.config.text_config.num_hidden_layers,
+                                 ("fc1", "fc2")),
         "vision_modules": ["qformer", "query_tokens", "language_projection"],
     }

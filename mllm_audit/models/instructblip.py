@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .base import Adapter, LoadOptions
+from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .loading import from_pretrained_checked, quantization_config
 
@@ -97,12 +97,8 @@ def load(card: Card, options: LoadOptions) -> InstructBlipAdapter:
     processor = from_pretrained_checked(AutoProcessor, card, options, None)
     cfg = model.config
     if not card.edit:
-        layers = cfg.text_config.num_hidden_layers
         card.edit = {
-            "text_modules": [
-                f"language_model.model.layers.{layers - 1}.mlp.up_proj",
-                f"language_model.model.layers.{layers - 1}.mlp.down_proj",
-            ],
+            "text_modules": last_mlp("language_model.model.layers", cfg.text_config.num_hidden_layers),
             "vision_modules": ["qformer", "query_tokens", "language_projection"],
         }
     adapter = InstructBlipAdapter(

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .base import Adapter, LoadOptions
+from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .llava import ChatTemplateMixin
 from .loading import from_pretrained_checked, quantization_config
@@ -158,12 +158,8 @@ def load(card: Card, options: LoadOptions) -> JanusAdapter:
     cfg = model.config
     tok = processor.tokenizer
     if not card.edit:
-        layers = cfg.text_config.num_hidden_layers
         card.edit = {
-            "text_modules": [
-                f"model.language_model.layers.{layers - 1}.mlp.up_proj",
-                f"model.language_model.layers.{layers - 1}.mlp.down_proj",
-            ],
+            "text_modules": last_mlp("model.language_model.layers", cfg.text_config.num_hidden_layers),
             "vision_modules": ["model.aligner"],
         }
     adapter = JanusAdapter(

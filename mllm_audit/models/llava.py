@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from .base import Adapter, LoadOptions
+from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .loading import from_pretrained_checked, quantization_config
 
@@ -84,12 +84,8 @@ def load(card: Card, options: LoadOptions) -> LlavaAdapter:
     cfg = model.config
     n_tokens = int(getattr(processor, "num_image_tokens", 0) or 0) or image_seq_length(cfg)
     if not card.edit:
-        layers = cfg.text_config.num_hidden_layers
         card.edit = {
-            "text_modules": [
-                f"model.language_model.layers.{layers - 1}.mlp.up_proj",
-                f"model.language_model.layers.{layers - 1}.mlp.down_proj",
-            ],
+            "text_modules": last_mlp("model.language_model.layers", cfg.text_config.num_hidden_layers),
             "vision_modules": ["model.multi_modal_projector"],
         }
     adapter = LlavaAdapter(

@@ -34,7 +34,7 @@ from transformers import (
 )
 
 from ..errors import AuditError
-from .base import Adapter, LoadOptions
+from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .loading import from_pretrained_checked, quantization_config
 
@@ -182,12 +182,8 @@ def load(card: Card, options: LoadOptions) -> MiniGPT4Adapter:
     image_processor = from_pretrained_checked(BlipImageProcessorPil, card, options, None)
     cfg = model.config
     if not card.edit:
-        layers = cfg.text_config.num_hidden_layers
         card.edit = {
-            "text_modules": [
-                f"language_model.model.layers.{layers - 1}.mlp.up_proj",
-                f"language_model.model.layers.{layers - 1}.mlp.down_proj",
-            ],
+            "text_modules": last_mlp("language_model.model.layers", cfg.text_config.num_hidden_layers),
             "vision_modules": ["qformer", "query_tokens", "llama_proj"],
         }
     adapter = MiniGPT4Adapter(
