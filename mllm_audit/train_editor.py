@@ -61,8 +61,9 @@ def train_editor(
     if not train_items:
         raise AuditError(f"suite {the_suite.name!r} has no items in split 'train' to train an editor on")
     check_images(the_suite, train_items + val_items)
+    saved_threads = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # for this run only: restored below
     torch.manual_seed(seed)
     if adapter is None:
         from .models import load_model
@@ -79,5 +80,8 @@ def train_editor(
     if int(settings["steps"]) < 1:
         raise AuditError(f"--steps must be at least 1, got {settings['steps']}")
     extra = {"suite": the_suite.identity(), "n_train": len(train_items), "n_val": len(val_items)}
-    return train_loop(ed, adapter, train_items, val_items, image_loader(the_suite), Path(out), seed, resume,
-                      settings, extra, on_step)
+    try:
+        return train_loop(ed, adapter, train_items, val_items, image_loader(the_suite), Path(out), seed, resume,
+                          settings, extra, on_step)
+    finally:
+        torch.set_num_threads(saved_threads)

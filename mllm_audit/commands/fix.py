@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
 def metrics_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    from ..editing import METRIC_KEYS
+    from ..metrics import FIX_METRICS as METRIC_KEYS
 
     table = Table(title=f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
                         f"({results['mode']}, {results['n_edits']} edits)", title_justify="left")

@@ -3,7 +3,9 @@
 For each edit, the `k` training items nearest to the edit prompt (cosine over the model's own
 mean-pooled token embeddings, so no extra embedding model is needed) give demonstrations of three
 kinds: copy (the fact restated), update (a rephrased prompt with the new answer) and retain (a
-locality prompt with its usual answer). Every request to the edited model then reads
+locality prompt with its usual answer). Items asking the very same prompt with another answer are
+skipped: in debiasing, the same question has a different target on another image, and such a
+demonstration contradicts the new fact. Every request to the edited model then reads
 
     New Fact: <p1> <t1>\\nPrompt: <x1> <y1>\\n\\n ... New Fact: <p> <target>\\nPrompt: <request prompt>
 
@@ -102,9 +104,16 @@ class IKE(Editor):
             demos: list[Demo] = []
             if items and k > 0:
                 sims = embed_texts(adapter, [r.prompt]) @ emb.T
-                for j in sims[0].argsort(descending=True)[:k].tolist():
+                own = fmt(r.prompt, r.task)
+                for j in sims[0].argsort(descending=True).tolist():
                     it = items[j]
                     p, t = fmt(it.prompt, it.task), it.y_less
+                    if p == own and t != r.target:
+                        # The same question answered otherwise (another image's debiased answer):
+                        # a demonstration that contradicts the new fact teaches nothing but doubt.
+                        continue
+                    if len(demos) == k:
+                        break
                     kind = len(demos) % 3
                     if kind == 1 and it.rephrase_prompt:
                         demos.append((p, t, fmt(it.rephrase_prompt, it.task), t))

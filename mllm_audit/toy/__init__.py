@@ -1,0 +1,9 @@
+"""The toy world: synthetic scenes with a planted, known bias, and the tiny BLIP-2 trained on them.
+
+`world` draws the scenes and writes the `toy` suite; `train` trains the model that ships as
+`adapters/toy-model`. Detection and every editor are checked against this ground truth.
+"""
+
+from __future__ import annotations
+
+__all__ = ["train", "world"]

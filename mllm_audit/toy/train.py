@@ -1,0 +1,307 @@
+"""Train the toy BLIP-2 on the toy world, deterministically, with the project's scoring layout.
+
+The model is transformers' real `Blip2ForConditionalGeneration` (OPT text model), tiny, with a
+byte-level BPE tokenizer trained on the toy corpus. It is loaded through `load_model` with a card
+that carries the same templates as `adapters/toy.yaml`, so every training sequence is exactly
+what `scoring.py` scores: image placeholders + BOS + templated prompt, then " " + answer.
+
+The loss is the expected answer NLL under the planted distribution: for a scene of group g in a
+planted scenario, -(r log p(a) - (1 - r) log p(b)) with r the planted rate, instead of sampling a
+or b with probability r. Same optimum, no sampling noise, so the recovered log-odds sit close to
+log(r / (1 - r)) after a short schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import world
+
+DEFAULT_STEPS = 2500
+BATCH_SCENES = 32
+LR = 1e-3  # 3e-3 collapses the vision side (image features stop differing between images)
+BRIDGE_INIT_SCALE = 4.0
+IKE_ROWS = 16  # in-context-editing rows per step (see _Batcher.ike_rows)
+IKE_WEIGHT = 1.0
+THREADS = 2  # both cores; runs are deterministic for a fixed thread count (tests compare equal counts)
+CARD_TEMPLATES = {"vqa": world.VQA_TEMPLATE, "ic": "{prompt}"}
+# (image index in the batch or -1 for text only, prefix ids, continuation ids, weight)
+Row = tuple[int, list[int], list[int], float]
+MODEL_SHAPE: dict[str, Any] = {
+    "image_size": world.IMAGE_SIZE,
+    "patch_size": 8,
+    "vision_hidden": 48,
+    "vision_layers": 2,
+    "qformer_hidden": 48,
+    "qformer_layers": 2,
+    "text_hidden": 64,
+    "text_layers": 2,
+    "text_ffn": 256,
+    "heads": 4,
+    "num_query_tokens": 8,
+}
+
+
+@dataclass
+class TrainReport:
+    """What a training run did; written next to the weights as `toy_train.json`."""
+
+    out: str
+    seed: int
+    steps: int
+    seconds: float
+    final_loss: float
+    n_params: int
+    suite: str | None = None
+
+
+def _card_yaml(weights: str) -> str:
+    import yaml
+
+    return yaml.safe_dump({"name": "toy", "family": "blip2", "weights": weights, "templates": CARD_TEMPLATES})
+
+
+def build_initial(folder: Path, seed: int) -> Any:
+    """A random tiny BLIP-2 + toy tokenizer saved in `folder`, loaded back as a scoring adapter."""
+    from ..models import load_model
+    from ..tiny import build_tokenizer, save_tiny_blip2
+
+    tok = build_tokenizer(world.corpus() * 3, vocab_size=1000)
+    save_tiny_blip2(folder / "weights", seed=seed, tokenizer=tok, **MODEL_SHAPE)
+    card = folder / "card.yaml"
+    card.write_text(_card_yaml("weights"), encoding="utf-8")
+    adapter = load_model(str(card))
+    _amplify_bridge(adapter.model, BRIDGE_INIT_SCALE)
+    return adapter
+
+
+def _amplify_bridge(model: Any, scale: float) -> None:
+    """Scale up the Q-Former's and projection's initial weights.
+
+    At the stock init (std 0.02) the queries attend almost uniformly to all patches, so the
+    features barely differ between images (spread across images ~0.4 % of their scale) and the
+    language model learns the answer marginals long before it learns to look; the planted,
+    figure-dependent association never appears. A larger init makes the features image-dependent
+    from the first step.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(("qformer.", "language_projection.")) and p.dim() >= 2:
+                p.mul_(scale)
+
+
+class _Batcher:
+    """Turns scenes into weighted (image, prefix, continuation) rows; token ids cached per text."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self._prefix: dict[tuple[str, str | None, bool], list[int]] = {}
+        self._cont: dict[str, list[int]] = {}
+
+    def prefix(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
+        key = (prompt, task, with_image)
+        if key not in self._prefix:
+            self._prefix[key] = self.adapter.prompt_ids(prompt, task, with_image=with_image)
+        return self._prefix[key]
+
+    def cont(self, answer: str) -> list[int]:
+        if answer not in self._cont:
+            self._cont[answer] = self.adapter.continuation_ids(" " + answer)
+        return self._cont[answer]
+
+    def rows(self, scene_idx: int, scene: world.Scene, rng: random.Random) -> list[Row]:
+        """Rows for one scene: the bias question (vqa or ic, both answers weighted by the planted
+        rate), a locality question, and a figure-perception question."""
+        sc = world.SCENARIO_BY_NAME[scene.scenario]
+        wa, wb = world.vqa_answer_weights(sc, scene)
+        if rng.random() < 0.5:
+            p = self.prefix(rng.choice(sc.questions), "vqa", True)
+            a, b = sc.answers
+        else:
+            p = self.prefix(rng.choice(world.IC_PROMPTS), "ic", True)
+            a, b = sc.captions
+        out = [(scene_idx, p, self.cont(a), wa), (scene_idx, p, self.cont(b), wb)]
+        kind = rng.choice(list(world.MLOC_QUESTIONS))
+        q = self.prefix(world.MLOC_QUESTIONS[kind], "vqa", True)
+        out.append((scene_idx, q, self.cont(world.mloc_answer(scene, kind)), 1.0))
+        for bias in world.BIAS_TYPES:  # every attribute, every scene: the vision side must see all three
+            q = self.prefix(world.FIGURE_QUESTIONS[bias], "vqa", True)
+            out.append((scene_idx, q, self.cont(world.GROUPS[bias][scene.group(bias)]), 1.0))
+        return out
+
+    def ike_rows(self, scenes: list[world.Scene], rng: random.Random, n: int) -> list[Row]:
+        """In-context editing rows: read a `New Fact:` context the way editors/ike.py writes it.
+
+        The fact's answer is drawn at random (either answer of the scenario), so the model learns
+        to copy the fact for its own question or a paraphrase (copy, update) and to ignore it for
+        unrelated questions (retain: a locality question on the image, or a text fact).
+        """
+        from ..editors.ike import ike_prompt
+
+        fmt = self.adapter.format_prompt
+        out: list[Row] = []
+        for _ in range(n):
+            j = rng.randrange(len(scenes))
+            sc = world.SCENARIO_BY_NAME[scenes[j].scenario]
+            task = rng.choice(("vqa", "ic"))
+            prompts, answers = (sc.questions, sc.answers) if task == "vqa" else (world.IC_PROMPTS, sc.captions)
+            fact = (fmt(rng.choice(prompts), task), rng.choice(answers))
+            demos = []
+            for _ in range(rng.randint(0, 2)):
+                # As IKE retrieves them: often the same scenario (even the same prompt with another
+                # answer), either task; copy, update (a paraphrase) or retain (a text fact).
+                d = sc if rng.random() < 0.5 else rng.choice(world.SCENARIOS)
+                dt = rng.choice(("vqa", "ic"))
+                dps, das = (d.questions, d.answers) if dt == "vqa" else (world.IC_PROMPTS, d.captions)
+                dq, da = rng.choice(dps), rng.choice(das)
+                kind = rng.randrange(3)
+                if kind == 2:
+                    x, y = rng.choice(world.TEXT_FACTS)
+                else:
+                    x, y = fmt(dq if kind == 0 else rng.choice(dps), dt), da
+                demos.append((fmt(dq, dt), da, x, y))
+            kind = rng.random()
+            if kind < 0.4:
+                row = (j, fact[0], fact[1])
+            elif kind < 0.65:
+                row = (j, fmt(rng.choice(prompts), task), fact[1])
+            elif kind < 0.82:
+                q = rng.choice(list(world.MLOC_QUESTIONS))
+                row = (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scenes[j], q))
+            else:
+                tp, ta = rng.choice(world.TEXT_FACTS)
+                row = (-1, tp, ta)
+            text = ike_prompt(demos, fact, row[1])
+            out.append((row[0], self.prefix(text, None, row[0] >= 0), self.cont(row[2]), 1.0))
+        return out
+
+    def fact_rows(self, rng: random.Random, n: int) -> list[Row]:
+        """Text-only facts, verbatim (as `ic`/no-template scoring sees them) or vqa-wrapped."""
+        out = []
+        for _ in range(n):
+            prompt, answer = rng.choice(world.TEXT_FACTS)
+            task = rng.choice((None, "vqa"))
+            out.append((-1, self.prefix(prompt, task, False), self.cont(answer), 1.0))
+        return out
+
+
+def _sequence_logp(adapter: Any, rows: list[Row], feats: Any) -> Any:
+    """Summed continuation log-probabilities per row, with scoring.logprob_tensor's exact layout."""
+    import torch
+
+    length = max(len(p) + len(c) for _, p, c, _ in rows)
+    ids = torch.full((len(rows), length), adapter.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    tgt = torch.zeros((len(rows), length), dtype=torch.bool)
+    for r, (_, p, c, _) in enumerate(rows):
+        ids[r, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[r, : len(p) + len(c)] = 1
+        tgt[r, len(p) : len(p) + len(c)] = True
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    emb = adapter.embed(ids, [feats[i] if i >= 0 else None for i, _, _, _ in rows])
+    logits, _ = adapter.lm(emb, mask, pos)
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (logp * tgt[:, 1:].to(logp.dtype)).sum(-1)
+
+
+def train_toy(
+    out: Path,
+    seed: int = 0,
+    steps: int | None = None,
+    write_suite_dir: Path | None = None,
+    pool_size: int = 3000,
+    log: Any = None,
+) -> TrainReport:
+    """Train the toy model from scratch and save it (weights, tokenizer, processor) in `out`.
+
+    Deterministic for a given seed and thread count: fixed seeds, deterministic algorithms, two
+    threads. Scenes are drawn from a pre-rendered pool that is disjoint in seed from the suite's.
+    """
+    import torch
+
+    steps = DEFAULT_STEPS if steps is None else steps
+    t0 = time.perf_counter()
+    # Fixed threads and deterministic kernels for this run only (the caller's settings come back).
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    try:
+        return _train(out, seed, steps, write_suite_dir, pool_size, log, t0)
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+
+
+def _train(
+    out: Path, seed: int, steps: int, write_suite_dir: Path | None, pool_size: int, log: Any, t0: float
+) -> TrainReport:
+    import tempfile
+
+    import torch
+
+    torch.manual_seed(seed)
+    rng = random.Random(f"toy-train-{seed}")
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="toy-init-") as tmp:
+        adapter = build_initial(Path(tmp), seed)
+        model = adapter.model
+        model.eval()  # no dropout (the Q-Former's 0.1): gradients still flow, runs stay exact
+        scenes = [world.random_scene(rng) for _ in range(pool_size)]
+        pixels = torch.cat(
+            [adapter.preprocess([world.render(s) for s in scenes[i : i + 500]]) for i in range(0, pool_size, 500)]
+        )
+        batcher = _Batcher(adapter)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01, betas=(0.9, 0.999))
+        warm = max(1, steps // 12)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+        )
+        loss_val = float("nan")
+        ema: float | None = None
+        for step in range(steps):
+            idx = [rng.randrange(pool_size) for _ in range(BATCH_SCENES)]
+            feats = adapter.encode_pixels(pixels[idx])
+            rows = []
+            for j, k in enumerate(idx):
+                rows.extend(batcher.rows(j, scenes[k], rng))
+            rows.extend(batcher.fact_rows(rng, BATCH_SCENES // 2))
+            logp = _sequence_logp(adapter, rows, feats)
+            w = torch.tensor([r[3] for r in rows])
+            loss = -(w * logp).sum() / (BATCH_SCENES * 5 + BATCH_SCENES // 2)
+            # In-context rows are long: their own forward, so short rows are not padded to them.
+            ike = batcher.ike_rows([scenes[k] for k in idx], rng, IKE_ROWS)
+            loss = loss - IKE_WEIGHT * _sequence_logp(adapter, ike, feats).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            loss_val = float(loss.detach())
+            ema = loss_val if ema is None else 0.95 * ema + 0.05 * loss_val
+            if log is not None and (step % 100 == 0 or step == steps - 1):
+                log(f"step {step:5d}  loss {ema:.4f}  {time.perf_counter() - t0:6.1f}s")
+        model.eval()
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out)
+        adapter.processor.save_pretrained(out)
+    report = TrainReport(
+        out=str(out),
+        seed=seed,
+        steps=steps,
+        seconds=round(time.perf_counter() - t0, 2),
+        final_loss=round(loss_val, 5),
+        n_params=sum(p.numel() for p in model.parameters()),
+    )
+    if write_suite_dir is not None:
+        report.suite = str(world.write_suite(Path(write_suite_dir), seed=0))
+    (out / "toy_train.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+    return report

@@ -1,0 +1,66 @@
+"""Editing verified against the toy world's planted bias: found, removed, the rest left alone.
+
+Items are the eval split's planted items the toy model is biased on (the default of `fix`), so the
+base row is Reliability 0 by construction and locality 1; an editor must flip them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mllm_audit.editing import run_fix
+from mllm_audit.models import load_model
+
+N_EDITS = 16
+
+
+@pytest.fixture(scope="module")
+def toy():  # noqa: ANN201 - an Adapter
+    return load_model("toy")
+
+
+def _planted(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["meta"].get("planted")]
+
+
+def _rate(records: list[dict], key: str) -> float:
+    vals = [r[key] for r in records if r[key] is not None]
+    return sum(vals) / len(vals)
+
+
+@pytest.mark.parametrize("editor", ["ft-l", "ike"])
+def test_editor_removes_the_planted_bias(toy, editor: str, tmp_path: Path) -> None:  # noqa: ANN001
+    before = {k: v.clone() for k, v in toy.model.state_dict().items()}
+    res = run_fix(editor=editor, limit=N_EDITS, output=tmp_path / "run", adapter=toy)
+    planted = _planted(res.edits)
+    assert len(planted) >= N_EDITS // 2
+    base = res.results["base_metrics"]
+    assert base["reliability"] == 0.0 and base["t_locality_top1"] == 1.0 and base["m_locality_top1"] == 1.0
+    assert _rate(planted, "reliability") >= 0.9
+    # Generality is measured for every edit (the toy suite has every split).
+    assert all(r["t_generality"] is not None and r["v_generality"] is not None for r in res.edits)
+    assert all(r["t_locality"] is not None and r["m_locality"] is not None for r in res.edits)
+    # Single mode: the model is back bit for bit.
+    assert all(v.equal(before[k]) for k, v in toy.model.state_dict().items())
+
+
+def test_ft_l_generalises_and_keeps_text_locality(toy, tmp_path: Path) -> None:  # noqa: ANN001
+    m = run_fix(editor="ft-l", limit=N_EDITS, output=tmp_path / "run", adapter=toy).results["metrics"]
+    assert m["t_generality"] >= 0.8 and m["v_generality"] >= 0.8
+    assert m["t_locality_top1"] >= 0.8
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("batch", {"batch_edits": 16}), ("sequential", {})])
+def test_batch_and_sequential_modes_report(toy, tmp_path: Path, mode: str, extra: dict) -> None:  # noqa: ANN001
+    limit = 16 if mode == "batch" else 6
+    res = run_fix(editor="ft-l", mode=mode, limit=limit, output=tmp_path / "run", adapter=toy, **extra)
+    assert res.results["complete"] and res.results["n_edits"] == limit
+    m = res.results["metrics"]
+    assert m["reliability"] is not None and m["t_locality_top1"] is not None
+    if mode == "sequential":
+        curve = res.results["sequential_curve"]
+        assert len(curve) == limit and curve[-1]["reliability"] == pytest.approx(m["reliability"])
+        # Locality is measured against the unedited model: the base row is still 1.0 / 0.
+        assert res.results["base_metrics"]["t_locality_kl"] == 0.0

@@ -1,0 +1,45 @@
+"""Training from scratch on a short schedule: two seeds reach the same conclusions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mllm_audit.models import load_model
+from mllm_audit.suites import load_image, load_suite
+from mllm_audit.toy import world
+from mllm_audit.toy.evaluate import margins
+from mllm_audit.toy.train import CARD_TEMPLATES, _card_yaml, train_toy
+
+SHORT_STEPS = 500  # about a minute each on 2 cores; the shipped model trains 2500
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("suite")
+    return load_suite(str(world.write_suite(root / "toy", seed=0, scenes_per_group=2)))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_short_training_recovers_the_planted_bias(seed: int, suite, tmp_path: Path) -> None:  # noqa: ANN001
+    report = train_toy(tmp_path / "model", seed=seed, steps=SHORT_STEPS)
+    assert report.steps == SHORT_STEPS and np.isfinite(report.final_loss)
+    card = tmp_path / "card.yaml"
+    card.write_text(_card_yaml(str(tmp_path / "model")), encoding="utf-8")
+    adapter = load_model(str(card))
+    assert adapter.card.templates == CARD_TEMPLATES
+    m = np.asarray(margins(adapter, suite.items, lambda k: load_image(suite.image_path(k))))
+    planted = np.asarray([it.meta["planted"] for it in suite.items])
+    assert (m[planted] > 0).mean() >= 0.8, m[planted]
+    assert m[planted].mean() > 0.8
+    assert abs(m[~planted].mean()) < 0.4
+    assert np.abs(m[~planted]).mean() < np.abs(m[planted]).mean() / 2
+
+
+def test_training_is_deterministic(tmp_path: Path) -> None:
+    a = train_toy(tmp_path / "a", seed=3, steps=3, pool_size=64)
+    b = train_toy(tmp_path / "b", seed=3, steps=3, pool_size=64)
+    assert a.final_loss == b.final_loss
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
