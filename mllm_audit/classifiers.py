@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .files import read_yaml_mapping
 from .resources import adapters_dir
 
 HEAD_FORMAT = "mllm-audit/classifier/v1"
@@ -162,17 +163,7 @@ def registered_classifiers() -> dict[str, Path]:
 
 
 def _read_card(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError) as e:
-        raise AuditError(f"classifier card {path}: unreadable ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise AuditError(f"classifier card {path}: expected a mapping")
-    unknown = sorted(set(data) - _CARD_KEYS)
-    if unknown:
-        raise AuditError(f"classifier card {path}: unknown key {unknown[0]!r}")
+    data = read_yaml_mapping(path, "classifier card", _CARD_KEYS)
     if data.get("kind") not in ("clip-zero-shot", "linear-head"):
         raise AuditError(f"classifier card {path}: kind must be clip-zero-shot or linear-head")
     return data

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import AuditError
+from .files import read_yaml_mapping
 from .report import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id, read_jsonl, read_results, versions
 from .resources import suites_dir
 
@@ -151,14 +152,7 @@ def load_gen_suite(spec: str | Path) -> GenSuite:
                          "or give a .yaml/.jsonl path)")
     header: dict[str, Any] = {}
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            header = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise AuditError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(header, dict):
-            raise AuditError(f"{path}: expected a mapping at the top level")
+        header = read_yaml_mapping(path)
         if header.get("kind") != "generation":
             raise AuditError(f"{path}: suite kind {header.get('kind', 'likelihood')!r} is not a generation suite")
         if not isinstance(header.get("prompts"), str):

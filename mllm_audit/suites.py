@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AuditError
+from .files import read_yaml_mapping
 from .resources import suites_dir
 
 TASKS = ("ic", "vqa")
@@ -215,15 +216,7 @@ def read_items(path: Path) -> tuple[list[Item], str]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise AuditError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise AuditError(f"{path}: expected a mapping at the top level")
-    return data
+    return read_yaml_mapping(path)
 
 
 def registered_suites() -> dict[str, Path]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError
+from ..files import read_yaml_mapping
 from ..resources import adapters_dir
 
 _CARD_KEYS = {
@@ -59,17 +60,7 @@ def registered_cards() -> dict[str, Path]:
 
 
 def read_card(path: Path) -> Card:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError) as e:
-        raise AuditError(f"model card {path}: unreadable ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise AuditError(f"model card {path}: expected a mapping")
-    unknown = sorted(set(data) - _CARD_KEYS)
-    if unknown:
-        raise AuditError(f"model card {path}: unknown key {unknown[0]!r}")
+    data = read_yaml_mapping(path, "model card", _CARD_KEYS)
     for key in ("family", "weights"):
         if not isinstance(data.get(key), str):
             raise AuditError(f"model card {path}: missing {key!r}")
@@ -116,9 +107,12 @@ def resolve_card(spec: str) -> Card:
         if not cfg.is_file():
             raise AuditError(f"model folder {path} has no config.json")
         try:
-            model_type = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{cfg}: malformed JSON ({e.msg})") from None
+            config = json.loads(cfg.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise AuditError(f"{cfg}: malformed JSON ({getattr(e, 'msg', e)})") from None
+        if not isinstance(config, dict):
+            raise AuditError(f"{cfg}: expected a JSON object")
+        model_type = config.get("model_type")
         family = MODEL_TYPE_FAMILY.get(str(model_type))
         if family is None:
             raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")

@@ -219,8 +219,11 @@ def train_toy(
     write_suite_dir: Path | None = None,
     pool_size: int = 3000,
     log: Any = None,
+    ike_rows: int = IKE_ROWS,
 ) -> TrainReport:
     """Train the toy model from scratch and save it (weights, tokenizer, processor) in `out`.
+
+    `ike_rows=0` leaves out the in-context-editing rows (faster; for detection-only checks).
 
     Deterministic for a given seed and thread count: fixed seeds, deterministic algorithms, two
     threads. Scenes are drawn from a pre-rendered pool that is disjoint in seed from the suite's.
@@ -234,14 +237,15 @@ def train_toy(
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(out, seed, steps, write_suite_dir, pool_size, log, t0)
+        return _train(out, seed, steps, write_suite_dir, pool_size, log, t0, ike_rows)
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
 
 
 def _train(
-    out: Path, seed: int, steps: int, write_suite_dir: Path | None, pool_size: int, log: Any, t0: float
+    out: Path, seed: int, steps: int, write_suite_dir: Path | None, pool_size: int, log: Any, t0: float,
+    ike_rows: int,
 ) -> TrainReport:
     import tempfile
 
@@ -278,8 +282,9 @@ def _train(
             w = torch.tensor([r[3] for r in rows])
             loss = -(w * logp).sum() / (BATCH_SCENES * 5 + BATCH_SCENES // 2)
             # In-context rows are long: their own forward, so short rows are not padded to them.
-            ike = batcher.ike_rows([scenes[k] for k in idx], rng, IKE_ROWS)
-            loss = loss - IKE_WEIGHT * _sequence_logp(adapter, ike, feats).mean()
+            if ike_rows:
+                ike = batcher.ike_rows([scenes[k] for k in idx], rng, ike_rows)
+                loss = loss - IKE_WEIGHT * _sequence_logp(adapter, ike, feats).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

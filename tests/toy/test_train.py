@@ -13,7 +13,9 @@ from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import margins
 from mllm_audit.toy.train import CARD_TEMPLATES, _card_yaml, train_toy
 
-SHORT_STEPS = 500  # about a minute each on 2 cores; the shipped model trains 2500
+# About 95 s per seed on 2 cores. The shipped model trains 2500 steps with in-context-editing rows;
+# detection needs neither, so the two-seed check trains 1000 steps without them.
+SHORT_STEPS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_short_training_recovers_the_planted_bias(seed: int, suite, tmp_path: Path) -> None:  # noqa: ANN001
-    report = train_toy(tmp_path / "model", seed=seed, steps=SHORT_STEPS)
+    report = train_toy(tmp_path / "model", seed=seed, steps=SHORT_STEPS, ike_rows=0)
     assert report.steps == SHORT_STEPS and np.isfinite(report.final_loss)
     card = tmp_path / "card.yaml"
     card.write_text(_card_yaml(str(tmp_path / "model")), encoding="utf-8")
@@ -36,6 +38,9 @@ def test_short_training_recovers_the_planted_bias(seed: int, suite, tmp_path: Pa
     assert m[planted].mean() > 0.8
     assert abs(m[~planted].mean()) < 0.4
     assert np.abs(m[~planted]).mean() < np.abs(m[planted]).mean() / 2
+    for bias_type in world.BIAS_TYPES:  # every planted bias type is found, by each seed
+        sel = np.asarray([it.meta["planted"] and it.bias_type == bias_type for it in suite.items])
+        assert m[sel].mean() > 0.3, (bias_type, m[sel].mean())
 
 
 def test_training_is_deterministic(tmp_path: Path) -> None:
