@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
 
@@ -13,22 +16,45 @@ def register(app: typer.Typer) -> None:
         from ..errors import AuditError
 
         if what == "models":
+            from rich.table import Table
+
             from ..models.cards import read_card, registered_cards
             from ..resources import adapters_dir
 
+            table = Table()
+            for col in ("model", "family", "weights", "description"):
+                table.add_column(col, overflow="fold")
             for name, path in registered_cards().items():
                 card = read_card(path)
-                where = "shipped" if card.weights.startswith(str(adapters_dir())) else card.weights
-                console.print(f"[bold]{name:16}[/] {card.family:12} {where:34} {card.description}")
+                if card.weights.startswith(str(adapters_dir())):
+                    where = "shipped" if Path(card.weights).is_dir() else f"not built yet: {card.weights}"
+                else:
+                    where = card.weights
+                table.add_row(name, card.family, where, card.description)
+            console.print(table)
         elif what == "suites":
+            from rich.table import Table
+
             from ..suites import registered_suites, suite_info
 
+            table = Table(show_lines=False)
+            for col in ("suite", "kind", "items", "source", "license", "description"):
+                table.add_column(col, overflow="fold")
             for name, path in registered_suites().items():
                 info = suite_info(path)
-                n = info.get("n_items", "?")
-                console.print(
-                    f"[bold]{name:14}[/] {info.get('description', '')} "
-                    f"[dim](source: {info.get('source', '?')}; license: {info.get('license', '?')}; items: {n})[/]"
-                )
+                table.add_row(name, str(info.get("kind", "likelihood")), str(count_items(path, info)),
+                              str(info.get("source", "?")), str(info.get("license", "?")),
+                              str(info.get("description", "")))
+            console.print(table)
         else:
             raise AuditError(f"ls takes 'models' or 'suites', got {what!r}")
+
+
+def count_items(path: Path, info: dict[str, Any]) -> int | str:
+    """Lines of the suite's items (or prompts) file, without loading it."""
+    rel = info.get("items") or info.get("prompts")
+    target = path.parent / str(rel) if rel else None
+    if target is None or not target.is_file():
+        return "?"
+    with open(target, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
