@@ -148,6 +148,8 @@ def test_sequential_reports_a_curve_against_the_unedited_model(tiny_adapter, edi
         (["--mode", "batch", "--batch-edits", "3"], "--batch-edits"),
         (["--scope", "audio"], "--scope"),
         (["--require", "v_generality"], "needs items with 'rephrase_image'"),
+        (["--editor", "mend"], "needs a trained state"),
+        (["--editor", "serac"], "needs a trained state"),
     ],
 )
 def test_fix_bad_input_exits_2(tiny_blip2_dir: Path, tiny_suite: Path, tmp_path: Path,
