@@ -21,6 +21,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
+        counterfactual: str | None = typer.Option(
+            None, help="serac: 'lora' (adapters on the base, default) or a card/folder of a smaller model."
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
@@ -38,8 +41,10 @@ def register(app: typer.Typer) -> None:
                 fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
                 prog.update(task, completed=step, total=total, **fields)
 
+            hparams = {"counterfactual": counterfactual} if counterfactual else None
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
-                               resume=resume, data_dir=data_dir, dtype=dtype, device=device, on_step=on_step)
+                               resume=resume, data_dir=data_dir, dtype=dtype, device=device, hparams=hparams,
+                               on_step=on_step)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {res.out}")

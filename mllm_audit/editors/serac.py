@@ -7,10 +7,12 @@
   the memory; in scope when the score passes `threshold`. Trained contrastively on train-split
   triples: the edit against its in-scope rephrases (prompt and image) and out-of-scope probes
   (text-only and multimodal locality, other items whose target differs).
-- Counterfactual model: the base model plus low-rank adapters (LoRA-style, our own, on the
-  language model's Linear layers) that are switched on only for in-scope requests, which it
-  answers with the memory entry in front of them ("New Fact: <prompt> <target>\\nPrompt: <query>",
-  IKE's layout). Trained on the train split to prefer the edit's target on in-scope inputs.
+- Counterfactual model: low-rank adapters (LoRA-style, our own, on the language model's Linear
+  layers), switched on only for in-scope requests, which the counterfactual model answers with the
+  memory entry in front of them ("New Fact: <prompt> <target>\\nPrompt: <query>", IKE's layout).
+  Trained on the train split to prefer the edit's target on in-scope inputs. The adapters sit on
+  the base model itself (`counterfactual: lora`, the default) or on a separate, usually smaller
+  model of the same family (`counterfactual: <card or folder>`), whose own weights stay frozen.
 
 Out-of-scope requests go to the untouched base model, so locality holds wherever the classifier
 says "out of scope". Evaluation reaches the counterfactual model through `Edited.score`.
@@ -115,9 +117,10 @@ class SERACEdited(Edited):
                                                           batch_size=batch_size), strict=True):
                 out[i] = d
         if cf_idx:
-            asked = [self.editor.cf_request(self.adapter, self.memory[int(which[i])], requests[i]) for i in cf_idx]
+            cf = self.editor.cf_model(self.adapter)
+            asked = [self.editor.cf_request(cf, self.memory[int(which[i])], requests[i]) for i in cf_idx]
             with self.editor.counterfactual(self.adapter):
-                dists = next_token_logprobs(self.adapter, asked, load, batch_size=batch_size)
+                dists = next_token_logprobs(cf, asked, load, batch_size=batch_size)
             for i, d in zip(cf_idx, dists, strict=True):
                 out[i] = d
         return [d for d in out if d is not None]
@@ -131,7 +134,8 @@ class SERAC(LearnedEditor):
 
     def build(self, adapter: Adapter, hp: dict[str, Any]) -> torch.nn.Module:
         hidden = adapter.input_embeddings().weight.shape[1]
-        shapes = {n: (m.out_features, m.in_features) for n, m in lm_linears(adapter).items()}
+        self.hp = hp
+        shapes = {n: (m.out_features, m.in_features) for n, m in lm_linears(self.cf_model(adapter)).items()}
         return SeracNet(2 * hidden, int(hp["d_scope"]), shapes, int(hp["rank"]))
 
     # -- the scope classifier
@@ -152,6 +156,31 @@ class SERAC(LearnedEditor):
         return net.embed(self.request_features(adapter, requests, data))
 
     # -- the counterfactual model
+    def cf_model(self, adapter: Adapter) -> Adapter:
+        """The model that answers in-scope requests: the base (LoRA on it) or a separate one."""
+        spec = self.hp.get("counterfactual", "lora")
+        if spec in (None, "lora"):
+            return adapter
+        cached = getattr(self, "_cf", None)
+        if cached is None or cached[0] != spec:
+            from ..models import load_model
+            from ..models.base import LoadOptions
+
+            other = load_model(str(spec), LoadOptions(dtype=adapter.options.dtype, device=str(adapter.device)))
+            for p in other.model.parameters():
+                p.requires_grad_(False)
+            self._cf = cached = (spec, other, Data(other, lambda k: None))
+        return cached[1]
+
+    def cf_data(self, adapter: Adapter, data: Data) -> Data:
+        """Image features as the counterfactual model encodes them (its own vision side)."""
+        cf = self.cf_model(adapter)
+        if cf is adapter:
+            return data
+        cf_data: Data = self._cf[2]
+        cf_data.load_image = data.load_image
+        return cf_data
+
     def cf_request(self, adapter: Adapter, edit: EditRequest, request: Request) -> Request:
         """The in-scope request as the counterfactual model reads it: the memory entry in front
         (`cf_context`), or as is when the counterfactual model answers from the input alone."""
@@ -165,7 +194,7 @@ class SERAC(LearnedEditor):
     def counterfactual(self, adapter: Adapter) -> Iterator[None]:
         """The base model with the low-rank adapters on (x @ A^T @ B^T added to each Linear's output)."""
         net: SeracNet = self.require_net()  # type: ignore[assignment]
-        mods = lm_linears(adapter)
+        mods = lm_linears(self.cf_model(adapter))
         handles = []
         for k, n in enumerate(net.names):
             a, b = net.lora_a[k], net.lora_b[k]
@@ -223,13 +252,15 @@ class SERAC(LearnedEditor):
         s_pos, s_neg = torch.exp(-d_pos.detach()), torch.exp(-d_neg.detach())
         scope_acc = float(torch.cat([(s_pos > thr).float(), (s_neg <= thr).float()]).mean())
         # Counterfactual: each in-scope input read with its edit in front prefers the target.
+        cf = self.cf_model(adapter)
         cf_pairs = []
         for it in items:
             edit = EditRequest(it.id, it.prompt, it.y_less, it.y_more, it.image, it.task)
             for less, more in item_pairs(it):
-                cf_pairs.append((self.cf_request(adapter, edit, less), self.cf_request(adapter, edit, more)))
+                cf_pairs.append((self.cf_request(cf, edit, less), self.cf_request(cf, edit, more)))
         with self.counterfactual(adapter):
-            margin = pair_margins(adapter, cf_pairs, data.features([r.image for p in cf_pairs for r in p]))
+            feats = self.cf_data(adapter, data).features([r.image for p in cf_pairs for r in p])
+            margin = pair_margins(cf, cf_pairs, feats)
         l_cf = edit_loss_terms(margin, float(self.hp["target_margin"])).mean()
         loss = float(self.hp["c_scope"]) * l_scope + float(self.hp["c_cf"]) * l_cf
         stats = {"scope": float(l_scope.detach()), "cf": float(l_cf.detach()), "scope_acc": scope_acc,
