@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import AuditError
+from .files import check_safetensors_files
 from .metrics import bias_summary, sample_record
 from .report import (
     RESULTS_SCHEMA,
@@ -176,28 +177,6 @@ def _check_device_available(device: str) -> None:
             raise AuditError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     if device == "mps" and not torch.backends.mps.is_available():
         raise AuditError("--device mps: MPS is not available here")
-
-
-def check_safetensors_files(folder: Path) -> None:
-    """Refuse a `.safetensors` file that is not one (a renamed pickle would otherwise be opened).
-
-    A safetensors file starts with an 8-byte little-endian header length and a JSON header; a
-    pickle starts with 0x80 and a torch.save archive with `PK`. Checked from the first bytes only.
-    """
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            head = fh.read(9)
-        size = f.stat().st_size
-        n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-        if len(head) == 9 and 0 < n <= size - 8 and head[8:9] == b"{":
-            continue
-        if head[:1] == b"\x80":
-            what = "a Python pickle"
-        elif head[:2] == b"PK":
-            what = "a zip archive (torch.save)"
-        else:
-            what = "unrecognised data"
-        raise AuditError(f"weights file {f} is not safetensors ({what}); refusing to load it")
 
 
 def _check_weights(model: str) -> None:

@@ -160,6 +160,9 @@ def test_pickle_named_safetensors_is_refused(
     with pytest.raises(AuditError, match="not safetensors"):
         check_safetensors_files(model)
     check_safetensors_files(tiny_blip2_dir)  # the real file passes
+    # Every loader, not only scan's early check: fix refuses it the same way.
+    assert run(["fix", "--model", str(model), "--suite", str(tiny_suite), "--output", str(tmp_path / "f"), "-q"]) == 2
+    assert "not safetensors" in _one_line(capsys)
 
 
 def test_remote_code_only_when_asked(tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

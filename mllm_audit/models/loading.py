@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import AuditError
+from ..files import check_safetensors_files
 from .base import DTYPES, LoadOptions
 from .cards import Card
 
@@ -85,6 +87,8 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             # bitsandbytes quantizes while placing: say where, or it lands wherever is first.
             kwargs["device_map"] = {"": options.device}
     local = os.path.isdir(card.weights)
+    if local and is_model:
+        check_safetensors_files(Path(card.weights))  # a renamed pickle is refused before any loader opens it
     if not local:
         kwargs["local_files_only"] = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
