@@ -12,7 +12,7 @@ import torch
 
 from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
-from .loading import from_pretrained_checked, quantization_config
+from .loading import load_with_processor
 
 
 class Blip2Adapter(Adapter):
@@ -30,14 +30,10 @@ class Blip2Adapter(Adapter):
 
 
 def load(card: Card, options: LoadOptions) -> Blip2Adapter:
-    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+    from transformers import Blip2ForConditionalGeneration
 
-    if not card.keep_fp32:
-        card.keep_fp32 = ["qformer", "query_tokens", "language_projection", "lm_head"]
-    model = from_pretrained_checked(
-        Blip2ForConditionalGeneration, card, options, quantization_config(card, options)
-    )
-    processor = from_pretrained_checked(AutoProcessor, card, options, None)
+    keep = ["qformer", "query_tokens", "language_projection", "lm_head"]
+    model, processor = load_with_processor(Blip2ForConditionalGeneration, card, options, keep)
     cfg = model.config
     if not card.edit:
         card.edit = default_edit_modules(model)

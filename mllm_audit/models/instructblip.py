@@ -14,7 +14,7 @@ import torch
 
 from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
-from .loading import from_pretrained_checked, quantization_config
+from .loading import load_with_processor
 
 
 class InstructBlipAdapter(Adapter):
@@ -87,14 +87,10 @@ class InstructBlipAdapter(Adapter):
 
 
 def load(card: Card, options: LoadOptions) -> InstructBlipAdapter:
-    from transformers import AutoProcessor, InstructBlipForConditionalGeneration
+    from transformers import InstructBlipForConditionalGeneration
 
-    if not card.keep_fp32:
-        card.keep_fp32 = ["qformer", "query_tokens", "language_projection", "lm_head"]
-    model = from_pretrained_checked(
-        InstructBlipForConditionalGeneration, card, options, quantization_config(card, options)
-    )
-    processor = from_pretrained_checked(AutoProcessor, card, options, None)
+    keep = ["qformer", "query_tokens", "language_projection", "lm_head"]
+    model, processor = load_with_processor(InstructBlipForConditionalGeneration, card, options, keep)
     cfg = model.config
     if not card.edit:
         card.edit = {

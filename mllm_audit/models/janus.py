@@ -28,7 +28,7 @@ import torch
 from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
 from .llava import ChatTemplateMixin
-from .loading import from_pretrained_checked, quantization_config
+from .loading import load_with_processor
 
 # Card `generation:` keys that map onto transformers' GenerationConfig.
 GENERATION_KEYS = ("guidance_scale", "temperature", "do_sample", "top_k", "top_p")
@@ -147,14 +147,10 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
 
 
 def load(card: Card, options: LoadOptions) -> JanusAdapter:
-    from transformers import AutoProcessor, JanusForConditionalGeneration
+    from transformers import JanusForConditionalGeneration
 
-    if not card.keep_fp32:
-        card.keep_fp32 = ["vision_model", "aligner", "vqmodel", "generation_head", "lm_head"]
-    model = from_pretrained_checked(
-        JanusForConditionalGeneration, card, options, quantization_config(card, options)
-    )
-    processor = from_pretrained_checked(AutoProcessor, card, options, None)
+    keep = ["vision_model", "aligner", "vqmodel", "generation_head", "lm_head"]
+    model, processor = load_with_processor(JanusForConditionalGeneration, card, options, keep)
     cfg = model.config
     tok = processor.tokenizer
     if not card.edit:

@@ -13,7 +13,7 @@ import torch
 
 from .base import Adapter, LoadOptions, last_mlp
 from .cards import Card
-from .loading import from_pretrained_checked, quantization_config
+from .loading import load_with_processor
 
 
 class ChatTemplateMixin:
@@ -73,14 +73,10 @@ class LlavaAdapter(ChatTemplateMixin, Adapter):
 
 
 def load(card: Card, options: LoadOptions) -> LlavaAdapter:
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import LlavaForConditionalGeneration
 
-    if not card.keep_fp32:
-        card.keep_fp32 = ["vision_tower", "multi_modal_projector", "lm_head"]
-    model = from_pretrained_checked(
-        LlavaForConditionalGeneration, card, options, quantization_config(card, options)
-    )
-    processor = from_pretrained_checked(AutoProcessor, card, options, None)
+    keep = ["vision_tower", "multi_modal_projector", "lm_head"]
+    model, processor = load_with_processor(LlavaForConditionalGeneration, card, options, keep)
     cfg = model.config
     n_tokens = int(getattr(processor, "num_image_tokens", 0) or 0) or image_seq_length(cfg)
     if not card.edit:

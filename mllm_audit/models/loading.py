@@ -112,3 +112,14 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             obj = obj.to(options.device)
         obj.eval()
     return obj
+
+
+def load_with_processor(cls: Any, card: Card, options: LoadOptions, keep_fp32: list[str]) -> tuple[Any, Any]:
+    """Model + AutoProcessor from the card's weights; `keep_fp32` is the family default for
+    `card.keep_fp32` (modules quantization leaves in full precision) when the card names none."""
+    from transformers import AutoProcessor
+
+    if not card.keep_fp32:
+        card.keep_fp32 = list(keep_fp32)
+    model = from_pretrained_checked(cls, card, options, quantization_config(card, options))
+    return model, from_pretrained_checked(AutoProcessor, card, options, None)
