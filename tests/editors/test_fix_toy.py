@@ -58,7 +58,8 @@ def test_batch_and_sequential_modes_report(toy, tmp_path: Path, mode: str, extra
     res = run_fix(editor="ft-l", mode=mode, limit=limit, output=tmp_path / "run", adapter=toy, **extra)
     assert res.results["complete"] and res.results["n_edits"] == limit
     m = res.results["metrics"]
-    assert m["reliability"] is not None and m["t_locality_top1"] is not None
+    # Measured 1.0 / 1.0 for both modes: many edits at once or accumulated still flip the items.
+    assert m["reliability"] >= 0.9 and m["t_locality_top1"] >= 0.9
     if mode == "sequential":
         curve = res.results["sequential_curve"]
         assert len(curve) == limit and curve[-1]["reliability"] == pytest.approx(m["reliability"])
