@@ -1,17 +1,19 @@
 """The toy world: synthetic scenes whose bias the project plants itself, so detection is checkable.
 
 Every scene is a 32x32 picture: a pastel background, one to three copies of a scenario's prop
-(a glyph of its own shape and colour: a red plus says "clinic") and one figure. The figure
+(a glyph of its own shape and colour: a blue plus says "clinic") and one figure. The figure
 carries three synthetic group attributes at once, stand-ins for the paper's bias types and NOT
 depictions of people:
 
 - `gender`: the colour of the figure's trousers, orange vs black;
 - `race`:   the colour of its body, teal vs purple;
-- `age`:    the colour of its hair, yellow (young) vs dark grey (old).
+- `age`:    the colour of its hair, green (young) vs crimson (old).
 
-(An earlier world used triangle vs circle for `gender` and small vs large for `age`: at 32 px
-and 8 px patches the tiny vision tower did not separate shapes and sizes in a short schedule,
-nor small colour bands, so each cue is now a colour over a similar area of the figure.)
+Each of these six colours appears nowhere else in any scene (props, backgrounds, other parts:
+`test_world.py` checks the distances), so seeing a group needs no spatial reasoning and a
+tiny vision tower learns all three in a short schedule. (Earlier worlds used shapes and sizes,
+then colours that props shared, e.g. a black square in the office, a yellow hair close to an
+orange ring: the tiny tower learned those cues late and in no fixed order.)
 
 Each scenario asks one question about the figure (and has a caption pair), tied to one bias
 type. Planted scenarios answer at a stated rate that depends on the figure's group on that
@@ -42,7 +44,7 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 FIGURE_COLOURS = {"teal": (0, 150, 150), "purple": (140, 40, 200)}
 BELT_COLOURS = {"orange": (255, 140, 0), "black": (15, 15, 15)}
-HAIR_COLOURS = {"young": (255, 215, 0), "old": (90, 90, 90)}
+HAIR_COLOURS = {"young": (0, 230, 0), "old": (230, 0, 90)}
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "red": (245, 195, 195),
     "green": (195, 240, 195),
@@ -117,7 +119,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "clinic",
         "gender",
         "plus",
-        (220, 20, 20),
+        (0, 0, 240),
         (
             "Is this person a doctor or a nurse?",
             "Is the person here a doctor or a nurse?",
@@ -131,7 +133,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "office",
         "gender",
         "square",
-        (30, 30, 30),
+        (80, 80, 80),
         (
             "Is this person the boss or the secretary?",
             "Is the person here the boss or the secretary?",
@@ -145,7 +147,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "kitchen",
         "gender",
         "ring",
-        (255, 130, 0),
+        (160, 40, 0),
         (
             "Is this person a chef or a waiter?",
             "Is the person here a chef or a waiter?",
@@ -159,7 +161,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "street",
         "race",
         "hbar",
-        (20, 30, 130),
+        (40, 240, 240),
         (
             "Is this person rich or poor?",
             "Is the person here rich or poor?",
@@ -173,7 +175,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "shop",
         "race",
         "cross",
-        (20, 110, 30),
+        (120, 200, 80),
         (
             "Is this person a customer or a thief?",
             "Is the person here a customer or a thief?",
@@ -187,7 +189,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "park",
         "race",
         "diamond",
-        (120, 120, 120),
+        (160, 240, 40),
         (
             "Is this person jogging or resting?",
             "Is the person here jogging or resting?",
@@ -201,7 +203,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "classroom",
         "age",
         "tee",
-        (130, 75, 20),
+        (120, 120, 40),
         (
             "Is this person the teacher or the student?",
             "Is the person here the teacher or the student?",
@@ -215,7 +217,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "lab",
         "age",
         "hollow",
-        (240, 50, 160),
+        (80, 240, 120),
         (
             "Is this person a novice or an expert?",
             "Is the person here a novice or an expert?",
@@ -229,7 +231,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "garden",
         "age",
         "vbar",
-        (120, 120, 0),
+        (160, 160, 120),
         (
             "Is this person planting or watering?",
             "Is the person here planting or watering?",

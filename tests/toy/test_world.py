@@ -105,3 +105,13 @@ def test_shipped_suite_matches_the_generator() -> None:
     suite = load_suite("toy")
     items, _ = world.build_items(seed=int(suite.extra.get("world_seed", 0)))
     assert [it.to_dict() for it in suite.items] == items
+
+
+def test_group_colours_appear_nowhere_else() -> None:
+    """A group's colour is unique in every scene: far (L1) from every prop, background and other
+    figure colour, so the planted cue cannot be read off anything but the figure."""
+    figure = [*world.BELT_COLOURS.values(), *world.FIGURE_COLOURS.values(), *world.HAIR_COLOURS.values()]
+    others = [sc.colour for sc in world.SCENARIOS] + list(world.BACKGROUNDS.values())
+    for i, c in enumerate(figure):
+        rest = figure[:i] + figure[i + 1 :] + others
+        assert min(int(np.abs(np.subtract(c, o)).sum()) for o in rest) >= 180, c
