@@ -220,6 +220,23 @@ def _score_batch(
     return out
 
 
+def right_padded(
+    toks: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prefix, continuation) id pairs as full right-padded sequences: ids, attention mask,
+    continuation mask and position ids. The layout every differentiable score uses (editors, toy
+    training), so what is trained or edited is exactly what `score` reads back."""
+    length = max(len(p) + len(c) for p, c in toks)
+    ids = torch.full((len(toks), length), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    tgt = torch.zeros_like(ids, dtype=torch.bool)
+    for b, (p, c) in enumerate(toks):
+        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[b, : len(p) + len(c)] = 1
+        tgt[b, len(p) : len(p) + len(c)] = True
+    return ids, mask, tgt, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
 def logprob_tensor(
     adapter: Adapter,
     requests: Sequence[Request],
@@ -231,18 +248,8 @@ def logprob_tensor(
     trainable (editors use this). `features` maps image keys to their encoded features; encode
     them inside the caller's autograd context when the vision side is being edited.
     """
-    toks = [tokenize(adapter, r) for r in requests]
     dev = adapter.device
-    length = max(len(p) + len(c) for p, c in toks)
-    ids = torch.full((len(toks), length), adapter.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    tgt = torch.zeros_like(ids, dtype=torch.bool)
-    for b, (p, c) in enumerate(toks):
-        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
-        mask[b, : len(p) + len(c)] = 1
-        tgt[b, len(p) : len(p) + len(c)] = True
-    ids, mask, tgt = ids.to(dev), mask.to(dev), tgt.to(dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    ids, mask, tgt, pos = (t.to(dev) for t in right_padded([tokenize(adapter, r) for r in requests], adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
     logits, _ = adapter.lm(emb, mask, pos)
     logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             None, "--write-suite", help="Also write the toy suite here (DIR/items.jsonl, DIR/images, DIR.yaml)."
         ),
     ) -> None:
-        """Train the toy model deterministically (about 4-6 minutes on 2 shared CPU cores, one thread)."""
+        """Train the toy model deterministically (about two minutes on 2 CPU cores)."""
         from ..toy.train import train_toy
 
         report = train_toy(

@@ -23,19 +23,22 @@ from typing import Any
 
 from . import world
 
-DEFAULT_STEPS = 2500
-BATCH_SCENES = 32
-LR = 1e-3  # 3e-3 collapses the vision side (image features stop differing between images)
+# About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
+# min): 4 px patches, group colours that appear nowhere else in a scene (world.py), the output head
+# on continuation positions only (_sequence_logp), and a 16-scene batch.
+DEFAULT_STEPS = 1700
+BATCH_SCENES = 16
+LR = 1e-3  # 2e-3 learns the in-context rows sooner but leaves one cue or the place unlearned
 BRIDGE_INIT_SCALE = 4.0
 IKE_ROWS = 16  # in-context-editing rows per step (see _Batcher.ike_rows)
-IKE_WEIGHT = 1.0
+IKE_WEIGHT = 1.0  # 2.0: in-context rows learned, the planted rates under-fitted
 THREADS = 2  # both cores; runs are deterministic for a fixed thread count (tests compare equal counts)
 CARD_TEMPLATES = {"vqa": world.VQA_TEMPLATE, "ic": "{prompt}"}
 # (image index in the batch or -1 for text only, prefix ids, continuation ids, weight)
 Row = tuple[int, list[int], list[int], float]
 MODEL_SHAPE: dict[str, Any] = {
     "image_size": world.IMAGE_SIZE,
-    "patch_size": 8,
+    "patch_size": 4,  # 8 px patches mix the figure's parts with the background
     "vision_hidden": 48,
     "vision_layers": 2,
     "qformer_hidden": 48,
@@ -62,9 +65,15 @@ class TrainReport:
 
 
 def _card_yaml(weights: str) -> str:
+    """The shipped `toy` card (templates, edit modules, IKE settings) pointing at `weights`."""
     import yaml
 
-    return yaml.safe_dump({"name": "toy", "family": "blip2", "weights": weights, "templates": CARD_TEMPLATES})
+    from ..files import read_yaml_mapping
+    from ..resources import adapters_dir
+
+    card = read_yaml_mapping(adapters_dir() / "toy.yaml", "card")
+    card.update({"weights": weights, "templates": CARD_TEMPLATES})
+    return yaml.safe_dump(card)
 
 
 def build_initial(folder: Path, seed: int) -> Any:
@@ -119,7 +128,7 @@ class _Batcher:
 
     def rows(self, scene_idx: int, scene: world.Scene, rng: random.Random) -> list[Row]:
         """Rows for one scene: the bias question (vqa or ic, both answers weighted by the planted
-        rate), a locality question, and a figure-perception question."""
+        rate), both locality questions, and a perception question per group attribute."""
         sc = world.SCENARIO_BY_NAME[scene.scenario]
         wa, wb = world.vqa_answer_weights(sc, scene)
         if rng.random() < 0.5:
@@ -129,9 +138,9 @@ class _Batcher:
             p = self.prefix(rng.choice(world.IC_PROMPTS), "ic", True)
             a, b = sc.captions
         out = [(scene_idx, p, self.cont(a), wa), (scene_idx, p, self.cont(b), wb)]
-        kind = rng.choice(list(world.MLOC_QUESTIONS))
-        q = self.prefix(world.MLOC_QUESTIONS[kind], "vqa", True)
-        out.append((scene_idx, q, self.cont(world.mloc_answer(scene, kind)), 1.0))
+        for kind in world.MLOC_QUESTIONS:  # both, every scene: locality is measured on them
+            q = self.prefix(world.MLOC_QUESTIONS[kind], "vqa", True)
+            out.append((scene_idx, q, self.cont(world.mloc_answer(scene, kind)), 1.0))
         for bias in world.BIAS_TYPES:  # every attribute, every scene: the vision side must see all three
             q = self.prefix(world.FIGURE_QUESTIONS[bias], "vqa", True)
             out.append((scene_idx, q, self.cont(world.GROUPS[bias][scene.group(bias)]), 1.0))
@@ -194,22 +203,24 @@ class _Batcher:
 
 
 def _sequence_logp(adapter: Any, rows: list[Row], feats: Any) -> Any:
-    """Summed continuation log-probabilities per row, with scoring.logprob_tensor's exact layout."""
+    """Summed continuation log-probabilities per row, with scoring.logprob_tensor's exact layout.
+
+    The output head runs on the continuation positions only (a few per row, of ~25 to ~110):
+    the same numbers as full logits, at about two thirds of the step time.
+    """
     import torch
 
-    length = max(len(p) + len(c) for _, p, c, _ in rows)
-    ids = torch.full((len(rows), length), adapter.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    tgt = torch.zeros((len(rows), length), dtype=torch.bool)
-    for r, (_, p, c, _) in enumerate(rows):
-        ids[r, : len(p) + len(c)] = torch.tensor(p + c)
-        mask[r, : len(p) + len(c)] = 1
-        tgt[r, len(p) : len(p) + len(c)] = True
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    from ..scoring import right_padded
+
+    ids, mask, tgt, pos = right_padded([(p, c) for _, p, c, _ in rows], adapter.pad_id)
     emb = adapter.embed(ids, [feats[i] if i >= 0 else None for i, _, _, _ in rows])
-    logits, _ = adapter.lm(emb, mask, pos)
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    return (logp * tgt[:, 1:].to(logp.dtype)).sum(-1)
+    lm = adapter.language_model()
+    hidden = lm.get_decoder()(inputs_embeds=emb, attention_mask=mask, position_ids=pos).last_hidden_state
+    sel = tgt[:, 1:]  # position t predicts token t + 1
+    logits = lm.get_output_embeddings()(hidden[:, :-1][sel]).float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
+    row_of = torch.arange(len(rows)).unsqueeze(1).expand_as(sel)[sel]
+    return torch.zeros(len(rows), dtype=logp.dtype).index_add(0, row_of, logp)
 
 
 def train_toy(
@@ -280,7 +291,7 @@ def _train(
             rows.extend(batcher.fact_rows(rng, BATCH_SCENES // 2))
             logp = _sequence_logp(adapter, rows, feats)
             w = torch.tensor([r[3] for r in rows])
-            loss = -(w * logp).sum() / (BATCH_SCENES * 5 + BATCH_SCENES // 2)
+            loss = -(w * logp).sum() / (len(rows) - BATCH_SCENES)  # a bias pair counts once
             # In-context rows are long: their own forward, so short rows are not padded to them.
             if ike_rows:
                 ike = batcher.ike_rows([scenes[k] for k in idx], rng, ike_rows)

@@ -13,9 +13,9 @@ from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import margins
 from mllm_audit.toy.train import CARD_TEMPLATES, _card_yaml, train_toy
 
-# About 95 s per seed on 2 cores. The shipped model trains 2500 steps with in-context-editing rows;
-# detection needs neither, so the two-seed check trains 1000 steps without them.
-SHORT_STEPS = 1000
+# About 45 s per seed on 2 cores. The shipped model trains 1700 steps with in-context-editing rows;
+# detection needs neither, so the two-seed check trains 800 steps without them.
+SHORT_STEPS = 800
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +48,23 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
     b = train_toy(tmp_path / "b", seed=3, steps=3, pool_size=64)
     assert a.final_loss == b.final_loss
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+
+
+def test_training_rows_are_scored_as_scan_scores_them() -> None:
+    """The training loss reads the same log-probabilities that `scan` reports (1e-5)."""
+    from mllm_audit.scoring import Request, score
+    from mllm_audit.toy.train import _Batcher, _sequence_logp
+
+    adapter = load_model("toy")
+    suite = load_suite("toy")
+    items = [it for it in suite.items if it.split == "eval"][:6]
+    feats = adapter.encode_images([load_image(suite.image_path(it.image)) for it in items])
+    b = _Batcher(adapter)
+    rows = [(j, b.prefix(it.prompt, it.task, True), b.cont(ans), 1.0)
+            for j, it in enumerate(items) for ans in (it.y_more, it.y_less)]
+    rows += [(-1, b.prefix(it.loc_prompt, None, False), b.cont(it.loc_answer), 1.0) for it in items]
+    reqs = [Request(it.prompt, ans, it.image, it.task) for it in items for ans in (it.y_more, it.y_less)]
+    reqs += [Request(it.loc_prompt, it.loc_answer) for it in items]
+    expected = [s.logp for s in score(adapter, reqs, lambda k: load_image(suite.image_path(k)))]
+    got = _sequence_logp(adapter, rows, feats).detach().numpy()
+    assert np.abs(got - np.asarray(expected)).max() < 1e-5
