@@ -23,7 +23,9 @@ def main() -> None:
     from mllm_audit.editing import run_fix
     from mllm_audit.models import load_model
     from mllm_audit.scan import image_loader, run_scan
+    from mllm_audit.scoring import Request
     from mllm_audit.suites import load_suite
+    from mllm_audit.toy import world
     from mllm_audit.toy.evaluate import locality_requests, top1_rate
     from mllm_audit.toy.train import IKE_ROWS, _card_yaml, train_toy
 
@@ -65,9 +67,6 @@ def main() -> None:
         print(f"locality top-1: text {top1_rate(adapter, text, None):.3f} ({len(text)}), "
               f"multimodal {top1_rate(adapter, mm, image_loader(suite)):.3f} ({len(mm)})")
         # Does the vision side see the figure? (training-only perception questions, on suite images)
-        from mllm_audit.scoring import Request
-        from mllm_audit.toy import world
-
         seen = {it.image: it.meta["figure"] for it in suite.items if it.meta.get("figure")}
         for bias, question in world.FIGURE_QUESTIONS.items():
             reqs = [Request(question, fig[bias], img, "vqa") for img, fig in sorted(seen.items())]
