@@ -86,7 +86,7 @@ class Identity:
     score_options: dict[str, Any] = field(default_factory=dict)  # seed, templates, editor settings, ...
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": _plain(self.model), "suite": _plain(self.suite), "score_options": dict(self.score_options)}
+        return {"model": to_plain(self.model), "suite": to_plain(self.suite), "score_options": dict(self.score_options)}
 
 
 @dataclass
@@ -152,9 +152,9 @@ class RunRecord:
             "options": dict(self.options),
         }
         if self.coverage is not None:
-            out["coverage"] = _plain(self.coverage)
+            out["coverage"] = to_plain(self.coverage)
         if self.counters is not None:
-            out["counters"] = _plain(self.counters)
+            out["counters"] = to_plain(self.counters)
         out["timings"] = dict(f.timings)
         if f.finished_at is not None:
             out["finished_at"] = f.finished_at
@@ -236,7 +236,8 @@ def read_record(run_dir: Path | str) -> RunRecord:
 # ---- typing helpers -------------------------------------------------------------------------------
 
 
-def _plain(obj: Any) -> dict[str, Any]:
+def to_plain(obj: Any) -> dict[str, Any]:
+    """A record part as JSON-ready dict (an `extra` field's keys are merged in)."""
     d = dataclasses.asdict(obj)
     extra = d.pop("extra", None) or {}
     return {**d, **extra}
