@@ -22,6 +22,7 @@ from mllm_audit.errors import AuditError
 from mllm_audit.runs.signals import RunInterrupted
 
 QUICK = {"steps": 8, "batch": 2, "val_every": 3, "ckpt_every": 2, "patience": 100}
+KILLED = {"steps": 8, "batch": 4, "val_every": 3, "ckpt_every": 2, "patience": 100}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -137,20 +138,21 @@ train_editor("{editor}", model=sys.argv[1], suite=sys.argv[2], out=sys.argv[3], 
 """
 
 
-def _child(editor: str, model: Path, suite: Path, out: Path, resume: bool, delay: float = 0.0) -> subprocess.Popen:
+def _child(editor: str, model: str, suite: str, out: Path, resume: bool, delay: float = 0.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MLLM_AUDIT_STEP_DELAY": str(delay)}
-    code = CHILD.format(editor=editor, quick=QUICK)
+    code = CHILD.format(editor=editor, quick=KILLED)
     return subprocess.Popen([sys.executable, "-c", code, str(model), str(suite), str(out), "1" if resume else "0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("editor", ["mend", "serac"])
-def test_sigkill_then_resume_equals_an_uninterrupted_run_bit_for_bit(tiny_blip2_dir: Path, suite: Path,
-                                                                     tmp_path: Path, editor: str) -> None:
+def test_sigkill_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path: Path) -> None:
+    """MEND on the shipped toy world: before, the resumed state differed by ~1e-7 (features cached in
+    batches whose make-up depended on the history the killed process took with it)."""
     from safetensors.torch import load_file
 
-    full = _child(editor, tiny_blip2_dir, suite, tmp_path / "full", resume=False)
-    cut = _child(editor, tiny_blip2_dir, suite, tmp_path / "cut", resume=False, delay=0.7)
+    full = _child("mend", "toy", "toy", tmp_path / "full", resume=False)
+    assert full.wait(timeout=300) == 0, full.communicate()
+    cut = _child("mend", "toy", "toy", tmp_path / "cut", resume=False, delay=1.0)
     ckpt = tmp_path / ".cut.partial" / "checkpoint.pt"
     deadline = time.time() + 240
     while time.time() < deadline and cut.poll() is None:
@@ -161,8 +163,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run_bit_for_bit(tiny_blip2_
     cut.send_signal(signal.SIGKILL)
     cut.wait(timeout=60)
     assert not (tmp_path / "cut").exists()
-    assert full.wait(timeout=300) == 0, full.communicate()
-    resumed = _child(editor, tiny_blip2_dir, suite, tmp_path / "cut", resume=True)
+    resumed = _child("mend", "toy", "toy", tmp_path / "cut", resume=True)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     a = load_file(str(tmp_path / "full" / "state.safetensors"))
     b = load_file(str(tmp_path / "cut" / "state.safetensors"))
