@@ -273,6 +273,8 @@ def _run_fix(
         check_run_folder(Path(output), "fix", resume=False)  # fix has no --resume: an existing run is refused
     if save is not None:
         check_new_output(Path(save), "--save")  # never into the model's own folder or any other non-empty one
+        if output is not None and Path(save).resolve() == Path(output).resolve():
+            raise AuditError(f"--save {save} is the run folder (--output); give the edited model its own folder")
     the_suite = load_suite(suite, data_dir=data_dir)
     check_metric_splits(the_suite.items, require)
     check_images(the_suite, the_suite.items)
