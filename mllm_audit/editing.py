@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import AuditError
-from .report import RESULTS_SCHEMA, RunWriter, atomic_write_json, default_run_dir, new_run_id, versions
+from .report import RunWriter, atomic_write_json, default_run_dir, new_run_id
+from .runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
+from .runs.identity import model_digest
+from .runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
+from .runs.signals import STOPS, interrupted, stop_signals
 from .scan import check_images, image_loader, score_items
 from .suites import Item, Suite, load_suite
 
@@ -230,7 +234,25 @@ def run_fix(
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> FixResult:
-    """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end."""
+    """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
+
+    `save` writes the model with every edit applied at once, under a temporary name renamed into
+    place when whole (manifest included), and measures that saved model itself: its five metrics
+    go to results["saved_model"]["metrics"] and the manifest, beside the per-edit rows.
+    """
+    with stop_signals():
+        return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
+                        save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
+                        on_edit, progress)
+
+
+def _run_fix(
+    model: str, suite: str, editor: str, scope: str | None, mode: str, batch_edits: int, all_items: bool,
+    limit: int | None, split: str | None, require: Sequence[str], output: Path | None, save: Path | None,
+    editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
+    dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
+    progress: Callable[[int], Callable[[int], None]] | None,
+) -> FixResult:
     from .editors import make_editor
     from .editors.base import EditContext, EditRequest
 
@@ -247,6 +269,12 @@ def run_fix(
     if getattr(the_editor, "needs_state", False):
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
+    if output is not None:
+        check_run_folder(Path(output), "fix", resume=False)  # fix has no --resume: an existing run is refused
+    if save is not None:
+        check_new_output(Path(save), "--save")  # never into the model's own folder or any other non-empty one
+        if output is not None and Path(save).resolve() == Path(output).resolve():
+            raise AuditError(f"--save {save} is the run folder (--output); give the edited model its own folder")
     the_suite = load_suite(suite, data_dir=data_dir)
     check_metric_splits(the_suite.items, require)
     check_images(the_suite, the_suite.items)
@@ -270,26 +298,64 @@ def run_fix(
     ]
     run_id = new_run_id()
     out_dir = Path(output) if output else default_run_dir("fix", adapter.card.name, the_suite.name)
-    results: dict[str, Any] = {
-        "schema": RESULTS_SCHEMA,
-        "command": "fix",
-        "run_id": run_id,
-        "complete": False,
-        "model": adapter.identity(),
-        "suite": the_suite.identity(),
-        "editor": {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options},
-        "mode": mode,
-        "batch_edits": batch_edits if mode == "batch" else None,
-        "versions": versions(),
-        "seed": seed,
-        "protocol": PROTOCOL,
-    }
+    editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options}
+    state_digest = model_digest(editor_state) if editor_state is not None else None
+    record = new_record(
+        "fix", run_id, model_identity(adapter.identity()), suite_identity(the_suite, the_suite.items), seed,
+        score_options={"seed": seed, "editor": editor_info, "mode": mode,
+                       "batch_edits": batch_edits if mode == "batch" else None, "all": all_items, "limit": limit,
+                       "editor_state": state_digest[0] if state_digest else None},
+        options={"batch_size": batch_size, "device": device, "save": str(save) if save is not None else None},
+        coverage=_fix_coverage(the_suite, split, items, n_candidates, limit),
+        payload={"editor": editor_info, "mode": mode, "batch_edits": batch_edits if mode == "batch" else None,
+                 "protocol": PROTOCOL},
+    )
+    lock = RunLock(out_dir, "fix")
+    lock.acquire()
+    try:
+        if output is not None:
+            check_run_folder(out_dir, "fix", resume=False)  # again, now that no one else can write it
+        return _edit_and_measure(
+            adapter, the_editor, the_suite, items, probes, pre, requests, ctx, load, record, out_dir, mode,
+            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded,
+        )
+    except STOPS as e:
+        record.finish.interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
+        record.write(out_dir)
+        kept = f"{out_dir} holds an incomplete fix run (complete: false)"
+        kept += f", nothing was saved to {save}" if save is not None else ""
+        raise interrupted(e, f"{kept}; the model on disk is unchanged; rerun fix with a new --output "
+                             "(fix has no --resume)") from None
+    finally:
+        lock.release()
+
+
+def _fix_coverage(suite: Suite, split: str | None, items: Sequence[Item], n_candidates: int,
+                  limit: int | None) -> Coverage:
+    """The candidates of the split fix works on (eval when the suite has one); --limit may stop early."""
+    if split is None and any(it.split == "eval" for it in suite.items):
+        split = "eval"
+    examined = n_candidates
+    if limit is not None and items and len(items) == limit:
+        ids = [it.id for it in suite.select(split=split)]
+        examined = ids.index(items[-1].id) + 1
+    return Coverage(n_items=n_candidates, n_selected=n_candidates, n_scored=examined, split=split, limit=limit)
+
+
+def _edit_and_measure(
+    adapter: Adapter, the_editor: Editor, the_suite: Suite, items: list[Item], probes: list[Probe],
+    pre: list[dict[str, Any]], requests: list[Any], ctx: Any, load: Callable[[str], Any], record: RunRecord,
+    out_dir: Path, mode: str, batch_edits: int, batch_size: int, save: Path | None,
+    on_edit: Callable[[dict[str, Any]], None] | None, progress: Callable[[int], Callable[[int], None]] | None,
+    n_candidates: int, t0: float, t_loaded: float,
+) -> FixResult:
+    run_id = record.header.run_id
     snapshot = _fingerprint(adapter)
     t_edits = time.perf_counter()
     records: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
-        writer.write_results(results)
+        record.write(out_dir)
         tick = progress(len(items)) if progress else None
         touched: set[str] = set()
 
@@ -336,33 +402,38 @@ def run_fix(
         t_done = time.perf_counter()
         if _fingerprint(adapter) != snapshot:
             raise AuditError("internal: the model was not restored exactly after editing")
+        metrics = aggregate(records)
         if save is not None:
-            _save_edited(adapter, the_editor, requests, ctx, Path(save), results)
+            record.payload["saved_model"] = _save_edited(
+                adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre, load, batch_size, metrics
+            )
+            if _fingerprint(adapter) != snapshot:
+                raise AuditError("internal: the model was not restored exactly after saving")
         by_type: dict[str, dict[str, float | None]] = {}
         for bt in dict.fromkeys(r["bias_type"] for r in records):
             by_type[bt] = aggregate([r for r in records if r["bias_type"] == bt])
-        results.update(
+        record.payload.update(
             {
-                "complete": True,
                 "n_edits": len(records),
                 "n_candidates": n_candidates,
-                "metrics": aggregate(records),
+                "metrics": metrics,
                 "base_metrics": base_metrics(items, pre),
                 "by_bias_type": by_type,
                 "sequential_curve": curve or None,
                 "touched_parameters": sorted(touched),
-                "timings": {
-                    "load_s": round(t_loaded - t0, 4),
-                    "select_s": round(t_edits - t_loaded, 4),  # pre-scan of candidates + pre-edit metrics
-                    "edit_s": round(t_done - t_edits, 4),
-                    "total_s": round(time.perf_counter() - t0, 4),
-                    "s_per_edit": round((t_done - t_edits) / max(1, len(records)), 4),
-                },
-                "counters": adapter.counters.as_dict(),
             }
         )
-        writer.write_results(results)
-    return FixResult(out_dir, results, records)
+        record.counters = Counters(**adapter.counters.as_dict())
+        t_end = time.perf_counter()
+        record.finished({
+            "load_s": t_loaded - t0,
+            "select_s": t_edits - t_loaded,  # pre-scan of candidates + pre-edit metrics
+            "edit_s": t_done - t_edits,
+            "total_s": t_end - t0,
+            "s_per_edit": (t_done - t_edits) / max(1, len(records)),
+        })
+        record.write(out_dir)
+    return FixResult(out_dir, record.to_dict(), records)
 
 
 class _Chain:
@@ -387,26 +458,56 @@ def _fingerprint(adapter: Adapter) -> int:
 
 
 def _save_edited(
-    adapter: Adapter, editor: Editor, requests: Sequence[Any], ctx: Any, out: Path, results: dict[str, Any]
-) -> None:
-    """Apply all edits as one batch, save the model folder with a manifest, then restore."""
+    adapter: Adapter, editor: Editor, requests: Sequence[Any], ctx: Any, out: Path, record: RunRecord,
+    items: Sequence[Item], probes: Sequence[Probe], pre: Sequence[dict[str, Any]], load: Callable[[str], Any],
+    batch_size: int, row_metrics: dict[str, float | None],
+) -> dict[str, Any]:
+    """Apply all edits as one batch, measure that model, save it with its manifest, then restore.
+
+    The folder is built under a temporary name and renamed into place only when the weights,
+    processor and manifest are all written: a killed save leaves nothing loadable under `out`.
+    """
     edited = editor.apply(adapter, list(requests), ctx)
+    folder = OutputFolder(out, "--save", "fix")
     try:
         if not edited.touched:
             raise AuditError(f"editor {editor.name!r} changes no weights; there is nothing to --save")
-        out.mkdir(parents=True, exist_ok=True)
-        adapter.model.save_pretrained(out)
+        post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
+        rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
+        metrics = aggregate(rows)
+        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))]
+        tmp = folder.open()
+        adapter.model.save_pretrained(tmp)
         proc = getattr(adapter, "processor", None)
-        (proc or adapter.tokenizer).save_pretrained(out)
+        (proc or adapter.tokenizer).save_pretrained(tmp)
         delta = edited.delta()
+        saved = {
+            "path": str(out),
+            "n_edits": len(requests),
+            "how": "every edit applied at once (one batch of all items), measured on the same items",
+            "metrics": metrics,
+            "differs_from_rows": differs,
+        }
         atomic_write_json(
-            out / "mllm-audit-edit.json",
+            tmp / "mllm-audit-edit.json",
             {
-                "base_model": results["model"],
-                "editor": results["editor"],
+                "schema": "mllm-audit/edited-model/v2",
+                "run_id": record.header.run_id,
+                "base_model": record.identity.as_dict()["model"],
+                "suite": record.identity.as_dict()["suite"],
+                "editor": record.payload["editor"],
                 "items": [r.item_id for r in requests],
+                "metrics": metrics,
                 "changed": {n: {"shape": list(d.shape), "l2": float(d.float().norm())} for n, d in delta.items()},
             },
         )
+        folder.commit()
+        return saved
     finally:
+        if not folder.committed:
+            folder.abandon()
         edited.restore()
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-9)

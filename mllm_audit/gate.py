@@ -17,12 +17,12 @@ from typing import Any
 
 from .errors import AuditError
 from .metrics import ALL, FIX_METRICS, summarize_group
-from .report import RESULTS_SCHEMA
+from .runs.record import READABLE_SCHEMAS, RunRecord
 from .stats import PAIRED_METRICS, PairedDiff, paired_runs
 
 SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low")
 METRICS = SUMMARY_METRICS + FIX_METRICS
-_TOP_KEYS = ("suite", "description", "checks")
+_TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash")
 _CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")
 
 
@@ -58,6 +58,8 @@ class Policy:
     checks: list[Check]
     suite: str | None = None
     description: str = ""
+    accept_subset: bool = False  # a run scored on part of the suite (--limit, --split) may be gated
+    suite_hash: str | None = None  # pinned content hash of the suite's items
 
 
 def _number(where: str, key: str, value: Any) -> float:
@@ -158,13 +160,18 @@ def load_policy(path: Path | str) -> Policy:
     raw = data.get("checks")
     if not isinstance(raw, list) or not raw:
         raise AuditError(f"{path}: 'checks' must be a non-empty list")
+    accept_subset = data.get("accept_subset", False)
+    if not isinstance(accept_subset, bool):
+        raise AuditError(f"{path}: 'accept_subset' must be true or false, got {accept_subset!r}")
+    suite_hash = _text(str(path), "suite_hash", data["suite_hash"]) if data.get("suite_hash") is not None else None
     checks = [_parse_check(obj, f"{path}: checks[{i}]", path.parent) for i, obj in enumerate(raw)]
     seen: set[str] = set()
     for c in checks:
         if c.name in seen:
             raise AuditError(f"{path}: two checks are named {c.name!r}; names must be unique")
         seen.add(c.name)
-    return Policy(path=path, checks=checks, suite=suite, description=description)
+    return Policy(path=path, checks=checks, suite=suite, description=description, accept_subset=accept_subset,
+                  suite_hash=suite_hash)
 
 
 # ------------------------------------------------------------------------------------- evaluation
@@ -210,8 +217,8 @@ def _fmt(x: float | None) -> str:
 
 def _require_complete(results: dict[str, Any], run_dir: Path) -> None:
     schema = results.get("schema")
-    if schema != RESULTS_SCHEMA:
-        raise AuditError(f"{run_dir / 'results.json'}: schema {schema!r} is not {RESULTS_SCHEMA!r}")
+    if schema not in READABLE_SCHEMAS:
+        raise AuditError(f"{run_dir / 'results.json'}: schema {schema!r} is not one of {', '.join(READABLE_SCHEMAS)}")
     if results.get("complete") is not True:
         raise AuditError(f"run {run_dir} is incomplete (results.json says complete: false); not gating it")
 
@@ -281,6 +288,26 @@ def _evaluate_baseline(run: Any, check: Check, baselines: dict[Path, Any]) -> Ch
     return CheckResult(check, ok, d.diff, detail, paired=d)
 
 
+def check_coverage(policy: Policy, record: RunRecord, run_dir: Path) -> None:
+    """A run judged against a policy must cover the policy's suite: all of it (unless the policy
+    accepts a subset), and, when the policy pins the suite's content hash, exactly that content."""
+    if policy.suite_hash is not None:
+        got = record.identity.suite.content_hash or ""
+        want = policy.suite_hash.removeprefix("sha256:")
+        if got != want:
+            raise AuditError(f"{policy.path}: policy pins suite content {want[:16]}..., run {run_dir} scored "
+                             f"{(got or 'unknown')[:16]}... (another version of {record.identity.suite.name!r})")
+    if policy.accept_subset:
+        return
+    cov = record.coverage
+    if cov is None:
+        raise AuditError(f"run {run_dir} does not say how many items it scored; not gating it "
+                         "(rerun it, or set accept_subset: true in the policy)")
+    if cov.subset:
+        raise AuditError(f"run {run_dir} scored {cov.describe()}, not the whole suite "
+                         f"({cov.n_items} items); not gating it (set accept_subset: true in the policy to allow)")
+
+
 def evaluate(policy: Policy, run_dir: Path) -> GateOutcome:
     """Apply every check of `policy` to the run folder at `run_dir`."""
     from .compare import load_run
@@ -291,6 +318,7 @@ def evaluate(policy: Policy, run_dir: Path) -> GateOutcome:
     if policy.suite is not None and policy.suite != suite_name:
         want = policy.suite
         raise AuditError(f"{policy.path}: policy is for suite {want!r}, run {run.dir} used {suite_name!r}")
+    check_coverage(policy, RunRecord.from_dict(run.results, str(run.dir / "results.json")), run.dir)
     outcome = GateOutcome(policy, run.dir, str((run.results.get("model") or {}).get("name", "?")), suite_name)
     baselines: dict[Path, Any] = {}
     for check in policy.checks:

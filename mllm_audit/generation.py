@@ -36,8 +36,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AuditError
 from .files import read_yaml_mapping
-from .report import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id, read_jsonl, read_results, versions
+from .report import RunWriter, default_run_dir, new_run_id, read_appended_jsonl, read_results
 from .resources import suites_dir
+from .runs.folders import RunLock, check_run_folder
+from .runs.record import Counters, Coverage, SuiteIdentity, model_identity, new_record
+from .runs.signals import STOPS, interrupted, stop_signals
 
 if TYPE_CHECKING:
     from .classifiers import Classifier
@@ -302,15 +305,12 @@ def run_gen_scan(
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
     out_dir = Path(output) if output is not None else None
     old: dict[str, Any] | None = None
-    if out_dir is not None and (out_dir / "results.json").is_file():
-        if not resume:
-            raise AuditError(f"{out_dir} already holds a run: pass --resume to continue it, or choose another --output")
-        old = read_results(out_dir)
-        if old.get("command") != "gen-scan":
-            raise AuditError(f"cannot resume {out_dir}: it holds a {old.get('command')!r} run, not gen-scan")
+    if out_dir is not None:
+        check_run_folder(out_dir, "gen-scan", resume)
+        if (out_dir / "results.json").is_file():
+            old = read_results(out_dir)
 
     from .classifiers import load_classifier
-    from .genmetrics import gen_summary
     from .models import load_model
     from .models.base import LoadOptions
 
@@ -322,43 +322,63 @@ def run_gen_scan(
     t_loaded = time.perf_counter()
     if out_dir is None:
         out_dir = default_run_dir("gen-scan", adapter.card.name, the_suite.name)
-    results: dict[str, Any] = {
-        "schema": RESULTS_SCHEMA,
-        "command": "gen-scan",
-        "run_id": new_run_id(),
-        "complete": False,
-        "model": adapter.identity(),
-        "suite": the_suite.identity(),
-        "classifier": clf.identity(),
-        "versions": versions(),
-        "seed": seed,
-        "options": {
+    sident = the_suite.identity()
+    record = new_record(
+        "gen-scan", old["run_id"] if old is not None else new_run_id(), model_identity(adapter.identity()),
+        SuiteIdentity(name=sident.pop("name"), source=sident.pop("source"), content_hash=sident.pop("content_hash"),
+                      kind=sident.pop("kind"), extra=sident),
+        seed,
+        options={
             "images_per_prompt": images_per_prompt,
             "batch_size": batch_size,
             "generation": adapter.generation_settings(),  # type: ignore[attr-defined]
             "understanding": bool(understanding and the_suite.understanding),
             "limit": limit,
         },
-        "attributes": clf.attributes,
-    }
+        coverage=Coverage(n_items=len(the_suite.prompts), n_selected=len(prompts), limit=limit),
+        payload={"classifier": clf.identity(), "attributes": clf.attributes},
+    )
+    lock = RunLock(out_dir, "gen-scan")
+    with stop_signals(), lock:
+        try:
+            return _generate(adapter, clf, the_suite, prompts, record, old, out_dir, images_per_prompt, seed,
+                             batch_size, progress, t0, t_loaded)
+        except STOPS as e:
+            raise interrupted(e, f"{out_dir} keeps the finished prompts; continue with --resume --output {out_dir}") \
+                from None
+
+
+def _generate(adapter: Adapter, clf: Classifier, the_suite: GenSuite, prompts: list[GenPrompt], record: Any,
+              old: dict[str, Any] | None, out_dir: Path, images_per_prompt: int, seed: int, batch_size: int,
+              progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float) -> GenResult:
+    from .genmetrics import gen_summary
+
+    if old is None:
+        check_run_folder(out_dir, "gen-scan", resume=False)  # again, now that this process holds the lock
+    results = record.to_dict()
     reused: dict[str, dict[str, Any]] = {}
     if old is not None:
         _check_resume(old, results, out_dir)
-        results["run_id"] = old["run_id"]
         ids = {p.id for p in prompts}
-        for rec in read_jsonl(out_dir / "samples.jsonl") if (out_dir / "samples.jsonl").is_file() else []:
+        # A run killed mid-append leaves a torn last line: dropped and redone, like scan's samples.
+        lines, _ = read_appended_jsonl(out_dir / "samples.jsonl")
+        for rec in lines:
             pid = rec.get("prompt_id")
-            if pid in ids and all((out_dir / r["image"]).is_file() for r in rec.get("predictions", [])):
+            preds = rec.get("predictions")
+            if pid in ids and isinstance(preds, list) and all(
+                isinstance(r, dict) and isinstance(r.get("image"), str) and (out_dir / r["image"]).is_file()
+                for r in preds
+            ):
                 reused[pid] = rec
     todo = [p for p in prompts if p.id not in reused]
     counters_before = adapter.counters.as_dict()
-    und = understanding_scores(adapter, the_suite, todo, batch_size) if results["options"]["understanding"] else {}
+    und = understanding_scores(adapter, the_suite, todo, batch_size) if record.options["understanding"] else {}
     t_und = time.perf_counter()
     samples: list[dict[str, Any]] = []
-    with RunWriter(out_dir, results["run_id"]) as writer:
+    with RunWriter(out_dir, record.header.run_id) as writer:
         writer.append(reused[p.id] for p in prompts if p.id in reused)
-        results["resumed_prompts"] = len(reused)
-        writer.write_results(results)
+        record.payload["resumed_prompts"] = len(reused)
+        record.write(out_dir)
         tick = progress(len(prompts)) if progress else None
         if tick and reused:
             tick(len(reused))
@@ -371,7 +391,7 @@ def run_gen_scan(
             for k, img in enumerate(images):
                 img.save(folder / f"{k}.png")
                 names.append(f"images/{p.id}/{k}.png")
-            rec = prompt_record(results["run_id"], p, pseed, names, clf.classify(images, batch_size), clf.attributes,
+            rec = prompt_record(record.header.run_id, p, pseed, names, clf.classify(images, batch_size), clf.attributes,
                                 und.get(p.id))
             writer.append([rec])
             reused[p.id] = rec
@@ -379,19 +399,18 @@ def run_gen_scan(
                 tick(1)
         samples = [reused[p.id] for p in prompts]
         after = adapter.counters.as_dict()
-        results.update({
-            "complete": True,
-            "timings": {
-                "load_s": round(t_loaded - t0, 4),
-                "understanding_s": round(t_und - t_loaded, 4),
-                "generation_s": round(time.perf_counter() - t_und, 4),
-                "total_s": round(time.perf_counter() - t0, 4),
-            },
-            "counters": {k: after[k] - counters_before[k] for k in after},
-            "summary": gen_summary(samples, clf.attributes),
+        assert record.coverage is not None
+        record.coverage.n_scored = len(samples)
+        record.counters = Counters(**{k: after[k] - counters_before[k] for k in after})
+        record.payload["summary"] = gen_summary(samples, clf.attributes)
+        record.finished({
+            "load_s": t_loaded - t0,
+            "understanding_s": t_und - t_loaded,
+            "generation_s": time.perf_counter() - t_und,
+            "total_s": time.perf_counter() - t0,
         })
-        writer.write_results(results)
-    return GenResult(run_dir=out_dir, results=results, samples=samples, attributes=clf.attributes)
+        record.write(out_dir)
+    return GenResult(run_dir=out_dir, results=record.to_dict(), samples=samples, attributes=clf.attributes)
 
 
 def _prompt_seed(seed: int, prompt_id: str) -> int:

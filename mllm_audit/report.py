@@ -19,9 +19,10 @@ from typing import Any
 
 from . import __version__
 from .errors import AuditError
+from .runs.record import RESULTS_SCHEMA as _RECORD_SCHEMA
 
 SAMPLE_SCHEMA = "mllm-audit/sample/v1"
-RESULTS_SCHEMA = "mllm-audit/results/v1"
+RESULTS_SCHEMA = _RECORD_SCHEMA  # the run record's version lives with its dataclasses (runs/record.py)
 DEFAULT_RUNS_DIR = Path("mllm-audit-runs")
 
 
@@ -111,13 +112,10 @@ def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise AuditError(f"no results.json in {run_dir}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise AuditError(f"{path}: malformed JSON ({e.msg})") from None
+    """results.json of a run folder, type-checked through the run record (runs/record.py)."""
+    from .runs.record import read_record
+
+    return read_record(run_dir).to_dict()
 
 
 class RunWriter:

@@ -20,12 +20,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +31,6 @@ from .errors import AuditError
 from .files import check_safetensors_files
 from .metrics import bias_summary, sample_record
 from .report import (
-    RESULTS_SCHEMA,
     SAMPLE_SCHEMA,
     RunWriter,
     atomic_write_json,
@@ -42,9 +38,21 @@ from .report import (
     new_run_id,
     read_appended_jsonl,
     read_results,
-    versions,
     write_jsonl_atomic,
 )
+from .runs.folders import RunLock, check_run_folder
+from .runs.record import (
+    Counters,
+    Coverage,
+    Identity,
+    RunRecord,
+    check_resume,
+    model_identity,
+    new_record,
+    read_record,
+    suite_identity,
+)
+from .runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
 from .sharding import Processes, current_processes, image_chunks, shard_chunks
 from .suites import SPLITS, Item, Suite, iter_image_refs, load_image, load_suite
 
@@ -68,35 +76,12 @@ class ScanResult:
     results: dict[str, Any]
     samples: list[dict[str, Any]]
     main_process: bool = True  # False on ranks > 0 of a multi-process run: they print nothing
+    record: RunRecord | None = None  # the typed record behind `results`
 
 
-class ScanInterrupted(AuditError):
-    """Ctrl-C or SIGTERM: one line saying how to resume, exit 130 or 143 (128 + the signal)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class _Terminated(BaseException):
-    """Raised by our SIGTERM handler; a BaseException so that no `except Exception` swallows it."""
-
-
-@contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the duration, so files close and the message prints."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+ScanInterrupted = RunInterrupted  # Ctrl-C / SIGTERM: one line, exit 130 / 143 (runs/signals.py)
+_Terminated = Terminated
+_sigterm_raises = stop_signals
 
 
 # ------------------------------------------------------------------------------- input checks
@@ -194,13 +179,7 @@ def _check_output(output: Path | None, resume: bool) -> None:
         if resume:
             raise AuditError("--resume needs --output RUN_DIR (the folder of the run to continue)")
         return
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise AuditError(f"--output {out} exists and is not a folder")
-    if not resume and (out / "results.json").exists():
-        raise AuditError(
-            f"output folder {out} already holds a run; pass --resume to continue it or choose another --output"
-        )
+    check_run_folder(Path(output), "scan", resume)
 
 
 # ------------------------------------------------------------------------------------- scoring
@@ -319,28 +298,18 @@ def _reusable(rec: dict[str, Any], wanted: set[str]) -> bool:
     )
 
 
-def _previous_samples(out_dir: Path, items: list[Item], identity: dict[str, Any], suite: Suite) -> tuple[
+def _previous_samples(out_dir: Path, items: list[Item], identity: Identity) -> tuple[
     str | None, dict[str, dict[str, Any]]
 ]:
     """(run_id, reusable samples by item id) of the run in `out_dir`; nothing when there is none.
 
-    Samples are reused only when results.json names the same model identity and suite content;
-    anything else is refused rather than silently mixed or discarded.
+    Samples are reused only when the record names the same model files, suite items and images and
+    score options; any difference is refused, naming the first field that differs.
     """
     if not (out_dir / "results.json").is_file():
         return None, {}
-    old = read_results(out_dir)
-    if not isinstance(old, dict) or old.get("schema") != RESULTS_SCHEMA or old.get("command") != "scan":
-        raise AuditError(f"{out_dir / 'results.json'} is not a scan run; cannot resume it")
-    if old.get("model") != identity:
-        raise AuditError(
-            f"cannot resume {out_dir}: it was scanned with model {old.get('model')!r}, not {identity!r}; "
-            "choose another --output"
-        )
-    old_hash = (old.get("suite") or {}).get("content_hash")
-    if old_hash != suite.content_hash:
-        raise AuditError(f"cannot resume {out_dir}: the suite's content changed since (hash {str(old_hash)[:12]}...); "
-                         "choose another --output")
+    old = read_record(out_dir)
+    check_resume(old, identity, out_dir, "scan", verb="scanned")
     wanted = {it.id for it in items}
     found: dict[str, dict[str, Any]] = {}
     files = [out_dir / "samples.jsonl", *sorted((out_dir / SHARDS_DIR).glob("rank*.jsonl"))]
@@ -349,7 +318,7 @@ def _previous_samples(out_dir: Path, items: list[Item], identity: dict[str, Any]
         for rec in records:
             if _reusable(rec, wanted):
                 found.setdefault(rec["item_id"], rec)
-    run_id = old.get("run_id")
+    run_id = old.header.run_id
     return (run_id if isinstance(run_id, str) and run_id else None), found
 
 
@@ -387,14 +356,14 @@ def run_scan(
     run in `output` (its matching samples are kept); without it an existing run there is refused.
     Under `accelerate launch` each process scores its own images and rank 0 writes the report.
     """
-    with _sigterm_raises():
+    with stop_signals():
         try:
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory,
             )
-        except _Terminated:
-            raise ScanInterrupted("terminated (SIGTERM)", 143) from None
+        except Terminated:
+            raise RunInterrupted("terminated (SIGTERM)", 143) from None
 
 
 def _run_scan(
@@ -435,30 +404,40 @@ def _run_scan(
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()
     out_dir = Path(output) if output is not None else _fresh_default_dir(adapter.card.name, the_suite.name)
-    identity = adapter.identity()
-    old_run_id, reused = _previous_samples(out_dir, items, identity, the_suite) if resume else (None, {})
+    identity = Identity(model_identity(adapter.identity()), suite_identity(the_suite, items), {"seed": seed})
+    lock = RunLock(out_dir, "scan")
+    try:
+        if procs.is_main:
+            lock.acquire()  # one writer per folder: a second scan into it exits 2 naming this one
+            if output is not None:
+                check_run_folder(out_dir, "scan", resume)  # again, now that no one else can write it
+        return _scan_locked(adapter, the_suite, items, identity, out_dir, procs, resume, batch_size, limit, split,
+                            device, device_map, seed, progress, t0, t_loaded)
+    finally:
+        lock.release()
+
+
+def _scan_locked(
+    adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
+    resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
+    seed: int, progress: Callable[[int, int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+) -> ScanResult:
+    old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
     out_dir = procs.broadcast(out_dir)
-    results: dict[str, Any] = {
-        "schema": RESULTS_SCHEMA,
-        "command": "scan",
-        "run_id": run_id,
-        "complete": False,
-        "model": identity,
-        "suite": the_suite.identity(),
-        "versions": versions(),
-        "seed": seed,
-        "options": {
-            "batch_size": batch_size, "limit": limit, "split": split, "device": device,
-            "device_map": device_map, "processes": procs.count,
-        },
-        "group_by": the_suite.extra.get("group_by"),
-    }
+    record = new_record(
+        "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
+        options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
+                 "device_map": device_map, "processes": procs.count},
+        coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
+                          limit=limit),
+        payload={"group_by": the_suite.extra.get("group_by")},
+    )
     if resume:
-        results["resumed"] = {"reused_samples": len(reused)}
+        record.payload["resumed"] = {"reused_samples": len(reused)}
     procs.wait()  # every rank has read the old folder before rank 0 rewrites it
     if procs.is_main:
-        _start_folder(out_dir, items, reused, results)
+        _start_folder(out_dir, items, reused, record)
     procs.wait()
 
     pending = [it for it in items if it.id not in reused]
@@ -468,18 +447,16 @@ def _run_scan(
     done: list[dict[str, Any]] = []
     try:
         done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress)
-    except (KeyboardInterrupt, _Terminated) as e:
-        code, what = (130, "interrupted") if isinstance(e, KeyboardInterrupt) else (143, "terminated (SIGTERM)")
-        raise ScanInterrupted(
-            f"{what}; {out_dir} keeps the finished chunks; continue with --resume --output {out_dir}", code
-        ) from None
+    except (KeyboardInterrupt, Terminated) as e:
+        raise interrupted(e, f"{out_dir} keeps the finished chunks; continue with --resume --output {out_dir}") \
+            from None
     t_scored = time.perf_counter()
     after = adapter.counters.as_dict()
     counters = {k: after[k] - counters_before[k] for k in after}
     if sizer.size != batch_size:
-        results["options"]["batch_size_after_oom"] = sizer.size
+        record.options["batch_size_after_oom"] = sizer.size
     return _finish(
-        out_dir, items, reused, done, results, counters, procs, the_suite,
+        out_dir, items, reused, done, record, counters, procs, the_suite,
         {"load_s": t_loaded - t0, "scoring_s": t_scored - t_loaded, "t0": t0},
     )
 
@@ -491,13 +468,13 @@ def _fresh_default_dir(model_name: str, suite_name: str) -> Path:
 
 
 def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[str, Any]],
-                  results: dict[str, Any]) -> None:
+                  record: RunRecord) -> None:
     """results.json (incomplete) plus samples.jsonl holding exactly the reused lines, torn lines gone."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise AuditError(f"cannot create output folder {out_dir}: {e.strerror}") from None
-    atomic_write_json(out_dir / "results.json", results)
+    record.write(out_dir)
     write_jsonl_atomic(out_dir / "samples.jsonl", _in_suite_order(items, reused))
     shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
 
@@ -523,7 +500,7 @@ def _score_chunks(
 
 def _finish(
     out_dir: Path, items: list[Item], reused: Mapping[str, dict[str, Any]], done: list[dict[str, Any]],
-    results: dict[str, Any], counters: dict[str, int], procs: Processes, suite: Suite, times: dict[str, float],
+    record: RunRecord, counters: dict[str, int], procs: Processes, suite: Suite, times: dict[str, float],
 ) -> ScanResult:
     """Rank 0 merges every rank's samples into suite order and marks the run complete."""
     if procs.count > 1:
@@ -552,20 +529,14 @@ def _finish(
         )
     samples = _in_suite_order(items, by_id)
     write_jsonl_atomic(out_dir / "samples.jsonl", samples)
-    results.update(
-        {
-            "complete": True,
-            "timings": {
-                "load_s": round(times["load_s"], 4),
-                "scoring_s": round(times["scoring_s"], 4),
-                "total_s": round(time.perf_counter() - times["t0"], 4),
-            },
-            "counters": counters,
-            "summary": bias_summary(samples, results["group_by"]),
-            **suite_extras(suite, samples),
-        }
-    )
-    atomic_write_json(out_dir / "results.json", results)
+    assert record.coverage is not None
+    record.coverage.n_scored = len(samples)
+    record.counters = Counters(**counters)
+    record.payload["summary"] = bias_summary(samples, record.payload["group_by"])
+    record.payload.update(suite_extras(suite, samples))
+    record.finished({"load_s": times["load_s"], "scoring_s": times["scoring_s"],
+                     "total_s": time.perf_counter() - times["t0"]})
+    record.write(out_dir)
     shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
     procs.wait()
-    return ScanResult(run_dir=out_dir, results=results, samples=samples)
+    return ScanResult(run_dir=out_dir, results=record.to_dict(), samples=samples, record=record)

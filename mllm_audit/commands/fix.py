@@ -66,6 +66,24 @@ def register(app: typer.Typer) -> None:
         t = res.results["timings"]
         n = res.results["n_edits"]
         err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {res.run_dir}")
+        saved = res.results.get("saved_model")
+        if saved:
+            err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
+
+
+def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
+    """What the saved model itself measures, and where that differs from the per-edit rows above."""
+    from rich.markup import escape
+
+    head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
+    if not saved["differs_from_rows"]:
+        return f"{head}: measures the same as the rows above"
+    parts = [f"{k} {_num(saved['metrics'].get(k))} (rows: {_num(rows.get(k))})" for k in saved["differs_from_rows"]]
+    return f"[yellow]{head} differs from the rows above[/]: " + ", ".join(parts)
+
+
+def _num(x: Any) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def metrics_table(results: dict[str, Any]) -> Any:

@@ -51,13 +51,16 @@ def register(app: typer.Typer) -> None:
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone
         r = res.results
-        console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}"))
+        cov = res.record.coverage if res.record is not None else None
+        part = f" ({cov.describe()}, not the whole suite)" if cov is not None and cov.subset else ""
+        console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}{part}"))
         if "disparity" in r:
             from ..disparity import render_disparity
 
             render_disparity(r["disparity"], console)
         t, c = r["timings"], r["counters"]
+        scored = cov.describe() if cov is not None else f"{r['suite']['n_items']} items"
         err_console.print(
-            f"{r['suite']['n_items']} items in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
+            f"{scored} in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
             f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}"
         )

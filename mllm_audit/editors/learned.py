@@ -132,27 +132,31 @@ class Data:
         self._pre: dict[Request, torch.Tensor] = {}
 
     def features(self, keys: Sequence[str | None], grad: bool = False) -> dict[str, torch.Tensor]:
-        """Encoded images by key; with grad (vision edits) re-encoded inside the caller's hooks."""
+        """Encoded images by key; with grad (vision edits) re-encoded inside the caller's hooks.
+
+        Cached features are encoded one image at a time, so their bits do not depend on which
+        images happened to be encoded together before (a resumed run starts with an empty cache).
+        """
         want = sorted({k for k in keys if k is not None})
         if grad:
             if not want:
                 return {}
             enc = self.adapter.encode_images([self.load_image(k) for k in want])
             return dict(zip(want, enc, strict=True))
-        missing = [k for k in want if k not in self._feats]
-        if missing:
-            with torch.no_grad():
-                enc = self.adapter.encode_images([self.load_image(k) for k in missing])
-            self._feats.update(zip(missing, enc, strict=True))
+        for k in want:
+            if k not in self._feats:
+                with torch.no_grad():
+                    self._feats[k] = self.adapter.encode_images([self.load_image(k)])[0]
         return {k: self._feats[k] for k in want}
 
     def pre(self, requests: Sequence[Request]) -> list[torch.Tensor]:
-        """Unedited next-token log-distributions at the continuation positions."""
-        missing = list(dict.fromkeys(r for r in requests if r not in self._pre))
-        if missing:
-            with torch.no_grad():
-                dists = continuation_logprobs(self.adapter, missing, self.features([r.image for r in missing]))
-            self._pre.update(zip(missing, [d.detach() for d in dists], strict=True))
+        """Unedited next-token log-distributions at the continuation positions (one request per
+        forward, for the same history-independence as `features`)."""
+        for r in dict.fromkeys(requests):
+            if r not in self._pre:
+                with torch.no_grad():
+                    (dist,) = continuation_logprobs(self.adapter, [r], self.features([r.image]))
+                self._pre[r] = dist.detach()
         return [self._pre[r] for r in requests]
 
 
@@ -447,6 +451,28 @@ class Interrupted(Exception):
     """Raised by a step callback to stop a run after its last checkpoint (tests simulate a crash)."""
 
 
+# Test hook: seconds to sleep after each training step (lets tests kill a run part-way).
+STEP_DELAY_ENV = "MLLM_AUDIT_STEP_DELAY"
+
+
+def _rng_states(gen: torch.Generator) -> dict[str, Any]:
+    """Every random stream training may draw from: the batch sampler's, torch's global, Python's."""
+    import random
+
+    return {"gen": gen.get_state(), "torch": torch.get_rng_state(), "python": repr(random.getstate())}
+
+
+def _set_rng_states(gen: torch.Generator, c: dict[str, Any]) -> None:
+    import ast
+    import random
+
+    gen.set_state(c["gen"])
+    if "torch" in c:
+        torch.set_rng_state(c["torch"])
+    if "python" in c:
+        random.setstate(ast.literal_eval(c["python"]))
+
+
 def train_loop(
     editor: LearnedEditor,
     adapter: Adapter,
@@ -459,9 +485,19 @@ def train_loop(
     settings: dict[str, Any],
     extra: dict[str, Any],
     on_step: Callable[[int, int, float, float | None], None] | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `editor` (already `setup`), checkpointing so that a resumed run ends where an
-    uninterrupted one would; early-stop on the val loss; save the best state."""
+    uninterrupted one would, bit for bit (sampler and global RNG streams, data order, optimiser
+    state); early-stop on the val loss; save the best state.
+
+    `identity` (model files, suite items and images, editor settings) is stored in the checkpoint
+    and must be equal on resume: the first field that differs is named.
+    """
+    import os
+
+    from ..runs.identity import first_difference
+
     out = Path(out)
     net = editor.require_net()
     steps, batch = int(settings["steps"]), int(settings["batch"])
@@ -475,13 +511,16 @@ def train_loop(
     val_history: list[dict[str, float]] = []
     stopped = False
     ckpt = out / CHECKPOINT_FILE
+    ident = json.loads(json.dumps({"editor": editor.name, "scope": editor.scope, "hparams": editor.hp, "seed": seed,
+                                   "settings": settings, **(identity or {})}, default=str))
     if resume and ckpt.is_file():
         c = torch.load(ckpt, weights_only=True)
-        if c["editor"] != editor.name or c["seed"] != seed or c["settings"] != settings:
-            raise AuditError(f"{ckpt} is from another run (editor, seed or schedule differ); use another --out")
+        diff = first_difference(json.loads(c.get("identity") or "{}"), ident)
+        if diff is not None:
+            raise AuditError(f"cannot resume {out}: {diff[0]} differs from the checkpoint's; use another --out")
         net.load_state_dict(c["net"])
         opt.load_state_dict(c["opt"])
-        gen.set_state(c["gen"])
+        _set_rng_states(gen, c)
         step, best_val, best_step, bad, seconds = c["step"], c["best_val"], c["best_step"], c["bad"], c["seconds"]
         best_state, history, val_history, stopped = c["best_state"], c["history"], c["val_history"], c["stopped"]
     elif not resume and (ckpt.is_file() or (out / STATE_FILE).is_file()):
@@ -492,7 +531,8 @@ def train_loop(
         tmp = ckpt.with_suffix(".tmp")
         torch.save({
             "editor": editor.name, "seed": seed, "settings": settings, "net": net.state_dict(),
-            "opt": opt.state_dict(), "gen": gen.get_state(), "step": step, "best_val": best_val,
+            "identity": json.dumps(ident), **_rng_states(gen),
+            "opt": opt.state_dict(), "step": step, "best_val": best_val,
             "best_step": best_step, "bad": bad, "seconds": seconds, "best_state": best_state,
             "history": history, "val_history": val_history, "stopped": stopped,
         }, tmp)
@@ -513,6 +553,7 @@ def train_loop(
     for p in adapter.model.parameters():  # the base model is frozen: gradients go to the editor only
         p.requires_grad_(False)
     net.train()
+    delay = float(os.environ.get(STEP_DELAY_ENV) or 0)
     try:
         while step < steps and not stopped:
             t0 = time.perf_counter()
@@ -541,6 +582,8 @@ def train_loop(
                 save_checkpoint()
             if on_step:
                 on_step(step, steps, float(loss.detach()), vl)
+            if delay > 0:
+                time.sleep(delay)
     finally:
         for n, p in adapter.model.named_parameters():
             p.requires_grad_(flags[n])

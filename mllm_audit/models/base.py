@@ -12,9 +12,7 @@ Families differ only in these; batching, caching and the maths live in scoring.p
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -78,13 +76,22 @@ class Adapter:
         return int(n) if n else None
 
     def identity(self) -> dict[str, Any]:
+        """What the scores depend on: the full sha256 of every local weight/config/tokenizer file
+        (hashed once per adapter, cached across runs by runs.identity), dtype, quantization, templates."""
+        from ..runs.identity import model_digest, text_digest
+
+        if getattr(self, "_digest", None) is None:
+            self._digest = model_digest(self.card.weights) or (None, None)
+        revision, files = self._digest
         return {
             "name": self.card.name,
             "source": self.card.weights,
-            "revision": self.card.revision or weights_fingerprint(self.card.weights),
+            "revision": self.card.revision or revision,
             "family": self.card.family,
             "dtype": self.options.dtype,
             "quantization": self.options.quantize,
+            "files": files,
+            "templates": text_digest(self.card.templates),
         }
 
     # ---- tokenization -----------------------------------------------------------------------
@@ -166,19 +173,8 @@ def last_mlp(prefix: str, n_layers: int, names: tuple[str, ...] = ("mlp.up_proj"
 
 
 def weights_fingerprint(source: str) -> str | None:
-    """A fast identity for local weights: sha256 over names, sizes and the head and tail of each file."""
-    path = Path(source)
-    if not path.is_dir():
-        return None
-    h = hashlib.sha256()
-    for f in sorted(path.glob("*")):
-        if f.suffix not in (".safetensors", ".json", ".bin", ".pth", ".model") or not f.is_file():
-            continue
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(1 << 20))
-            if size > 2 << 20:
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read(1 << 20))
-    return "sha256:" + h.hexdigest()[:16]
+    """Identity of local weights: sha256 over every byte of every model file (runs.identity), None for a hub id."""
+    from ..runs.identity import model_digest
+
+    found = model_digest(source)
+    return found[0] if found else None

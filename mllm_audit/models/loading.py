@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,34 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig: Any) -> Any:
-    """`cls.from_pretrained(card.weights)` with our safety defaults and one-line errors."""
+def check_loading_info(card: Card, info: dict[str, Any], expected: Sequence[str] = ()) -> None:
+    """Refuse weights that do not fit the model: a missing tensor would be initialised at random and
+    every score after it wrong. `expected` (regexes, from the family and the card's
+    `extra: {expected_missing: [...]}`) names keys that may legitimately be absent or extra (tied
+    weights, buffers)."""
+    patterns = [*expected, *(card.extra.get("expected_missing") or [])]
+
+    def unexpected_gap(keys: Any) -> list[str]:
+        return sorted(k for k in (keys or ()) if not any(re.fullmatch(p, k) for p in patterns))
+
+    for what, keys in (("is missing", info.get("missing_keys")), ("has an unexpected tensor",
+                                                                     info.get("unexpected_keys"))):
+        bad = unexpected_gap(keys)
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            tensor = "tensor " if what == "is missing" else ""
+            raise AuditError(f"weights of {card.name!r} ({card.weights}): {what}: {tensor}{bad[0]!r}{more}; "
+                             "refusing to load a model that would be partly random or not the one described")
+    mismatched = [m[0] if isinstance(m, (tuple, list)) else m for m in (info.get("mismatched_keys") or ())]
+    if mismatched:
+        raise AuditError(f"weights of {card.name!r} ({card.weights}): tensor {sorted(mismatched)[0]!r} has the wrong "
+                         "shape for this model")
+
+
+def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig: Any,
+                            expected_missing: Sequence[str] = ()) -> Any:
+    """`cls.from_pretrained(card.weights)` with our safety defaults and one-line errors; a model whose
+    weights lack a tensor (or carry one it does not have) is refused, except `expected_missing`."""
     quiet_transformers()
     kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
     if card.revision:
@@ -75,6 +102,7 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
     if is_model:
         kwargs["dtype"] = DTYPES[options.dtype]
         kwargs["use_safetensors"] = None  # prefer safetensors; .bin only through weights_only loads
+        kwargs["output_loading_info"] = True
         if qconfig is not None:
             kwargs["quantization_config"] = qconfig
         if options.device_map:
@@ -101,6 +129,8 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             "(without hub access, download the weights elsewhere and pass the folder with --model)"
         ) from None
     if is_model:
+        obj, info = obj
+        check_loading_info(card, info, expected_missing)
         placed = getattr(obj, "hf_device_map", None) or {}
         offloaded = [name or "the whole model" for name, dev in placed.items() if dev == "disk"]
         if offloaded:
@@ -114,12 +144,14 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
     return obj
 
 
-def load_with_processor(cls: Any, card: Card, options: LoadOptions, keep_fp32: list[str]) -> tuple[Any, Any]:
+def load_with_processor(cls: Any, card: Card, options: LoadOptions, keep_fp32: list[str],
+                        expected_missing: Sequence[str] = ()) -> tuple[Any, Any]:
     """Model + AutoProcessor from the card's weights; `keep_fp32` is the family default for
-    `card.keep_fp32` (modules quantization leaves in full precision) when the card names none."""
+    `card.keep_fp32` (modules quantization leaves in full precision) when the card names none;
+    `expected_missing` the keys the family may legitimately lack (tied weights, buffers)."""
     from transformers import AutoProcessor
 
     if not card.keep_fp32:
         card.keep_fp32 = list(keep_fp32)
-    model = from_pretrained_checked(cls, card, options, quantization_config(card, options))
+    model = from_pretrained_checked(cls, card, options, quantization_config(card, options), expected_missing)
     return model, from_pretrained_checked(AutoProcessor, card, options, None)

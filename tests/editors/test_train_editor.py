@@ -15,6 +15,7 @@ import torch
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
+from mllm_audit.runs.signals import RunInterrupted
 
 ANSWERS = [("doctor", "nurse"), ("pilot", "flight attendant"), ("office", "kitchen"), ("red", "blue green")]
 QUICK = {"steps": 6, "batch": 2, "val_every": 3, "ckpt_every": 2, "patience": 100}
@@ -89,7 +90,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_adapter, lsuite: Path,
         if step == 3:  # after the checkpoint at step 2: step 3 is lost and redone on resume
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted, match="--resume"):  # Ctrl-C: one line, exit 130, checkpoint kept
         train_editor(editor, suite=str(lsuite), out=tmp_path / "cut", seed=3, adapter=tiny_adapter, on_step=crash,
                      **QUICK)
     assert not (tmp_path / "cut" / "state.safetensors").exists()

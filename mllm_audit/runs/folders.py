@@ -1,0 +1,216 @@
+"""Who may write where: run folders, output folders, and the lock that keeps writers apart.
+
+- A run folder is written only by a fresh run of a command (the folder is new, empty, or holds
+  no run), or by `--resume` of the same command. A folder holding a model, a suite or an editor
+  state is never a run folder.
+- One process at a time: `RunLock` holds an exclusive lock file (`flock`, released by the kernel
+  when the holder dies, so a killed run never leaves a stale lock); the second writer exits 2
+  naming the holder.
+- Output folders (`fix --save`, `train-editor --out`) are built under a temporary name beside
+  the target and renamed into place only when whole, manifest included: a killed save leaves no
+  loadable half-model under the target name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import AuditError
+
+LOCK_NAME = ".mllm-audit.lock"
+RESULTS_NAME = "results.json"
+EDITOR_STATE_FILES = ("state.safetensors",)
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
+
+
+def folder_kind(folder: Path) -> str | None:
+    """What an existing folder holds: 'run', 'model', 'editor-state', 'suite', 'files' or None (absent/empty)."""
+    path = Path(folder)
+    if not path.is_dir():
+        return None
+    names = {p.name for p in path.iterdir() if p.name != LOCK_NAME}
+    if not names:
+        return None
+    if RESULTS_NAME in names:
+        return "run"
+    if any(n in names for n in EDITOR_STATE_FILES) or (path / "checkpoint.pt").is_file():
+        return "editor-state"
+    if "config.json" in names and any(Path(n).suffix in WEIGHT_SUFFIXES for n in names):
+        return "model"
+    if any(n.endswith(".jsonl") for n in names) or any(n.endswith((".yaml", ".yml")) for n in names):
+        return "suite"
+    return "files"
+
+
+def read_command(folder: Path) -> str | None:
+    try:
+        data = json.loads((Path(folder) / RESULTS_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(data.get("command")) if isinstance(data, dict) and data.get("command") else None
+
+
+def check_run_folder(folder: Path, command: str, resume: bool, flag: str = "--output") -> None:
+    """Refuse to write a run into a folder that holds something else, or another run without --resume."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise AuditError(f"{flag} {path} exists and is not a folder")
+    kind = folder_kind(path)
+    if kind in ("model", "editor-state", "suite"):
+        raise AuditError(f"{flag} {path} holds a {kind.replace('-', ' ')}; a run is never written there "
+                         "(choose another folder)")
+    if kind == "run":
+        other = read_command(path)
+        if not resume:
+            raise AuditError(f"output folder {path} already holds a run ({other or 'unknown command'}); "
+                             f"pass --resume to continue it or choose another {flag}")
+        if other != command:
+            raise AuditError(f"cannot resume {path}: it holds a {other!r} run, not {command}")
+
+
+def check_new_output(folder: Path, flag: str) -> None:
+    """An output folder (--save, --out) must not exist yet, or be empty: nothing of the user's is replaced."""
+    path = Path(folder)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        kind = folder_kind(path) if path.is_dir() else "file"
+        what = f"holds a {kind.replace('-', ' ')}" if kind and kind != "files" else "exists and is not empty"
+        raise AuditError(f"{flag} {path} {what}; refusing to overwrite it (choose a new folder)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a folder for one writing process (a lock file inside it)."""
+
+    def __init__(self, folder: Path, command: str) -> None:
+        self.folder = Path(folder)
+        self.command = command
+        self.path = self.folder / LOCK_NAME
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AuditError(f"cannot create output folder {self.folder}: {e.strerror}") from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                os.close(fd)
+                raise AuditError(f"{self.folder} is being written by another process ({self._holder()}); "
+                                 "wait for it or choose another folder")
+            # The holder before us may have unlinked the file as we opened it: lock the file that is there.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def _holder(self) -> str:
+        try:
+            info = json.loads(self.path.read_text(encoding="utf-8"))
+            return f"{info.get('command', '?')}, pid {info.get('pid', '?')} on {info.get('host', '?')} " \
+                   f"since {info.get('since', '?')}"
+        except (OSError, ValueError):
+            return "holder unknown"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing drops the lock
+        self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire() if self._fd is None else self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.release()
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: fall back to the pid written in the file
+        try:
+            info = json.loads(os.read(fd, 4096) or b"{}")
+        except ValueError:
+            info = {}
+        pid = info.get("pid")
+        return not (isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+class OutputFolder:
+    """Build a folder under a temporary name beside `target`; `commit()` renames it into place.
+
+    `stable=True` uses a fixed temporary name (`.NAME.partial`) that survives a crash, so a
+    resumable writer (train-editor) finds its checkpoints there; otherwise the name carries the pid
+    and an unfinished folder is removed on error.
+    """
+
+    def __init__(self, target: Path, flag: str, command: str, stable: bool = False) -> None:
+        self.target = Path(target)
+        self.flag = flag
+        suffix = "partial" if stable else f"tmp-{os.getpid()}"
+        self.tmp = self.target.parent / f".{self.target.name}.{suffix}"
+        self.stable = stable
+        self.lock = RunLock(self.tmp, command)
+        self.committed = False
+
+    def open(self) -> Path:
+        check_new_output(self.target, self.flag)
+        if not self.stable and self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.lock.acquire()
+        return self.tmp
+
+    def commit(self) -> Path:
+        """Rename the whole folder into place (the lock file is dropped first)."""
+        check_new_output(self.target, self.flag)  # nothing appeared there meanwhile
+        self.lock.release()
+        for f in self.tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if self.target.is_dir():
+            self.target.rmdir()  # empty (checked above)
+        os.replace(self.tmp, self.target)
+        self.committed = True
+        return self.target
+
+    def abandon(self) -> None:
+        """Drop an unfinished temporary folder (not a stable one: it holds the checkpoints)."""
+        self.lock.release()
+        if not self.stable and not self.committed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
