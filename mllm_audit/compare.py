@@ -88,6 +88,8 @@ class Comparison:
     n_b: int
     n_shared: int
     notes: list[str] = field(default_factory=list)
+    # Differences that make the deltas measure something other than the model (the prompt format).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +99,7 @@ class Comparison:
             "n_b": self.n_b,
             "n_shared": self.n_shared,
             "notes": self.notes,
+            "warnings": self.warnings,
             "rows": {
                 r.label: {"pct_biased": r.pct_biased.to_dict(), "mean_margin": r.mean_margin.to_dict()}
                 for r in self.rows
@@ -125,6 +128,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, see
     hb = (b.results.get("suite") or {}).get("content_hash")
     if ha and hb and ha != hb:
         notes.append("the runs used different suite contents (content_hash differs); pairing by item_id")
+    warnings = template_differences(a, b)
     if a.group_by != b.group_by:
         notes.append(f"group_by differs ({a.group_by!r} vs {b.group_by!r}); rows use run A's")
     labels: list[str] = []
@@ -147,7 +151,22 @@ def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, see
                 mean_margin=paired_runs(sa, sb, "mean_margin", n_boot=n_boot, seed=seed),
             )
         )
-    return Comparison(a, b, rows, len(a.samples), len(b.samples), len(shared_a), notes)
+    return Comparison(a, b, rows, len(a.samples), len(b.samples), len(shared_a), notes, warnings)
+
+
+def template_differences(a: Run, b: Run) -> list[str]:
+    """One line per task whose prompt template differs between the runs (a prompt-format change, not
+    a model change, would otherwise read as a significant bias delta)."""
+    ta = (a.results.get("model") or {}).get("templates")
+    tb = (b.results.get("model") or {}).get("templates")
+    if ta is None or tb is None:
+        missing = a.dir if ta is None else b.dir
+        return [] if ta == tb else [f"{missing} does not record its prompt templates; they may differ"]
+    out = []
+    for task in sorted(set(ta) | set(tb)):
+        if ta.get(task) != tb.get(task):
+            out.append(f"prompt template for {task!r} differs: A {ta.get(task)!r}, B {tb.get(task)!r}")
+    return out
 
 
 def _p_text(p: float) -> str:
@@ -181,6 +200,8 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
         )
     console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)")
     console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)")
+    for w in cmp.warnings:
+        console.print(f"[bold red]WARNING:[/] {escape(w)} — the deltas mix the prompt change with the model's")
     console.print(table)
     console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B")
     for note in cmp.notes:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .errors import AuditError
+from .models.cards import write_folder_card
 from .report import RESULTS_SCHEMA, RunWriter, atomic_write_json, default_run_dir, new_run_id, versions
 from .scan import check_images, image_loader, score_items
 from .suites import Item, Suite, load_suite
@@ -229,6 +230,7 @@ def run_fix(
     adapter: Adapter | None = None,
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    card: str | None = None,
 ) -> FixResult:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end."""
     from .editors import make_editor
@@ -255,7 +257,7 @@ def run_fix(
         from .models import load_model
         from .models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card))
     if editor_state is not None and hasattr(the_editor, "load_state"):
         the_editor.load_state(editor_state, adapter)  # type: ignore[attr-defined]
     t_loaded = time.perf_counter()
@@ -398,6 +400,8 @@ def _save_edited(
         adapter.model.save_pretrained(out)
         proc = getattr(adapter, "processor", None)
         (proc or adapter.tokenizer).save_pretrained(out)
+        # The card (templates included) travels with the weights: `scan --model OUT` is prompted as before.
+        write_folder_card(adapter.card, out, f"{adapter.card.name} edited by mllm-audit fix --editor {editor.name}")
         delta = edited.delta()
         atomic_write_json(
             out / "mllm-audit-edit.json",

@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
         seed: int = typer.Option(0, help="Random seed."),
+        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
                 editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
-                device=device, seed=seed, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
+                device=device, seed=seed, card=card, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
             )
         if not quiet:
             for line in lines:

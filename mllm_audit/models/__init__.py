@@ -28,7 +28,7 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     options = options or LoadOptions()
     if options.dtype not in DTYPES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
-    card = resolve_card(spec)
+    card = resolve_card(spec, options.card)
     module = FAMILIES.get(card.family)
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")

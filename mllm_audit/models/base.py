@@ -34,6 +34,7 @@ class LoadOptions:
     device_map: str | None = None
     max_memory: dict[str, str] | None = None
     trust_remote_code: bool = False
+    card: str | None = None  # `--card NAME`: that card's prompt templates for a model folder
 
 
 @dataclass
@@ -85,6 +86,9 @@ class Adapter:
             "family": self.card.family,
             "dtype": self.options.dtype,
             "quantization": self.options.quantize,
+            # The prompt format changes every score: part of what a run measured.
+            "templates": dict(self.card.templates),
+            "templates_from": self.card.templates_from,
         }
 
     # ---- tokenization -----------------------------------------------------------------------

@@ -87,6 +87,11 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             # bitsandbytes quantizes while placing: say where, or it lands wherever is first.
             kwargs["device_map"] = {"": options.device}
     local = os.path.isdir(card.weights)
+    if not local and os.path.isabs(card.weights):
+        raise AuditError(
+            f"model {card.name!r}: weights folder {card.weights} not found "
+            "(download or convert the weights into it, or pass the folder with --model)"
+        )
     if local and is_model:
         check_safetensors_files(Path(card.weights))  # a renamed pickle is refused before any loader opens it
     if not local:
