@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .console import note, status
 from .errors import AuditError
 from .models.cards import write_folder_card
 from .report import RESULTS_SCHEMA, RunWriter, atomic_write_json, default_run_dir, new_run_id, versions
@@ -262,9 +263,10 @@ def run_fix(
         the_editor.load_state(editor_state, adapter)  # type: ignore[attr-defined]
     t_loaded = time.perf_counter()
     load = image_loader(the_suite)
-    items, n_candidates = choose_items(adapter, the_suite, split, all_items, limit, batch_size)
-    probes = [probes_for(it) for it in items]
-    pre = evaluate(adapter, probes, load, None, batch_size)
+    with status("scoring the unedited model"):
+        items, n_candidates = choose_items(adapter, the_suite, split, all_items, limit, batch_size)
+        probes = [probes_for(it) for it in items]
+        pre = evaluate(adapter, probes, load, None, batch_size)
     train = the_suite.select(split="train")
     ctx = EditContext(load_image=load, train_items=train, options=dict(editor_options or {}))
     requests = [
@@ -290,6 +292,7 @@ def run_fix(
     t_edits = time.perf_counter()
     records: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
+    note(f"fix: {len(items)} edits with {editor} ({mode}) -> {out_dir}")
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
         writer.write_results(results)
         tick = progress(len(items)) if progress else None

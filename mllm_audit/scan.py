@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .console import note
 from .errors import AuditError
 from .files import check_safetensors_files
 from .metrics import bias_summary, sample_record
@@ -440,6 +441,8 @@ def _run_scan(
     old_run_id, reused = _previous_samples(out_dir, items, identity, the_suite) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
     out_dir = procs.broadcast(out_dir)
+    if procs.is_main:
+        note(f"scan: {len(items)} items of {the_suite.name} -> {out_dir}")
     results: dict[str, Any] = {
         "schema": RESULTS_SCHEMA,
         "command": "scan",

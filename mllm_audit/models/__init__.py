@@ -32,7 +32,10 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     module = FAMILIES.get(card.family)
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
-    return import_module(module).load(card, options)
+    from ..console import status
+
+    with status(f"loading {card.name} ({card.family}) on {options.device}"):
+        return import_module(module).load(card, options)
 
 
 __all__ = ["Card", "FAMILIES", "load_model", "registered_cards", "resolve_card"]
