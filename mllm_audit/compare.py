@@ -42,6 +42,10 @@ class Run:
         return f"{self.dir.name} ({model} on {suite})"
 
 
+# What each run type's samples.jsonl lines must carry to be read back.
+SAMPLE_KEYS = {"scan": ("item_id", "bias_type", "logp_more", "logp_less"), "gen-scan": ("prompt_id", "counts")}
+
+
 def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
     """Read a run folder; a missing folder, results.json or samples file names the culprit."""
     path = Path(run_dir)
@@ -56,8 +60,9 @@ def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
         if not samples_path.is_file():
             raise AuditError(f"no samples.jsonl in {path}")
         samples = read_jsonl(samples_path)
+        needed = SAMPLE_KEYS.get(str(results.get("command") or "scan"), ())
         for n, s in enumerate(samples, 1):
-            missing = [k for k in ("item_id", "bias_type", "logp_more", "logp_less") if k not in s]
+            missing = [k for k in needed if k not in s]
             if missing:
                 raise AuditError(f"{samples_path}:{n}: sample record lacks {missing[0]!r}")
     return Run(dir=path, results=results, samples=samples)
