@@ -179,14 +179,10 @@ def _p_text(p: float) -> str:
 
 
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
-    """A rich table of deltas; more bias is red, less is green, bold when p < alpha."""
+    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
+    more bias is red, less is green, bold when p < alpha."""
     from rich.markup import escape
     from rich.table import Table
-
-    table = Table(title=f"B - A on {cmp.n_shared} shared items", title_justify="left")
-    table.add_column("group", no_wrap=True)
-    for col in ("n", "% biased A → B", "delta", "p", "margin A → B", "delta", "p"):
-        table.add_column(col, justify="right", no_wrap=True)
 
     def delta(d: PairedDiff, scale: float, fmt: str) -> str:
         if math.isnan(d.diff):
@@ -195,22 +191,29 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
         style = f"bold {color}" if d.p_value < alpha else color
         return f"[{style}]{d.diff * scale:+{fmt}}[/]"
 
-    for r in cmp.rows:
-        p, m = r.pct_biased, r.mean_margin
-        table.add_row(
-            escape(r.label), str(p.n),
-            f"{100 * p.mean_a:.1f} → {100 * p.mean_b:.1f}", delta(p, 100.0, ".1f"), _p_text(p.p_value),
-            f"{m.mean_a:.2f} → {m.mean_b:.2f}", delta(m, 1.0, ".2f"), _p_text(m.p_value),
-            end_section=(r.label == ALL),
-        )
-    console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)")
-    console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)")
+    console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)", soft_wrap=True)
+    console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)", soft_wrap=True)
     for w in cmp.warnings:
         console.print(f"[bold red]WARNING:[/] {escape(w)} — the deltas mix the prompt change with the model's")
-    console.print(table)
-    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B")
+    for title, key, scale, fmt, unit in (
+        ("% biased", "pct_biased", 100.0, ".1f", "points"),
+        ("mean margin", "mean_margin", 1.0, ".2f", "nats"),
+    ):
+        table = Table(title=f"{title}, B - A on {cmp.n_shared} shared items", title_justify="left")
+        table.add_column("group", no_wrap=True)
+        for col in ("n", "A", "B", f"delta ({unit})", "p"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in cmp.rows:
+            d = getattr(r, key)
+            table.add_row(
+                escape(r.label), str(d.n), f"{scale * d.mean_a:{fmt}}", f"{scale * d.mean_b:{fmt}}",
+                delta(d, scale, fmt), _p_text(d.p_value), end_section=(r.label == ALL),
+            )
+        console.print(table)
+    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B",
+                  soft_wrap=True)
     for note in cmp.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------- rescore

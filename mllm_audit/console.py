@@ -108,8 +108,12 @@ def fmt_pct(x: float) -> str:
 
 def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("group")
+    table = Table(
+        title=title, title_justify="left", caption_justify="left",
+        caption="% biased: items where p(y_more) > p(y_less); 50 % is chance. "
+        "Red: the 95 % interval lies above 50 %; green: below.",
+    )
+    table.add_column("group", no_wrap=True)
     table.add_column("items", justify="right")
     table.add_column("% biased", justify="right")
     table.add_column("95 % interval", justify="right")

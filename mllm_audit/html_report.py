@@ -101,6 +101,10 @@ def _table(header: list[str] | None, rows: list[list[str]], numeric_from: int = 
 # ------------------------------------------------------------------------------------------ plots
 
 
+def interval_colour(lo_pct: float, hi_pct: float) -> str:
+    return "#c0504d" if lo_pct > 50 else "#70ad47" if hi_pct < 50 else "#888888"
+
+
 def plot_pct_biased(summary: dict[str, Any]) -> Any:
     """Horizontal bars of % biased per row with the cluster-bootstrap interval; 50% = no preference."""
     labels = [k for k in summary if k != ALL] + ([ALL] if ALL in summary else [])
@@ -110,8 +114,8 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
     fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]
-    colors = ["#555555" if k == ALL else "#c0504d" if p > 50 else "#4f81bd"
-              for k, p in zip(labels, pct, strict=True)]
+    # The terminal's rule: red when the whole interval lies above 50 %, green below, grey otherwise.
+    colors = [interval_colour(a, b) for a, b in zip(lo, hi, strict=True)]
     err = [[max(0.0, p - a) for p, a in zip(pct, lo, strict=True)],
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
     ax.barh(y, pct, color=colors, xerr=err, capsize=3, ecolor="#222222")

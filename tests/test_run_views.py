@@ -59,7 +59,7 @@ def test_rescore_of_a_fix_run_reproduces_and_catches_an_edit(fix_run: Path, caps
         res.write_text(saved)
 
 
-def test_report_html_and_rescore_of_a_gen_scan_run(gen_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_report_html_and_rescore_of_a_gen_scan_run(gen_run: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     capsys.readouterr()
     assert run(["report", str(gen_run)]) == 0
     out = capsys.readouterr().out

@@ -60,5 +60,6 @@ def register(app: typer.Typer) -> None:
         t, c = r["timings"], r["counters"]
         err_console.print(
             f"{r['suite']['n_items']} items in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
-            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}"
+            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}",
+            soft_wrap=True,
         )
