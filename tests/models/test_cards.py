@@ -86,3 +86,12 @@ def test_missing_local_weights_and_suite_files_are_named(tmp_path: Path, capsys:
     assert run(["scan", "--suite", "./my-suite.jsonl", "-q", "-o", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err
     assert "suite file './my-suite.jsonl' not found" in err and "unknown suite" not in err
+
+
+def test_hub_id_not_cached_fails_at_once_when_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert run(["scan", "--model", "blip2-opt", "-q", "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "hub id 'Salesforce/blip2-opt-2.7b' is not in the local cache and HF_HUB_OFFLINE is set" in err
