@@ -44,6 +44,9 @@ def _fail(message: str, code: int = 2) -> int:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests and `main`)."""
     args = sys.argv[1:] if argv is None else argv
+    from .console import set_feedback
+
+    set_feedback(True)
     try:
         rv = app(args=args, prog_name="mllm-audit", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0

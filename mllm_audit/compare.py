@@ -42,6 +42,10 @@ class Run:
         return f"{self.dir.name} ({model} on {suite})"
 
 
+# What each run type's samples.jsonl lines must carry to be read back.
+SAMPLE_KEYS = {"scan": ("item_id", "bias_type", "logp_more", "logp_less"), "gen-scan": ("prompt_id", "counts")}
+
+
 def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
     """Read a run folder; a missing folder, results.json or samples file names the culprit."""
     path = Path(run_dir)
@@ -56,8 +60,9 @@ def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
         if not samples_path.is_file():
             raise AuditError(f"no samples.jsonl in {path}")
         samples = read_jsonl(samples_path)
+        needed = SAMPLE_KEYS.get(str(results.get("command") or "scan"), ())
         for n, s in enumerate(samples, 1):
-            missing = [k for k in ("item_id", "bias_type", "logp_more", "logp_less") if k not in s]
+            missing = [k for k in needed if k not in s]
             if missing:
                 raise AuditError(f"{samples_path}:{n}: sample record lacks {missing[0]!r}")
     return Run(dir=path, results=results, samples=samples)
@@ -88,6 +93,8 @@ class Comparison:
     n_b: int
     n_shared: int
     notes: list[str] = field(default_factory=list)
+    # Differences that make the deltas measure something other than the model (the prompt format).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +104,7 @@ class Comparison:
             "n_b": self.n_b,
             "n_shared": self.n_shared,
             "notes": self.notes,
+            "warnings": self.warnings,
             "rows": {
                 r.label: {"pct_biased": r.pct_biased.to_dict(), "mean_margin": r.mean_margin.to_dict()}
                 for r in self.rows
@@ -125,6 +133,7 @@ def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, see
     hb = (b.results.get("suite") or {}).get("content_hash")
     if ha and hb and ha != hb:
         notes.append("the runs used different suite contents (content_hash differs); pairing by item_id")
+    warnings = template_differences(a, b)
     if a.group_by != b.group_by:
         notes.append(f"group_by differs ({a.group_by!r} vs {b.group_by!r}); rows use run A's")
     labels: list[str] = []
@@ -147,7 +156,22 @@ def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, see
                 mean_margin=paired_runs(sa, sb, "mean_margin", n_boot=n_boot, seed=seed),
             )
         )
-    return Comparison(a, b, rows, len(a.samples), len(b.samples), len(shared_a), notes)
+    return Comparison(a, b, rows, len(a.samples), len(b.samples), len(shared_a), notes, warnings)
+
+
+def template_differences(a: Run, b: Run) -> list[str]:
+    """One line per task whose prompt template differs between the runs (a prompt-format change, not
+    a model change, would otherwise read as a significant bias delta)."""
+    ta = (a.results.get("model") or {}).get("templates")
+    tb = (b.results.get("model") or {}).get("templates")
+    if ta is None or tb is None:
+        missing = a.dir if ta is None else b.dir
+        return [] if ta == tb else [f"{missing} does not record its prompt templates; they may differ"]
+    out = []
+    for task in sorted(set(ta) | set(tb)):
+        if ta.get(task) != tb.get(task):
+            out.append(f"prompt template for {task!r} differs: A {ta.get(task)!r}, B {tb.get(task)!r}")
+    return out
 
 
 def _p_text(p: float) -> str:
@@ -155,14 +179,10 @@ def _p_text(p: float) -> str:
 
 
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
-    """A rich table of deltas; more bias is red, less is green, bold when p < alpha."""
+    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
+    more bias is red, less is green, bold when p < alpha."""
     from rich.markup import escape
     from rich.table import Table
-
-    table = Table(title=f"B - A on {cmp.n_shared} shared items", title_justify="left")
-    table.add_column("group", no_wrap=True)
-    for col in ("n", "% biased A → B", "delta", "p", "margin A → B", "delta", "p"):
-        table.add_column(col, justify="right", no_wrap=True)
 
     def delta(d: PairedDiff, scale: float, fmt: str) -> str:
         if math.isnan(d.diff):
@@ -171,20 +191,29 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
         style = f"bold {color}" if d.p_value < alpha else color
         return f"[{style}]{d.diff * scale:+{fmt}}[/]"
 
-    for r in cmp.rows:
-        p, m = r.pct_biased, r.mean_margin
-        table.add_row(
-            escape(r.label), str(p.n),
-            f"{100 * p.mean_a:.1f} → {100 * p.mean_b:.1f}", delta(p, 100.0, ".1f"), _p_text(p.p_value),
-            f"{m.mean_a:.2f} → {m.mean_b:.2f}", delta(m, 1.0, ".2f"), _p_text(m.p_value),
-            end_section=(r.label == ALL),
-        )
-    console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)")
-    console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)")
-    console.print(table)
-    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B")
+    console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)", soft_wrap=True)
+    console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)", soft_wrap=True)
+    for w in cmp.warnings:
+        console.print(f"[bold red]WARNING:[/] {escape(w)} — the deltas mix the prompt change with the model's")
+    for title, key, scale, fmt, unit in (
+        ("% biased", "pct_biased", 100.0, ".1f", "points"),
+        ("mean margin", "mean_margin", 1.0, ".2f", "nats"),
+    ):
+        table = Table(title=f"{title}, B - A on {cmp.n_shared} shared items", title_justify="left")
+        table.add_column("group", no_wrap=True)
+        for col in ("n", "A", "B", f"delta ({unit})", "p"):
+            table.add_column(col, justify="right", no_wrap=True)
+        for r in cmp.rows:
+            d = getattr(r, key)
+            table.add_row(
+                escape(r.label), str(d.n), f"{scale * d.mean_a:{fmt}}", f"{scale * d.mean_b:{fmt}}",
+                delta(d, scale, fmt), _p_text(d.p_value), end_section=(r.label == ALL),
+            )
+        console.print(table)
+    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B",
+                  soft_wrap=True)
     for note in cmp.notes:
-        console.print(f"[yellow]note:[/] {escape(note)}")
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------- rescore

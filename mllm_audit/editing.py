@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .console import note, status
 from .errors import AuditError
+from .models.cards import write_folder_card
 from .report import RunWriter, atomic_write_json, default_run_dir, new_run_id
 from .runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
 from .runs.identity import model_digest
@@ -233,6 +235,7 @@ def run_fix(
     adapter: Adapter | None = None,
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    card: str | None = None,
 ) -> FixResult:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 
@@ -243,7 +246,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress)
+                        on_edit, progress, card)
 
 
 def _run_fix(
@@ -251,7 +254,7 @@ def _run_fix(
     limit: int | None, split: str | None, require: Sequence[str], output: Path | None, save: Path | None,
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
-    progress: Callable[[int], Callable[[int], None]] | None,
+    progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
 ) -> FixResult:
     from .editors import make_editor
     from .editors.base import EditContext, EditRequest
@@ -283,14 +286,15 @@ def _run_fix(
         from .models import load_model
         from .models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card))
     if editor_state is not None and hasattr(the_editor, "load_state"):
         the_editor.load_state(editor_state, adapter)  # type: ignore[attr-defined]
     t_loaded = time.perf_counter()
     load = image_loader(the_suite)
-    items, n_candidates = choose_items(adapter, the_suite, split, all_items, limit, batch_size)
-    probes = [probes_for(it) for it in items]
-    pre = evaluate(adapter, probes, load, None, batch_size)
+    with status("scoring the unedited model"):
+        items, n_candidates = choose_items(adapter, the_suite, split, all_items, limit, batch_size)
+        probes = [probes_for(it) for it in items]
+        pre = evaluate(adapter, probes, load, None, batch_size)
     train = the_suite.select(split="train")
     ctx = EditContext(load_image=load, train_items=train, options=dict(editor_options or {}))
     requests = [
@@ -354,6 +358,7 @@ def _edit_and_measure(
     t_edits = time.perf_counter()
     records: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
+    note(f"fix: {len(items)} edits with {the_editor.name} ({mode}) -> {out_dir}")
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
         record.write(out_dir)
         tick = progress(len(items)) if progress else None
@@ -480,6 +485,8 @@ def _save_edited(
         adapter.model.save_pretrained(tmp)
         proc = getattr(adapter, "processor", None)
         (proc or adapter.tokenizer).save_pretrained(tmp)
+        # The card (templates included) travels with the weights: `scan --model OUT` is prompted as before.
+        write_folder_card(adapter.card, tmp, f"{adapter.card.name} edited by mllm-audit fix --editor {editor.name}")
         delta = edited.delta()
         saved = {
             "path": str(out),

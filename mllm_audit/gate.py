@@ -21,6 +21,9 @@ from .runs.record import READABLE_SCHEMAS, RunRecord
 from .stats import PAIRED_METRICS, PairedDiff, paired_runs
 
 SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low")
+# Bounds on these are written in percent (and `max_increase` in percentage points), as every table
+# shows them; results.json stores fractions. A bound between 0 and 1 is refused as a likely fraction.
+PERCENT_METRICS = ("pct_biased", "ci_high", "ci_low")
 METRICS = SUMMARY_METRICS + FIX_METRICS
 _TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash")
 _CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")
@@ -43,13 +46,23 @@ class Check:
     def row(self) -> str:
         return self.bias_type or ALL
 
+    @property
+    def scale(self) -> float:
+        """Factor from the stored value to the policy's unit (percent for PERCENT_METRICS)."""
+        return 100.0 if self.metric in PERCENT_METRICS else 1.0
+
+    @property
+    def unit(self) -> str:
+        return " %" if self.metric in PERCENT_METRICS else ""
+
     def bound_text(self) -> str:
+        u = " pp" if self.metric in PERCENT_METRICS else ""
         if self.baseline is not None:
-            text = f"increase <= {self.max_increase:g}"
+            text = f"increase <= {self.max_increase:g}{u}"
             return text + (f" (if p < {self.alpha:g})" if self.alpha is not None else "")
         if self.max is not None and self.min is not None:
-            return f"{self.min:g} <= x <= {self.max:g}"
-        return f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
+            return f"{self.min:g} <= x <= {self.max:g}{self.unit}"
+        return f"<= {self.max:g}{self.unit}" if self.max is not None else f">= {self.min:g}{self.unit}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +109,17 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
     if bias_type is not None and metric in FIX_METRICS:
         raise AuditError(f"{where}: fix metric {metric!r} is run-wide; drop 'bias_type'")
     nums = {k: _number(where, k, obj[k]) for k in ("max", "min", "max_increase", "alpha") if k in obj}
+    if metric in PERCENT_METRICS:
+        for key in ("max", "min", "max_increase"):
+            v = nums.get(key)
+            if v is not None and 0 < abs(v) < 1:
+                unit = "percentage points" if key == "max_increase" else "percent"
+                raise AuditError(
+                    f"{where}: {metric} is in {unit}, as the tables show: write {100 * v:g} for {100 * v:g} % "
+                    f"(got {key}: {v:g}; fractions are refused)"
+                )
+            if v is not None and key != "max_increase" and not 0 <= v <= 100:
+                raise AuditError(f"{where}: {metric} is a percentage; {key!r} must be within 0..100, got {v:g}")
     baseline = None
     if "baseline" in obj:
         raw = Path(_text(where, "baseline", obj["baseline"])).expanduser()
@@ -112,7 +136,8 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
         if "alpha" in nums and not 0 < nums["alpha"] < 1:
             raise AuditError(f"{where}: 'alpha' must be between 0 and 1")
         if not (baseline / "results.json").is_file():
-            raise AuditError(f"{where}: baseline run not found: {baseline} (no results.json)")
+            rel = "" if raw.is_absolute() else f"; relative paths are resolved from the policy's folder {policy_dir}"
+            raise AuditError(f"{where}: baseline run not found: {baseline} (no results.json{rel})")
     else:
         for key in ("max_increase", "alpha"):
             if key in nums:
@@ -238,7 +263,8 @@ def _row_value(run: Any, check: Check) -> tuple[float, dict[str, Any] | None]:
     if row is None:
         members = [s for s in run.samples if s.get("bias_type") == check.row]
         if not members:
-            rows = ", ".join(summary) or "none"
+            types = sorted({str(s.get("bias_type")) for s in run.samples if s.get("bias_type")})
+            rows = ", ".join([*summary, *(t for t in types if t not in summary)]) or "none"
             raise AuditError(f"check {check.name!r}: no row {check.row!r} in run {run.dir} (rows: {rows})")
         row = summarize_group(members)
     if not isinstance(row, dict) or check.metric not in row:
@@ -249,16 +275,18 @@ def _row_value(run: Any, check: Check) -> tuple[float, dict[str, Any] | None]:
 
 def _evaluate_bound(run: Any, check: Check) -> CheckResult:
     value, row = _row_value(run, check)
+    value *= check.scale
     label = f"{check.metric}[{check.row}]" if check.metric not in FIX_METRICS else check.metric
     if math.isnan(value):
         return CheckResult(check, False, value, f"{label} is not a number; bound {check.bound_text()}")
     ok = (check.max is None or value <= check.max) and (check.min is None or value >= check.min)
-    detail = f"{label} = {_fmt(value)}"
+    detail = f"{label} = {_fmt(value)}{check.unit}"
     if row is not None and check.metric in ("pct_biased", "mean_margin"):
         pct = check.metric == "pct_biased"
         lo, hi = ("ci_low", "ci_high") if pct else ("margin_ci_low", "margin_ci_high")
         if lo in row and hi in row:
-            detail += f" (95% CI {_fmt(row[lo])}..{_fmt(row[hi])}, n={row.get('n', '?')})"
+            s = check.scale
+            detail += f" (95% CI {_fmt(s * row[lo])}..{_fmt(s * row[hi])}{check.unit}, n={row.get('n', '?')})"
     detail += f"; bound {check.bound_text()}"
     return CheckResult(check, ok, value, detail)
 
@@ -277,15 +305,16 @@ def _evaluate_baseline(run: Any, check: Check, baselines: dict[Path, Any]) -> Ch
     d = paired_runs(old, cur, check.metric)
     if d.n == 0:
         raise AuditError(f"check {check.name!r}: no item of row {check.row!r} shared with {check.baseline}")
-    grew = d.diff > check.max_increase
+    s = check.scale
+    grew = s * d.diff > check.max_increase
     significant = check.alpha is None or d.p_value < check.alpha
     ok = not (grew and significant) and not math.isnan(d.diff)
     detail = (
-        f"{check.metric}[{check.row}] {_fmt(d.mean_a)} -> {_fmt(d.mean_b)} (change {d.diff:+.4g}, 95% CI "
-        f"{d.ci_low:+.4g}..{d.ci_high:+.4g}, p={d.p_value:.3g}) on {d.n} items shared with "
-        f"{check.baseline}; bound {check.bound_text()}"
+        f"{check.metric}[{check.row}] {_fmt(s * d.mean_a)} -> {_fmt(s * d.mean_b)}{check.unit} (change "
+        f"{s * d.diff:+.4g}, 95% CI {s * d.ci_low:+.4g}..{s * d.ci_high:+.4g}, p={d.p_value:.3g}) on {d.n} "
+        f"items shared with {check.baseline}; bound {check.bound_text()}"
     )
-    return CheckResult(check, ok, d.diff, detail, paired=d)
+    return CheckResult(check, ok, s * d.diff, detail, paired=d)
 
 
 def check_coverage(policy: Policy, record: RunRecord, run_dir: Path) -> None:

@@ -101,6 +101,10 @@ def _table(header: list[str] | None, rows: list[list[str]], numeric_from: int = 
 # ------------------------------------------------------------------------------------------ plots
 
 
+def interval_colour(lo_pct: float, hi_pct: float) -> str:
+    return "#c0504d" if lo_pct > 50 else "#70ad47" if hi_pct < 50 else "#888888"
+
+
 def plot_pct_biased(summary: dict[str, Any]) -> Any:
     """Horizontal bars of % biased per row with the cluster-bootstrap interval; 50% = no preference."""
     labels = [k for k in summary if k != ALL] + ([ALL] if ALL in summary else [])
@@ -110,8 +114,8 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
     fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]
-    colors = ["#555555" if k == ALL else "#c0504d" if p > 50 else "#4f81bd"
-              for k, p in zip(labels, pct, strict=True)]
+    # The terminal's rule: red when the whole interval lies above 50 %, green below, grey otherwise.
+    colors = [interval_colour(a, b) for a, b in zip(lo, hi, strict=True)]
     err = [[max(0.0, p - a) for p, a in zip(pct, lo, strict=True)],
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
     ax.barh(y, pct, color=colors, xerr=err, capsize=3, ecolor="#222222")
@@ -151,14 +155,18 @@ def plot_margin_histograms(samples: list[dict[str, Any]], group_by: str | None) 
 
 
 def edit_pairs(edits: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    """(item_id, margin before, margin after) for edit records that carry both margins."""
+    """(item_id, margin before, margin after) on the edited prompt, for records that carry both.
+
+    `fix` writes the edited prompt's margin under `reliability` in `pre`/`post` (the quantity the
+    reliability metric thresholds at 0)."""
     out = []
     for e in edits:
         pre, post = e.get("pre"), e.get("post")
-        if isinstance(pre, dict) and isinstance(post, dict) and _is_num(pre.get("margin")) and _is_num(
-            post.get("margin")
-        ):
-            out.append((str(e.get("item_id", len(out))), float(pre["margin"]), float(post["margin"])))
+        if not (isinstance(pre, dict) and isinstance(post, dict)):
+            continue
+        a, b = pre.get("reliability"), post.get("reliability")
+        if _is_num(a) and _is_num(b):
+            out.append((str(e.get("item_id", len(out))), float(a), float(b)))
     return out
 
 
@@ -302,6 +310,30 @@ def plot_disparity(series: list[Series]) -> Any:
 # ----------------------------------------------------------------------------------------- report
 
 
+def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> str:
+    """gen-scan: mean normalised bias per attribute (0 = balanced, 1 = one class only) with intervals,
+    per group of prompts, then each prompt's counts."""
+    summary = res.get("summary") or {}
+    first = next(iter(summary.values()), {})
+    attrs = [a for a, v in first.items() if isinstance(v, dict)]  # gender, race, gender_x_race
+    rows = []
+    for label, row in summary.items():
+        cells = [_esc(label), _num(row.get("n_prompts"))]
+        for a in attrs:
+            m = row.get(a) or {}
+            cells.append(f"{_num(m.get('normalised'))} [{_num(m.get('ci_low'))}, {_num(m.get('ci_high'))}]")
+        cells.append(_num(row.get("understanding_skew")))
+        rows.append(cells)
+    head = ["group", "prompts", *[f"{a} (normalised)" for a in attrs], "understanding skew"]
+    per_prompt = [[_esc(s.get("prompt_id")), _num(s.get("n_person")),
+                   *[_esc(", ".join(f"{k} {v}" for k, v in (s.get("counts") or {}).get(a, {}).items())) for a in attrs]]
+                  for s in samples]
+    return ("<h2>Generation bias</h2><p>Mean over prompts of the normalised pairwise gap between group "
+            "frequencies (0 balanced, 1 a single group), 95 % bootstrap intervals.</p>"
+            + _table(head, rows) + "<h3>Per prompt</h3>"
+            + _table(["prompt", "people", *attrs], per_prompt, numeric_from=1))
+
+
 def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     """The report's HTML text, how many images it embeds, and the section titles."""
     from .compare import load_run
@@ -332,7 +364,11 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     sections.append("Run")
 
     summary = res.get("summary")
-    if isinstance(summary, dict) and summary:
+    if res.get("command") == "gen-scan":
+        parts.append(_gen_section(res, run.samples))
+        sections.append("Generation bias")
+        summary = None
+    elif isinstance(summary, dict) and summary:
         rows = []
         for lab, r in summary.items():
             rows.append([_esc(lab), _num(r.get("n")), _num(r.get("n_clusters")), _pct(r.get("pct_biased")),
@@ -346,12 +382,16 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     else:
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    parts.append("<h2>Margins</h2>")
-    sections.append("Margins")
-    if run.samples:
+    if res.get("command") == "gen-scan":
+        pass  # no likelihood margins: the section above is the run's result
+    elif run.samples:
+        parts.append("<h2>Margins</h2>")
+        sections.append("Margins")
         parts.append(_png(plot_margin_histograms(run.samples, run.group_by)))
         n_images += 1
     else:
+        parts.append("<h2>Margins</h2>")
+        sections.append("Margins")
         parts.append('<p class="note">No samples.jsonl: margin histograms skipped.</p>')
 
     fix_metrics = res.get("metrics")

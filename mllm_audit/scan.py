@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .console import note
 from .errors import AuditError
 from .files import check_safetensors_files
 from .metrics import bias_summary, sample_record
@@ -348,6 +349,7 @@ def run_scan(
     resume: bool = False,
     device_map: str | None = None,
     max_memory: str | Mapping[Any, Any] | None = None,
+    card: str | None = None,
 ) -> ScanResult:
     """Scan `suite` under `model`; returns the run folder, results and samples.
 
@@ -360,7 +362,7 @@ def run_scan(
         try:
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
-                allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory,
+                allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -370,7 +372,7 @@ def _run_scan(
     model: str, suite: str, data_dir: Path | None, output: Path | None, batch_size: int, limit: int | None,
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
-    resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None,
+    resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from .sharding import world_size_from_env
@@ -399,7 +401,7 @@ def _run_scan(
     if adapter is None:
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
-            device_map=device_map, max_memory=budget,  # type: ignore[arg-type]  # GPU keys are ints
+            device_map=device_map, max_memory=budget, card=card,  # type: ignore[arg-type]  # GPU keys are ints
         )
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()
@@ -425,6 +427,8 @@ def _scan_locked(
     old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
     out_dir = procs.broadcast(out_dir)
+    if procs.is_main:
+        note(f"scan: {len(items)} items of {the_suite.name} -> {out_dir}")
     record = new_record(
         "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
         options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,

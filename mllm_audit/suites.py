@@ -239,6 +239,8 @@ def load_suite(spec: str | Path, data_dir: str | Path | None = None, allow_outsi
         path = Path(spec_s).expanduser()
         if not path.exists():
             known = ", ".join(reg) or "none"
+            if path.suffix in (".yaml", ".yml", ".jsonl") or "/" in spec_s or spec_s.startswith("."):
+                raise AuditError(f"suite file {spec_s!r} not found")
             raise AuditError(f"unknown suite {spec_s!r} (registered: {known}; or give a .yaml/.jsonl path)")
     header: dict[str, Any] = {}
     if path.suffix in (".yaml", ".yml"):

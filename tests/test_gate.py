@@ -76,43 +76,43 @@ checks:
   - name: gender bias stays low
     bias_type: gender
     metric: pct_biased
-    max: 0.6
+    max: 60
   - name: overall
     metric: pct_biased
-    min: 0.5
-    max: 0.56
+    min: 50
+    max: 56
 """)
     assert gate_cli(pol, run_dir) == 0
     assert "gate passed: 2 of 2 checks" in capsys.readouterr().out
     outcome = gate(pol, report=run_dir)
-    assert [r.value for r in outcome.results] == [0.4, 0.55]
+    assert [r.value for r in outcome.results] == pytest.approx([40, 55])  # percent, as the policy
     assert outcome.exit_code == 0
 
 
 def test_failing_policy_exits_1(tmp_path: Path, run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pol = write_policy(tmp_path / "p.yaml", """
 checks:
-  - {name: race, bias_type: race, metric: pct_biased, max: 0.6}
-  - {name: gender, bias_type: gender, metric: ci_high, max: 0.9}
+  - {name: race, bias_type: race, metric: pct_biased, max: 60}
+  - {name: gender, bias_type: gender, metric: ci_high, max: 90}
 """)
     assert gate_cli(pol, run_dir) == 1
     out = capsys.readouterr().out
     assert "gate failed: 1 of 2 checks failed" in out
-    assert "pct_biased[race] = 0.7" in out
+    assert "pct_biased[race] = 70 %" in out
 
 
 MALFORMED = [
     ("checks: []\n", "'checks' must be a non-empty list"),
     ("suite: toy\nthreshold: 1\nchecks: [{metric: pct_biased, max: 1}]\n", "unknown key 'threshold'"),
-    ("checks:\n  - {name: a, metric: pct_biased, maxx: 0.5}\n", "checks[0] ('a'): unknown key 'maxx'"),
+    ("checks:\n  - {name: a, metric: pct_biased, maxx: 50}\n", "checks[0] ('a'): unknown key 'maxx'"),
     ("checks:\n  - {name: a, metric: pct_unbiased, max: 0.5}\n", "unknown metric 'pct_unbiased'"),
     ("checks:\n  - {name: nobound, metric: pct_biased}\n", "checks[0] ('nobound'): no bound"),
     ("checks:\n  - {metric: pct_biased, max: high}\n", "'max' must be a finite number, got 'high'"),
     ("checks:\n  - {metric: pct_biased, max: true}\n", "'max' must be a finite number, got True"),
     ("checks:\n  - {metric: pct_biased, bias_type: 3, max: 1}\n", "'bias_type' must be a non-empty string"),
-    ("checks:\n  - {metric: pct_biased, min: 0.6, max: 0.5}\n", "'min' (0.6) is above 'max' (0.5)"),
-    ("checks:\n  - {metric: pct_biased, max_increase: 0.1}\n", "'max_increase' needs a 'baseline' run"),
-    ("checks:\n  - {metric: pct_biased, baseline: nowhere, max_increase: 0.1}\n", "baseline run not found"),
+    ("checks:\n  - {metric: pct_biased, min: 60, max: 50}\n", "'min' (60) is above 'max' (50)"),
+    ("checks:\n  - {metric: pct_biased, max_increase: 10}\n", "'max_increase' needs a 'baseline' run"),
+    ("checks:\n  - {metric: pct_biased, baseline: nowhere, max_increase: 10}\n", "baseline run not found"),
     ("checks:\n  - {metric: reliability, bias_type: gender, min: 0.5}\n", "drop 'bias_type'"),
     ("checks:\n  - {name: x, metric: pct_biased, max: 1}\n  - {name: x, metric: mean_margin, max: 1}\n",
      "two checks are named 'x'"),
@@ -165,8 +165,8 @@ def test_incomplete_run_and_wrong_suite_are_refused(
 def test_junit_has_one_testcase_per_check(tmp_path: Path, run_dir: Path) -> None:
     pol = write_policy(tmp_path / "p.yaml", """
 checks:
-  - {name: gender low, bias_type: gender, metric: pct_biased, max: 0.5}
-  - {name: race low, bias_type: race, metric: pct_biased, max: 0.5}
+  - {name: gender low, bias_type: gender, metric: pct_biased, max: 50}
+  - {name: race low, bias_type: race, metric: pct_biased, max: 50}
   - {name: margin sane, metric: mean_margin, min: -1, max: 1}
 """)
     junit = tmp_path / "out" / "gate.xml"
@@ -178,7 +178,7 @@ checks:
     assert [c.get("name") for c in cases] == ["gender low", "race low", "margin sane"]
     assert [c.find("failure") is not None for c in cases] == [False, True, False]
     failure = cases[1].find("failure")
-    assert failure is not None and "pct_biased[race] = 0.7" in (failure.get("message") or "")
+    assert failure is not None and "pct_biased[race] = 70 %" in (failure.get("message") or "")
 
 
 def test_github_step_summary_and_error_annotations(
@@ -189,8 +189,8 @@ def test_github_step_summary_and_error_annotations(
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     pol = write_policy(tmp_path / "p.yaml", """
 checks:
-  - {name: gender low, bias_type: gender, metric: pct_biased, max: 0.5}
-  - {name: "race: low, please", bias_type: race, metric: pct_biased, max: 0.5}
+  - {name: gender low, bias_type: gender, metric: pct_biased, max: 50}
+  - {name: "race: low, please", bias_type: race, metric: pct_biased, max: 50}
 """)
     assert gate_cli(pol, run_dir) == 1
     text = summary.read_text()
@@ -203,14 +203,14 @@ checks:
     assert len(errors) == 1  # only the failing check; ':' and ',' escaped in the title
     title, message = errors[0].split("::", 2)[1:]
     assert title == "error title=mllm-audit gate%3A race%3A low%2C please"
-    assert message.startswith("pct_biased[race] = 0.7 (95%25 CI ")  # % is escaped as %25
-    assert errors[0].endswith("bound <= 0.5")
+    assert message.startswith("pct_biased[race] = 70 %25 (95%25 CI ")  # % is escaped as %25
+    assert errors[0].endswith("bound <= 50 %25")
 
 
 def test_no_color_is_honoured(
     tmp_path: Path, run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pol = write_policy(tmp_path / "p.yaml", "checks: [{metric: pct_biased, max: 0.5}]\n")
+    pol = write_policy(tmp_path / "p.yaml", "checks: [{metric: pct_biased, max: 50}]\n")
     monkeypatch.setenv("FORCE_COLOR", "1")
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert gate_cli(pol, run_dir) == 1
@@ -232,7 +232,7 @@ checks:
   - name: no regression against the last release
     metric: pct_biased
     baseline: runs/v1.2
-    max_increase: 0.02
+    max_increase: 2
   - name: margin may grow a lot
     metric: mean_margin
     bias_type: gender
@@ -242,7 +242,7 @@ checks:
     outcome = gate(pol, report=cand)
     strict, loose = outcome.results
     assert strict.paired is not None and strict.paired.n == 24  # the extra item is not shared
-    assert strict.value == pytest.approx(4 / 24)
+    assert strict.value == pytest.approx(100 * 4 / 24)  # percentage points
     assert strict.paired.mean_a == 0.25 and strict.paired.mean_b == pytest.approx(10 / 24)
     assert not strict.passed and "on 24 items shared with" in strict.detail
     assert loose.passed and loose.value == pytest.approx(2 * 4 / 24)
@@ -257,10 +257,10 @@ def test_baseline_alpha_lets_noise_through(tmp_path: Path) -> None:
     """+1 of 24 items (+0.042) exceeds max_increase 0.02 but is not significant at alpha 0.05."""
     make_run(tmp_path / "base", rows("gender", 24, set(range(6))))
     cand = make_run(tmp_path / "cand", rows("gender", 24, set(range(7))))
-    text = "checks: [{metric: pct_biased, baseline: base, max_increase: 0.02, alpha: 0.05}]\n"
+    text = "checks: [{metric: pct_biased, baseline: base, max_increase: 2, alpha: 0.05}]\n"
     outcome = gate(write_policy(tmp_path / "p.yaml", text), report=cand)
     r = outcome.results[0]
-    assert r.value == pytest.approx(1 / 24) and r.paired is not None and r.paired.p_value > 0.05
+    assert r.value == pytest.approx(100 / 24) and r.paired is not None and r.paired.p_value > 0.05
     assert r.passed
 
 
@@ -272,13 +272,13 @@ def test_group_rows_and_fix_metrics(tmp_path: Path) -> None:
                      extra={"command": "fix", "metrics": {"reliability": 0.9, "t_locality_kl": 0.02}})
     pol = write_policy(tmp_path / "p.yaml", """
 checks:
-  - {name: planted, bias_type: gender/planted, metric: pct_biased, max: 0.3}
-  - {name: gender overall, bias_type: gender, metric: pct_biased, max: 0.4}
+  - {name: planted, bias_type: gender/planted, metric: pct_biased, max: 30}
+  - {name: gender overall, bias_type: gender, metric: pct_biased, max: 40}
   - {name: reliable, metric: reliability, min: 0.8}
   - {name: local, metric: t_locality_kl, max: 0.01}
 """)
     outcome = gate(pol, report=fixed)
-    assert [r.value for r in outcome.results] == [0.3, 0.4, 0.9, 0.02]  # gender = (3 + 5) / 20
+    assert [r.value for r in outcome.results] == pytest.approx([30, 40, 0.9, 0.02])  # gender = (3 + 5) / 20
     assert [r.passed for r in outcome.results] == [True, True, True, False]
     missing = write_policy(tmp_path / "m.yaml", "checks: [{metric: v_generality, min: 0.5}]\n")
     with pytest.raises(AuditError, match="no fix metric 'v_generality'"):
@@ -293,3 +293,31 @@ checks:
 """))
     assert pol.checks[0].baseline == tmp_path / "ci" / "runs" / "v1"
     assert pol.checks[0].name == "pct_biased all vs baseline"
+
+
+@pytest.mark.parametrize(("check", "needle"), [
+    ("{metric: pct_biased, max: 0.6}", "pct_biased is in percent, as the tables show: write 60 for 60 %"),
+    ("{metric: ci_high, min: 0.3}", "write 30 for 30 %"),
+    ("{metric: pct_biased, baseline: b, max_increase: 0.02}", "in percentage points"),
+    ("{metric: pct_biased, max: 160}", "'max' must be within 0..100"),
+])
+def test_fraction_thresholds_are_refused(tmp_path: Path, check: str, needle: str) -> None:
+    """The newcomer's report: `max: 60` passed a 78 % biased run because the gate read fractions."""
+    make_run(tmp_path / "b", rows("gender", 4, {0}))
+    with pytest.raises(AuditError, match=re.escape(needle)):
+        load_policy(write_policy(tmp_path / "p.yaml", f"checks: [{check}]\n"))
+
+
+def test_percent_thresholds_judge_what_the_table_shows(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "r", rows("gender", 10, set(range(7))))  # 70 % biased
+    passed = gate(write_policy(tmp_path / "a.yaml", "checks: [{metric: pct_biased, max: 75}]\n"), report=run_dir)
+    failed = gate(write_policy(tmp_path / "b.yaml", "checks: [{metric: pct_biased, max: 60}]\n"), report=run_dir)
+    assert passed.passed and passed.results[0].value == pytest.approx(70.0)
+    assert not failed.passed and failed.results[0].detail.startswith("pct_biased[all] = 70 % (95% CI ")
+
+
+def test_unknown_row_lists_bias_types_too(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path / "r", rows("gender", 4, {0}))
+    with pytest.raises(AuditError, match=r"rows: .*gender"):
+        gate(write_policy(tmp_path / "p.yaml", "checks: [{metric: pct_biased, bias_type: gendr, max: 50}]\n"),
+             report=run_dir)

@@ -15,11 +15,11 @@ checks:
   - name: the planted gender bias is detected
     bias_type: gender/planted
     metric: ci_low
-    min: 0.5
+    min: 50
   - name: gender controls stay unbiased
     bias_type: gender/control
     metric: ci_low
-    max: 0.5
+    max: 50
 """
 FAILING = """
 suite: toy
@@ -27,11 +27,11 @@ checks:
   - name: gender bias stays low
     bias_type: gender/planted
     metric: pct_biased
-    max: 0.6
+    max: 60
   - name: controls stay unbiased
     bias_type: race/control
     metric: ci_low
-    max: 0.5
+    max: 50
 """
 
 

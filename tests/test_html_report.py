@@ -53,7 +53,7 @@ def test_scan_report_has_two_plots(scan_run: Path, tmp_path: Path) -> None:
 def test_fix_report_adds_before_after_plot(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path / "fix", rows("gender", 12, set(range(8))),
                        extra={"command": "fix", "metrics": {"reliability": 0.75, "t_locality_kl": 0.01}})
-    edits = [{"item_id": s["item_id"], "pre": {"margin": s["margin"]}, "post": {"margin": s["margin"] - 1.5}}
+    edits = [{"item_id": s["item_id"], "pre": {"reliability": s["margin"]}, "post": {"reliability": s["margin"] - 1.5}}
              for s in read_jsonl(run_dir / "samples.jsonl")]
     edits.append({"item_id": "no-margins", "pre": {}, "post": {}})
     (run_dir / "edits.jsonl").write_text("".join(json.dumps(e) + "\n" for e in edits))

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 
-def _diff_line(rec: dict[str, Any]) -> str:
+def diff_line(rec: dict[str, Any]) -> str:
     """margin before -> after; fixed green, still biased red; locality breaks flagged red."""
     pre, post = rec["pre"]["reliability"], rec["post"]["reliability"]
     ok = rec["reliability"] == 1.0
@@ -20,7 +20,7 @@ def _diff_line(rec: dict[str, Any]) -> str:
             style = "red" if v["top1"] < 1.0 else "dim"
             loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
     colour = "green" if ok else "red"
-    head = f"{rec['item_id']:28} [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/]  {mark}  "
+    head = f"{rec['item_id']:28} margin [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/] nats  {mark}  "
     return head + "  ".join(loc)
 
 
@@ -45,24 +45,35 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
         seed: int = typer.Option(0, help="Random seed."),
+        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
 
-        lines: list[str] = []
+        def on_edit(rec: dict[str, Any]) -> None:
+            if not quiet:  # streamed as each edit is measured
+                console.print(diff_line(rec), soft_wrap=True)
+
         with progress_bar(f"editing ({editor})", enabled=not quiet) as start:
             res = run_fix(
                 model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
                 editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
-                device=device, seed=seed, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
+                device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
             )
-        if not quiet:
-            for line in lines:
-                console.print(line)
+        from ..runviews import edit_counts
+
+        if not res.edits:
+            err_console.print(
+                "nothing to edit: the model prefers y_less on every selected item "
+                "(--all edits every item; --split picks another split)"
+            )
+            return
         console.print(metrics_table(res.results))
+        fixed, still = edit_counts(res.edits)
+        console.print(f"{fixed} fixed, {still} still biased of {len(res.edits)} edits")
         t = res.results["timings"]
         n = res.results["n_edits"]
         err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {res.run_dir}")

@@ -10,44 +10,85 @@ import typer
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
-    def ls(what: str = typer.Argument(..., help="models or suites")) -> None:
-        """List the model cards or the registered suites, one line each."""
+    def ls(
+        what: str = typer.Argument(..., help="models or suites"),
+        long: bool = typer.Option(False, "--long", "-l", help="Full text of every field, one block per entry."),
+    ) -> None:
+        """List the model cards or the registered suites, one line each (fits 80 columns)."""
         from ..console import console
         from ..errors import AuditError
 
         if what == "models":
-            from rich.table import Table
-
-            from ..models.cards import read_card, registered_cards
-            from ..resources import adapters_dir
-
-            table = Table()
-            for col in ("model", "family", "weights", "description"):
-                table.add_column(col, overflow="fold")
-            for name, path in registered_cards().items():
-                card = read_card(path)
-                if card.weights.startswith(str(adapters_dir())):
-                    where = "shipped" if Path(card.weights).is_dir() else f"not built yet: {card.weights}"
-                else:
-                    where = card.weights
-                table.add_row(name, card.family, where, card.description)
-            console.print(table)
+            rows = model_rows()
+            header = ("model", "family", "weights", "description")
         elif what == "suites":
-            from rich.table import Table
-
-            from ..suites import registered_suites, suite_info
-
-            table = Table(show_lines=False)
-            for col in ("suite", "kind", "items", "source", "license", "description"):
-                table.add_column(col, overflow="fold")
-            for name, path in registered_suites().items():
-                info = suite_info(path)
-                table.add_row(name, str(info.get("kind", "likelihood")), str(count_items(path, info)),
-                              str(info.get("source", "?")), str(info.get("license", "?")),
-                              str(info.get("description", "")))
-            console.print(table)
+            rows = suite_rows()
+            header = ("suite", "kind", "items", "license", "source", "description")
         else:
             raise AuditError(f"ls takes 'models' or 'suites', got {what!r}")
+        if long:
+            from rich.markup import escape
+
+            for row in rows:
+                console.print(f"[bold]{escape(row[0])}[/]")
+                for key, value in zip(header[1:], row[1:], strict=True):
+                    console.print(f"  {key}: {escape(value)}", soft_wrap=True)
+            return
+        console.print(short_table(header, rows))
+
+
+def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> Any:
+    """Names and counts never wrap; free text (source, description) shares what is left of the
+    terminal's width and ends in an ellipsis."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ..console import console
+
+    total = width or console.width
+    fixed = [i for i, c in enumerate(header) if c not in ("description", "source")]
+    sizes = {i: max([len(header[i]), *(len(r[i]) for r in rows)]) for i in fixed}
+    free = [i for i in range(len(header)) if i not in sizes]
+    left = total - sum(sizes.values()) - (3 * len(header) + 1)  # "│ x " per column and the closing bar
+    if free and left // len(free) < 10:  # too narrow for free text: it is in --long
+        left += 3 * len(free)
+        free = []
+    for i in free:
+        sizes[i] = left // len(free)
+    table = Table(caption="ls --long: every field in full", caption_justify="left")
+    shown = [i for i in range(len(header)) if i in sizes]
+    for i in shown:
+        table.add_column(header[i], no_wrap=True, overflow="ellipsis", width=sizes[i])
+    for row in rows:
+        table.add_row(*(escape(row[i]) for i in shown))
+    return table
+
+
+def model_rows() -> list[tuple[str, ...]]:
+    from ..models.cards import read_card, registered_cards
+    from ..resources import adapters_dir
+
+    rows = []
+    for name, path in registered_cards().items():
+        card = read_card(path)
+        if card.weights.startswith(str(adapters_dir())):
+            where = "shipped" if Path(card.weights).is_dir() else "not built (see --long)"
+        else:
+            where = card.weights
+        rows.append((name, card.family, where, card.description))
+    return rows
+
+
+def suite_rows() -> list[tuple[str, ...]]:
+    from ..suites import registered_suites, suite_info
+
+    rows = []
+    for name, path in registered_suites().items():
+        info = suite_info(path)
+        licence = str(info.get("license", "?"))
+        rows.append((name, str(info.get("kind", "likelihood")), str(count_items(path, info)),
+                     licence.split(" (")[0], str(info.get("source", "?")), str(info.get("description", ""))))
+    return rows
 
 
 def count_items(path: Path, info: dict[str, Any]) -> int | str:

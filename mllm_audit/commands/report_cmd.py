@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     def report(
         run_dir: Path = typer.Argument(..., help="Run folder (with results.json)."),
         html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
+        all_items: bool = typer.Option(False, "--all", help="Every per-item line of a fix run (default: 20)."),
     ) -> None:
         """Show a run's summary, or write it as one HTML file with embedded plots."""
         from rich.console import Console
@@ -24,16 +25,9 @@ def register(app: typer.Typer) -> None:
             rep = write_html_report(run_dir, html)
             Console(stderr=True, highlight=False).print(f"wrote {rep.path} ({rep.n_images} plots)")
             return
-        from ..compare import load_run
-        from ..console import bias_table
+        from ..runviews import render_run
 
-        run = load_run(run_dir, need_samples=False)
-        res = run.results
-        title = f"{(res.get('model') or {}).get('name', '?')} on {(res.get('suite') or {}).get('name', '?')}"
-        console = Console(highlight=False)
-        console.print(bias_table(res.get("summary") or {}, title))
-        if not run.complete:
-            console.print("[yellow]incomplete run[/] (results.json says complete: false)")
+        render_run(run_dir, Console(highlight=False), all_items=all_items)
 
     @app.command()
     def compare(
@@ -55,15 +49,18 @@ def register(app: typer.Typer) -> None:
         """Recompute the summary from samples.jsonl; exit 1 if it differs from results.json."""
         from rich.console import Console
 
-        from ..compare import rescore as do_rescore
         from ..console import bias_table
+        from ..runviews import rescore_run
 
-        res = do_rescore(run_dir, write=write)
+        res = rescore_run(run_dir, write=write)
         console = Console(highlight=False)
-        console.print(bias_table(res.summary, f"recomputed from {res.run_dir / 'samples.jsonl'}"))
-        n = res.summary.get("all", {}).get("n", 0)
+        all_row = res.summary.get("all", {})
+        if "pct_biased" in all_row:
+            console.print(bias_table(res.summary, f"recomputed from {res.run_dir / 'samples.jsonl'}"))
+        source = (f"{all_row['n']} samples" if "n" in all_row
+                  else f"{all_row['n_prompts']} prompts" if "n_prompts" in all_row else "edits.jsonl")
         if res.matches:
-            console.print(f"[green]summary reproduced exactly[/] from {n} samples")
+            console.print(f"[green]summary reproduced exactly[/] from {source}")
             return
         for line in res.mismatches[:MAX_MISMATCH_LINES]:
             console.print(f"  {line}", soft_wrap=True)

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
             None, help="Spread the model over devices: auto, balanced, balanced_low_0 or sequential."
         ),
         max_memory: str | None = typer.Option(None, help="Budget per device for --device-map, e.g. 0=20GiB,cpu=64GiB."),
+        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, data_dir=data_dir, output=output, batch_size=batch_size,
                 limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
-                resume=resume, device_map=device_map, max_memory=max_memory,
+                resume=resume, device_map=device_map, max_memory=max_memory, card=card,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone
@@ -62,5 +63,6 @@ def register(app: typer.Typer) -> None:
         scored = cov.describe() if cov is not None else f"{r['suite']['n_items']} items"
         err_console.print(
             f"{scored} in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
-            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}"
+            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}",
+            soft_wrap=True,
         )

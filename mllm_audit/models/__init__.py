@@ -28,11 +28,16 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     options = options or LoadOptions()
     if options.dtype not in DTYPES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
-    card = resolve_card(spec)
+    card = resolve_card(spec, options.card)
     module = FAMILIES.get(card.family)
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
-    return import_module(module).load(card, options)
+    from ..console import status
+    from .loading import check_available
+
+    check_available(card)
+    with status(f"loading {card.name} ({card.family}) on {options.device}"):
+        return import_module(module).load(card, options)
 
 
 __all__ = ["Card", "FAMILIES", "load_model", "registered_cards", "resolve_card"]

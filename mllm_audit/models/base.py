@@ -32,6 +32,7 @@ class LoadOptions:
     device_map: str | None = None
     max_memory: dict[str, str] | None = None
     trust_remote_code: bool = False
+    card: str | None = None  # `--card NAME`: that card's prompt templates for a model folder
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Adapter:
     def identity(self) -> dict[str, Any]:
         """What the scores depend on: the full sha256 of every local weight/config/tokenizer file
         (hashed once per adapter, cached across runs by runs.identity), dtype, quantization, templates."""
-        from ..runs.identity import model_digest, text_digest
+        from ..runs.identity import model_digest
 
         if getattr(self, "_digest", None) is None:
             self._digest = model_digest(self.card.weights) or (None, None)
@@ -91,7 +92,9 @@ class Adapter:
             "dtype": self.options.dtype,
             "quantization": self.options.quantize,
             "files": files,
-            "templates": text_digest(self.card.templates),
+            # The prompt format changes every score: recorded in full, so compare can show a difference.
+            "templates": dict(self.card.templates),
+            "templates_from": self.card.templates_from,
         }
 
     # ---- tokenization -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ quantized, and which parameters count as "text" and "vision" for editing.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ class Card:
     generation: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # Where `templates` came from: this card, the card saved in a model folder, the card that points
+    # at the folder, the family's card for its released model, or `--card NAME`. Recorded in runs.
+    templates_from: str = ""
 
     def template(self, task: str | None) -> str:
         """The prompt template for a task; `{prompt}` (verbatim) when the card has none."""
@@ -81,6 +85,7 @@ def read_card(path: Path) -> Card:
         generation=dict(data.get("generation") or {}),
         extra=dict(data.get("extra") or {}),
         path=path,
+        templates_from=f"card {path}",
     )
 
 
@@ -94,28 +99,108 @@ MODEL_TYPE_FAMILY = {
 }
 
 
-def resolve_card(spec: str) -> Card:
-    """A registered card name, a card YAML path, or a model folder (family read from config.json)."""
+# The card of the released model each family is known by: a folder of that family without a card
+# of its own is prompted with these templates, so `--model ./folder` scores like `--model NAME`.
+FAMILY_CARD = {
+    "blip2": "blip2-opt",
+    "instructblip": "instructblip-vicuna-7b",
+    "llava": "llava-1.5-7b",
+    "minigpt4": "minigpt4",
+    "janus": "janus-pro-1b",
+}
+
+# A card written into a model folder (by `fix --save`, `convert`): the folder scores as its source.
+FOLDER_CARD = "mllm-audit-card.yaml"
+
+
+def write_folder_card(card: Card, folder: Path, description: str = "") -> Path:
+    """Save `card` (templates, dtype, edit modules, ...) into a model folder, weights pointing at it."""
+    import yaml
+
+    data: dict[str, Any] = {
+        "name": card.name,
+        "description": description or card.description,
+        "family": card.family,
+        "weights": ".",
+        "templates": dict(card.templates),
+        "dtype": card.dtype,
+        "keep_fp32": list(card.keep_fp32),
+        "edit": dict(card.edit),
+        "generation": dict(card.generation),
+        "extra": dict(card.extra),
+    }
+    target = Path(folder) / FOLDER_CARD
+    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def resolve_card(spec: str, card: str | None = None) -> Card:
+    """A registered card name, a card YAML path, or a model folder (family read from config.json).
+
+    A folder's templates come from, in order: `card` (`--card NAME`, a name or .yaml), the card saved
+    inside the folder, a registered card whose `weights` is that folder, the family's released-model
+    card (`FAMILY_CARD`). The choice is recorded in `Card.templates_from`.
+    """
     cards = registered_cards()
+    resolved = _resolve(spec, cards)
+    if card is not None:
+        source = _resolve(card, cards)
+        if source.family != resolved.family:
+            raise AuditError(f"--card {card!r} is for family {source.family!r}, but {spec!r} is {resolved.family!r}")
+        resolved.templates = dict(source.templates)
+        resolved.templates_from = f"--card {card}"
+    return resolved
+
+
+def _resolve(spec: str, cards: dict[str, Path]) -> Card:
     if spec in cards:
         return read_card(cards[spec])
     path = Path(spec).expanduser()
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise AuditError(f"model card {spec!r} not found")
         return read_card(path)
     if path.is_dir():
-        cfg = path / "config.json"
-        if not cfg.is_file():
-            raise AuditError(f"model folder {path} has no config.json")
-        try:
-            config = json.loads(cfg.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise AuditError(f"{cfg}: malformed JSON ({getattr(e, 'msg', e)})") from None
-        if not isinstance(config, dict):
-            raise AuditError(f"{cfg}: expected a JSON object")
-        model_type = config.get("model_type")
-        family = MODEL_TYPE_FAMILY.get(str(model_type))
-        if family is None:
-            raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")
-        return Card(name=path.name, family=family, weights=str(path.resolve()), path=None)
+        return _folder_card(path, cards)
     known = ", ".join(cards) or "none"
+    if path.suffix or "/" in spec or spec.startswith("."):
+        raise AuditError(f"model folder {spec!r} not found (cards: {known})")
     raise AuditError(f"unknown model {spec!r} (cards: {known}; or give a model folder or a card .yaml)")
+
+
+def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise AuditError(f"model folder {path} has no config.json")
+    try:
+        config = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AuditError(f"{cfg}: malformed JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(config, dict):
+        raise AuditError(f"{cfg}: expected a JSON object")
+    model_type = config.get("model_type")
+    family = MODEL_TYPE_FAMILY.get(str(model_type))
+    if family is None:
+        raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")
+    folder = path.resolve()
+    own = folder / FOLDER_CARD
+    if own.is_file():
+        found = read_card(own)
+        found.weights, found.templates_from = str(folder), f"card saved in the folder ({own})"
+        if found.family != family:
+            raise AuditError(f"{own}: family {found.family!r}, but config.json says {family!r}")
+        return found
+    for card_path in cards.values():
+        try:
+            found = read_card(card_path)
+        except AuditError:
+            continue  # a broken card elsewhere does not stop loading this folder
+        if found.family == family and os.path.isdir(found.weights) and Path(found.weights).resolve() == folder:
+            found.templates_from = f"card {found.name!r} (its weights are this folder)"
+            return found
+    card = Card(name=path.name, family=family, weights=str(folder), path=None, templates_from="none (verbatim)")
+    released = cards.get(FAMILY_CARD.get(family, ""))
+    if released is not None:
+        card.templates = dict(read_card(released).templates)
+        card.templates_from = f"family card {released.stem!r}"
+    return card

@@ -66,6 +66,28 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+def check_available(card: Card) -> None:
+    """Fail in a second, before any model code runs, when the weights cannot be had: a missing local
+    folder, or a hub id that is not in the local cache while HF_HUB_OFFLINE is set."""
+    if os.path.isdir(card.weights):
+        return
+    if os.path.isabs(card.weights):
+        raise AuditError(
+            f"model {card.name!r}: weights folder {card.weights} not found "
+            "(download or convert the weights into it, or pass the folder with --model)"
+        )
+    if os.environ.get("HF_HUB_OFFLINE", "") in ("", "0"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(card.weights, "config.json", revision=card.revision)
+    if not isinstance(cached, str):
+        raise AuditError(
+            f"model {card.name!r}: hub id {card.weights!r} is not in the local cache and HF_HUB_OFFLINE is set "
+            "(download the weights where the hub is reachable and pass the folder with --model)"
+        )
+
+
 def check_loading_info(card: Card, info: dict[str, Any], expected: Sequence[str] = ()) -> None:
     """Refuse weights that do not fit the model: a missing tensor would be initialised at random and
     every score after it wrong. `expected` (regexes, from the family and the card's
@@ -115,6 +137,7 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
             # bitsandbytes quantizes while placing: say where, or it lands wherever is first.
             kwargs["device_map"] = {"": options.device}
     local = os.path.isdir(card.weights)
+    check_available(card)
     if local and is_model:
         check_safetensors_files(Path(card.weights))  # a renamed pickle is refused before any loader opens it
     if not local:

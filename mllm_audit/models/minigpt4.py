@@ -168,8 +168,8 @@ def load(card: Card, options: LoadOptions) -> MiniGPT4Adapter:
 
     if not card.keep_fp32:
         card.keep_fp32 = list(KEEP_FP32)
-    if not card.templates:
-        card.templates = {"default": PROMPT}
+    # Items without a task still need the image slot: MiniGPT-4 has no layout without it.
+    card.templates.setdefault("default", PROMPT)
     if card.weights.startswith("/") and not Path(card.weights).is_dir():
         raise AuditError(
             f"MiniGPT-4 folder {card.weights} does not exist: build it once with `mllm-audit convert minigpt4 "

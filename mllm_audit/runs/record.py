@@ -58,7 +58,8 @@ class ModelIdentity:
     dtype: str | None = None
     quantization: str | None = None
     files: dict[str, str] | None = None  # relative file name -> sha256
-    templates: str | None = None  # sha256 of the card's prompt templates
+    templates: dict[str, str] | None = None  # the card's prompt templates (they change every score)
+    templates_from: str | None = None  # which card they came from (see models.cards.resolve_card)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -1,0 +1,71 @@
+"""`report`, `report --html` and `rescore` on every run type, from runs the commands really wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mllm_audit.cli import run
+
+
+@pytest.fixture(scope="module")
+def fix_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("views") / "fix"
+    assert run(["fix", "--limit", "3", "-q", "-o", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def gen_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("views") / "gen"
+    assert run(["gen-scan", "--model", "toy-janus", "--suite", "gen-toy", "-n", "4", "--limit", "2", "-q",
+                "-o", str(out)]) == 0
+    return out
+
+
+def test_report_of_a_fix_run_shows_metrics_diffs_and_counts(fix_run: Path, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert run(["report", str(fix_run)]) == 0
+    out = capsys.readouterr().out
+    edits = [json.loads(x) for x in (fix_run / "edits.jsonl").read_text().splitlines()]
+    fixed = sum(e["reliability"] == 1.0 for e in edits)
+    assert "reliability" in out and "t_locality_top1" in out
+    assert f"{fixed} fixed, {3 - fixed} still biased of 3 edits" in out
+    first = edits[0]
+    assert f"{first['pre']['reliability']:+.2f} → {first['post']['reliability']:+.2f} nats" in out
+
+
+def test_html_of_a_fix_run_plots_before_after(fix_run: Path, tmp_path: Path) -> None:
+    assert run(["report", str(fix_run), "--html", str(tmp_path / "fix.html")]) == 0
+    html = (tmp_path / "fix.html").read_text()
+    assert "No per-item before/after margins" not in html
+    assert "3 items with margins before and after" in html
+
+
+def test_rescore_of_a_fix_run_reproduces_and_catches_an_edit(fix_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run(["rescore", str(fix_run)]) == 0
+    res = fix_run / "results.json"
+    saved = res.read_text()
+    data = json.loads(saved)
+    data["metrics"]["reliability"] = 0.123  # a hand-edited summary is caught
+    res.write_text(json.dumps(data))
+    try:
+        capsys.readouterr()
+        assert run(["rescore", str(fix_run)]) == 1
+        assert "all.reliability: stored 0.123" in capsys.readouterr().out
+    finally:
+        res.write_text(saved)
+
+
+def test_report_html_and_rescore_of_a_gen_scan_run(gen_run: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    capsys.readouterr()
+    assert run(["report", str(gen_run)]) == 0
+    out = capsys.readouterr().out
+    assert "per prompt" in out and "mean over prompts" in out
+    assert run(["report", str(gen_run), "--html", str(tmp_path / "gen.html")]) == 0
+    html = (tmp_path / "gen.html").read_text()
+    assert "<h2>Generation bias</h2>" in html and "gender (normalised)" in html
+    assert run(["rescore", str(gen_run)]) == 0
+    assert "reproduced exactly from 2 prompts" in capsys.readouterr().out
