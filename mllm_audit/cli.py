@@ -64,6 +64,8 @@ def run(argv: list[str] | None = None) -> int:
         if os.environ.get("MLLM_AUDIT_DEBUG"):
             raise
         return _fail(f"internal error: {type(e).__name__}: {e} (set MLLM_AUDIT_DEBUG=1 for the traceback)")
+    finally:
+        set_feedback(False)  # library calls after a CLI call (tests, notebooks) stay silent
 
 
 def main() -> None:

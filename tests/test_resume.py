@@ -103,8 +103,9 @@ def test_signals_stop_cleanly_and_leave_a_resumable_folder(
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    lines = err.strip().splitlines()
+    lines = [x for x in err.strip().splitlines() if x.startswith("mllm-audit:")]  # after the progress lines
     assert len(lines) == 1 and "--resume --output" in lines[0] and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == lines[0]
     assert json.loads((out / "results.json").read_text())["complete"] is False
     kept = read_jsonl(out / "samples.jsonl")  # every line whole
     res = run_scan(suite=str(tiny_suite), output=out, adapter=tiny_adapter, resume=True, batch_size=2)

@@ -106,13 +106,13 @@ def test_limit_is_a_subset_and_the_gate_refuses_it(tiny_blip2_dir: Path, tiny_su
     assert json.loads((whole / "results.json").read_text())["coverage"]["n_scored"] == 12
 
     policy = tmp_path / "p.yaml"
-    policy.write_text("suite: items\nchecks:\n  - metric: pct_biased\n    max: 1.0\n")
+    policy.write_text("suite: items\nchecks:\n  - metric: pct_biased\n    max: 100\n")
     capsys.readouterr()
     assert run(["gate", "--policy", str(policy), "--report", str(part)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "4 of 12 items" in err and "not the whole suite" in err
     assert gate(policy, report=whole).passed  # negative control: the whole suite is gated
-    policy.write_text("suite: items\naccept_subset: true\nchecks:\n  - metric: pct_biased\n    max: 1.0\n")
+    policy.write_text("suite: items\naccept_subset: true\nchecks:\n  - metric: pct_biased\n    max: 100\n")
     assert gate(policy, report=part).passed
 
 
@@ -127,7 +127,7 @@ def test_policy_pins_the_suite_content(tiny_adapter, tiny_suite: Path, tmp_path:
     sub = run_scan(suite=str(picked), output=tmp_path / "sub", adapter=tiny_adapter)
     assert sub.results["suite"]["name"] == "items" and not sub.record.coverage.subset
     policy = tmp_path / "p.yaml"
-    policy.write_text(f"suite: items\nsuite_hash: sha256:{digest}\nchecks:\n  - metric: pct_biased\n    max: 1.0\n")
+    policy.write_text(f"suite: items\nsuite_hash: sha256:{digest}\nchecks:\n  - metric: pct_biased\n    max: 100\n")
     with pytest.raises(AuditError, match="pins suite content"):
         gate(policy, report=sub.run_dir)
     assert gate(policy, report=whole.run_dir).passed
