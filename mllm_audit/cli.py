@@ -36,7 +36,9 @@ for _register in ALL_COMMANDS:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    first = " ".join(str(message).split()) or "error"
+    from .text import shown
+
+    first = shown(" ".join(str(message).split()) or "error", markup=False)
     print(f"mllm-audit: error: {first}", file=sys.stderr)
     return code
 

@@ -156,8 +156,9 @@ def _p_text(p: float) -> str:
 
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
     """A rich table of deltas; more bias is red, less is green, bold when p < alpha."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from .text import shown as escape
 
     table = Table(title=f"B - A on {cmp.n_shared} shared items", title_justify="left")
     table.add_column("group", no_wrap=True)

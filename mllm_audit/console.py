@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .text import shown
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -46,7 +48,7 @@ def fmt_pct(x: float) -> str:
 
 def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     table.add_column("group")
     table.add_column("items", justify="right")
     table.add_column("% biased", justify="right")
@@ -56,7 +58,7 @@ def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
         lo, hi = row["ci_low"], row["ci_high"]
         style = "red" if lo > 0.5 else ("green" if hi < 0.5 else "")
         table.add_row(
-            label,
+            shown(label),
             str(row["n"]),
             fmt_pct(row["pct_biased"]),
             f"{100 * lo:.1f}–{100 * hi:.1f} %",

@@ -163,6 +163,8 @@ def render_disparity(summary: dict, console: Any) -> None:
     """A rich table of the per-section and overall gaps (console: a rich.console.Console)."""
     from rich.table import Table
 
+    from .text import shown
+
     groups = summary.get("groups") or {}
     if not groups:
         console.print("disparity: no question has all four people scored")
@@ -182,7 +184,7 @@ def render_disparity(summary: dict, console: Any) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for label, g in groups.items():
         table.add_row(
-            label,
+            shown(label),
             str(g["n_questions"]),
             str(g["n_scenarios"]),
             _fmt(g["gender_gap"]),

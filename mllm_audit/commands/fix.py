@@ -20,7 +20,9 @@ def _diff_line(rec: dict[str, Any]) -> str:
             style = "red" if v["top1"] < 1.0 else "dim"
             loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
     colour = "green" if ok else "red"
-    head = f"{rec['item_id']:28} [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/]  {mark}  "
+    from ..text import shown
+
+    head = f"{shown(rec['item_id']):28} [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/]  {mark}  "
     return head + "  ".join(loc)
 
 
@@ -50,6 +52,7 @@ def register(app: typer.Typer) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
+        from ..text import shown
 
         lines: list[str] = []
         with progress_bar(f"editing ({editor})", enabled=not quiet) as start:
@@ -65,16 +68,18 @@ def register(app: typer.Typer) -> None:
         console.print(metrics_table(res.results))
         t = res.results["timings"]
         n = res.results["n_edits"]
-        err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {res.run_dir}")
+        err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {shown(res.run_dir)}")
 
 
 def metrics_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     from ..metrics import FIX_METRICS as METRIC_KEYS
+    from ..text import shown
 
-    table = Table(title=f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
-                        f"({results['mode']}, {results['n_edits']} edits)", title_justify="left")
+    table = Table(title=shown(f"{results['editor']['name']} on {results['model']['name']} / "
+                              f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)"),
+                  title_justify="left")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")

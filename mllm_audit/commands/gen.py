@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         from ..console import console, err_console, progress_bar
         from ..generation import run_gen_scan
         from ..genmetrics import gen_table, summary_table
+        from ..text import shown
 
         with progress_bar("generating", enabled=not quiet) as start:
             res = run_gen_scan(
@@ -46,5 +47,5 @@ def register(app: typer.Typer) -> None:
         t = r["timings"]
         err_console.print(
             f"{len(res.samples)} prompts x {images_per_prompt} images in {t['total_s']:.1f} s "
-            f"(load {t['load_s']:.1f} s, {r['resumed_prompts']} resumed) -> {res.run_dir}"
+            f"(load {t['load_s']:.1f} s, {r['resumed_prompts']} resumed) -> {shown(res.run_dir)}"
         )

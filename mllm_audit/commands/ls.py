@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
         """List the model cards or the registered suites, one line each."""
         from ..console import console
         from ..errors import AuditError
+        from ..text import shown
 
         if what == "models":
             from rich.table import Table
@@ -30,7 +31,7 @@ def register(app: typer.Typer) -> None:
                     where = "shipped" if Path(card.weights).is_dir() else f"not built yet: {card.weights}"
                 else:
                     where = card.weights
-                table.add_row(name, card.family, where, card.description)
+                table.add_row(*(shown(v) for v in (name, card.family, where, card.description)))
             console.print(table)
         elif what == "suites":
             from rich.table import Table
@@ -42,9 +43,9 @@ def register(app: typer.Typer) -> None:
                 table.add_column(col, overflow="fold")
             for name, path in registered_suites().items():
                 info = suite_info(path)
-                table.add_row(name, str(info.get("kind", "likelihood")), str(count_items(path, info)),
-                              str(info.get("source", "?")), str(info.get("license", "?")),
-                              str(info.get("description", "")))
+                table.add_row(*(shown(v) for v in (
+                    name, info.get("kind", "likelihood"), count_items(path, info), info.get("source", "?"),
+                    info.get("license", "?"), info.get("description", ""))))
             console.print(table)
         else:
             raise AuditError(f"ls takes 'models' or 'suites', got {what!r}")

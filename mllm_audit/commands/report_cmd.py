@@ -22,7 +22,9 @@ def register(app: typer.Typer) -> None:
             from ..html_report import write_html_report
 
             rep = write_html_report(run_dir, html)
-            Console(stderr=True, highlight=False).print(f"wrote {rep.path} ({rep.n_images} plots)")
+            from ..text import shown
+
+            Console(stderr=True, highlight=False).print(shown(f"wrote {rep.path} ({rep.n_images} plots)"))
             return
         from ..compare import load_run
         from ..console import bias_table
@@ -57,6 +59,7 @@ def register(app: typer.Typer) -> None:
 
         from ..compare import rescore as do_rescore
         from ..console import bias_table
+        from ..text import shown
 
         res = do_rescore(run_dir, write=write)
         console = Console(highlight=False)
@@ -66,12 +69,12 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]summary reproduced exactly[/] from {n} samples")
             return
         for line in res.mismatches[:MAX_MISMATCH_LINES]:
-            console.print(f"  {line}", soft_wrap=True)
+            console.print(f"  {shown(line)}", soft_wrap=True)
         if len(res.mismatches) > MAX_MISMATCH_LINES:
             console.print(f"  ... and {len(res.mismatches) - MAX_MISMATCH_LINES} more")
         if res.written:
             where = res.run_dir / "results.json"
-            console.print(f"[yellow]rewrote summary[/] in {where} ({len(res.mismatches)} fields differed)")
+            console.print(f"[yellow]rewrote summary[/] in {shown(where)} ({len(res.mismatches)} fields differed)")
             return
         console.print(f"[red]summary differs[/] in {len(res.mismatches)} fields; --write replaces it")
         raise typer.Exit(1)

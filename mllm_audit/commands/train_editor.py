@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from ..console import err_console
+        from ..text import shown
         from ..train_editor import train_editor
 
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -47,4 +48,4 @@ def register(app: typer.Typer) -> None:
                                on_step=on_step)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
-                          f"{res.seconds:.1f} s -> {res.out}")
+                          f"{res.seconds:.1f} s -> {shown(res.out)}")
