@@ -108,7 +108,8 @@ def check_images(suite: Suite, items: list[Item]) -> None:
         for rel in iter_image_refs(item):
             path = suite.image_path(rel)
             if not path.is_file():
-                raise AuditError(f"item {item.id!r}: image not found: {path}")
+                what = "not a regular file" if path.exists() else "image not found"
+                raise AuditError(f"item {item.id!r}: {what}: {path}")
 
 
 def image_loader(suite: Suite) -> Callable[[str], Any]:
