@@ -235,6 +235,9 @@ def run_fix(
     from .editors.base import EditContext, EditRequest
 
     t0 = time.perf_counter()
+    from .numbers import check_counts
+
+    check_counts({"--batch-edits": batch_edits, "--limit": limit, "--batch-size": batch_size}, seed)
     if mode not in MODES:
         raise AuditError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "batch" and batch_edits not in BATCH_SIZES:

@@ -292,12 +292,9 @@ def run_gen_scan(
     callback receiving the number of prompts done.
     """
     t0 = time.perf_counter()
-    if images_per_prompt < 1:
-        raise AuditError(f"--images-per-prompt must be at least 1, got {images_per_prompt}")
-    if batch_size < 1:
-        raise AuditError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise AuditError(f"--limit must be at least 1, got {limit}")
+    from .numbers import check_counts
+
+    check_counts({"--images-per-prompt": images_per_prompt, "--batch-size": batch_size, "--limit": limit}, seed)
     the_suite = load_gen_suite(suite)
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
     out_dir = Path(output) if output is not None else None

@@ -147,10 +147,9 @@ def _check_arguments(
     device_map: str | None, max_memory: Any, n_processes: int,
 ) -> None:
     """Cheap checks first: a typo costs milliseconds, not a model load."""
-    if batch_size < 1:
-        raise AuditError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise AuditError(f"--limit must be at least 1, got {limit}")
+    from .numbers import check_counts
+
+    check_counts({"--batch-size": batch_size, "--limit": limit})
     if dtype not in DTYPE_NAMES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     if quantize is not None and quantize not in QUANTIZE_NAMES:
@@ -408,6 +407,9 @@ def _run_scan(
     from .sharding import world_size_from_env
 
     _check_arguments(batch_size, limit, dtype, device, quantize, split, device_map, max_memory, world_size_from_env())
+    from .numbers import seed_ok
+
+    seed_ok("--seed", seed)
     budget = parse_max_memory(max_memory)
     the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     items = the_suite.select(split=split, limit=limit)

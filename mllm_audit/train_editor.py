@@ -46,9 +46,14 @@ def train_editor(
 
     from .editors import make_editor
     from .editors.learned import TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from .numbers import check_counts
     from .scan import check_images, image_loader
     from .suites import load_suite
 
+    check_counts({"--steps": steps, "batch": batch, "val_every": val_every, "patience": patience,
+                  "ckpt_every": ckpt_every}, seed)
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
+        raise AuditError(f"lr must be a positive finite number, got {lr!r}")
     if editor not in LEARNED:
         raise AuditError(f"--editor must be one of {', '.join(LEARNED)} (learned editors), got {editor!r}")
     if scope not in (None, "text", "vision"):
