@@ -34,6 +34,9 @@ def check_safetensors_files(folder: Path) -> None:
         size = f.stat().st_size
         n = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
         if len(head) == 9 and 0 < n <= size - 8 and head[8:9] == b"{":
+            from .guards import safetensors_header
+
+            safetensors_header(f)  # whole: header is JSON, every tensor's bytes inside the file
             continue
         if head[:1] == b"\x80":
             what = "a Python pickle"

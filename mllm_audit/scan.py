@@ -281,6 +281,9 @@ def score_items(
         oom: BaseException | None = None
         try:
             scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
+            from .guards import check_finite_scores
+
+            check_finite_scores(adapter.model, [it.id for it in items for _ in (0, 1)], [s.logp for s in scores])
             break
         except RuntimeError as e:
             if not is_out_of_memory(e):

@@ -305,6 +305,8 @@ def load_suite(spec: str | Path, data_dir: str | Path | None = None, allow_outsi
         path = reg[spec_s]
     else:
         path = Path(spec_s).expanduser()
+        if not path.exists() and path.is_symlink():
+            raise AuditError(f"suite {spec_s!r} is a broken symlink or a symlink loop")
         if not path.exists():
             known = ", ".join(reg) or "none"
             raise AuditError(f"unknown suite {spec_s!r} (registered: {known}; or give a .yaml/.jsonl path)")

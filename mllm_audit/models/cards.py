@@ -64,6 +64,7 @@ def read_card(path: Path) -> Card:
     for key in ("family", "weights"):
         if not isinstance(data.get(key), str):
             raise AuditError(f"model card {path}: missing {key!r}")
+    _check_card_fields(path, data)
     weights = data["weights"]
     local = (path.parent / weights).resolve()
     if weights.startswith((".", "/")) or local.is_dir():
@@ -82,6 +83,31 @@ def read_card(path: Path) -> Card:
         extra=dict(data.get("extra") or {}),
         path=path,
     )
+
+
+def _check_card_fields(path: Path, data: dict[str, Any]) -> None:
+    """Types of the optional fields, and templates that name no field but `{prompt}`."""
+    import string
+
+    kinds = {"templates": dict, "edit": dict, "generation": dict, "extra": dict, "keep_fp32": list}
+    for key, kind in kinds.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise AuditError(f"model card {path}: {key!r} must be a {'mapping' if kind is dict else 'list'}")
+    for key in ("name", "description", "revision", "dtype"):
+        if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
+            raise AuditError(f"model card {path}: {key!r} must be a string")
+    if any(not isinstance(m, str) for m in data.get("keep_fp32") or []):
+        raise AuditError(f"model card {path}: 'keep_fp32' must list module names (strings)")
+    for task, text in (data.get("templates") or {}).items():
+        if not isinstance(text, str):
+            raise AuditError(f"model card {path}: template {task!r} must be a string")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        except ValueError as e:
+            raise AuditError(f"model card {path}: template {task!r} is malformed ({e}); {{{{ writes a brace") from None
+        for f in fields:
+            if f != "prompt":
+                raise AuditError(f"model card {path}: template {task!r} has unknown field {{{f}}} (only {{prompt}})")
 
 
 # config.json `model_type` -> family, for folders given without a card.
