@@ -229,6 +229,7 @@ def run_fix(
     adapter: Adapter | None = None,
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    allow_outside_paths: bool = False,
 ) -> FixResult:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end."""
     from .editors import make_editor
@@ -250,7 +251,7 @@ def run_fix(
     if getattr(the_editor, "needs_state", False):
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
-    the_suite = load_suite(suite, data_dir=data_dir)
+    the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     check_metric_splits(the_suite.items, require)
     check_images(the_suite, the_suite.items)
     torch.manual_seed(seed)

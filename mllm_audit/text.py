@@ -43,3 +43,21 @@ def clipped(value: object, limit: int = 80) -> str:
     """repr of `value` cut to `limit` characters, for error messages about arbitrary input."""
     r = repr(value)
     return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def check_template(where: str, text: object, allowed: tuple[str, ...]) -> None:
+    """A `str.format` template naming only the `allowed` fields (`{x}` would be a KeyError later)."""
+    import string
+
+    from .errors import AuditError
+
+    if not isinstance(text, str):
+        raise AuditError(f"{where} must be a string, got {type(text).__name__}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as e:
+        raise AuditError(f"{where} is malformed ({e}); {{{{ writes a brace") from None
+    for f in fields:
+        if f not in allowed:
+            names = ", ".join("{" + a + "}" for a in allowed)
+            raise AuditError(f"{where} has unknown field {{{f}}} (allowed: {names})")

@@ -40,6 +40,7 @@ def train_editor(
     threads: int | None = 1,
     adapter: Adapter | None = None,
     on_step: Callable[[int, int, float, float | None], None] | None = None,
+    allow_outside_paths: bool = False,
 ) -> TrainResult:
     """Train and save `out/state.safetensors` + `out/config.json`; resume from `out/checkpoint.pt`."""
     import torch
@@ -60,7 +61,7 @@ def train_editor(
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
     if scope == "vision" and editor == "serac":
         raise AuditError("--scope vision applies to weight editors (mend, ke); serac edits no weights")
-    the_suite = load_suite(suite, data_dir=data_dir)
+    the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     train_items = the_suite.select(split="train")
     val_items = the_suite.select(split="val")
     if not train_items:

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
         editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
         batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
                 editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
                 device=device, seed=seed, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
+                allow_outside_paths=allow_outside_paths,
             )
         if not quiet:
             for line in lines:

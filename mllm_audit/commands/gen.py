@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32 (default), bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow the suite to name files outside its folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, images_per_prompt=images_per_prompt, classifier=classifier,
                 output=output, seed=seed, batch_size=batch_size, resume=resume, limit=limit,
                 understanding=understanding, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                progress=start,
+                progress=start, allow_outside_paths=allow_outside_paths,
             )
         r = res.results
         title = f"{r['model']['name']} on {r['suite']['name']}"

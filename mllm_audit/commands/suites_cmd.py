@@ -84,13 +84,15 @@ def frame_cmd(
         ..., "--out", help="Framed items file (.jsonl); a .yaml beside it is written too."
     ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                             help="Allow the suite to name files outside its folder."),
 ) -> None:
     """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
     from rich.console import Console
 
     from ..disparity import frame_run
 
-    r = frame_run(run_dir, suite, out, data_dir=data_dir)
+    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     from ..text import shown
 
     Console().print(shown(

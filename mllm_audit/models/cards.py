@@ -87,7 +87,7 @@ def read_card(path: Path) -> Card:
 
 def _check_card_fields(path: Path, data: dict[str, Any]) -> None:
     """Types of the optional fields, and templates that name no field but `{prompt}`."""
-    import string
+    from ..text import check_template
 
     kinds = {"templates": dict, "edit": dict, "generation": dict, "extra": dict, "keep_fp32": list}
     for key, kind in kinds.items():
@@ -99,15 +99,7 @@ def _check_card_fields(path: Path, data: dict[str, Any]) -> None:
     if any(not isinstance(m, str) for m in data.get("keep_fp32") or []):
         raise AuditError(f"model card {path}: 'keep_fp32' must list module names (strings)")
     for task, text in (data.get("templates") or {}).items():
-        if not isinstance(text, str):
-            raise AuditError(f"model card {path}: template {task!r} must be a string")
-        try:
-            fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-        except ValueError as e:
-            raise AuditError(f"model card {path}: template {task!r} is malformed ({e}); {{{{ writes a brace") from None
-        for f in fields:
-            if f != "prompt":
-                raise AuditError(f"model card {path}: template {task!r} has unknown field {{{f}}} (only {{prompt}})")
+        check_template(f"model card {path}: template {task!r}", text, ("prompt",))
 
 
 # config.json `model_type` -> family, for folders given without a card.
