@@ -36,7 +36,7 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     ) as prog:
 
         def start(total: int) -> Callable[[int], None]:
-            task = prog.add_task(description, total=total)
+            task = prog.add_task(shown(description), total=total)
             return lambda n: prog.advance(task, n)
 
         yield start

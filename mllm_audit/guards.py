@@ -110,8 +110,14 @@ def finite_number(where: str, field: str, value: Any) -> float:
     return float(value)
 
 
-def check_editor_config(path: Path, config: Any) -> None:
-    """The shape of an editor state's config.json (a corrupt or hand-edited one names its field)."""
+MAX_HPARAM_INT = 1 << 16  # ranks and widths: a state asking for more is damaged, not ambitious
+
+
+def check_editor_config(path: Path, config: Any, defaults: dict[str, Any] | None = None) -> None:
+    """The shape of an editor state's config.json (a corrupt or hand-edited one names its field).
+
+    Hyperparameters the editor has defaults for must be there with the default's type, integers
+    within 1..MAX_HPARAM_INT (a rank of 10**9 would otherwise be allocated)."""
     if not isinstance(config, dict):
         raise AuditError(f"editor state {path}: expected a JSON object")
     for key in ("hparams", "model"):
@@ -119,6 +125,22 @@ def check_editor_config(path: Path, config: Any) -> None:
             raise AuditError(f"editor state {path}: field {key!r} must be an object")
     if config.get("scope") is not None and config["scope"] not in ("text", "vision"):
         raise AuditError(f"editor state {path}: field 'scope' must be text or vision, got {config['scope']!r:.40}")
-    for key, value in (config.get("hparams") or {}).items():
+    hparams = config.get("hparams") or {}
+    for key, value in hparams.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
             raise AuditError(f"editor state {path}: hparams[{key!r}] is not a finite number")
+    for key, default in (defaults or {}).items():
+        if key not in hparams:
+            raise AuditError(f"editor state {path}: hparams lacks {key!r}")
+        value = hparams[key]
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(value, bool) == isinstance(default, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and 1 <= value <= MAX_HPARAM_INT
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float))
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise AuditError(f"editor state {path}: hparams[{key!r}] = {repr(value)[:40]} is not a valid "
+                             f"{type(default).__name__}" + (f" in 1..{MAX_HPARAM_INT}" if type(default) is int else ""))

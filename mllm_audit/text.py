@@ -61,3 +61,7 @@ def check_template(where: str, text: object, allowed: tuple[str, ...]) -> None:
         if f not in allowed:
             names = ", ".join("{" + a + "}" for a in allowed)
             raise AuditError(f"{where} has unknown field {{{f}}} (allowed: {names})")
+    try:  # conversions and format specs ({prompt!z}, {prompt:d}) fail only when used: try once now
+        text.format(**{a: "x" for a in allowed})
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise AuditError(f"{where} cannot be filled in ({e})") from None

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}"), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True, disable=quiet) as prog:
-            task = prog.add_task(f"training {editor}", total=None, loss=float("nan"), val="—")
+            task = prog.add_task(shown(f"training {editor}"), total=None, loss=float("nan"), val="—")
 
             def on_step(step: int, total: int, loss: float, val: float | None) -> None:
                 fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
