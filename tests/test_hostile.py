@@ -132,13 +132,12 @@ def test_file_name_too_long(tmp_path: Path, tiny_suite: Path) -> None:
             "File name too long")
 
 
-@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs a read-only /sys")
-def test_read_only_folder(tmp_path: Path, tiny_blip2_dir: Path, tiny_suite: Path) -> None:
-    code, _, _ = cli(["scan", "--suite", tiny_suite, "--model", tiny_blip2_dir, "-o", tmp_path / "run", "-q"])
-    assert code == 0
-    refused(["report", tmp_path / "run", "--html", "/sys/mllm-audit-ro/report.html"], "/sys/mllm-audit-ro")
-    refused(["gate", "--report", tmp_path / "run", "--policy", _policy(tmp_path), "--junit", "/sys/ro/g.xml"],
-            "/sys/ro/g.xml")
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs /sys, where nobody may create folders")
+def test_read_only_folder(tmp_path: Path) -> None:
+    from mllm_audit.resources import suites_dir
+
+    src = suites_dir() / "pairs-vqa"
+    refused(["suites", "build", "pairs", "--src", src, "--out", "/sys/mllm-ro/p"], "/sys/mllm-ro")
 
 
 def test_fifo_and_folder_are_not_regular_files(tmp_path: Path, tiny_suite: Path) -> None:
@@ -290,8 +289,9 @@ def test_suite_text_is_not_markup_or_terminal_codes(case: str, tmp_path: Path, t
     assert code == 0 and "\x1b" not in out and shown(text, markup=False) in out
 
 
-def test_error_lines_do_not_carry_terminal_codes(tmp_path: Path) -> None:
-    line = refused(["scan", "--suite", tmp_path / "no\x1b[2Jsuch.jsonl", "--model", NO_MODEL, "-q"], "\\x1b[2J")
+def test_error_lines_do_not_carry_terminal_codes(tmp_path: Path, tiny_suite: Path) -> None:
+    line = refused(["scan", "--suite", tiny_suite, "--data-dir", tmp_path / "no\x1b[2Jdir", "--model", NO_MODEL, "-q"],
+                   "\\x1b[2J")
     assert "\x1b" not in line
 
 
@@ -464,22 +464,28 @@ def test_rescore_over_a_hand_edited_score(tmp_path: Path, fake_run: Path) -> Non
     refused(["rescore", fake_run], "samples.jsonl:3", "'logp_more'", "finite number")
 
 
-@pytest.mark.parametrize("damage", ["config_not_json", "config_a_list", "hparams_a_string", "state_junk",
+@pytest.mark.parametrize("damage", ["config_deep", "config_a_list", "hparams_a_string", "rank_huge", "state_junk",
                                     "state_truncated"])
-def test_corrupt_editor_state(damage: str, tmp_path: Path) -> None:
+def test_corrupt_editor_state(damage: str, tmp_path: Path, tiny_adapter: Any) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from mllm_audit.editors.learned import STATE_SCHEMA
+    from mllm_audit.editors.mend import MEND
+
     d = tmp_path / "state"
     d.mkdir()
-    config: Any = {"schema": "x", "editor": "mend", "hparams": {}}
+    config: Any = {"schema": STATE_SCHEMA, "editor": "mend", "scope": "text", "hparams": dict(MEND.defaults),
+                   "model": tiny_adapter.identity()}
     save_file({"w": torch.zeros(4)}, d / "state.safetensors")
-    if damage == "config_not_json":
-        config = "{not json"
+    if damage == "config_deep":
+        config = "[" * 100_000
     elif damage == "config_a_list":
         config = [1, 2]
     elif damage == "hparams_a_string":
         config["hparams"] = "lr=1"
+    elif damage == "rank_huge":
+        config["hparams"]["rank"] = 10**9
     elif damage == "state_junk":
         (d / "state.safetensors").write_bytes(b"junk")
     else:
@@ -489,5 +495,5 @@ def test_corrupt_editor_state(damage: str, tmp_path: Path) -> None:
     from mllm_audit.editors import make_editor
 
     with pytest.raises(AuditError, match="editor state|weights file") as e:
-        make_editor("mend").load_state(d, adapter=None)  # type: ignore[attr-defined]  # refused before any use
+        make_editor("mend").load_state(d, tiny_adapter)  # type: ignore[attr-defined]
     assert str(d) in str(e.value)
