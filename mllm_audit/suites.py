@@ -203,12 +203,17 @@ def parse_item(obj: Any, where: str) -> Item:
         raise AuditError(f"{where}: an item must be a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - _ALLOWED)
     if unknown:
-        raise AuditError(f"{where}: unknown field {unknown[0]!r}")
+        from .text import clipped
+
+        raise AuditError(f"{where}: unknown field {clipped(unknown[0])}")
     for key in _REQUIRED:
         if key not in obj:
             raise AuditError(f"{where}: missing required field {key!r}")
         if not isinstance(obj[key], str) or not obj[key].strip():
             raise AuditError(f"{where}: field {key!r} must be a non-empty string")
+    for key in (*_REQUIRED, *_OPTIONAL_STR):
+        if isinstance(obj.get(key), str) and len(obj[key]) > MAX_TEXT_CHARS:
+            raise AuditError(f"{where}: field {key!r} has {len(obj[key])} characters, over the {MAX_TEXT_CHARS} limit")
     if obj["task"] not in TASKS:
         raise AuditError(f"{where}: task must be one of {', '.join(TASKS)}, got {obj['task']!r}")
     if obj["y_more"] == obj["y_less"]:
@@ -225,9 +230,6 @@ def parse_item(obj: Any, where: str) -> Item:
         raise AuditError(f"{where}: split must be one of {', '.join(SPLITS)}, got {obj['split']!r}")
     if "meta" in obj and obj["meta"] is not None and not isinstance(obj["meta"], dict):
         raise AuditError(f"{where}: field 'meta' must be an object")
-    for key in (*_REQUIRED, *_OPTIONAL_STR):
-        if isinstance(obj.get(key), str) and len(obj[key]) > MAX_TEXT_CHARS:
-            raise AuditError(f"{where}: field {key!r} has {len(obj[key])} characters, over the {MAX_TEXT_CHARS} limit")
     if _depth(obj.get("meta")) > MAX_META_DEPTH:
         raise AuditError(f"{where}: field 'meta' is nested deeper than {MAX_META_DEPTH} levels")
     for a, b in (("loc_prompt", "loc_answer"), ("m_loc_prompt", "m_loc_answer"), ("m_loc_image", "m_loc_prompt")):
