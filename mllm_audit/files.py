@@ -78,7 +78,7 @@ def read_yaml(path: Path, what: str = "") -> Any:
         line = f":{e.problem_mark.line + 1}" if e.problem_mark is not None else ""
         problem = e.problem or str(e).splitlines()[0]
         raise AuditError(f"{where}{line}: not valid YAML ({problem})") from None
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as e:  # e.g. a date 2001-13-45
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AuditError(f"{where}: not valid YAML ({first})") from None
 
