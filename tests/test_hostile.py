@@ -214,7 +214,8 @@ def test_suite_yaml_alias_and_depth_and_duplicates(tmp_path: Path, tiny_suite: P
     base = f"items: {tiny_suite.name}\n"
     for text, needle in ((_alias_bomb(3) + "\n" + base, "aliases"), (base + "items: other.jsonl\n", "appears twice"),
                          (base + "deep: " + "[" * 200 + "]" * 200 + "\n", "nested deeper"),
-                         (base + "description: " + "d" * 20_000 + "\n", "10000-character limit")):
+                         (base + "description: " + "d" * 20_000 + "\n", "10000-character limit"),
+                         (base + "when: 2001-13-45\n", "month must be in 1..12")):
         path = tiny_suite.parent / "s.yaml"
         path.write_text(text)
         refused(["scan", "--suite", path, "--model", NO_MODEL, "-q"], "s.yaml:", needle)
