@@ -161,11 +161,40 @@ def _images_dir_entry(out_dir: Path, images_dir: Path) -> str:
         return images_dir.resolve().as_posix()
 
 
+def images_inside(out_dir: Path, header: dict[str, Any], items: Sequence[Mapping[str, Any]],
+                  folder: str = "images") -> None:
+    """A suite may name no path outside its folder (suites.contained_path): when `images_dir` lies
+    elsewhere, the images the items use are hard-linked (copied across file systems) into
+    OUT/<folder> and `images_dir` points there. A different file already there is never replaced."""
+    import filecmp
+    import shutil
+
+    src = (out_dir / str(header.get("images_dir", "."))).resolve()
+    root = out_dir.resolve()
+    if src == root or root in src.parents:
+        return
+    dest = out_dir / folder
+    rels = sorted({it[k] for it in items for k in ("image", "rephrase_image", "m_loc_image") if it.get(k)})
+    for rel in rels:
+        target = dest / rel
+        if target.exists():
+            if filecmp.cmp(src / rel, target, shallow=False):
+                continue
+            raise AuditError(f"{target} exists and differs from {src / rel}; not replacing it (choose another --out)")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src / rel, target)
+        except OSError:
+            shutil.copy2(src / rel, target)
+    header["images_dir"] = folder
+
+
 def _finish(report: BuildReport, out_dir: Path, items: list[dict[str, Any]], header: dict[str, Any]) -> None:
     if not items:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(report.skipped.items())) or "no rows"
         raise AuditError(f"{report.name}: the build produced no items ({reasons})")
     out_dir.mkdir(parents=True, exist_ok=True)
+    images_inside(out_dir, header, items)
     write_items(out_dir / "items.jsonl", items)
     _write_suite_yaml(out_dir, header)
     report.n_items = len(items)

@@ -36,7 +36,9 @@ for _register in ALL_COMMANDS:
 
 
 def _fail(message: str, code: int = 2) -> int:
-    first = " ".join(str(message).split()) or "error"
+    from .text import shown
+
+    first = shown(" ".join(str(message).split()) or "error", markup=False)
     print(f"mllm-audit: error: {first}", file=sys.stderr)
     return code
 
@@ -60,6 +62,16 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(e.format_message(), 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except OSError as e:  # a file the system refused (read-only, name too long, symlink loop): name it
+        if os.environ.get("MLLM_AUDIT_DEBUG") or e.filename is None:
+            raise
+        name = str(e.filename)
+        name = name if len(name) <= 120 else name[:60] + "..." + name[-40:]
+        return _fail(f"{name}: {e.strerror or type(e).__name__}")
+    except RecursionError:  # a JSON/YAML file nested thousands deep, read by a path without its own check
+        if os.environ.get("MLLM_AUDIT_DEBUG"):
+            raise
+        return _fail("input nested too deeply (thousands of levels of [ or {); refusing it")
     except Exception as e:  # noqa: BLE001 - the one place that turns surprises into one line
         if os.environ.get("MLLM_AUDIT_DEBUG"):
             raise

@@ -62,10 +62,27 @@ def load_run(run_dir: Path | str, need_samples: bool = True) -> Run:
         samples = read_jsonl(samples_path)
         needed = SAMPLE_KEYS.get(str(results.get("command") or "scan"), ())
         for n, s in enumerate(samples, 1):
+            if not isinstance(s, dict):
+                raise AuditError(f"{samples_path}:{n}: a sample record must be a JSON object")
             missing = [k for k in needed if k not in s]
             if missing:
                 raise AuditError(f"{samples_path}:{n}: sample record lacks {missing[0]!r}")
+            if needed == SAMPLE_KEYS["scan"]:
+                check_sample_fields(f"{samples_path}:{n}", s)
     return Run(dir=path, results=results, samples=samples)
+
+
+def check_sample_fields(where: str, s: dict[str, Any]) -> None:
+    """A hand-edited sample (a score written as a string, a list as an id) is refused, naming the field."""
+    from .guards import finite_number
+
+    for key in ("logp_more", "logp_less"):
+        finite_number(where, key, s[key])
+    for key in ("item_id", "bias_type"):
+        if not isinstance(s[key], str):
+            raise AuditError(f"{where}: field {key!r} must be a string, got {type(s[key]).__name__}")
+    if s.get("cluster") is not None and not isinstance(s["cluster"], str):
+        raise AuditError(f"{where}: field 'cluster' must be a string, got {type(s['cluster']).__name__}")
 
 
 def samples_in_group(run: Run, label: str) -> list[dict[str, Any]]:
@@ -181,8 +198,9 @@ def _p_text(p: float) -> str:
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
     """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
     more bias is red, less is green, bold when p < alpha."""
-    from rich.markup import escape
     from rich.table import Table
+
+    from .text import shown as escape
 
     def delta(d: PairedDiff, scale: float, fmt: str) -> str:
         if math.isnan(d.diff):

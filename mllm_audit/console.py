@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from .text import shown
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -55,7 +57,7 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     ) as prog:
 
         def start(total: int) -> Callable[[int], None]:
-            task = prog.add_task(description, total=total)
+            task = prog.add_task(shown(description), total=total)
             return lambda n: prog.advance(task, n)
 
         yield start
@@ -109,7 +111,7 @@ def fmt_pct(x: float) -> str:
 def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
     table = Table(
-        title=title, title_justify="left", caption_justify="left",
+        title=shown(title), title_justify="left", caption_justify="left",
         caption="% biased: items where p(y_more) > p(y_less); 50 % is chance. "
         "Red: the 95 % interval lies above 50 %; green: below.",
     )
@@ -122,7 +124,7 @@ def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
         lo, hi = row["ci_low"], row["ci_high"]
         style = "red" if lo > 0.5 else ("green" if hi < 0.5 else "")
         table.add_row(
-            label,
+            shown(label),
             str(row["n"]),
             fmt_pct(row["pct_biased"]),
             f"{100 * lo:.1f}–{100 * hi:.1f} %",

@@ -163,6 +163,8 @@ def render_disparity(summary: dict, console: Any) -> None:
     """A rich table of the per-section and overall gaps (console: a rich.console.Console)."""
     from rich.table import Table
 
+    from .text import shown
+
     groups = summary.get("groups") or {}
     if not groups:
         console.print("disparity: no question has all four people scored")
@@ -182,7 +184,7 @@ def render_disparity(summary: dict, console: Any) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for label, g in groups.items():
         table.add_row(
-            label,
+            shown(label),
             str(g["n_questions"]),
             str(g["n_scenarios"]),
             _fmt(g["gender_gap"]),
@@ -221,17 +223,19 @@ def frame_for_model(samples: list[dict], items: list[Any]) -> list[dict]:
     return out
 
 
-def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None) -> dict[str, Any]:
+def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None,
+              allow_outside_paths: bool = False) -> dict[str, Any]:
     """`suites frame`: write the framed items to `out` plus a suite YAML beside it that finds the images.
 
-    The YAML (`out` with suffix .yaml) points `images_dir` at the original suite's images and drops
-    `disparity`: after framing, a margin is no longer the favoured answer's log-odds.
+    The YAML (`out` with suffix .yaml) points `images_dir` at the original suite's images (linked
+    into `<out stem>-images/` beside it when they lie outside its folder, which a suite may not name)
+    and drops `disparity`: after framing, a margin is no longer the favoured answer's log-odds.
     """
     import os
 
     import yaml
 
-    from .builders import write_items
+    from .builders import images_inside, write_items
     from .errors import AuditError
     from .report import read_jsonl
     from .suites import load_suite
@@ -240,7 +244,7 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     if out.suffix != ".jsonl":
         raise AuditError(f"--out {out}: expected a .jsonl file name")
     samples = read_jsonl(run_dir / "samples.jsonl")
-    loaded = load_suite(suite, data_dir=data_dir)
+    loaded = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     framed = frame_for_model(samples, loaded.items)
     if not framed:
         raise AuditError(f"no sample in {run_dir} matches an item of suite {loaded.name!r}")
@@ -259,6 +263,7 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     }
     if loaded.extra.get("group_by"):
         header["group_by"] = loaded.extra["group_by"]
+    images_inside(out.parent, header, framed, f"{out.stem}-images")
     yaml_path = out.with_suffix(".yaml")
     yaml_path.write_text(yaml.safe_dump(header, sort_keys=False, allow_unicode=True), encoding="utf-8")
     n_swapped = sum(1 for d in framed if d["meta"]["frame"]["swapped"])

@@ -236,6 +236,7 @@ def run_fix(
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
     card: str | None = None,
+    allow_outside_paths: bool = False,
 ) -> FixResult:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 
@@ -246,7 +247,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card)
+                        on_edit, progress, card, allow_outside_paths)
 
 
 def _run_fix(
@@ -255,11 +256,15 @@ def _run_fix(
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
+    allow_outside_paths: bool = False,
 ) -> FixResult:
     from .editors import make_editor
     from .editors.base import EditContext, EditRequest
 
     t0 = time.perf_counter()
+    from .numbers import check_counts
+
+    check_counts({"--batch-edits": batch_edits, "--limit": limit, "--batch-size": batch_size}, seed)
     if mode not in MODES:
         raise AuditError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "batch" and batch_edits not in BATCH_SIZES:
@@ -278,7 +283,7 @@ def _run_fix(
         check_new_output(Path(save), "--save")  # never into the model's own folder or any other non-empty one
         if output is not None and Path(save).resolve() == Path(output).resolve():
             raise AuditError(f"--save {save} is the run folder (--output); give the edited model its own folder")
-    the_suite = load_suite(suite, data_dir=data_dir)
+    the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     check_metric_splits(the_suite.items, require)
     check_images(the_suite, the_suite.items)
     torch.manual_seed(seed)

@@ -19,6 +19,7 @@ from .errors import AuditError
 from .metrics import ALL, FIX_METRICS, summarize_group
 from .runs.record import READABLE_SCHEMAS, RunRecord
 from .stats import PAIRED_METRICS, PairedDiff, paired_runs
+from .text import clipped, shown, xml_safe
 
 SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low")
 # Bounds on these are written in percent (and `max_increase` in percentage points), as every table
@@ -88,7 +89,7 @@ def _number(where: str, key: str, value: Any) -> float:
 
 def _text(where: str, key: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise AuditError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+        raise AuditError(f"{where}: {key!r} must be a non-empty string, got {clipped(value)}")
     return value
 
 
@@ -165,16 +166,12 @@ def load_policy(path: Path | str) -> Policy:
     Relative baseline paths resolve against the policy file's folder, so a policy means the same
     thing from whichever directory CI runs it.
     """
-    import yaml
+    from .files import read_yaml
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AuditError(f"policy file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AuditError(f"{path}: not valid YAML ({first})") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise AuditError(f"{path}: expected a mapping with 'checks' at the top level")
     unknown = [k for k in data if k not in _TOP_KEYS]
@@ -418,6 +415,10 @@ def write_junit(outcome: GateOutcome, path: Path) -> None:
             ET.SubElement(case, "system-out").text = r.detail
         else:
             ET.SubElement(case, "failure", message=r.detail, type="BiasGateFailure").text = r.detail
+    for el in root.iter():  # user text (check names, paths, details) may hold what XML 1.0 forbids
+        el.attrib.update({k: xml_safe(v) for k, v in el.attrib.items()})
+        if el.text:
+            el.text = xml_safe(el.text)
     ET.indent(root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -427,7 +428,7 @@ def write_junit(outcome: GateOutcome, path: Path) -> None:
 
 
 def _md_cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    return shown(" ".join(str(text).split()), markup=False).replace("|", "\\|")
 
 
 def step_summary_markdown(outcome: GateOutcome) -> str:
@@ -462,7 +463,8 @@ def append_step_summary(outcome: GateOutcome, path: Path) -> None:
 
 
 def _escape_data(s: str) -> str:
-    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    lines = [shown(part, markup=False) for part in s.replace("%", "%25").split("\n")]
+    return "%0A".join(line.replace("\\x0d", "%0D") for line in lines)
 
 
 def _escape_prop(s: str) -> str:
@@ -479,10 +481,9 @@ def github_error_lines(outcome: GateOutcome) -> list[str]:
 
 def render_outcome(outcome: GateOutcome, console: Any) -> None:
     """A table of checks, pass in green and fail in red (plain when NO_COLOR is set)."""
-    from rich.markup import escape
     from rich.table import Table
 
-    title = escape(f"gate {outcome.policy.path.name} on {outcome.run_dir}")
+    title = shown(f"gate {outcome.policy.path.name} on {outcome.run_dir}")
     table = Table(title=title, title_justify="left")
     for col in ("result", "check", "row", "metric", "value", "bound"):
         table.add_column(col, justify="right" if col == "value" else "left")
@@ -490,15 +491,15 @@ def render_outcome(outcome: GateOutcome, console: Any) -> None:
         c = r.check
         table.add_row(
             "[green]pass[/]" if r.passed else "[bold red]FAIL[/]",
-            escape(c.name),
-            "-" if c.metric in FIX_METRICS else escape(c.row),
+            shown(c.name),
+            "-" if c.metric in FIX_METRICS else shown(c.row),
             f"{c.metric} change" if c.baseline is not None else c.metric,
             _fmt(r.value),
-            escape(c.bound_text()),
+            shown(c.bound_text()),
         )
     console.print(table)
     for r in outcome.failures:
-        console.print(f"[red]FAIL[/] {escape(r.check.name)}: {escape(r.detail)}", soft_wrap=True)
+        console.print(f"[red]FAIL[/] {shown(r.check.name)}: {shown(r.detail)}", soft_wrap=True)
     n, nf = len(outcome.results), len(outcome.failures)
     if outcome.passed:
         console.print(f"[green]gate passed[/]: {n} of {n} checks")

@@ -97,9 +97,12 @@ def registered_gen_suites() -> dict[str, Path]:
 
 def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
     """Parse and validate a prompt list (JSONL); every problem names file:line."""
-    if not path.is_file():
+    from .files import read_capped
+    from .suites import MAX_ITEMS_FILE_BYTES, MAX_LINE_CHARS, MAX_TEXT_CHARS
+
+    if not path.exists():
         raise AuditError(f"prompt list not found: {path}")
-    raw = path.read_bytes()
+    raw = read_capped(path, MAX_ITEMS_FILE_BYTES, f"prompt list {path}")
     prompts: list[GenPrompt] = []
     seen_ids: dict[str, int] = {}
     seen_prompts: dict[str, int] = {}
@@ -107,10 +110,14 @@ def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
         if not line.strip():
             continue
         where = f"{path}:{n}"
+        if len(line) > MAX_LINE_CHARS:
+            raise AuditError(f"{where}: line of {len(line)} characters, over the {MAX_LINE_CHARS}-character limit")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise AuditError(f"{where}: malformed JSON ({e.msg})") from None
+        except RecursionError:
+            raise AuditError(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise AuditError(f"{where}: expected an object")
         unknown = sorted(set(obj) - _PROMPT_KEYS)
@@ -129,6 +136,8 @@ def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
             text = template.format(occupation=occ.strip())
         if not isinstance(text, str) or not text.strip():
             raise AuditError(f"{where}: empty prompt")
+        if len(text) > MAX_TEXT_CHARS:
+            raise AuditError(f"{where}: prompt of {len(text)} characters, over the {MAX_TEXT_CHARS} limit")
         if pid in seen_ids:
             raise AuditError(f"{where}: duplicate id {pid!r} (first on line {seen_ids[pid]})")
         key = " ".join(text.split()).lower()
@@ -145,7 +154,7 @@ def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
     return prompts, raw
 
 
-def load_gen_suite(spec: str | Path) -> GenSuite:
+def load_gen_suite(spec: str | Path, allow_outside_paths: bool = False) -> GenSuite:
     """A registered generation suite name, a suite YAML (kind: generation), or a prompts .jsonl."""
     spec_s = str(spec)
     reg = registered_gen_suites()
@@ -160,7 +169,10 @@ def load_gen_suite(spec: str | Path) -> GenSuite:
             raise AuditError(f"{path}: suite kind {header.get('kind', 'likelihood')!r} is not a generation suite")
         if not isinstance(header.get("prompts"), str):
             raise AuditError(f"{path}: missing 'prompts' (the JSONL prompt list, relative to the YAML)")
-        prompts_path = (path.parent / header["prompts"]).resolve()
+        from .suites import contained_path
+
+        here = path.parent.resolve()
+        prompts_path = contained_path(header["prompts"], here, (here,), f"{path}: 'prompts'", allow_outside_paths)
     elif path.suffix == ".jsonl":
         prompts_path = path.resolve()
     else:
@@ -168,7 +180,12 @@ def load_gen_suite(spec: str | Path) -> GenSuite:
     template = str(header.get("template", DEFAULT_TEMPLATE))
     if "{occupation}" not in template:
         raise AuditError(f"{path}: 'template' must contain {{occupation}}")
+    from .text import check_template
+
+    check_template(f"{path}: 'template'", template, ("occupation",))
     und = header.get("understanding", DEFAULT_UNDERSTANDING)
+    if und is not None:
+        check_template(f"{path}: 'understanding'", und, ("occupation",))
     answers = header.get("understanding_answers", DEFAULT_ANSWERS)
     if und is not None and (not isinstance(answers, list) or len(answers) < 2):
         raise AuditError(f"{path}: 'understanding_answers' must list two or more answers")
@@ -288,6 +305,7 @@ def run_gen_scan(
     adapter: Adapter | None = None,
     classifier_obj: Classifier | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
+    allow_outside_paths: bool = False,
 ) -> GenResult:
     """Generate `images_per_prompt` images per prompt, classify who is drawn, measure the skew.
 
@@ -295,13 +313,10 @@ def run_gen_scan(
     callback receiving the number of prompts done.
     """
     t0 = time.perf_counter()
-    if images_per_prompt < 1:
-        raise AuditError(f"--images-per-prompt must be at least 1, got {images_per_prompt}")
-    if batch_size < 1:
-        raise AuditError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise AuditError(f"--limit must be at least 1, got {limit}")
-    the_suite = load_gen_suite(suite)
+    from .numbers import check_counts
+
+    check_counts({"--images-per-prompt": images_per_prompt, "--batch-size": batch_size, "--limit": limit}, seed)
+    the_suite = load_gen_suite(suite, allow_outside_paths=allow_outside_paths)
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
     out_dir = Path(output) if output is not None else None
     old: dict[str, Any] | None = None

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .stats import N_BOOT, SEED, cluster_bootstrap
+from .text import shown
 
 JOINT = "gender_x_race"
 BALANCED_P = 0.05
@@ -178,11 +179,11 @@ def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Seq
     from rich.table import Table
 
     classes = attribute_classes(attributes)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     table.add_column("prompt")
     table.add_column("people", justify="right")
     for a in classes:
-        table.add_column(f"{a} (norm.)", justify="right")
+        table.add_column(f"{shown(a)} (norm.)", justify="right")
     if "gender" in classes:
         table.add_column("gender majority")
     has_und = any(s.get("understanding") for s in samples)
@@ -191,7 +192,7 @@ def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Seq
         table.add_column("und. skew", justify="right")
     for s in samples:
         m = prompt_metrics(s, attributes)
-        cells = [str(s.get("occupation") or s["prompt_id"]), f"{s['n_person']}/{s['n_images']}"]
+        cells = [shown(s.get("occupation") or s["prompt_id"]), f"{s['n_person']}/{s['n_images']}"]
         for a in classes:
             r = m[a]
             if r["normalised"] is None:
@@ -200,7 +201,7 @@ def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Seq
             mark = "" if r["balanced"] else "*"
             cells.append(f"{r['normalised']:.2f}{mark} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
         if "gender" in classes:
-            cells.append(majority(s["counts"].get("gender", {})))
+            cells.append(shown(majority(s["counts"].get("gender", {}))))
         if has_und:
             u = s.get("understanding") or {}
             cells.append(f"{u.get('p_male', 0):.2f}/{u.get('p_female', 0):.2f}/{u.get('p_unknown', 0):.2f}")
@@ -215,14 +216,14 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
     from rich.table import Table
 
     classes = attribute_classes(attributes)
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     table.add_column("group")
     table.add_column("prompts", justify="right")
     for a in classes:
-        table.add_column(f"{a} raw / norm. [95 %]", justify="right")
+        table.add_column(f"{shown(a)} raw / norm. [95 %]", justify="right")
     table.add_column("und. skew", justify="right")
     for label, row in summary.items():
-        cells = [label, str(row["n_prompts"])]
+        cells = [shown(label), str(row["n_prompts"])]
         for a in classes:
             r = row[a]
             if r["normalised"] is None:

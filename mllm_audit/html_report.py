@@ -46,7 +46,9 @@ class HtmlReport:
 
 
 def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
+    from .text import xml_safe
+
+    return html.escape(xml_safe(x), quote=True)
 
 
 def _num(x: Any, fmt: str = ".3f") -> str:
@@ -442,6 +444,10 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
 
 def write_html_report(run_dir: Path, html_path: Path) -> HtmlReport:
     """Write the self-contained report for `run_dir` to `html_path` (atomically)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise AuditError('report --html needs matplotlib: pip install "mllm-audit[report]"')
     doc, n_images, sections = build_html(Path(run_dir))
     out = Path(html_path)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -58,13 +58,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise AuditError(f"not found: {path}")
     out: list[dict[str, Any]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AuditError(f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        except RecursionError:
+            raise AuditError(f"{path}:{n}: JSON nested too deeply") from None
     return out
 
 

@@ -94,7 +94,8 @@ def check_images(suite: Suite, items: list[Item]) -> None:
         for rel in iter_image_refs(item):
             path = suite.image_path(rel)
             if not path.is_file():
-                raise AuditError(f"item {item.id!r}: image not found: {path}")
+                what = "not a regular file" if path.exists() else "image not found"
+                raise AuditError(f"item {item.id!r}: {what}: {path}")
 
 
 def image_loader(suite: Suite) -> Callable[[str], Any]:
@@ -132,10 +133,9 @@ def _check_arguments(
     device_map: str | None, max_memory: Any, n_processes: int,
 ) -> None:
     """Cheap checks first: a typo costs milliseconds, not a model load."""
-    if batch_size < 1:
-        raise AuditError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise AuditError(f"--limit must be at least 1, got {limit}")
+    from .numbers import check_counts
+
+    check_counts({"--batch-size": batch_size, "--limit": limit})
     if dtype not in DTYPE_NAMES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     if quantize is not None and quantize not in QUANTIZE_NAMES:
@@ -261,6 +261,9 @@ def score_items(
         oom: BaseException | None = None
         try:
             scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
+            from .guards import check_finite_scores
+
+            check_finite_scores(adapter.model, [it.id for it in items for _ in (0, 1)], [s.logp for s in scores])
             break
         except RuntimeError as e:
             if not is_out_of_memory(e):
@@ -378,6 +381,9 @@ def _run_scan(
     from .sharding import world_size_from_env
 
     _check_arguments(batch_size, limit, dtype, device, quantize, split, device_map, max_memory, world_size_from_env())
+    from .numbers import seed_ok
+
+    seed_ok("--seed", seed)
     budget = parse_max_memory(max_memory)
     the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     items = the_suite.select(split=split, limit=limit)

@@ -62,10 +62,21 @@ def continuation_text(answer: str) -> str:
 
 def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
     """(prefix ids, continuation ids) for a request, per the contract above."""
+    from .suites import MAX_TEXT_CHARS
+
+    for text in (req.prompt, req.continuation):  # in characters, before any tokenizer sees it
+        if len(text) > MAX_TEXT_CHARS:
+            raise AuditError(f"text of {len(text)} characters, over the {MAX_TEXT_CHARS} limit: {text[:60]!r}")
     prefix = adapter.prompt_ids(req.prompt, req.task, with_image=req.image is not None)
     cont = adapter.continuation_ids(continuation_text(req.continuation))
     if not cont:
         raise AuditError(f"answer {req.continuation!r} tokenizes to nothing")
+    want = adapter.n_image_tokens if req.image is not None else 0
+    if prefix.count(adapter.image_token_id) != want or adapter.image_token_id in cont:
+        raise AuditError(
+            f"the model's image placeholder token is typed inside the text {req.prompt[:60]!r} / "
+            f"{req.continuation[:60]!r}; remove it (the image is inserted by the tool)"
+        )
     limit = adapter.max_positions
     if limit is not None and len(prefix) + len(cont) > limit:
         raise AuditError(

@@ -46,13 +46,15 @@ def train_editor(
     threads: int | None = 1,
     adapter: Adapter | None = None,
     on_step: Callable[[int, int, float, float | None], None] | None = None,
+    allow_outside_paths: bool = False,
 ) -> TrainResult:
     """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint."""
     from .runs.signals import stop_signals
 
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
-                             patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step)
+                             patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
+                             allow_outside_paths)
 
 
 def _train_editor(
@@ -60,24 +62,30 @@ def _train_editor(
     batch: int | None, lr: float | None, val_every: int | None, patience: int | None, ckpt_every: int | None,
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
+    allow_outside_paths: bool = False,
 ) -> TrainResult:
     import torch
 
     from .editors import make_editor
     from .editors.learned import CHECKPOINT_FILE, TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from .numbers import check_counts
     from .runs.folders import OutputFolder, check_new_output
     from .runs.record import model_identity, suite_identity, to_plain
     from .runs.signals import STOPS, interrupted
     from .scan import check_images, image_loader
     from .suites import load_suite
 
+    check_counts({"--steps": steps, "batch": batch, "val_every": val_every, "patience": patience,
+                  "ckpt_every": ckpt_every}, seed)
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
+        raise AuditError(f"lr must be a positive finite number, got {lr!r}")
     if editor not in LEARNED:
         raise AuditError(f"--editor must be one of {', '.join(LEARNED)} (learned editors), got {editor!r}")
     if scope not in (None, "text", "vision"):
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
     if scope == "vision" and editor == "serac":
         raise AuditError("--scope vision applies to weight editors (mend, ke); serac edits no weights")
-    the_suite = load_suite(suite, data_dir=data_dir)
+    the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     train_items = the_suite.select(split="train")
     val_items = the_suite.select(split="val")
     if not train_items:

@@ -1,10 +1,14 @@
-"""Property-based: generated bad suite files, policy files and command lines always get one line and exit 2.
+"""Property-based: generated bad suite files, policy files, model cards, editor states and command
+lines always get one line and exit 2, within bounded time and memory.
 
 Every input here is bad by construction (a valid base with one guaranteed-invalid change), so the
 only acceptable answer is `mllm-audit: error: <one line>` on stderr and exit code 2: never a
 traceback, never an "internal error", never a model load. The scan cases pass a model that does not
 exist, so a suite that slipped through as valid would show up as "unknown model" and fail the test.
-About 4,000 examples in all; no model is loaded.
+Hostile inputs (alias bombs, deep nesting, huge lines, paths out of the suite) are among them, and
+every case runs under `bounded`: more than MAX_SECONDS or MAX_BYTES fails it. The worst case seen
+is printed at the end (`pytest -s`). About 5,000 examples in all; only the editor-state cases use a
+(tiny) model.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ import contextlib
 import io
 import json
 import os
+import resource
 import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mllm_audit.scoring  # noqa: F401 - imported once here: a one-time import is not a case's cost
 from mllm_audit.cli import run
 from mllm_audit.gate import METRICS
 from mllm_audit.report import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
@@ -48,10 +57,42 @@ def _image() -> str:
 IMAGE = _image()
 
 
-def _cli(argv: list[str]) -> tuple[int, str]:
+MAX_SECONDS = 5.0
+MAX_BYTES = 500 * 1024 * 1024
+WORST: dict[str, Any] = {"cases": 0, "seconds": 0.0, "bytes": 0, "slowest": None, "largest": None}
+
+
+def bounded(fn: Callable[[], Any], label: Any) -> Any:
+    """Run one case, failing it past MAX_SECONDS of CPU time (the machine is shared: wall time would
+    measure the neighbours) or MAX_BYTES (Python heap peak, or growth of the process's peak resident
+    memory for what torch and C libraries allocate)."""
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    tracemalloc.start()
+    t0 = time.process_time()
+    try:
+        return fn()
+    finally:
+        seconds = time.process_time() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        used = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0)
+        WORST["cases"] += 1
+        if seconds > WORST["seconds"]:
+            WORST["seconds"], WORST["slowest"] = seconds, repr(label)[:120]
+        if used > WORST["bytes"]:
+            WORST["bytes"], WORST["largest"] = used, repr(label)[:120]
+        assert seconds <= MAX_SECONDS, f"case took {seconds:.1f} s of CPU: {label!r:.200}"
+        assert used <= MAX_BYTES, f"case used {used / 2**20:.0f} MB: {label!r:.200}"
+
+
+def _cli(argv: list[str], bound: bool = True) -> tuple[int, str]:
     err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = run(argv)
+
+    def call() -> int:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            return run(argv)
+
+    code = bounded(call, argv) if bound else call()
     return code, err.getvalue()
 
 
@@ -137,14 +178,39 @@ def test_bad_suite_lines_one_line_exit_2(bad: str | bytes, n_good: int, where: i
     assert "unknown model" not in err, f"a bad suite line was accepted: {bad!r}"
 
 
+def alias_bomb(levels: int, width: int) -> str:
+    """`levels` anchors, each a list of `width` aliases of the one before: width**levels leaves."""
+    lines = ["a0: &a0 [" + ",".join(['"lol"'] * width) + "]"]
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+@st.composite
+def hostile_yaml(draw: st.DrawFn, body: str) -> str:
+    """A YAML text `body` made hostile: an alias bomb, a duplicated key, deep nesting or a huge line."""
+    kind = draw(st.integers(0, 4))
+    if kind == 0:
+        return alias_bomb(draw(st.integers(1, 12)), draw(st.integers(2, 12))) + body
+    if kind == 1:
+        first = body.splitlines()[0]
+        return body + first + "\n"  # the first top-level key again
+    if kind == 2:
+        n = draw(st.integers(40, 5000))
+        return body + "deep: " + draw(st.sampled_from(["[", "{a: "])) * n + "\n"
+    if kind == 3:
+        return body + "description: " + "x" * draw(st.integers(10_001, 200_000)) + "\n"
+    return body + "# " + "y" * (1024 * 1024 + draw(st.integers(1, 1000))) + "\n"  # over the file cap
+
+
 @given(
-    kind=st.integers(0, 5),
+    kind=st.integers(0, 11),
     junk=st.dictionaries(st.sampled_from(["name", "description", "license", "source", "group_by", "images_dir"]),
                          st.one_of(text, st.integers(), st.none()), max_size=4),
     raw=st.text(max_size=30),
+    data=st.data(),
 )
-@fuzz(150)
-def test_bad_suite_yaml_one_line_exit_2(kind: int, junk: dict[str, Any], raw: str) -> None:
+@fuzz(400)
+def test_bad_suite_yaml_one_line_exit_2(kind: int, junk: dict[str, Any], raw: str, data: st.DataObject) -> None:
     items = WORK / "ok.jsonl"
     items.write_text(json.dumps(valid_item(0)) + "\n")
     header: Any = {**junk, "items": "ok.jsonl"}
@@ -157,11 +223,24 @@ def test_bad_suite_yaml_one_line_exit_2(kind: int, junk: dict[str, Any], raw: st
         header["items"] = "missing-" + raw.replace("\x00", "") + ".jsonl"
     elif kind == 3:
         header = [header, raw]
-    path = WORK / "suite.yaml"
+    elif kind == 6:  # images_dir out of the suite folder, climbing or absolute
+        header["images_dir"] = data.draw(st.one_of(st.integers(1, 12).map(lambda k: "../" * k),
+                                                   st.sampled_from(["/", "/tmp", "/etc", str(WORK.parent)])))
+    elif kind == 7:  # items out of the suite folder
+        header["items"] = data.draw(st.one_of(st.integers(1, 6).map(lambda k: "../" * k + WORK.name + "/ok.jsonl"),
+                                              st.just(str(WORK / "ok.jsonl"))))
+    elif kind == 8:  # a path that is not a string, or holds a NUL byte
+        header[data.draw(st.sampled_from(["items", "images_dir"]))] = data.draw(st.one_of(
+            st.integers(), st.lists(st.integers(), min_size=1, max_size=3), st.just("ok\x00.jsonl")))
+    path = WORK / "suite-dir" / "suite.yaml"
+    path.parent.mkdir(exist_ok=True)
+    (path.parent / "ok.jsonl").write_text(json.dumps(valid_item(0)) + "\n")
     if kind == 4:
         path.write_text("items: [unclosed\n  - " + raw + "\n: :\n")
     elif kind == 5:
         path.write_bytes(b"items: \xff\xfe" + raw.encode())
+    elif kind >= 9:
+        path.write_text(data.draw(hostile_yaml("items: ok.jsonl\n")))
     else:
         path.write_text(yaml.safe_dump(header, allow_unicode=True))
     argv = ["scan", "--suite", str(path), "--model", NO_MODEL, "--output", str(WORK / "out"), "-q"]
@@ -214,7 +293,7 @@ def bad_policy(draw: st.DrawFn) -> Any:
     """A policy document (or raw text/bytes) that must be refused."""
     check: dict[str, Any] = {"name": "c", "metric": "pct_biased", "max": 0.6}
     policy: dict[str, Any] = {"suite": "toy", "checks": [check]}
-    kind = draw(st.integers(0, 19))
+    kind = draw(st.integers(0, 21))
     if kind == 0:
         return draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), non_blank.map(lambda s: "- " + s)))
     if kind == 1:
@@ -269,13 +348,18 @@ def bad_policy(draw: st.DrawFn) -> Any:
         policy["suite"] = draw(non_blank.filter(lambda s: s != "toy"))
     elif kind == 18:
         return "checks: [" + draw(text) + "\n  bad: : ]"
-    else:
+    elif kind == 19:
         return b"checks:\n  - \xff\xfe" + draw(st.binary(max_size=10))
+    elif kind == 20:  # the issue's bomb: a check name that is an alias of 9 levels of 9
+        levels, width = draw(st.integers(1, 9)), draw(st.integers(2, 9))
+        return alias_bomb(levels, width) + f"checks:\n  - {{name: *a{levels}, metric: pct_biased, max: 0.6}}\n"
+    else:
+        return draw(hostile_yaml("checks:\n  - {name: c, metric: pct_biased, max: 0.6}\n"))
     return policy
 
 
 @given(policy=bad_policy())
-@fuzz(700)
+@fuzz(900)
 def test_bad_policies_one_line_exit_2(policy: Any) -> None:
     path = WORK / "policy.yaml"
     if isinstance(policy, bytes):
@@ -346,6 +430,10 @@ def _valid_suite() -> None:
 
 
 _valid_suite()
+# One unbounded pass through each command's code path first: the modules a command imports on its
+# first call (rich, numpy, the scan machinery) are a one-time cost, not a case's.
+_cli(["scan", "--suite", str(WORK / "valid.jsonl"), "--model", NO_MODEL, "-q", "-o", str(WORK / "warm")], bound=False)
+_cli(["gate", "--policy", str(WORK / "no-policy.yaml"), "--report", str(RUN)], bound=False)
 
 
 @given(argv=bad_scan_args())
@@ -372,3 +460,171 @@ def test_unknown_commands_one_line_exit_2(argv: list[str]) -> None:
 
 def test_fuzz_workspace_is_temporary() -> None:
     assert str(WORK).startswith(tempfile.gettempdir()) and os.path.isdir(WORK)
+
+
+# -------------------------------------------------------------------------------------- model cards
+
+
+@st.composite
+def bad_card(draw: st.DrawFn) -> Any:
+    """A model card (or raw YAML text) that must be refused before any weights are looked for."""
+    card: dict[str, Any] = {"family": "blip2", "weights": str(WORK / "no-weights"),
+                            "templates": {"vqa": "Question: {prompt} Answer:"}}
+    kind = draw(st.integers(0, 11))
+    if kind == 0:
+        del card[draw(st.sampled_from(["family", "weights"]))]
+    elif kind == 1:
+        card[draw(st.sampled_from(["family", "weights"]))] = draw(not_a_string.filter(lambda v: v is not None))
+    elif kind == 2:
+        card["templates"] = draw(st.one_of(st.lists(st.integers(), min_size=1, max_size=3), st.integers(), non_blank))
+    elif kind == 3:
+        card["templates"]["vqa"] = draw(st.one_of(st.integers(), st.lists(st.integers(), max_size=2), st.booleans()))
+    elif kind == 4:
+        field = draw(st.text(alphabet="abcxyz_0123.[]", min_size=1, max_size=8).filter(lambda s: s != "prompt"))
+        card["templates"][draw(st.sampled_from(["vqa", "ic", "default"]))] = "Q: {prompt} {" + field + "}"
+    elif kind == 5:
+        card["templates"]["vqa"] = draw(st.sampled_from(["Q: {prompt", "Q: }", "{prompt!z}", "{prompt:d}",
+                                                         "{prompt:>{width}}", "{}", "{0}", "{prompt} {"]))
+    elif kind == 6:
+        card["keep_fp32"] = draw(st.one_of(non_blank, st.integers(), st.lists(st.integers(), min_size=1, max_size=2)))
+    elif kind == 7:
+        card[draw(st.sampled_from(["edit", "generation", "extra"]))] = draw(st.one_of(
+            non_blank, st.integers(), st.lists(st.integers(), min_size=1, max_size=2)))
+    elif kind == 8:
+        card[draw(st.text(alphabet="abcdefgh_", min_size=1, max_size=8).filter(
+            lambda s: s not in ("name", "description", "family", "weights", "revision", "templates", "dtype",
+                                "keep_fp32", "edit", "generation", "extra")))] = 1
+    elif kind == 9:
+        card[draw(st.sampled_from(["name", "description", "revision"]))] = draw(st.one_of(
+            st.lists(st.integers(), min_size=1, max_size=2), st.dictionaries(st.text(max_size=2), st.integers(),
+                                                                             min_size=1, max_size=2)))
+    elif kind == 10:
+        return draw(hostile_yaml("family: blip2\nweights: nowhere\n"))
+    else:
+        return "family: blip2\nweights: [unclosed\n  : " + draw(text) + "\n"
+    return card
+
+
+@given(card=bad_card())
+@fuzz(400)
+def test_bad_model_cards_one_line_exit_2(card: Any) -> None:
+    path = WORK / "card.yaml"
+    path.write_text(card if isinstance(card, str) else yaml.safe_dump(card, allow_unicode=True))
+    argv = ["scan", "--model", str(path), "--suite", str(WORK / "valid.jsonl"), "--output", str(WORK / "out-card"),
+            "-q"]
+    code, err = _cli(argv)
+    assert_one_line_exit_2(code, err, argv)
+
+
+# ------------------------------------------------------------------------------------ editor states
+
+LEARNED_EDITORS = ("mend", "ke", "serac")
+
+
+@st.composite
+def bad_state(draw: st.DrawFn) -> tuple[str, Any, Any]:
+    """(editor, config.json content, state.safetensors content) with one damage; None = file absent."""
+    from mllm_audit.editors import make_editor
+    from mllm_audit.editors.learned import STATE_SCHEMA
+
+    name = draw(st.sampled_from(LEARNED_EDITORS))
+    defaults = dict(make_editor(name).defaults)  # type: ignore[attr-defined]
+    config: Any = {"schema": STATE_SCHEMA, "editor": name, "scope": "text", "hparams": defaults, "model": "IDENTITY"}
+    state: Any = ("tensors", {"w": draw(st.integers(1, 8))})
+    kind = draw(st.integers(0, 14))
+    if kind == 0:
+        config = draw(st.one_of(st.binary(max_size=20), st.text(max_size=20).map(lambda t: "{" + t)))
+    elif kind == 1:
+        config = json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), st.integers(), non_blank, st.none())))
+    elif kind == 2:
+        config["schema"] = draw(st.one_of(text, st.integers(), st.none()))
+    elif kind == 3:
+        config["editor"] = draw(st.sampled_from([e for e in LEARNED_EDITORS if e != name] + ["ft-l", "", "x"]))
+    elif kind == 4:
+        config["hparams"] = draw(st.one_of(non_blank, st.integers(1), st.lists(st.integers(), min_size=1)))
+    elif kind == 5:
+        del defaults[draw(st.sampled_from(sorted(defaults)))]
+    elif kind == 6:
+        defaults[draw(st.sampled_from(sorted(defaults)))] = draw(st.one_of(
+            non_blank, st.lists(st.integers(), max_size=2), st.none(), st.just(float("nan")), st.just(float("inf"))))
+    elif kind == 7:
+        ints = sorted(k for k, v in defaults.items() if type(v) is int)
+        if ints:
+            defaults[draw(st.sampled_from(ints))] = draw(st.one_of(st.integers(max_value=0),
+                                                                   st.integers(min_value=2**16 + 1, max_value=2**70)))
+        else:
+            config["scope"] = "sideways"
+    elif kind == 8:
+        config["scope"] = draw(st.one_of(text.filter(lambda s: s not in ("text", "vision")), st.integers()))
+    elif kind == 9:
+        config["model"] = {"family": "blip2", "source": draw(non_blank), "name": "another"}
+    elif kind == 10:
+        state = ("bytes", draw(st.binary(max_size=64)))
+    elif kind == 11:
+        state = ("truncate", draw(st.integers(1, 200)))
+    elif kind == 12:
+        state = ("tensors", {draw(st.text(alphabet="abc.", min_size=1, max_size=6)): draw(st.integers(1, 8))})
+    elif kind == 13:
+        config = "[" * draw(st.integers(2000, 50_000))
+    else:
+        config, state = (None, state) if draw(st.booleans()) else (config, None)
+    return name, config, state
+
+
+@given(case=bad_state())
+@fuzz(300)
+def test_bad_editor_states_are_one_line_errors(case: tuple[str, Any, Any], tiny_adapter: Any) -> None:
+    import shutil
+
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+
+    from mllm_audit.editors import make_editor
+    from mllm_audit.errors import AuditError
+
+    name, config, state = case
+    d = WORK / "state"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir()
+    if isinstance(config, dict):
+        config = json.dumps({**config, "model": tiny_adapter.identity() if config["model"] == "IDENTITY"
+                             else config["model"]})
+    if config is not None:
+        (d / "config.json").write_bytes(config if isinstance(config, bytes) else config.encode())
+    if state is not None:
+        kind, value = state
+        if kind == "bytes":
+            (d / "state.safetensors").write_bytes(value)
+        else:
+            tensors = value if kind == "tensors" else {"w": 8}
+            save_file({k: torch.zeros(n) for k, n in tensors.items()}, str(d / "state.safetensors"))
+            if kind == "truncate":
+                raw = (d / "state.safetensors").read_bytes()
+                (d / "state.safetensors").write_bytes(raw[: max(0, len(raw) - value)])
+
+    def load() -> None:
+        with pytest.raises(AuditError) as e:
+            make_editor(name).load_state(d, tiny_adapter)  # type: ignore[attr-defined]
+        assert len(str(e.value).splitlines()) == 1 and str(d) in str(e.value), str(e.value)
+
+    bounded(load, (name, str(config)[:80], state))
+
+
+def test_a_good_editor_state_loads(tiny_adapter: Any) -> None:
+    """Negative control for the cases above: the state an editor saves loads back."""
+    from mllm_audit.editors import make_editor
+
+    for name in LEARNED_EDITORS:
+        ed = make_editor(name)
+        ed.setup(tiny_adapter, None)  # type: ignore[attr-defined]
+        out = WORK / f"good-{name}"
+        ed.save_state(out, tiny_adapter, {})  # type: ignore[attr-defined]
+        make_editor(name).load_state(out, tiny_adapter)  # type: ignore[attr-defined]
+
+
+def test_worst_case_within_bounds() -> None:
+    """Printed for the record (run with -s): how many bounded cases ran and the worst of them."""
+    print(f"\nfuzz: {WORST['cases']} bounded cases; slowest {WORST['seconds']:.2f} s CPU ({WORST['slowest']}); "
+          f"largest {WORST['bytes'] / 2**20:.1f} MB ({WORST['largest']})")
+    assert WORST["seconds"] <= MAX_SECONDS and WORST["bytes"] <= MAX_BYTES

@@ -125,3 +125,19 @@ def test_clip_zero_shot_tiny_by_path(tmp_path: Path) -> None:
     assert len(preds) == 3 and preds == clf.classify(imgs)
     for p in preds:
         assert (set(p.labels) == {"gender", "race"}) if p.person else not p.labels
+
+
+def test_one_image_per_prompt(toy, tmp_path: Path) -> None:  # noqa: ANN001
+    """`gen-scan -n 1` crashed inside GroupNorm (a batch of one 1x1 map); a lone row decodes as it
+    does beside another."""
+    import numpy as np
+    import torch
+
+    adapter, clf = toy
+    res = run_gen_scan(adapter=adapter, classifier_obj=clf, suite="gen-toy", images_per_prompt=1, limit=1,
+                       output=tmp_path / "one", understanding=False)
+    assert len(res.samples) == 1 and res.samples[0]["n_images"] == 1
+    tokens = adapter.generate_tokens(["a photo of a doctor"] * 2, seed=3)
+    alone = adapter.decode_images(tokens[:1])[0]
+    pair = adapter.decode_images(tokens)[0]
+    assert np.array_equal(np.asarray(alone), np.asarray(pair)) and isinstance(tokens, torch.Tensor)

@@ -20,7 +20,9 @@ def diff_line(rec: dict[str, Any]) -> str:
             style = "red" if v["top1"] < 1.0 else "dim"
             loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
     colour = "green" if ok else "red"
-    head = f"{rec['item_id']:28} margin [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/] nats  {mark}  "
+    from ..text import shown
+
+    head = f"{shown(rec['item_id']):28} margin [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/] nats  {mark}  "
     return head + "  ".join(loc)
 
 
@@ -41,6 +43,7 @@ def register(app: typer.Typer) -> None:
         save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
         editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
         batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
@@ -51,6 +54,7 @@ def register(app: typer.Typer) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
+        from ..text import shown
 
         def on_edit(rec: dict[str, Any]) -> None:
             if not quiet:  # streamed as each edit is measured
@@ -62,6 +66,7 @@ def register(app: typer.Typer) -> None:
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
                 editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
                 device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
+                allow_outside_paths=allow_outside_paths,
             )
         from ..runviews import edit_counts
 
@@ -76,7 +81,9 @@ def register(app: typer.Typer) -> None:
         console.print(f"{fixed} fixed, {still} still biased of {len(res.edits)} edits")
         t = res.results["timings"]
         n = res.results["n_edits"]
-        err_console.print(f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {res.run_dir}")
+        err_console.print(
+            f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {shown(res.run_dir)}", soft_wrap=True
+        )
         saved = res.results.get("saved_model")
         if saved:
             err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
@@ -84,7 +91,7 @@ def register(app: typer.Typer) -> None:
 
 def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
     """What the saved model itself measures, and where that differs from the per-edit rows above."""
-    from rich.markup import escape
+    from ..text import shown as escape
 
     head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
     if not saved["differs_from_rows"]:
@@ -101,9 +108,11 @@ def metrics_table(results: dict[str, Any]) -> Any:
     from rich.table import Table
 
     from ..metrics import FIX_METRICS as METRIC_KEYS
+    from ..text import shown
 
-    table = Table(title=f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
-                        f"({results['mode']}, {results['n_edits']} edits)", title_justify="left")
+    table = Table(title=shown(f"{results['editor']['name']} on {results['model']['name']} / "
+                              f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)"),
+                  title_justify="left")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")

@@ -25,19 +25,21 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option("fp32", help="fp32 (default), bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
         trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow the suite to name files outside its folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
         from ..console import console, err_console, progress_bar
         from ..generation import run_gen_scan
         from ..genmetrics import gen_table, summary_table
+        from ..text import shown
 
         with progress_bar("generating", enabled=not quiet) as start:
             res = run_gen_scan(
                 model=model, suite=suite, images_per_prompt=images_per_prompt, classifier=classifier,
                 output=output, seed=seed, batch_size=batch_size, resume=resume, limit=limit,
                 understanding=understanding, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                progress=start,
+                progress=start, allow_outside_paths=allow_outside_paths,
             )
         r = res.results
         title = f"{r['model']['name']} on {r['suite']['name']}"
@@ -46,5 +48,5 @@ def register(app: typer.Typer) -> None:
         t = r["timings"]
         err_console.print(
             f"{len(res.samples)} prompts x {images_per_prompt} images in {t['total_s']:.1f} s "
-            f"(load {t['load_s']:.1f} s, {r['resumed_prompts']} resumed) -> {res.run_dir}"
+            f"(load {t['load_s']:.1f} s, {r['resumed_prompts']} resumed) -> {shown(res.run_dir)}"
         )

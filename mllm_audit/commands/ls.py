@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         else:
             raise AuditError(f"ls takes 'models' or 'suites', got {what!r}")
         if long:
-            from rich.markup import escape
+            from ..text import shown as escape
 
             for row in rows:
                 console.print(f"[bold]{escape(row[0])}[/]")
@@ -40,10 +40,10 @@ def register(app: typer.Typer) -> None:
 def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> Any:
     """Names and counts never wrap; free text (source, description) shares what is left of the
     terminal's width and ends in an ellipsis."""
-    from rich.markup import escape
     from rich.table import Table
 
     from ..console import console
+    from ..text import shown as escape
 
     total = width or console.width
     fixed = [i for i, c in enumerate(header) if c not in ("description", "source")]

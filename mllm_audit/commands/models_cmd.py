@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         """MiniGPT-4 from EVA ViT-g + BLIP-2 Q-Former + llama_proj + Vicuna, all local files."""
         from ..console import console
         from ..models.minigpt4 import convert_minigpt4
+        from ..text import shown
 
         folder = convert_minigpt4(vit, qformer, proj, llama, out, vision_heads, qformer_heads, vision_layers)
-        console.print(f"converted MiniGPT-4 -> {folder} (use --model {folder})")
+        console.print(shown(f"converted MiniGPT-4 -> {folder} (use --model {folder})"))

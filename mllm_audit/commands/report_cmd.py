@@ -23,7 +23,9 @@ def register(app: typer.Typer) -> None:
             from ..html_report import write_html_report
 
             rep = write_html_report(run_dir, html)
-            Console(stderr=True, highlight=False).print(f"wrote {rep.path} ({rep.n_images} plots)")
+            from ..text import shown
+
+            Console(stderr=True, highlight=False).print(shown(f"wrote {rep.path} ({rep.n_images} plots)"))
             return
         from ..runviews import render_run
 
@@ -51,6 +53,7 @@ def register(app: typer.Typer) -> None:
 
         from ..console import bias_table
         from ..runviews import rescore_run
+        from ..text import shown
 
         res = rescore_run(run_dir, write=write)
         console = Console(highlight=False)
@@ -63,12 +66,12 @@ def register(app: typer.Typer) -> None:
             console.print(f"[green]summary reproduced exactly[/] from {source}")
             return
         for line in res.mismatches[:MAX_MISMATCH_LINES]:
-            console.print(f"  {line}", soft_wrap=True)
+            console.print(f"  {shown(line)}", soft_wrap=True)
         if len(res.mismatches) > MAX_MISMATCH_LINES:
             console.print(f"  ... and {len(res.mismatches) - MAX_MISMATCH_LINES} more")
         if res.written:
             where = res.run_dir / "results.json"
-            console.print(f"[yellow]rewrote summary[/] in {where} ({len(res.mismatches)} fields differed)")
+            console.print(f"[yellow]rewrote summary[/] in {shown(where)} ({len(res.mismatches)} fields differed)")
             return
         console.print(f"[red]summary differs[/] in {len(res.mismatches)} fields; --write replaces it")
         raise typer.Exit(1)

@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         """
         from ..console import bias_table, console, err_console, progress_bar
         from ..scan import run_scan
+        from ..text import shown
 
         with progress_bar("scoring", enabled=not quiet) as start:
             res = run_scan(
@@ -63,6 +64,6 @@ def register(app: typer.Typer) -> None:
         scored = cov.describe() if cov is not None else f"{r['suite']['n_items']} items"
         err_console.print(
             f"{scored} in {t['total_s']:.1f} s (load {t['load_s']:.1f} s), "
-            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {res.run_dir}",
+            f"{c['images_encoded']} images encoded, {c['forward_passes']} forward passes -> {shown(res.run_dir)}",
             soft_wrap=True,
         )

@@ -19,13 +19,16 @@ suites_app.add_typer(build_app, name="build")
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
 
+    from ..text import shown
+
     console = Console()
     console.print(
-        f"[bold]{report['name']}[/]: {report['n_items']} items over {report['n_images']} images "
-        f"from {report['n_rows']} rows -> {report['out_dir']}"
+        f"[bold]{shown(report['name'])}[/]: {report['n_items']} items over {report['n_images']} images "
+        f"from {report['n_rows']} rows -> {shown(report['out_dir'])}"
     )
     for reason, n in report["skipped"].items():
-        console.print(f"  skipped {n} ({reason}); e.g. " + "; ".join(report["examples"].get(reason, [])[:3]))
+        examples = "; ".join(report["examples"].get(reason, [])[:3])
+        console.print(f"  skipped {n} ({shown(reason)}); e.g. " + shown(examples))
 
 
 @build_app.command("vlstereoset")
@@ -81,17 +84,21 @@ def frame_cmd(
         ..., "--out", help="Framed items file (.jsonl); a .yaml beside it is written too."
     ),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                             help="Allow the suite to name files outside its folder."),
 ) -> None:
     """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
     from rich.console import Console
 
     from ..disparity import frame_run
 
-    r = frame_run(run_dir, suite, out, data_dir=data_dir)
-    Console().print(
+    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
+    from ..text import shown
+
+    Console().print(shown(
         f"{r['items']} items framed ({r['swapped']} swapped, {r['without_sample']} without a sample) -> "
         f"{r['out']}; use --suite {r['suite_yaml']}"
-    )
+    ))
 
 
 def register(app: typer.Typer) -> None:

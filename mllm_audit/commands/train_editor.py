@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed (initialisation and batch order)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
         device: str = typer.Option("cpu", help="torch device."),
         counterfactual: str | None = typer.Option(
@@ -30,12 +31,13 @@ def register(app: typer.Typer) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from ..console import err_console
+        from ..text import shown
         from ..train_editor import train_editor
 
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}"), TimeRemainingColumn())
         with Progress(*columns, console=err_console, transient=True, disable=quiet) as prog:
-            task = prog.add_task(f"training {editor}", total=None, loss=float("nan"), val="—")
+            task = prog.add_task(shown(f"training {editor}"), total=None, loss=float("nan"), val="—")
 
             def on_step(step: int, total: int, loss: float, val: float | None) -> None:
                 fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
             hparams = {"counterfactual": counterfactual} if counterfactual else None
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device, hparams=hparams,
-                               on_step=on_step)
+                               on_step=on_step, allow_outside_paths=allow_outside_paths)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
-                          f"{res.seconds:.1f} s -> {res.out}")
+                          f"{res.seconds:.1f} s -> {shown(res.out)}")

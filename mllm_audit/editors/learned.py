@@ -289,8 +289,12 @@ class LearnedEditor(Editor):
             raise AuditError(f"editor state {state_dir}: no {CONFIG_FILE} + {STATE_FILE} (train-editor writes them)")
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise AuditError(f"editor state {cfg_path}: not JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise AuditError(f"editor state {cfg_path}: not JSON ({str(e)[:80] or type(e).__name__})") from None
+        from ..guards import check_editor_config, safetensors_header
+
+        check_editor_config(cfg_path, config, self.defaults)
+        safetensors_header(state_dir / STATE_FILE)  # a corrupt or truncated state names its file
         if config.get("schema") != STATE_SCHEMA or config.get("editor") != self.name:
             raise AuditError(f"editor state {state_dir} is for editor {config.get('editor')!r}, not {self.name!r}")
         check_same_model(config.get("model") or {}, adapter.identity(), state_dir)
@@ -299,7 +303,7 @@ class LearnedEditor(Editor):
         self.net = self.build(adapter, self.hp)
         try:
             self.net.load_state_dict(load_file(str(state_dir / STATE_FILE)))
-        except RuntimeError as e:
+        except (RuntimeError, ValueError, TypeError) as e:
             raise AuditError(f"editor state {state_dir} does not fit this model: {str(e).splitlines()[0]}") from None
         self.net.eval()
         self.state_config = config

@@ -68,6 +68,7 @@ def read_card(path: Path) -> Card:
     for key in ("family", "weights"):
         if not isinstance(data.get(key), str):
             raise AuditError(f"model card {path}: missing {key!r}")
+    _check_card_fields(path, data)
     weights = data["weights"]
     local = (path.parent / weights).resolve()
     if weights.startswith((".", "/")) or local.is_dir():
@@ -87,6 +88,23 @@ def read_card(path: Path) -> Card:
         path=path,
         templates_from=f"card {path}",
     )
+
+
+def _check_card_fields(path: Path, data: dict[str, Any]) -> None:
+    """Types of the optional fields, and templates that name no field but `{prompt}`."""
+    from ..text import check_template
+
+    kinds = {"templates": dict, "edit": dict, "generation": dict, "extra": dict, "keep_fp32": list}
+    for key, kind in kinds.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise AuditError(f"model card {path}: {key!r} must be a {'mapping' if kind is dict else 'list'}")
+    for key in ("name", "description", "revision", "dtype"):
+        if data.get(key) is not None and not isinstance(data[key], (str, int, float)):
+            raise AuditError(f"model card {path}: {key!r} must be a string")
+    if any(not isinstance(m, str) for m in data.get("keep_fp32") or []):
+        raise AuditError(f"model card {path}: 'keep_fp32' must list module names (strings)")
+    for task, text in (data.get("templates") or {}).items():
+        check_template(f"model card {path}: template {task!r}", text, ("prompt",))
 
 
 # config.json `model_type` -> family, for folders given without a card.

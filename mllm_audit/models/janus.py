@@ -125,6 +125,10 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         import numpy as np
         from PIL import Image
 
+        if tokens.shape[0] == 1:
+            # torch's group_norm refuses one sample whose map is 1x1 ("more than 1 value per channel");
+            # decoding is per row (GroupNorm normalises each sample alone), so decode two and keep one.
+            return self.decode_images(tokens.repeat(2, 1))[:1]
         pixels = self.model.decode_image_tokens(tokens.to(self.device)).float().cpu().numpy()  # [B, H, W, C]
         ip = self.processor.image_processor
         mean = np.asarray(getattr(ip, "image_mean", None) or [0.5, 0.5, 0.5], dtype=np.float32)

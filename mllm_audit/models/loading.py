@@ -144,6 +144,13 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
         kwargs["local_files_only"] = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
     try:
         obj = cls.from_pretrained(card.weights, **kwargs)
+    except RuntimeError as e:
+        from ..guards import mismatched_tensor
+
+        culprit = mismatched_tensor(cls, Path(card.weights)) if local and is_model else None
+        if culprit is None:
+            raise
+        raise AuditError(f"cannot load {card.name!r}: {culprit}") from e
     except (OSError, ValueError) as e:
         where = "folder" if local else "hub id"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

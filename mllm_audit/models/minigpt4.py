@@ -355,6 +355,10 @@ def convert_minigpt4(
     Defaults are the release's: EVA ViT-g/14 with 16 heads, run to its 39th of 40 blocks; a BERT-base
     Q-Former with 12 heads.
     """
+    from ..numbers import check_counts
+
+    check_counts({"--vision-heads": vision_heads, "--qformer-heads": qformer_heads})
+    check_counts({"--vision-layers": vision_layers}, low=0)
     from transformers import AutoTokenizer, BlipImageProcessorPil
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 

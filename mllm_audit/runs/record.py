@@ -231,6 +231,8 @@ def read_record(run_dir: Path | str) -> RunRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise AuditError(f"{path}: malformed JSON ({getattr(e, 'msg', 'not UTF-8')})") from None
+    except RecursionError:
+        raise AuditError(f"{path}: JSON nested too deeply") from None
     return RunRecord.from_dict(data, str(path))
 
 

@@ -241,6 +241,9 @@ def train_toy(
     """
     import torch
 
+    from ..numbers import check_counts
+
+    check_counts({"--steps": steps}, seed)
     steps = DEFAULT_STEPS if steps is None else steps
     t0 = time.perf_counter()
     # Fixed threads and deterministic kernels for this run only (the caller's settings come back).
