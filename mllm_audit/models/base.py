@@ -3,7 +3,8 @@
 The scoring contract (scoring.py) needs only this from a model:
 - `prompt_ids(prompt, task, with_image)`: the prompt as the model's processor tokenizes it, with the
   special tokens it adds and `n_image_tokens` placeholders (`image_token_id`) where the image goes;
-- `continuation_ids(text)`: the continuation tokenized without special tokens;
+- `continuation_ids(text)`: the continuation tokenized without special tokens; `prompt_text(...)`: the
+  text whose tokens end the prompt (scoring tokenizes the continuation after it, see scoring.py);
 - `encode_images(images)`: vision tower + bridge, one feature block [n_image_tokens, hidden] per image;
 - `embed(ids, features)`: token embeddings with the image features spliced at the placeholders;
 - `lm(inputs_embeds, attention_mask, position_ids, past_key_values)`: the language model's logits.
@@ -40,9 +41,14 @@ class LoadOptions:
 class Counters:
     images_encoded: int = 0
     forward_passes: int = 0
+    joint_tokenization: int = 0  # continuations scored as tokenized after the prompt (scoring.py)
 
     def as_dict(self) -> dict[str, int]:
-        return {"images_encoded": self.images_encoded, "forward_passes": self.forward_passes}
+        return {
+            "images_encoded": self.images_encoded,
+            "forward_passes": self.forward_passes,
+            "joint_tokenization": self.joint_tokenization,
+        }
 
 
 @dataclass
@@ -97,6 +103,11 @@ class Adapter:
         if with_image:
             ids = [self.image_token_id] * self.n_image_tokens + ids
         return ids
+
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The text whose tokens end `prompt_ids` (what a continuation follows); families that build
+        the prompt from other text override it."""
+        return self.format_prompt(prompt, task)
 
     def continuation_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)

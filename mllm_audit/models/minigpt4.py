@@ -140,6 +140,13 @@ class MiniGPT4Adapter(Adapter):
         tail = list(self.tokenizer(after, add_special_tokens=False).input_ids)
         return head + [self.image_token_id] * self.n_image_tokens + tail
 
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The text tokenized last in `prompt_ids`: after `<ImageHere>`, or all of it without an image."""
+        text = self.format_prompt(prompt, task)
+        if not with_image:
+            return text.replace(IMAGE_WRAP + " ", "").replace(IMAGE_WRAP, "").replace(IMAGE_SLOT, "")
+        return text.split(IMAGE_SLOT, 1)[1] if IMAGE_SLOT in text else text
+
     def preprocess(self, images: list[Any]) -> torch.Tensor:
         pv = self.image_processor(images, return_tensors="pt")["pixel_values"]
         return pv.to(self.device, self.dtype)
