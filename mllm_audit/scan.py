@@ -379,6 +379,7 @@ def run_scan(
     resume: bool = False,
     device_map: str | None = None,
     max_memory: str | Mapping[Any, Any] | None = None,
+    revision: str | None = None,
 ) -> ScanResult:
     """Scan `suite` under `model`; returns the run folder, results and samples.
 
@@ -392,6 +393,7 @@ def run_scan(
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory,
+                revision=revision,
             )
         except _Terminated:
             raise ScanInterrupted("terminated (SIGTERM)", 143) from None
@@ -401,7 +403,7 @@ def _run_scan(
     model: str, suite: str, data_dir: Path | None, output: Path | None, batch_size: int, limit: int | None,
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
-    resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None,
+    resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, revision: str | None = None,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from .sharding import world_size_from_env
@@ -431,6 +433,7 @@ def _run_scan(
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
             device_map=device_map, max_memory=budget,  # type: ignore[arg-type]  # GPU keys are ints
+            revision=revision,
         )
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()

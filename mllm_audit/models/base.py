@@ -14,6 +14,8 @@ Families differ only in these; batching, caching and the maths live in scoring.p
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ class LoadOptions:
     device_map: str | None = None
     max_memory: dict[str, str] | None = None
     trust_remote_code: bool = False
+    revision: str | None = None  # the user's --revision: overrides the card's, loaded and recorded
 
 
 @dataclass
@@ -87,7 +90,9 @@ class Adapter:
         return {
             "name": self.card.name,
             "source": self.card.weights,
-            "revision": self.card.revision or weights_fingerprint(self.card.weights),
+            "revision": self.card.revision
+            or snapshot_revision(self.card.weights)
+            or weights_fingerprint(self.card.weights),
             "family": self.card.family,
             "dtype": self.options.dtype,
             "quantization": self.options.quantize,
@@ -174,6 +179,37 @@ class Adapter:
 def last_mlp(prefix: str, n_layers: int, names: tuple[str, ...] = ("mlp.up_proj", "mlp.down_proj")) -> list[str]:
     """The last decoder layer's MLP projections: what FT-L and MEND edit by default (as in the paper)."""
     return [f"{prefix}.{n_layers - 1}.{n}" for n in names]
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _hub_cache() -> Path:
+    """The hub cache folder, read at call time (HF_HUB_CACHE, else huggingface_hub's default)."""
+    env = os.environ.get("HF_HUB_CACHE")
+    if env:
+        return Path(env)
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def snapshot_revision(source: str) -> str | None:
+    """The commit the weights were loaded at, from the local hub cache: a `.../snapshots/<commit>`
+    folder names it; a hub id resolves through `models--org--name/refs/main`, as from_pretrained does
+    offline. None when neither applies (then a local folder is fingerprinted instead)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path.resolve()
+        return path.name if path.parent.name == "snapshots" and _COMMIT.match(path.name) else None
+    if source.count("/") != 1 or source.startswith((".", "/")):
+        return None
+    repo = _hub_cache() / ("models--" + source.replace("/", "--"))
+    try:
+        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return commit if _COMMIT.match(commit) and (repo / "snapshots" / commit).is_dir() else None
 
 
 def weights_fingerprint(source: str) -> str | None:
