@@ -633,7 +633,7 @@ def pata_pairs(
     the seed and (scene, attribute, k) only, so every image of a scene gets the same pairs and groups
     compare like with like. `paper`: one pair per image, as the debias-editing paper builds PATA: a
     random attribute (among those with captions on both sides), then a random negative and a random
-    positive sentence, drawn from the seed and the image.
+    positive sentence, drawn from the seed and `image_key` (the row's scene and image file).
     """
     if protocol == "pairs":
         out = []
@@ -709,7 +709,8 @@ def build_pata(
         scene, race, gender, age = r["parts"]
         values = {"race": race.lower(), "gender": gender.lower(), "age": age.lower()}
         file = images.files[r["url"]]
-        for attr, k, pos, neg in pata_pairs(scene, captions[scene], protocol, seed, file):
+        # The paper protocol draws per row: the same image listed under two scenes is two rows.
+        for attr, k, pos, neg in pata_pairs(scene, captions[scene], protocol, seed, f"{scene}/{file}"):
             item_id = f"{name}/{r['lineno']:06d}/{attr}/{k}"
             items.append(
                 {

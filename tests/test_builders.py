@@ -318,7 +318,10 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
         ]
     )  # fmt: skip
     assert rc == 2
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "vlstereoset: 11 rows read, 5 distinct image URLs" in captured.out
+    assert "skipped 1 (bad_label)" in captured.out
+    err = captured.err
     assert err.strip() == (
         f"mllm-audit: error: 11 rows, 5 images missing: fetch them with {tmp_path / 'cli_vls' / 'images.tsv'}"
     )

@@ -34,6 +34,23 @@ def _print_report(report: dict[str, Any]) -> None:
         )
 
 
+def _build(build: Any, *args: Any, **kwargs: Any) -> None:
+    """Run a builder and print its report; when it stops for missing images, print what it read first."""
+    from rich.console import Console
+
+    from ..builders import ImagesMissing
+
+    try:
+        report = build(*args, **kwargs).to_dict()
+    except ImagesMissing as e:
+        r = e.report.to_dict()
+        Console().print(f"{r['name']}: {r['n_rows']} rows read, {r['n_urls']} distinct image URLs", markup=False)
+        for reason, n in r["skipped"].items():
+            Console().print(f"  skipped {n} ({reason}); e.g. " + "; ".join(r["examples"][reason][:3]), markup=False)
+        raise
+    _print_report(report)
+
+
 _IMAGES_HELP = (
     "Folder holding the images under the `file` names of OUT/images.tsv. Without it (or with none "
     "of them there) the build writes OUT/images.tsv and stops with exit 2."
@@ -55,7 +72,7 @@ def build_vlstereoset_cmd(
     """Image captioning suite: stereotype vs anti-stereotype caption."""
     from ..builders import build_vlstereoset
 
-    _print_report(build_vlstereoset(csv, images, out, name=name).to_dict())
+    _build(build_vlstereoset, csv, images, out, name=name)
 
 
 @build_app.command("pata")
@@ -79,7 +96,7 @@ def build_pata_cmd(
     """Image captioning suite: negative vs positive caption per protected attribute."""
     from ..builders import build_pata
 
-    _print_report(build_pata(files, captions, images, out, name=name, protocol=protocol, seed=seed).to_dict())
+    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed)
 
 
 @build_app.command("pairs")
