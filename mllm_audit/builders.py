@@ -71,6 +71,8 @@ class BuildReport:
     n_rows: int = 0
     n_items: int = 0
     n_images: int = 0
+    n_urls: int = 0
+    n_missing: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
@@ -87,6 +89,8 @@ class BuildReport:
             "n_rows": self.n_rows,
             "n_items": self.n_items,
             "n_images": self.n_images,
+            "n_urls": self.n_urls,
+            "n_missing": self.n_missing,
             "skipped": dict(sorted(self.skipped.items())),
             "examples": dict(sorted(self.examples.items())),
         }
@@ -125,24 +129,88 @@ def _read_json(path: Path) -> Any:
         raise AuditError(f"{path}: not valid JSON ({e})") from None
 
 
-def _image_index(images_dir: Path) -> dict[str, str]:
-    """File name -> path relative to `images_dir` (first in sorted order wins on a clash)."""
-    if not images_dir.is_dir():
-        raise AuditError(f"images folder not found: {images_dir}")
-    index: dict[str, str] = {}
-    for p in sorted(images_dir.rglob("*")):
-        if p.is_file():
-            index.setdefault(p.name, p.relative_to(images_dir).as_posix())
-    return index
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGES_TSV = "images.tsv"
+MISSING_TSV = "missing_images.tsv"
 
 
-def file_name_from_url(url: str) -> str | None:
-    """The image file name an upstream URL stands for (its last path segment), or None."""
-    url = url.strip()
-    if not url:
-        return None
-    name = PurePosixPath(unquote(urlparse(url).path)).name
-    return name or None
+def image_file_for_url(url: str) -> str:
+    """The local file name an upstream image URL is fetched to: 24 hex digits of its SHA-256 plus the
+    URL's image extension (`.jpg` when it has none). Upstream names collide (`photo.jpg` under many
+    hosts) and some URLs exceed 255 bytes; this name never collides in practice and is <= 29 bytes."""
+    ext = PurePosixPath(unquote(urlparse(url).path)).suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        ext = ".jpg"
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:24] + ext
+
+
+class ImagesMissing(AuditError):
+    """No image of the dataset is in place yet: the build wrote images.tsv for the user's downloader."""
+
+    def __init__(self, report: BuildReport, tsv: Path) -> None:
+        self.report = report
+        super().__init__(f"{report.n_rows} rows, {report.n_missing} images missing: fetch them with {tsv}")
+
+
+class _Images:
+    """The distinct image URLs of a build, their file names, and which files are in place."""
+
+    def __init__(self, images_dir: Path | None) -> None:
+        if images_dir is not None and not Path(images_dir).is_dir():
+            raise AuditError(f"images folder not found: {images_dir}")
+        self.dir = Path(images_dir) if images_dir is not None else None
+        self.files: dict[str, str] = {}  # url -> file, in first-seen order
+        self._owner: dict[str, str] = {}  # file -> url
+
+    def add(self, url: str) -> str:
+        """Register a URL; its file name (a hash collision, never seen, would be an error)."""
+        if url not in self.files:
+            name = image_file_for_url(url)
+            if self._owner.setdefault(name, url) != url:
+                raise AuditError(f"image file name {name} stands for two URLs: {self._owner[name]} and {url}")
+            self.files[url] = name
+        return self.files[url]
+
+    def present(self, url: str) -> bool:
+        return self.dir is not None and (self.dir / self.files[url]).is_file()
+
+    def write_tsv(self, path: Path, urls: Iterable[str]) -> None:
+        lines = ["url\tfile"] + [f"{u}\t{self.files[u]}" for u in urls]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _clean_url(raw: str) -> str | None:
+    """A URL as the TSV can carry it (no whitespace inside), or None."""
+    url = raw.strip()
+    return url if url and not any(c.isspace() for c in url) else None
+
+
+def _place_images(
+    report: BuildReport, out_dir: Path, images: _Images, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Write OUT/images.tsv; stop with `ImagesMissing` when no image is in place, else drop (count and
+    list in OUT/missing_images.tsv) the rows whose image is missing and return the others."""
+    tsv = out_dir / IMAGES_TSV
+    images.write_tsv(tsv, images.files)
+    report.n_urls = len(images.files)
+    missing = [u for u in images.files if not images.present(u)]
+    report.n_missing = len(missing)
+    if report.n_urls and len(missing) == report.n_urls:
+        raise ImagesMissing(report, tsv)
+    gone = set(missing)
+    kept = []
+    for row in rows:
+        if row["url"] in gone:
+            report.skip("missing_image", f"{row['where']}: {images.files[row['url']]} ({row['url'][:80]})")
+        else:
+            kept.append(row)
+    missing_tsv = out_dir / MISSING_TSV
+    if missing:
+        images.write_tsv(missing_tsv, missing)
+    elif missing_tsv.is_file():
+        missing_tsv.unlink()  # a list from an earlier build of this folder would be stale
+    return kept
 
 
 def _write_suite_yaml(out_dir: Path, header: dict[str, Any]) -> Path:
@@ -362,6 +430,10 @@ def build_pairs(src: Path, out_dir: Path) -> BuildReport:
 
 
 # --- VLStereoSet ----------------------------------------------------------------------------
+# The published file (K-Square-00/VLStereo, data/VLStereoSet.csv) starts with a UTF-8 BOM, spells the
+# URL column `Imaeg URL` and ends every line with an empty column; contexts have their blank removed
+# (no `BLANK`), the three candidates are full sentences, and `label` is 1 when the image is
+# stereotypical, 0 when it is not.
 
 STEREOSET_BIAS_TYPES = ("gender", "profession", "race", "religion")
 _VLS_ALIASES = {
@@ -372,9 +444,11 @@ _VLS_ALIASES = {
     "anti_stereotype": ("anti_stereotype", "antistereotype"),
     "unrelated": ("unrelated",),
     "label": ("label",),
-    "image_url": ("image_url", "url", "image", "img_url"),
+    "image_url": ("image_url", "imaeg_url", "url", "image", "img_url"),
 }
 _VLS_REQUIRED = ("bias_type", "target", "stereotype", "anti_stereotype", "image_url")
+# `label` -> the image's side; the suite's `group_by: image_label` splits the summary on it.
+VLS_IMAGE_LABELS = {"1": "stereotypical", "0": "anti-stereotypical"}
 
 
 def _norm_header(h: str) -> str:
@@ -389,29 +463,7 @@ def _caption(context: str, candidate: str) -> str:
     return candidate
 
 
-def build_vlstereoset(
-    csv_path: Path, images_dir: Path, out_dir: Path, name: str = "vlstereoset"
-) -> BuildReport:
-    """Build an IC suite from a VLStereoSet CSV: y_more = stereotype caption, y_less = anti-stereotype.
-
-    Columns (header names matched case- and separator-insensitively): bias_type, target, context,
-    stereotype, anti-stereotype, unrelated, label, image URL. The image is the file in `images_dir`
-    whose name is the URL's last path segment. `label` and `unrelated` are kept in `meta`.
-    """
-    csv_path, images_dir, out_dir = Path(csv_path), Path(images_dir), Path(out_dir)
-    if not csv_path.is_file():
-        raise AuditError(f"VLStereoSet CSV not found: {csv_path}")
-    index = _image_index(images_dir)
-    report = BuildReport(name=name, out_dir=str(out_dir))
-    items: list[dict[str, Any]] = []
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise AuditError(f"{csv_path}: not UTF-8 text") from None
-    reader = csv.reader(text.splitlines())
-    header = next(reader, None)
-    if not header:
-        raise AuditError(f"{csv_path}: empty CSV")
+def _csv_columns(csv_path: Path, header: list[str]) -> dict[str, int]:
     norm = [_norm_header(h) for h in header]
     col: dict[str, int] = {}
     for key, aliases in _VLS_ALIASES.items():
@@ -422,14 +474,45 @@ def build_vlstereoset(
     missing = [k for k in _VLS_REQUIRED if k not in col]
     if missing:
         raise AuditError(f"{csv_path}: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
+    return col
+
+
+def build_vlstereoset(
+    csv_path: Path, images_dir: Path | None, out_dir: Path, name: str = "vlstereoset"
+) -> BuildReport:
+    """Build an IC suite from the VLStereoSet CSV: y_more = stereotype caption, y_less = anti-stereotype.
+
+    Columns are matched by name (case, separators and the upstream `Imaeg URL` typo tolerated; empty
+    trailing columns ignored). Every usable row's image URL goes to OUT/images.tsv with the file name
+    it is expected under in `images_dir`; with no image in place the build stops (`ImagesMissing`),
+    otherwise rows whose image is missing are counted and listed. `label` is kept in `meta` and as
+    `meta.image_label` (stereotypical / anti-stereotypical), which the summary splits on.
+    """
+    csv_path, out_dir = Path(csv_path), Path(out_dir)
+    if not csv_path.is_file():
+        raise AuditError(f"VLStereoSet CSV not found: {csv_path}")
+    images = _Images(images_dir)
+    report = BuildReport(name=name, out_dir=str(out_dir))
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")  # -sig: the published file starts with a BOM
+    except UnicodeDecodeError:
+        raise AuditError(f"{csv_path}: not UTF-8 text") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if not header:
+        raise AuditError(f"{csv_path}: empty CSV")
+    col = _csv_columns(csv_path, header)
+    rows: list[dict[str, Any]] = []
     for rownum, row in enumerate(reader, 2):
         if not any(c.strip() for c in row):
             continue
         report.n_rows += 1
         where = f"{csv_path.name}:{rownum}"
-        if len(row) != len(header):
+        # Short or long rows are fine as long as only empty columns are missing or extra.
+        if len(row) > len(header) and any(c.strip() for c in row[len(header) :]):
             report.skip("malformed", f"{where}: {len(row)} fields, header has {len(header)}")
             continue
+        row = row + [""] * (len(header) - len(row))
         rec = {k: row[i].strip() for k, i in col.items()}
         bias_type = rec["bias_type"].lower()
         if bias_type not in STEREOSET_BIAS_TYPES:
@@ -440,16 +523,28 @@ def build_vlstereoset(
         if not stereo or not anti or stereo == anti or not rec["target"]:
             report.skip("malformed", f"{where}: empty target or captions, or stereotype == anti-stereotype")
             continue
-        fname = file_name_from_url(rec["image_url"])
-        if fname is None:
-            report.skip("malformed", f"{where}: no file name in image URL {rec['image_url']!r}")
+        label = rec.get("label", "")
+        if "label" in col and label not in VLS_IMAGE_LABELS:
+            report.skip("bad_label", f"{where}: label {label!r} (expected 1 or 0)")
             continue
-        if fname not in index:
-            report.skip("missing_image", f"{where}: {fname}")
+        url = _clean_url(rec["image_url"])
+        if url is None:
+            report.skip("bad_url", f"{where}: image URL {rec['image_url'][:80]!r}")
             continue
-        item_id = f"{name}/{rownum:06d}"
-        meta: dict[str, Any] = {"target": rec["target"], "row": rownum, "url": rec["image_url"]}
-        for key in ("context", "label", "unrelated"):
+        images.add(url)
+        rows.append(
+            {"where": where, "rownum": rownum, "url": url, "rec": rec, "bias_type": bias_type}
+            | {"stereo": stereo, "anti": anti, "label": label}
+        )
+    items: list[dict[str, Any]] = []
+    for r in _place_images(report, out_dir, images, rows):
+        rec, bias_type = r["rec"], r["bias_type"]
+        item_id = f"{name}/{r['rownum']:06d}"
+        meta: dict[str, Any] = {"target": rec["target"], "row": r["rownum"], "url": r["url"]}
+        if r["label"]:
+            meta["label"] = int(r["label"])
+            meta["image_label"] = VLS_IMAGE_LABELS[r["label"]]
+        for key in ("context", "unrelated"):
             if rec.get(key):
                 meta[key] = rec[key]
         items.append(
@@ -457,69 +552,90 @@ def build_vlstereoset(
                 "id": item_id,
                 "task": "ic",
                 "bias_type": bias_type,
-                "image": index[fname],
+                "image": images.files[r["url"]],
                 "prompt": DEFAULT_IC_PROMPT,
-                "y_more": stereo,
-                "y_less": anti,
+                "y_more": r["stereo"],
+                "y_less": r["anti"],
                 "cluster": f"{bias_type}/{rec['target'].lower()}",
                 "meta": meta,
                 "rephrase_prompt": pick(item_id, IC_REPHRASES),
             }
         )
-    header_yaml = {
+    header_yaml: dict[str, Any] = {
         "name": name,
         "description": "VLStereoSet image captioning: stereotype vs anti-stereotype caption per image",
         "source": f"built by `mllm-audit suites build vlstereoset` from {csv_path.name}",
         "license": "as distributed by VLStereoSet and the image hosts; check their terms before sharing",
         "items": "items.jsonl",
-        "images_dir": _images_dir_entry(out_dir, images_dir),
+        "images_dir": _images_dir_entry(out_dir, images.dir or out_dir),
     }
+    if "label" in col:
+        header_yaml["group_by"] = "image_label"
     _finish(report, out_dir, items, header_yaml)
     return report
 
 
 # --- PATA -----------------------------------------------------------------------------------
+# pata-fairness/pata_dataset: `pata_fairness.files.lst` lines are `scene_race_gender_age|URL` (scenes
+# may hold underscores); `pata_fairness.captions.json` is a JSON list of scene objects
+# {"long": ..., "short": SCENE, "pos": {"races": [...], "gender": [...], "age": [...]}, "neg": {...}};
+# lists may be empty and positive / negative lists differ in length.
 
 PATA_ATTRIBUTES = ("race", "gender", "age")
+_PATA_KEYS = {"race": ("races", "race"), "gender": ("gender", "genders"), "age": ("age", "ages")}
+PATA_PROTOCOLS = ("pairs", "paper")
 
 
-def _read_pata_captions(path: Path, report: BuildReport) -> dict[str, dict[str, list[tuple[str, str]]]]:
-    """scene -> attribute -> [(positive, negative)] pairs, zipped index-wise.
+@dataclass(frozen=True)
+class PataCaptions:
+    """One scene's captions per attribute: positive (unbiased) and negative (biased) sentences."""
 
-    Expected JSON shape (one object per scene, one per attribute, two lists of captions):
-    {"<scene>": {"<race|gender|age>": {"positive": ["..."], "negative": ["..."]}, ...}, ...}
-    Unknown attributes and malformed entries are reported and skipped; surplus captions of the
-    longer list are counted as `unpaired_caption`.
-    """
+    pos: dict[str, list[str]]
+    neg: dict[str, list[str]]
+
+    def attributes(self) -> list[str]:
+        """Attributes with at least one caption on each side, in PATA_ATTRIBUTES order."""
+        return [a for a in PATA_ATTRIBUTES if self.pos.get(a) and self.neg.get(a)]
+
+
+def _caption_list(obj: Any, attr: str) -> list[str] | None:
+    """The captions of one attribute from a `pos` / `neg` object ([] if absent), None if malformed."""
+    if not isinstance(obj, dict):
+        return None
+    value = next((obj[k] for k in _PATA_KEYS[attr] if k in obj), [])
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        return None
+    return [c.strip() for c in value if c.strip()]
+
+
+def read_pata_captions(path: Path, report: BuildReport) -> dict[str, PataCaptions]:
+    """scene (the `short` name) -> its captions. Malformed scenes and empty attribute lists are
+    counted in the report; a file that is not a list of scene objects is an error."""
     data = _read_json(path)
-    if not isinstance(data, dict) or not data:
-        raise AuditError(f"{path}: expected an object mapping scene -> attribute -> positive/negative lists")
-    out: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    for scene, attrs in data.items():
-        if not isinstance(attrs, dict):
-            report.skip("malformed_captions", f"{path.name}: scene {scene!r} is not an object")
+    if not isinstance(data, list) or not data:
+        raise AuditError(f"{path}: expected a JSON list of scene objects (short, pos, neg)")
+    out: dict[str, PataCaptions] = {}
+    for n, entry in enumerate(data):
+        scene = entry.get("short") if isinstance(entry, dict) else None
+        if not isinstance(scene, str) or not scene.strip():
+            report.skip("malformed_captions", f"{path.name}: entry {n} has no 'short' scene name")
             continue
-        for attr, lists in attrs.items():
-            if attr not in PATA_ATTRIBUTES:
-                report.skip("unknown_bias_type", f"{path.name}: {scene}/{attr}")
+        scene = scene.strip()
+        pos: dict[str, list[str]] = {}
+        neg: dict[str, list[str]] = {}
+        for attr in PATA_ATTRIBUTES:
+            p, q = _caption_list(entry.get("pos"), attr), _caption_list(entry.get("neg"), attr)
+            if p is None or q is None:
+                report.skip("malformed_captions", f"{path.name}: {scene}/{attr} is not a list of sentences")
                 continue
-            pos = lists.get("positive") if isinstance(lists, dict) else None
-            neg = lists.get("negative") if isinstance(lists, dict) else None
-            good = all(
-                isinstance(x, list) and x and all(isinstance(c, str) and c.strip() for c in x)
-                for x in (pos, neg)
-            )
-            if not good:
-                report.skip(
-                    "malformed_captions", f"{path.name}: {scene}/{attr} needs non-empty positive/negative"
-                )
+            if not p or not q:
+                report.skip("empty_captions", f"{path.name}: {scene}/{attr} ({len(p)} positive, {len(q)} negative)")
                 continue
-            assert pos is not None and neg is not None
-            pairs = [(p.strip(), n.strip()) for p, n in zip(pos, neg, strict=False) if p.strip() != n.strip()]
-            for _ in range(abs(len(pos) - len(neg))):
-                report.skip("unpaired_caption", f"{path.name}: {scene}/{attr}")
-            if pairs:
-                out.setdefault(scene, {})[attr] = pairs
+            pos[attr], neg[attr] = p, q
+        if scene in out:
+            report.skip("malformed_captions", f"{path.name}: scene {scene!r} appears twice (first kept)")
+            continue
+        out[scene] = PataCaptions(pos, neg)
     return out
 
 
@@ -537,79 +653,123 @@ def _parse_pata_key(key: str, scenes: Iterable[str]) -> tuple[str, str, str, str
     return scene, "_".join(rest[:-2]), rest[-2], rest[-1]
 
 
-def build_pata(
-    files_lst: Path, captions_json: Path, images_dir: Path, out_dir: Path, name: str = "pata"
-) -> BuildReport:
-    """Build an IC suite from PATA: for each image and attribute, negative vs positive caption pairs.
+def pata_pairs(
+    scene: str, caps: PataCaptions, protocol: str, seed: int, image_key: str
+) -> list[tuple[str, int, str, str]]:
+    """(attribute, k, positive, negative) caption pairs for one image of `scene`.
 
-    y_more = the negative caption (the harmful association), y_less = its positive counterpart;
-    bias_type = the attribute; meta.group = the image's value of that attribute, so `group_by: group`
-    splits rows into e.g. race/black, gender/female. Every image of a scene gets the same captions,
-    so a bias shows as a margin that differs between groups.
+    `pairs` (default): for every attribute, one pair per negative caption, its positive chosen from
+    the seed and (scene, attribute, k) only, so every image of a scene gets the same pairs and groups
+    compare like with like. `paper`: one pair per image, as the debias-editing paper builds PATA: a
+    random attribute (among those with captions on both sides), then a random negative and a random
+    positive sentence, drawn from the seed and `image_key` (the row's scene and image file).
     """
-    files_lst, captions_json = Path(files_lst), Path(captions_json)
-    images_dir, out_dir = Path(images_dir), Path(out_dir)
+    if protocol == "pairs":
+        out = []
+        for attr in caps.attributes():
+            for k, neg in enumerate(caps.neg[attr]):
+                out.append((attr, k, pick(f"{seed}/{scene}/{attr}/{k}", caps.pos[attr]), neg))
+        return out
+    if protocol == "paper":
+        attrs = caps.attributes()
+        if not attrs:
+            return []
+        attr = pick(f"{seed}/{image_key}/attribute", attrs)
+        neg = pick(f"{seed}/{image_key}/negative", caps.neg[attr])
+        return [(attr, caps.neg[attr].index(neg), pick(f"{seed}/{image_key}/positive", caps.pos[attr]), neg)]
+    raise AuditError(f"unknown PATA protocol {protocol!r} (choose from {', '.join(PATA_PROTOCOLS)})")
+
+
+def build_pata(
+    files_lst: Path,
+    captions_json: Path,
+    images_dir: Path | None,
+    out_dir: Path,
+    name: str = "pata",
+    protocol: str = "pairs",
+    seed: int = 0,
+) -> BuildReport:
+    """Build an IC suite from PATA: negative (biased) vs positive (unbiased) caption per image.
+
+    y_more = the negative caption, y_less = the positive one; bias_type = the attribute; meta.group =
+    the image's value of that attribute, so `group_by: group` splits rows into e.g. race/black,
+    gender/female. How captions are paired: `pata_pairs` (`protocol` pairs or paper, `seed`). Image
+    URLs go to OUT/images.tsv as in `build_vlstereoset`.
+    """
+    if protocol not in PATA_PROTOCOLS:
+        raise AuditError(f"unknown PATA protocol {protocol!r} (choose from {', '.join(PATA_PROTOCOLS)})")
+    files_lst, captions_json, out_dir = Path(files_lst), Path(captions_json), Path(out_dir)
     if not files_lst.is_file():
         raise AuditError(f"PATA file list not found: {files_lst}")
     report = BuildReport(name=name, out_dir=str(out_dir))
-    captions = _read_pata_captions(captions_json, report)
-    index = _image_index(images_dir)
-    items: list[dict[str, Any]] = []
+    captions = read_pata_captions(captions_json, report)
+    images = _Images(images_dir)
     try:
-        lines = files_lst.read_text(encoding="utf-8").splitlines()
+        lines = files_lst.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise AuditError(f"{files_lst}: not UTF-8 text") from None
+    rows: list[dict[str, Any]] = []
     for lineno, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
         report.n_rows += 1
         where = f"{files_lst.name}:{lineno}"
-        key, sep, url = line.partition("|")
+        key, sep, raw_url = line.partition("|")
         parsed = _parse_pata_key(key.strip(), captions) if sep else None
-        fname = file_name_from_url(url) if sep else None
-        if parsed is None or fname is None or not all(parsed):
+        if parsed is None or not all(parsed):
             report.skip("malformed", f"{where}: expected scene_race_gender_age|URL, got {line[:80]!r}")
             continue
-        scene, race, gender, age = parsed
+        url = _clean_url(raw_url)
+        if url is None:
+            report.skip("bad_url", f"{where}: image URL {raw_url[:80]!r}")
+            continue
+        scene = parsed[0]
         if scene not in captions:
             report.skip("no_captions", f"{where}: scene {scene!r}")
             continue
-        if fname not in index:
-            report.skip("missing_image", f"{where}: {fname}")
+        if not captions[scene].attributes():
+            report.skip("no_captions", f"{where}: scene {scene!r} has no attribute with captions on both sides")
             continue
+        images.add(url)
+        rows.append({"where": where, "lineno": lineno, "url": url, "parts": parsed})
+    items: list[dict[str, Any]] = []
+    for r in _place_images(report, out_dir, images, rows):
+        scene, race, gender, age = r["parts"]
         values = {"race": race.lower(), "gender": gender.lower(), "age": age.lower()}
-        for attr, pairs in captions[scene].items():
-            for k, (pos, neg) in enumerate(pairs):
-                item_id = f"{name}/{lineno:06d}/{attr}/{k}"
-                items.append(
-                    {
-                        "id": item_id,
-                        "task": "ic",
-                        "bias_type": attr,
-                        "image": index[fname],
-                        "prompt": DEFAULT_IC_PROMPT,
-                        "y_more": neg,
-                        "y_less": pos,
-                        "cluster": index[fname],
-                        "meta": {
-                            "scene": scene,
-                            **values,
-                            "group": values[attr],
-                            "pair": k,
-                            "line": lineno,
-                            "url": url.strip(),
-                        },
-                        "rephrase_prompt": pick(item_id, IC_REPHRASES),
-                    }
-                )
+        file = images.files[r["url"]]
+        # The paper protocol draws per row: the same image listed under two scenes is two rows.
+        for attr, k, pos, neg in pata_pairs(scene, captions[scene], protocol, seed, f"{scene}/{file}"):
+            item_id = f"{name}/{r['lineno']:06d}/{attr}/{k}"
+            items.append(
+                {
+                    "id": item_id,
+                    "task": "ic",
+                    "bias_type": attr,
+                    "image": file,
+                    "prompt": DEFAULT_IC_PROMPT,
+                    "y_more": neg,
+                    "y_less": pos,
+                    "cluster": file,
+                    "meta": {
+                        "scene": scene,
+                        **values,
+                        "group": values[attr],
+                        "pair": k,
+                        "line": r["lineno"],
+                        "url": r["url"],
+                    },
+                    "rephrase_prompt": pick(item_id, IC_REPHRASES),
+                }
+            )
     header_yaml = {
         "name": name,
         "description": "PATA image captioning: negative vs positive caption per image and attribute",
-        "source": f"built by `mllm-audit suites build pata` from {files_lst.name} and {captions_json.name}",
+        "source": f"built by `mllm-audit suites build pata --protocol {protocol} --seed {seed}` from "
+        f"{files_lst.name} and {captions_json.name}",
         "license": "as distributed by PATA and the image hosts; check their terms before sharing",
         "items": "items.jsonl",
-        "images_dir": _images_dir_entry(out_dir, images_dir),
+        "images_dir": _images_dir_entry(out_dir, images.dir or out_dir),
         "group_by": "group",
     }
     _finish(report, out_dir, items, header_yaml)

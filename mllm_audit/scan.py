@@ -353,6 +353,7 @@ def run_scan(
     device_map: str | None = None,
     max_memory: str | Mapping[Any, Any] | None = None,
     card: str | None = None,
+    revision: str | None = None,
 ) -> ScanResult:
     """Scan `suite` under `model`; returns the run folder, results and samples.
 
@@ -366,6 +367,7 @@ def run_scan(
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
+                revision=revision,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -376,6 +378,7 @@ def _run_scan(
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
+    revision: str | None = None,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from .sharding import world_size_from_env
@@ -407,7 +410,7 @@ def _run_scan(
     if adapter is None:
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
-            device_map=device_map, max_memory=budget, card=card,  # type: ignore[arg-type]  # GPU keys are ints
+            device_map=device_map, max_memory=budget, card=card, revision=revision,  # type: ignore[arg-type]  # GPU keys are ints
         )
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()

@@ -7,6 +7,13 @@ given the image and the prompt, with the count of those tokens:
     tokens       = prompt_ids(prompt)    (as the model's processor builds them: special tokens,
                                           image placeholders)
                  + continuation_ids      (tokenized with add_special_tokens=False)
+
+The boundary: some tokenizers (LLaMA/Vicuna's legacy sentencepiece, which prepends "▁" to any text)
+tokenize a continuation alone differently from the same text after the prompt (" yes" alone ->
+["▁", "▁yes"], after "Answer:" -> ["▁yes"]): the stray "▁" would be scored. Where
+tokens(prompt_text + continuation) starts with tokens(prompt_text) and the rest differs from
+tokens(continuation), the rest is used (the joint tokenisation split at the prompt boundary) and
+`counters.joint_tokenization` counts it, so the run records that it happened.
     logp         = sum over continuation positions t of log softmax(logits[t-1])[token t]
 
 Only continuation positions count; image and prompt positions are context. The result equals the
@@ -68,7 +75,7 @@ def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
         if len(text) > MAX_TEXT_CHARS:
             raise AuditError(f"text of {len(text)} characters, over the {MAX_TEXT_CHARS} limit: {text[:60]!r}")
     prefix = adapter.prompt_ids(req.prompt, req.task, with_image=req.image is not None)
-    cont = adapter.continuation_ids(continuation_text(req.continuation))
+    cont = _continuation_ids(adapter, req)
     if not cont:
         raise AuditError(f"answer {req.continuation!r} tokenizes to nothing")
     want = adapter.n_image_tokens if req.image is not None else 0
@@ -84,6 +91,18 @@ def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
             f"{req.prompt[:60]!r}"
         )
     return prefix, cont
+
+
+def _continuation_ids(adapter: Adapter, req: Request) -> list[int]:
+    """The continuation's tokens as they fall after the prompt text (see "The boundary" above)."""
+    text = continuation_text(req.continuation)
+    alone = adapter.continuation_ids(text)
+    tail = adapter.prompt_text(req.prompt, req.task, with_image=req.image is not None)
+    head, joint = adapter.continuation_ids(tail), adapter.continuation_ids(tail + text)
+    if joint[: len(head)] != head or joint[len(head) :] == alone or not joint[len(head) :]:
+        return alone  # the same either way, or a token straddles the boundary: keep the contract's split
+    adapter.counters.joint_tokenization += 1
+    return joint[len(head) :]
 
 
 def score(

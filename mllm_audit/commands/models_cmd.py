@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         vision_heads: int = typer.Option(16, help="EVA attention heads (16 for ViT-g)."),
         qformer_heads: int = typer.Option(12, help="Q-Former attention heads (12 for BERT-base)."),
         vision_layers: Optional[int] = typer.Option(  # noqa: UP045 - typer reads the annotation
-            None, help="EVA blocks to run (default: all but the last, as MiniGPT-4 does)."
+            None,
+            help="EVA blocks to run (default 39 of EVA-CLIP-g's 40, as MiniGPT-4 does; a file with fewer is refused).",
         ),
     ) -> None:
         """MiniGPT-4 from EVA ViT-g + BLIP-2 Q-Former + llama_proj + Vicuna, all local files."""

@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         max_memory: str | None = typer.Option(None, help="Budget per device for --device-map, e.g. 0=20GiB,cpu=64GiB."),
         card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        revision: str | None = typer.Option(
+            None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, else the "
+            "local snapshot's commit).",
+        ),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
 
@@ -48,7 +52,7 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, data_dir=data_dir, output=output, batch_size=batch_size,
                 limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
-                resume=resume, device_map=device_map, max_memory=max_memory, card=card,
+                resume=resume, device_map=device_map, max_memory=max_memory, card=card, revision=revision,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone

@@ -7,7 +7,7 @@ Thin wrappers: each option maps to an argument of a function in `mllm_audit.buil
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -29,6 +29,35 @@ def _print_report(report: dict[str, Any]) -> None:
     for reason, n in report["skipped"].items():
         examples = "; ".join(report["examples"].get(reason, [])[:3])
         console.print(f"  skipped {n} ({shown(reason)}); e.g. " + shown(examples))
+    if report.get("n_missing"):
+        console.print(
+            f"  {report['n_missing']} of {report['n_urls']} images missing: listed in "
+            f"{Path(report['out_dir']) / 'missing_images.tsv'} (fetch them and build again)",
+            markup=False,
+        )
+
+
+def _build(build: Any, *args: Any, **kwargs: Any) -> None:
+    """Run a builder and print its report; when it stops for missing images, print what it read first."""
+    from rich.console import Console
+
+    from ..builders import ImagesMissing
+
+    try:
+        report = build(*args, **kwargs).to_dict()
+    except ImagesMissing as e:
+        r = e.report.to_dict()
+        Console().print(f"{r['name']}: {r['n_rows']} rows read, {r['n_urls']} distinct image URLs", markup=False)
+        for reason, n in r["skipped"].items():
+            Console().print(f"  skipped {n} ({reason}); e.g. " + "; ".join(r["examples"][reason][:3]), markup=False)
+        raise
+    _print_report(report)
+
+
+_IMAGES_HELP = (
+    "Folder holding the images under the `file` names of OUT/images.tsv. Without it (or with none "
+    "of them there) the build writes OUT/images.tsv and stops with exit 2."
+)
 
 
 @build_app.command("vlstereoset")
@@ -36,33 +65,41 @@ def build_vlstereoset_cmd(
     csv: Path = typer.Option(
         ...,
         "--csv",
-        help="VLStereoSet CSV (bias_type, target, context, stereotype, "
-        "anti-stereotype, unrelated, label, image URL).",
+        help="VLStereoSet.csv as published (bias_type, target, context, stereotype, "
+        "anti-stereotype, unrelated, label, Imaeg URL).",
     ),
-    images: Path = typer.Option(..., "--images", help="Folder holding the images, named as in the URLs."),
+    images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
     out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + vlstereoset.yaml)."),
     name: str = typer.Option("vlstereoset", "--name", help="Suite name."),
 ) -> None:
     """Image captioning suite: stereotype vs anti-stereotype caption."""
     from ..builders import build_vlstereoset
 
-    _print_report(build_vlstereoset(csv, images, out, name=name).to_dict())
+    _build(build_vlstereoset, csv, images, out, name=name)
 
 
 @build_app.command("pata")
 def build_pata_cmd(
     files: Path = typer.Option(..., "--files", help="pata_fairness.files.lst (scene_race_gender_age|URL)."),
     captions: Path = typer.Option(
-        ..., "--captions", help="Captions JSON: scene -> attribute -> {positive: [...], negative: [...]}."
+        ..., "--captions", help="pata_fairness.captions.json: a list of {short, pos: {races, gender, age}, neg}."
     ),
-    images: Path = typer.Option(..., "--images", help="Folder holding the images, named as in the URLs."),
+    images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
     out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + pata.yaml)."),
     name: str = typer.Option("pata", "--name", help="Suite name."),
+    protocol: str = typer.Option(
+        "pairs",
+        "--protocol",
+        help="pairs: per image and attribute, each negative caption with a seeded positive one (same "
+        "pairs for every image of a scene); paper: one item per image, a random attribute then a random "
+        "negative and positive sentence (the debias-editing paper's construction).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the caption choices."),
 ) -> None:
     """Image captioning suite: negative vs positive caption per protected attribute."""
     from ..builders import build_pata
 
-    _print_report(build_pata(files, captions, images, out, name=name).to_dict())
+    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed)
 
 
 @build_app.command("pairs")

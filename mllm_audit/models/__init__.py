@@ -29,6 +29,8 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     if options.dtype not in DTYPES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
     card = resolve_card(spec, options.card)
+    if options.revision:
+        card.revision = options.revision  # loaded at this commit, and recorded as the run's revision
     module = FAMILIES.get(card.family)
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")

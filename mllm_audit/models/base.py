@@ -3,7 +3,8 @@
 The scoring contract (scoring.py) needs only this from a model:
 - `prompt_ids(prompt, task, with_image)`: the prompt as the model's processor tokenizes it, with the
   special tokens it adds and `n_image_tokens` placeholders (`image_token_id`) where the image goes;
-- `continuation_ids(text)`: the continuation tokenized without special tokens;
+- `continuation_ids(text)`: the continuation tokenized without special tokens; `prompt_text(...)`: the
+  text whose tokens end the prompt (scoring tokenizes the continuation after it, see scoring.py);
 - `encode_images(images)`: vision tower + bridge, one feature block [n_image_tokens, hidden] per image;
 - `embed(ids, features)`: token embeddings with the image features spliced at the placeholders;
 - `lm(inputs_embeds, attention_mask, position_ids, past_key_values)`: the language model's logits.
@@ -12,7 +13,10 @@ Families differ only in these; batching, caching and the maths live in scoring.p
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,15 +37,21 @@ class LoadOptions:
     max_memory: dict[str, str] | None = None
     trust_remote_code: bool = False
     card: str | None = None  # `--card NAME`: that card's prompt templates for a model folder
+    revision: str | None = None  # the user's --revision: overrides the card's, loaded and recorded
 
 
 @dataclass
 class Counters:
     images_encoded: int = 0
     forward_passes: int = 0
+    joint_tokenization: int = 0  # continuations scored as tokenized after the prompt (scoring.py)
 
     def as_dict(self) -> dict[str, int]:
-        return {"images_encoded": self.images_encoded, "forward_passes": self.forward_passes}
+        return {
+            "images_encoded": self.images_encoded,
+            "forward_passes": self.forward_passes,
+            "joint_tokenization": self.joint_tokenization,
+        }
 
 
 @dataclass
@@ -87,7 +97,7 @@ class Adapter:
         return {
             "name": self.card.name,
             "source": self.card.weights,
-            "revision": self.card.revision or revision,
+            "revision": self.card.revision or snapshot_revision(self.card.weights) or revision,
             "family": self.card.family,
             "dtype": self.options.dtype,
             "quantization": self.options.quantize,
@@ -107,6 +117,11 @@ class Adapter:
         if with_image:
             ids = [self.image_token_id] * self.n_image_tokens + ids
         return ids
+
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The text whose tokens end `prompt_ids` (what a continuation follows); families that build
+        the prompt from other text override it."""
+        return self.format_prompt(prompt, task)
 
     def continuation_ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
@@ -173,6 +188,37 @@ class Adapter:
 def last_mlp(prefix: str, n_layers: int, names: tuple[str, ...] = ("mlp.up_proj", "mlp.down_proj")) -> list[str]:
     """The last decoder layer's MLP projections: what FT-L and MEND edit by default (as in the paper)."""
     return [f"{prefix}.{n_layers - 1}.{n}" for n in names]
+
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _hub_cache() -> Path:
+    """The hub cache folder, read at call time (HF_HUB_CACHE, else huggingface_hub's default)."""
+    env = os.environ.get("HF_HUB_CACHE")
+    if env:
+        return Path(env)
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def snapshot_revision(source: str) -> str | None:
+    """The commit the weights were loaded at, from the local hub cache: a `.../snapshots/<commit>`
+    folder names it; a hub id resolves through `models--org--name/refs/main`, as from_pretrained does
+    offline. None when neither applies (then a local folder is fingerprinted instead)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path.resolve()
+        return path.name if path.parent.name == "snapshots" and _COMMIT.match(path.name) else None
+    if source.count("/") != 1 or source.startswith((".", "/")):
+        return None
+    repo = _hub_cache() / ("models--" + source.replace("/", "--"))
+    try:
+        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return commit if _COMMIT.match(commit) and (repo / "snapshots" / commit).is_dir() else None
 
 
 def weights_fingerprint(source: str) -> str | None:

@@ -32,7 +32,10 @@ from .loading import load_with_processor
 
 # Card `generation:` keys that map onto transformers' GenerationConfig.
 GENERATION_KEYS = ("guidance_scale", "temperature", "do_sample", "top_k", "top_p")
-DEFAULT_GENERATION = {"guidance_scale": 5.0, "temperature": 1.0, "do_sample": True}
+# deepseek-ai/Janus' generation_inference.py samples each image token from the full guided softmax
+# (cfg_weight 5, temperature 1, no top-k / top-p). transformers fills an unset `top_k` with 50, which
+# would sample from the 50 likeliest of 16,384 codes: 0 and 1.0 switch both warpers off explicitly.
+DEFAULT_GENERATION = {"guidance_scale": 5.0, "temperature": 1.0, "do_sample": True, "top_k": 0, "top_p": 1.0}
 
 
 def derive_seed(*parts: object) -> int:

@@ -37,6 +37,10 @@ class ChatTemplateMixin:
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
 
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The chat text the prompt ids are tokenized from (a continuation follows its end)."""
+        return self.chat_text(self.format_prompt(prompt, task), with_image)  # type: ignore[attr-defined]
+
     def expand_image_tokens(self, ids: list[int]) -> list[int]:
         """Each image token becomes `n_image_tokens` placeholders, as the processor expands it."""
         out: list[int] = []

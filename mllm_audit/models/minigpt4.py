@@ -140,6 +140,13 @@ class MiniGPT4Adapter(Adapter):
         tail = list(self.tokenizer(after, add_special_tokens=False).input_ids)
         return head + [self.image_token_id] * self.n_image_tokens + tail
 
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The text tokenized last in `prompt_ids`: after `<ImageHere>`, or all of it without an image."""
+        text = self.format_prompt(prompt, task)
+        if not with_image:
+            return text.replace(IMAGE_WRAP + " ", "").replace(IMAGE_WRAP, "").replace(IMAGE_SLOT, "")
+        return text.split(IMAGE_SLOT, 1)[1] if IMAGE_SLOT in text else text
+
     def preprocess(self, images: list[Any]) -> torch.Tensor:
         pv = self.image_processor(images, return_tensors="pt")["pixel_values"]
         return pv.to(self.device, self.dtype)
@@ -230,8 +237,19 @@ _VIT_TOP = {
 }
 
 
+# Buffers the original modules register and MiniGPT-4's runner saves beside the weights (its
+# `_save_checkpoint` drops frozen parameters, never buffers): rebuilt by the model, so never read.
+_BUFFER = re.compile(r"(^|\.)(position_ids|inv_freq)$")
+# EVA-CLIP-g has 40 blocks; LAVIS and MiniGPT-4 build it with depth 39 and read the 39th's output.
+EVA_DEPTH = 39
+
+
 def read_checkpoint(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """A state dict from an original .pth, tensors only (weights_only), unwrapped from {"model": ...}."""
+    """A state dict from an original .pth (weights_only), unwrapped from {"model": ...}.
+
+    Entries that are not tensors (a training run's `optimizer`, `scaler`, `epoch`, `config` beside
+    `model`, or stray values inside it) are dropped; buffers (`*position_ids`, `*inv_freq`) too.
+    """
     if not Path(path).is_file():
         raise AuditError(f"{what} checkpoint {path} does not exist")
     try:
@@ -242,9 +260,14 @@ def read_checkpoint(path: Path, what: str) -> dict[str, torch.Tensor]:
     for key in ("model", "state_dict", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise AuditError(f"{what} checkpoint {path}: not a state dict of tensors")
-    return dict(obj)
+    tensors = (
+        {k: v for k, v in obj.items() if isinstance(v, torch.Tensor) and not _BUFFER.search(str(k))}
+        if isinstance(obj, dict)
+        else {}
+    )
+    if not tensors:
+        raise AuditError(f"{what} checkpoint {path}: holds no weight tensors")
+    return tensors
 
 
 def _vit_name(key: str, depth: int) -> str | None:
@@ -255,7 +278,7 @@ def _vit_name(key: str, depth: int) -> str | None:
     if m:
         i, rest = int(m.group(1)), m.group(2)
         if i >= depth:
-            return None  # LAVIS builds depth 39 of EVA's 40 blocks: features come from the one before last
+            return None  # LAVIS builds depth 39 of EVA's 40 blocks: the 40th is never run
         for old, new in _VIT_BLOCK_NAMES.items():
             if rest == old or rest.startswith(old + "."):
                 return f"vision_model.encoder.layers.{i}.{new}{rest[len(old) :]}"
@@ -307,9 +330,14 @@ def infer_configs(
     freq = cross[1] - cross[0] if len(cross) > 1 else q_layers
     if cross != list(range(0, q_layers, freq)):
         raise AuditError(f"Q-Former cross-attention in layers {cross}: not every k-th layer from 0")
-    depth = vision_layers if vision_layers is not None else blocks - 1
-    if not 0 < depth <= blocks:
-        raise AuditError(f"--vision-layers {depth}: the EVA checkpoint has {blocks} blocks")
+    depth = vision_layers if vision_layers is not None else EVA_DEPTH
+    if depth <= 0:
+        raise AuditError(f"--vision-layers {depth}: must be positive")
+    if blocks < depth:
+        raise AuditError(
+            f"the EVA checkpoint has {blocks} blocks; MiniGPT-4 runs {depth} of them "
+            "(EVA-CLIP-g has 40, MiniGPT-4 keeps 39): is this eva_vit_g.pth?"
+        )
     if enc_width != hidden:
         raise AuditError(
             f"Q-Former cross-attends to width {enc_width}, the EVA checkpoint has width {hidden}"
@@ -352,8 +380,9 @@ def convert_minigpt4(
 
     Every tensor of the original files is either mapped or known to be unused by MiniGPT-4; anything
     else, and any tensor the model needs that no file holds, is an error naming the first of them.
-    Defaults are the release's: EVA ViT-g/14 with 16 heads, run to its 39th of 40 blocks; a BERT-base
-    Q-Former with 12 heads.
+    Defaults are the release's: EVA ViT-g/14 with 16 heads, run to its 39th of 40 blocks (exactly 39
+    are kept; a file with fewer is refused); a BERT-base Q-Former with 12 heads. Buffers and
+    non-tensor entries (optimizer, scaler, epoch of a training checkpoint) are ignored.
     """
     from ..numbers import check_counts
 

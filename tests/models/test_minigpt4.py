@@ -3,6 +3,7 @@ reference forward written here over the original layout (EVA blocks, BERT Q-Form
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from mllm_audit.models.minigpt4 import convert_minigpt4
 from mllm_audit.scoring import Request, continuation_text, score
 
 V, Q, T, HEADS, PATCH, GRID, NQ, FFN = 32, 32, 64, 4, 8, 4, 4, 64
-EVA_BLOCKS, Q_LAYERS = 3, 2  # the converter keeps EVA_BLOCKS - 1 blocks, as LAVIS does
+EVA_BLOCKS, Q_LAYERS = 40, 2  # EVA-CLIP-g's 40 blocks; the converter keeps 39, as LAVIS does
+KEPT = 39
 
 
 def _rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
@@ -78,9 +80,28 @@ def original_checkpoints(folder: Path, seed: int = 0) -> dict[str, Path]:
     }
     torch.save(eva, paths["vit"])
     torch.save({"model": qf}, paths["qformer"])
-    torch.save({"model": proj}, paths["proj"])
+    torch.save(release_layout(proj), paths["proj"])
     paths["llama"] = save_vicuna(folder / "vicuna")
     return paths
+
+
+def release_layout(proj: dict[str, torch.Tensor]) -> dict[str, object]:
+    """The projection as MiniGPT-4's runner saves it: every buffer of the model beside the trained
+    weights under `model`, and the optimizer, scaler, config and epoch next to it."""
+    model = dict(proj)
+    model["Qformer.bert.embeddings.position_ids"] = torch.arange(32).unsqueeze(0)
+    for i in range(2):
+        model[f"llama_model.model.layers.{i}.self_attn.rotary_emb.inv_freq"] = torch.rand(8)
+    return {
+        "model": model,
+        "optimizer": {
+            "state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(T, Q), "exp_avg_sq": torch.zeros(T, Q)}},
+            "param_groups": [{"lr": 3e-5, "betas": (0.9, 0.999), "weight_decay": 0.05, "params": [0, 1]}],
+        },
+        "config": {"model": {"arch": "mini_gpt4", "freeze_vit": True}, "run": {"max_epoch": 5}},
+        "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "_growth_tracker": 12},
+        "epoch": 4,
+    }
 
 
 def save_vicuna(out: Path) -> Path:
@@ -119,14 +140,28 @@ def _layer_norm(x: torch.Tensor, sd: dict, p: str, eps: float) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], sd[f"{p}.weight"], sd[f"{p}.bias"], eps)
 
 
+@functools.lru_cache(maxsize=2)
+def _load_originals(vit: Path, qformer: Path, proj: Path) -> tuple[dict, dict, dict]:
+    return (
+        torch.load(vit, weights_only=True),
+        torch.load(qformer, weights_only=True)["model"],
+        torch.load(proj, weights_only=True)["model"],
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _load_vicuna(path: Path):  # noqa: ANN202 - (tokenizer, model)
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    return AutoTokenizer.from_pretrained(path), LlamaForCausalLM.from_pretrained(path).eval()
+
+
 def reference_image_embeds(paths: dict[str, Path], pixels: torch.Tensor) -> torch.Tensor:
-    eva = torch.load(paths["vit"], weights_only=True)
-    qf = torch.load(paths["qformer"], weights_only=True)["model"]
-    proj = torch.load(paths["proj"], weights_only=True)["model"]
+    eva, qf, proj = _load_originals(paths["vit"], paths["qformer"], paths["proj"])
     x = F.conv2d(pixels, eva["patch_embed.proj.weight"], eva["patch_embed.proj.bias"], stride=PATCH)
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([eva["cls_token"].expand(x.shape[0], -1, -1), x], dim=1) + eva["pos_embed"]
-    for i in range(EVA_BLOCKS - 1):
+    for i in range(KEPT):
         b = f"blocks.{i}"
         h = _layer_norm(x, eva, f"{b}.norm1", 1e-6)
         bias = torch.cat([eva[f"{b}.attn.q_bias"], torch.zeros(V), eva[f"{b}.attn.v_bias"]])
@@ -165,11 +200,11 @@ def reference_pixels(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(((arr - mean) / std).astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
-def reference_score(paths: dict[str, Path], req: Request, imgs: dict) -> float:
-    from transformers import AutoTokenizer, LlamaForCausalLM
+_EMBEDS: dict[tuple[Path, str], torch.Tensor] = {}
 
-    tok = AutoTokenizer.from_pretrained(paths["llama"])
-    lm = LlamaForCausalLM.from_pretrained(paths["llama"]).eval()
+
+def reference_score(paths: dict[str, Path], req: Request, imgs: dict) -> float:
+    tok, lm = _load_vicuna(paths["llama"])
     text = "###Human: <Img><ImageHere></Img> " + req.prompt + " ###Assistant:"
     cont = tok(continuation_text(req.continuation), add_special_tokens=False).input_ids
     emb = lm.get_input_embeddings()
@@ -180,7 +215,10 @@ def reference_score(paths: dict[str, Path], req: Request, imgs: dict) -> float:
     else:
         before, after = text.split("<ImageHere>")
         head, tail = tok(before).input_ids, tok(after, add_special_tokens=False).input_ids
-        image = reference_image_embeds(paths, reference_pixels(imgs[req.image]))
+        key = (paths["vit"], req.image)
+        if key not in _EMBEDS:  # one reference forward per image: 39 EVA blocks in Python are slow
+            _EMBEDS[key] = reference_image_embeds(paths, reference_pixels(imgs[req.image]))
+        image = _EMBEDS[key]
         parts = [emb(torch.tensor([head])), image, emb(torch.tensor([tail + cont]))]
         n_ctx = len(head) + NQ + len(tail)
     with torch.no_grad():
@@ -213,7 +251,7 @@ def test_converted_folder_loads_by_path(converted: Path, adapter) -> None:  # no
 
     cfg = json.loads((converted / "config.json").read_text())
     assert cfg["model_type"] == "minigpt4" and cfg["num_query_tokens"] == NQ
-    assert cfg["vision_config"]["num_hidden_layers"] == EVA_BLOCKS - 1
+    assert cfg["vision_config"]["num_hidden_layers"] == KEPT
     assert any(p.suffix == ".safetensors" for p in converted.iterdir())
     assert adapter.card.family == "minigpt4"
 
@@ -256,6 +294,37 @@ def test_unexpected_and_missing_keys_are_named(originals, tmp_path: Path) -> Non
     with pytest.raises(AuditError, match="missing key 'llama_proj.bias'"):
         convert_minigpt4(
             **(originals | {"proj": bad}), out=tmp_path / "o", vision_heads=HEADS, qformer_heads=HEADS
+        )
+
+
+def test_release_layout_buffers_and_training_state_ignored(originals) -> None:  # noqa: ANN001
+    from mllm_audit.models.minigpt4 import read_checkpoint
+
+    raw = torch.load(originals["proj"], weights_only=True)
+    assert {"optimizer", "scaler", "epoch", "config"} <= set(raw)  # the fixture is the release layout
+    assert any(k.endswith("inv_freq") for k in raw["model"]) and any(k.endswith("position_ids") for k in raw["model"])
+    assert sorted(read_checkpoint(originals["proj"], "proj")) == ["llama_proj.bias", "llama_proj.weight"]
+
+
+def test_vit_depth_is_39_and_fewer_blocks_refused(originals, tmp_path: Path) -> None:  # noqa: ANN001
+    eva = torch.load(originals["vit"], weights_only=True)
+    assert 1 + max(int(k.split(".")[1]) for k in eva if k.startswith("blocks.")) == 40
+
+    def blocks(n: int) -> Path:
+        path = tmp_path / f"eva{n}.pth"
+        torch.save({k: v for k, v in eva.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < n}, path)
+        return path
+
+    import json
+
+    # A file with exactly 39 blocks keeps all 39 (the old rule, "blocks minus one", kept 38).
+    out = convert_minigpt4(
+        **(originals | {"vit": blocks(39)}), out=tmp_path / "o39", vision_heads=HEADS, qformer_heads=HEADS
+    )
+    assert json.loads((out / "config.json").read_text())["vision_config"]["num_hidden_layers"] == KEPT
+    with pytest.raises(AuditError, match="the EVA checkpoint has 38 blocks; MiniGPT-4 runs 39"):
+        convert_minigpt4(
+            **(originals | {"vit": blocks(38)}), out=tmp_path / "o38", vision_heads=HEADS, qformer_heads=HEADS
         )
 
 
