@@ -282,6 +282,9 @@ def logprob_tensor(
     ids, mask, tgt, pos = (t.to(dev) for t in right_padded([tokenize(adapter, r) for r in requests], adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
     logits, _ = adapter.lm(emb, mask, pos)
-    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    m = tgt[:, 1:].to(logp.dtype)
-    return (logp * m).sum(-1), m.sum(-1)
+    # Continuation positions only: image placeholders may lie outside the vocabulary (MiniGPT-4), and a
+    # softmax over every prefix position would cost memory for nothing.
+    sel = tgt[:, 1:]
+    logp = torch.log_softmax(logits[:, :-1][sel], dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
+    total = torch.zeros(len(requests), dtype=logp.dtype, device=dev).index_add(0, sel.nonzero(as_tuple=True)[0], logp)
+    return total, sel.sum(-1).to(logp.dtype)

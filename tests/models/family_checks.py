@@ -90,6 +90,18 @@ def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
     random.Random(0).shuffle(order)
     got = score(adapter, [reqs[i] for i in order], imgs.__getitem__, batch_size=7, padding_side="right")
     np.testing.assert_allclose([g.logp for g in got], [base[i] for i in order], atol=1e-5, rtol=0)
+    # The differentiable path editors train through gives the same numbers (and runs on every family:
+    # MiniGPT-4's image placeholder id lies outside the vocabulary).
+    import torch
+
+    from mllm_audit.scoring import logprob_tensor
+
+    keys = sorted({r.image for r in reqs if r.image})
+    with torch.no_grad():
+        enc = adapter.encode_images([imgs[k] for k in keys])
+        lp, n_tok = logprob_tensor(adapter, reqs, {k: enc[i] for i, k in enumerate(keys)})
+    np.testing.assert_allclose(lp.numpy(), base, atol=1e-4, rtol=0)
+    assert n_tok.tolist() == [float(s.n_tokens) for s in score(adapter, reqs, imgs.__getitem__, batch_size=8)]
 
 
 def tiny_tokenizer(extra_specials: list[str]) -> Any:
