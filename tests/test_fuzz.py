@@ -352,9 +352,9 @@ def bad_policy(draw: st.DrawFn) -> Any:
         return b"checks:\n  - \xff\xfe" + draw(st.binary(max_size=10))
     elif kind == 20:  # the bomb: a check name that is an alias of 9 levels of 9
         levels, width = draw(st.integers(1, 9)), draw(st.integers(2, 9))
-        return alias_bomb(levels, width) + f"checks:\n  - {{name: *a{levels}, metric: pct_biased, max: 0.6}}\n"
+        return alias_bomb(levels, width) + f"checks:\n  - {{name: *a{levels}, metric: pct_biased, max: 60}}\n"
     else:
-        return draw(hostile_yaml("checks:\n  - {name: c, metric: pct_biased, max: 0.6}\n"))
+        return draw(hostile_yaml("checks:\n  - {name: c, metric: pct_biased, max: 60}\n"))
     return policy
 
 

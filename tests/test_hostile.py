@@ -163,7 +163,7 @@ def test_huge_single_line_prompt_is_refused_before_work(tmp_path: Path, tiny_sui
     bad = with_first(tiny_suite, prompt="a " * 1_500_000)  # 3 MB on one line (the issue's was 50 MB)
     t0 = time.perf_counter()
     refused(["scan", "--suite", bad, "--model", NO_MODEL, "-q"], f"{bad}:1", "1048576-character limit")
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 5.0  # the bad-input bound (issue 19): seconds, not minutes
     long_field = with_first(tiny_suite, "b.jsonl", prompt="b" * 30_000)  # under the line cap, over the field cap
     refused(["scan", "--suite", long_field, "--model", NO_MODEL, "-q"], "'prompt'", "20000 limit")
 
@@ -190,7 +190,7 @@ def test_items_file_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ti
 
 def _policy(tmp_path: Path, text: str | None = None) -> Path:
     path = tmp_path / "policy.yaml"
-    path.write_text(text if text is not None else "checks:\n  - {name: c, metric: pct_biased, max: 1.0}\n")
+    path.write_text(text if text is not None else "checks:\n  - {name: c, metric: pct_biased, max: 100}\n")
     return path
 
 
@@ -202,10 +202,10 @@ def _alias_bomb(levels: int = 9) -> str:
 
 
 def test_policy_alias_bomb_is_refused_at_once(tmp_path: Path, fake_run: Path) -> None:
-    text = _alias_bomb() + "\nchecks:\n  - {name: *a9, metric: pct_biased, max: 1.0}\n"
+    text = _alias_bomb() + "\nchecks:\n  - {name: *a9, metric: pct_biased, max: 100}\n"
     t0 = time.perf_counter()
     refused(["gate", "--policy", _policy(tmp_path, text), "--report", fake_run], "policy.yaml:2", "aliases")
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 5.0  # the bad-input bound (issue 19): seconds, not minutes
     code, _, _ = cli(["gate", "--policy", _policy(tmp_path), "--report", fake_run])
     assert code == 0
 
@@ -222,7 +222,7 @@ def test_suite_yaml_alias_and_depth_and_duplicates(tmp_path: Path, tiny_suite: P
 
 
 def test_policy_key_written_twice(tmp_path: Path, fake_run: Path) -> None:
-    text = "checks:\n  - name: c\n    metric: pct_biased\n    max: 0.1\n    max: 1.0\n"
+    text = "checks:\n  - name: c\n    metric: pct_biased\n    max: 10\n    max: 100\n"
     refused(["gate", "--policy", _policy(tmp_path, text), "--report", fake_run], "policy.yaml:5", "'max' appears twice")
 
 
