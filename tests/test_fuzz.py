@@ -291,7 +291,7 @@ def _is_number(s: str) -> bool:
 @st.composite
 def bad_policy(draw: st.DrawFn) -> Any:
     """A policy document (or raw text/bytes) that must be refused."""
-    check: dict[str, Any] = {"name": "c", "metric": "pct_biased", "max": 0.6}
+    check: dict[str, Any] = {"name": "c", "metric": "pct_biased", "max": 60}
     policy: dict[str, Any] = {"suite": "toy", "checks": [check]}
     kind = draw(st.integers(0, 21))
     if kind == 0:
