@@ -118,10 +118,12 @@ def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
-    """results.json of a run folder, type-checked through the run record (runs/record.py)."""
+    """results.json of a run folder as written, after type-checking it through the run record
+    (runs/record.py); returned unnormalised so that a rewrite (`rescore --write`) changes only what it means to."""
     from .runs.record import read_record
 
-    return read_record(run_dir).to_dict()
+    read_record(run_dir)
+    return json.loads((Path(run_dir) / "results.json").read_text(encoding="utf-8"))
 
 
 class RunWriter:
