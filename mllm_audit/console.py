@@ -29,7 +29,7 @@ def set_feedback(on: bool) -> None:
 def note(message: str) -> None:
     """One line on stderr about what the command is doing (the CLI's only; silent for the library)."""
     if _FEEDBACK["on"]:
-        err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+        err_console.print(shown(message, markup=False), highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager
@@ -83,7 +83,7 @@ def _line_progress(description: str, total: int) -> Callable[[int], None]:
         left = (total - done) / rate if rate > 0 else float("inf")
         pct = 100 * done / total if total else 100.0
         err_console.print(
-            f"{description}: {done}/{total} ({pct:.0f} %), {rate:.1f}/s, {left:.0f} s left",
+            f"{shown(description, markup=False)}: {done}/{total} ({pct:.0f} %), {rate:.1f}/s, {left:.0f} s left",
             highlight=False, soft_wrap=True,
         )
 
@@ -97,10 +97,10 @@ def status(message: str, enabled: bool = True) -> Iterator[None]:
         yield
         return
     if not err_console.is_terminal:
-        err_console.print(f"{message} ...", highlight=False, markup=False, soft_wrap=True)
+        err_console.print(f"{shown(message, markup=False)} ...", highlight=False, markup=False, soft_wrap=True)
         yield
         return
-    with err_console.status(message):
+    with err_console.status(shown(message)):
         yield
 
 

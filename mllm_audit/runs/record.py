@@ -119,6 +119,9 @@ class Coverage:
 class Counters:
     images_encoded: int = 0
     forward_passes: int = 0
+    # Continuations scored as the tokenizer splits them after the prompt, where that differs from
+    # tokenizing them alone (scoring.py's boundary rule); 0 for tokenizers without the difference.
+    joint_tokenization: int = 0
 
 
 @dataclass
