@@ -40,6 +40,11 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
         save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
         editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
+        variant: str | None = typer.Option(
+            None, help="ft-l/ft-v: easyedit (default) or margin; ike: easyedit (default) or prompt "
+                       "(mend/ke pick theirs at train-editor time). See docs/editors.md."),
+        serac_routing: str | None = typer.Option(
+            None, help="serac: soft (default; EasyEdit's multimodal SERAC mixes by scope score) or hard."),
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
         batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
         dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
@@ -50,14 +55,26 @@ def register(app: typer.Typer) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
+        from ..errors import AuditError
+
+        options: dict[str, Any] = {}
+        if variant is not None:
+            if editor not in ("ft-l", "ft-v", "ike"):
+                raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+            options["variant"] = variant
+        if serac_routing is not None:
+            if editor != "serac":
+                raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
+            options["routing"] = serac_routing
 
         lines: list[str] = []
         with progress_bar(f"editing ({editor})", enabled=not quiet) as start:
             res = run_fix(
                 model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
-                editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
-                device=device, seed=seed, progress=start, on_edit=lambda rec: lines.append(_diff_line(rec)),
+                editor_state=editor_state, editor_options=options, data_dir=data_dir, batch_size=batch_size,
+                dtype=dtype, device=device, seed=seed, progress=start,
+                on_edit=lambda rec: lines.append(_diff_line(rec)),
             )
         if not quiet:
             for line in lines:
