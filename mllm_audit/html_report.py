@@ -332,7 +332,14 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     sections.append("Run")
 
     summary = res.get("summary")
-    if isinstance(summary, dict) and summary:
+    if res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
+        from .studies import html_section
+
+        block, k = html_section(res)
+        parts.append(block)
+        n_images += k
+        sections.append(f"Study: {res.get('study')}")
+    elif isinstance(summary, dict) and summary:
         rows = []
         for lab, r in summary.items():
             rows.append([_esc(lab), _num(r.get("n")), _num(r.get("n_clusters")), _pct(r.get("pct_biased")),
@@ -346,13 +353,14 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     else:
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    parts.append("<h2>Margins</h2>")
-    sections.append("Margins")
-    if run.samples:
-        parts.append(_png(plot_margin_histograms(run.samples, run.group_by)))
-        n_images += 1
-    else:
-        parts.append('<p class="note">No samples.jsonl: margin histograms skipped.</p>')
+    if res.get("command") != "study":
+        parts.append("<h2>Margins</h2>")
+        sections.append("Margins")
+        if run.samples:
+            parts.append(_png(plot_margin_histograms(run.samples, run.group_by)))
+            n_images += 1
+        else:
+            parts.append('<p class="note">No samples.jsonl: margin histograms skipped.</p>')
 
     fix_metrics = res.get("metrics")
     edits_path = run.dir / "edits.jsonl"

@@ -116,7 +116,7 @@ class IKE(Editor):
         self.last_k: list[int] = []  # demonstrations used per edit of the last apply (reports, tests)
 
     def _build_index(self, adapter: Adapter, train_items: Sequence[Any], by: str) -> tuple[torch.Tensor, list[Any]]:
-        key = (id(adapter), len(train_items), by)
+        key = (id(adapter), tuple(getattr(it, "id", i) for i, it in enumerate(train_items)), by)
         if self._index is None or self._index[0] != key:
             items = list(train_items)
             fmt = adapter.format_prompt
