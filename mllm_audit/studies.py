@@ -306,6 +306,8 @@ def run_study(
     if unknown:
         known = MODULE_EDITORS if study == "modules" else EDITORS
         raise AuditError(f"study {study}: unknown editor {unknown[0]!r} (known: {', '.join(known)})")
+    if output is not None and (Path(output) / "results.json").exists():
+        raise AuditError(f"{output} already holds a run (results.json): choose another --output")
     states = {k: Path(v) for k, v in (states or {}).items()}
     the_suite = load_suite(suite, data_dir=data_dir)
     check_images(the_suite, the_suite.items)
@@ -319,6 +321,8 @@ def run_study(
     if not items:
         raise AuditError(f"model {adapter.card.name!r} is biased on no eval item of suite {the_suite.name!r}")
     out_dir = Path(output) if output else default_run_dir(f"study-{study}", adapter.card.name, the_suite.name)
+    if (out_dir / "results.json").exists():
+        raise AuditError(f"{out_dir} already holds a run (results.json): choose another --output")
     run_id = new_run_id()
     engine = Engine(adapter, the_suite, batch_size)
     load = image_loader(the_suite)
@@ -365,6 +369,7 @@ def run_study(
             by_type = {t: [it for it in items if it.bias_type == t] for t in types}
             per_type = {t: (v[:limit] if limit is not None else v) for t, v in by_type.items()}
             for name in editors:
+                fitted = name in LEARNED or name == "ike"  # FT has nothing to fit on a bias type
                 for src in types:
                     train_src = [it for it in train_all if it.bias_type == src]
                     scope = "vision" if name == "ft-v" else "text"
@@ -374,6 +379,11 @@ def run_study(
                     ctx = ctx_for(train_src)
                     for tgt in types:
                         label = {"editor": name, "edit_type": src, "eval_type": tgt, "protocol": protocol}
+                        if protocol == "fit" and not fitted and src != types[0]:
+                            # Same editor, same items: the row of the first source type, not re-run.
+                            same = next(r for r in table if r["editor"] == name and r["eval_type"] == tgt)
+                            table.append({**same, **label})
+                            continue
                         if protocol == "fit":
                             setting = Setting(label, ed, ctx, [[it] for it in per_type[tgt]])
                         else:
