@@ -103,16 +103,16 @@ def test_parity_drops_for_a_real_edit_but_not_for_a_uniform_shift(toy, suite) ->
 
 def test_batch_study_writes_its_run_folder_and_report(toy, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "batch"
-    res = run_study("batch", editors=["ft-l"], limit=8, sizes=[1, 8], output=out, adapter=toy)
+    res = run_study("batch", editors=["ft-l"], limit=3, sizes=[1, 3], output=out, adapter=toy)
     table = res.results["table"]
-    assert [(r["editor"], r["batch"]) for r in table] == [("ft-l", 1), ("ft-l", 8)]
-    # One edit at a time, 15 steps flip every item; eight at once in 15 steps at lr 2e-4 flip fewer.
-    assert table[0]["reliability"] == 1.0 and table[1]["reliability"] < table[0]["reliability"]
-    assert all(r["n"] == 8 for r in table)
+    assert [(r["editor"], r["batch"]) for r in table] == [("ft-l", 1), ("ft-l", 3)]
+    assert table[0]["reliability"] == 1.0  # one edit at a time: every item flips
+    assert all(r["n"] == 3 for r in table)
     saved = json.loads((out / "results.json").read_text())
     assert saved["complete"] and saved["command"] == "study" and saved["study"] == "batch"
-    lines = (out / "records.jsonl").read_text().splitlines()
-    assert len(lines) == 16 and all("parity_after" in json.loads(line) for line in lines)
+    lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and [r["chunk_size"] for r in lines] == [1, 1, 1, 3, 3, 3]
+    assert all(r["parity_after"] is not None for r in lines)
     html = (out / "report.html").read_text()
     assert "Study: batch" in html and "parity pre" in html
     # Nothing the user has is overwritten.
@@ -121,7 +121,7 @@ def test_batch_study_writes_its_run_folder_and_report(toy, tmp_path: Path) -> No
 
 
 def test_modules_study_compares_language_and_vision(toy, tmp_path: Path) -> None:  # noqa: ANN001
-    res = run_study("modules", editors=["ft"], limit=4, output=tmp_path / "m", adapter=toy)
+    res = run_study("modules", editors=["ft"], limit=2, output=tmp_path / "m", adapter=toy)
     rows = {r["module"]: r for r in res.results["table"]}
     assert set(rows) == {"language", "vision"} and rows["vision"]["edited_as"] == "ft-v"
     assert rows["language"]["reliability"] == 1.0
@@ -131,7 +131,7 @@ def test_modules_study_compares_language_and_vision(toy, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("protocol", ["transfer", "fit"])
 def test_cross_bias_table_has_every_pair_of_types(toy, tmp_path: Path, protocol: str) -> None:  # noqa: ANN001
-    res = run_study("cross-bias", editors=["ft-l"], limit=2, protocol=protocol, output=tmp_path / protocol,
+    res = run_study("cross-bias", editors=["ft-l"], limit=1, protocol=protocol, output=tmp_path / protocol,
                     adapter=toy)
     table = res.results["table"]
     types = ["gender", "race", "age"]
