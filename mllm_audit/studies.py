@@ -236,7 +236,9 @@ def make_study_editor(
     given = states.get(f"{name}:{scope}") or states.get(name)
     if given is not None:
         ed.load_state(given, adapter)
-        ed.scope = scope
+        if ed.scope != scope:
+            raise AuditError(f"editor state {given} edits the {ed.scope} side; this study row needs {scope} "
+                             f"(pass it as {name}:{ed.scope}=DIR)")
         return ed
     if not train_items:
         raise AuditError(f"suite {suite.name!r}: no train items to train {name} on for this study")
