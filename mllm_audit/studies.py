@@ -223,7 +223,8 @@ def make_study_editor(
     seed: int,
 ) -> Editor:
     """An editor ready to apply: weight/in-context editors as they are; learned ones loaded from a
-    given state (`states[name]`) or trained here on `train_items` (val split for early stopping)."""
+    given state (`states["name:scope"]`, or `states[name]` for the text side) or trained here on
+    `train_items` (val split for early stopping)."""
     from .editors import make_editor
     from .editors.learned import TRAIN_DEFAULTS, LearnedEditor, train_loop
     from .scan import image_loader
@@ -233,7 +234,7 @@ def make_study_editor(
         ed.scope = scope  # type: ignore[attr-defined]
     if not isinstance(ed, LearnedEditor):
         return ed
-    given = states.get(f"{name}:{scope}") or states.get(name)
+    given = states.get(f"{name}:{scope}") or (states.get(name) if scope == "text" else None)
     if given is not None:
         ed.load_state(given, adapter)
         if ed.scope != scope:
