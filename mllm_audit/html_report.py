@@ -366,7 +366,14 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     sections.append("Run")
 
     summary = res.get("summary")
-    if res.get("command") == "gen-scan":
+    if res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
+        from .studies import html_section
+
+        block, k = html_section(res)
+        parts.append(block)
+        n_images += k
+        sections.append(f"Study: {res.get('study')}")
+    elif res.get("command") == "gen-scan":
         parts.append(_gen_section(res, run.samples))
         sections.append("Generation bias")
         summary = None
@@ -384,7 +391,7 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     else:
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    if res.get("command") == "gen-scan":
+    if res.get("command") in ("gen-scan", "study"):
         pass  # no likelihood margins: the section above is the run's result
     elif run.samples:
         parts.append("<h2>Margins</h2>")

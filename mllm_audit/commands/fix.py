@@ -42,6 +42,11 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
         save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
         editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
+        variant: str | None = typer.Option(
+            None, help="ft-l/ft-v: easyedit (default) or margin; ike: easyedit (default) or prompt "
+                       "(mend/ke pick theirs at train-editor time). See docs/editors.md."),
+        serac_routing: str | None = typer.Option(
+            None, help="serac: soft (default; EasyEdit's multimodal SERAC mixes by scope score) or hard."),
         data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
         allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
         batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
@@ -54,6 +59,18 @@ def register(app: typer.Typer) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
+        from ..errors import AuditError
+
+        options: dict[str, Any] = {}
+        if variant is not None:
+            if editor not in ("ft-l", "ft-v", "ike"):
+                raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+            options["variant"] = variant
+        if serac_routing is not None:
+            if editor != "serac":
+                raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
+            options["routing"] = serac_routing
+
         from ..text import shown
 
         def on_edit(rec: dict[str, Any]) -> None:
@@ -64,8 +81,8 @@ def register(app: typer.Typer) -> None:
             res = run_fix(
                 model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
-                editor_state=editor_state, data_dir=data_dir, batch_size=batch_size, dtype=dtype,
-                device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
+                editor_state=editor_state, editor_options=options, data_dir=data_dir, batch_size=batch_size,
+                dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
                 allow_outside_paths=allow_outside_paths,
             )
         from ..runviews import edit_counts

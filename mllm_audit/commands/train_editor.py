@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         counterfactual: str | None = typer.Option(
             None, help="serac: 'lora' (adapters on the base, default) or a card/folder of a smaller model."
         ),
+        variant: str | None = typer.Option(
+            None, help="mend: easyedit (default) or margin; ke: decao (default) or margin. See docs/editors.md."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
@@ -43,9 +45,11 @@ def register(app: typer.Typer) -> None:
                 fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
                 prog.update(task, completed=step, total=total, **fields)
 
-            hparams = {"counterfactual": counterfactual} if counterfactual else None
+            hparams: dict[str, str] = {"counterfactual": counterfactual} if counterfactual else {}
+            if variant:
+                hparams["variant"] = variant
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
-                               resume=resume, data_dir=data_dir, dtype=dtype, device=device, hparams=hparams,
+                               resume=resume, data_dir=data_dir, dtype=dtype, device=device, hparams=hparams or None,
                                on_step=on_step, allow_outside_paths=allow_outside_paths)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "

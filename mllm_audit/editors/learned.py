@@ -57,16 +57,23 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 # ---- the modules an editor edits ----------------------------------------------------------------
 
 
-def linear_modules(adapter: Adapter, scope: str) -> dict[str, torch.nn.Linear]:
+def linear_modules(adapter: Adapter, scope: str, text_layers: int = 1, vision_layers: int = 1
+                   ) -> dict[str, torch.nn.Linear]:
     """The nn.Linear layers a weight editor edits, by module name.
 
-    text: the card's text modules (default: the last LM layer's MLP). vision: the Linear layers of
-    the last Q-Former layer's query MLP (the card's vision modules name the Q-Former as a whole,
-    far too much for a hyper-network), falling back to all Linears of that last layer.
+    text: the card's text modules (the last LM layer's MLP), repeated over the last `text_layers`
+    layers (EasyEdit's MEND: 3). vision: the Linear layers of the query MLP of the last
+    `vision_layers` Q-Former layers (the card's vision modules name the Q-Former as a whole, far too
+    much for a hyper-network; EasyEdit's vision MEND: 2), falling back to all Linears of those layers.
     """
+    from .layers import last_layers
+
     model = adapter.model
+    names = adapter.module_names(scope)
+    if scope == "text" and text_layers > 1:
+        names = last_layers(adapter, names, text_layers)
     found: dict[str, torch.nn.Linear] = {}
-    for prefix in adapter.module_names(scope):
+    for prefix in names:
         try:
             mod = model.get_submodule(prefix)
         except AttributeError:
@@ -80,8 +87,9 @@ def linear_modules(adapter: Adapter, scope: str) -> dict[str, torch.nn.Linear]:
     if scope == "vision":
         layered = {n: m for n, m in found.items() if re.search(r"\.layer\.(\d+)\.", n)}
         if layered:
-            last = max(int(re.search(r"\.layer\.(\d+)\.", n).group(1)) for n in layered)  # type: ignore[union-attr]
-            tail = {n: m for n, m in layered.items() if f".layer.{last}." in n}
+            idx = {n: int(re.search(r"\.layer\.(\d+)\.", n).group(1)) for n in layered}  # type: ignore[union-attr]
+            last = max(idx.values())
+            tail = {n: m for n, m in layered.items() if idx[n] > last - max(1, vision_layers)}
             mlp = {n: m for n, m in tail.items() if "_query." in n and ("intermediate" in n or "output" in n)}
             found = mlp or tail
     if not found:
@@ -117,6 +125,26 @@ class Captured:
 def edit_loss_terms(margin: torch.Tensor, target: float) -> torch.Tensor:
     """Logistic loss pushing margin = logp(y_less) - logp(y_more) above `target` nats."""
     return F.softplus(target - margin)
+
+
+def pair_scores(adapter: Adapter, pairs: Sequence[tuple[Request, Request]], feats: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(margin, target NLL) per (less, more) pair: summed log-prob margin and the y_less mean token NLL."""
+    from ..scoring import logprob_tensor
+
+    flat = [r for pair in pairs for r in pair]
+    lp, n = logprob_tensor(adapter, flat, feats)
+    return lp[0::2] - lp[1::2], -lp[0::2] / n[0::2]
+
+
+def edit_objective(loss: str, margin: torch.Tensor, nll: torch.Tensor, target_margin: float) -> torch.Tensor:
+    """Per pair: `nll` = the target's NLL (MEND, KE, EasyEdit); `margin` = the logistic margin loss
+    (this project's earlier variant, which optimises the Reliability quantity itself)."""
+    if loss == "nll":
+        return nll
+    if loss == "margin":
+        return edit_loss_terms(margin, target_margin)
+    raise AuditError(f"unknown edit loss {loss!r} (nll or margin)")
 
 
 # ---- the data view training and edits share ------------------------------------------------------
@@ -239,6 +267,9 @@ class LearnedEditor(Editor):
 
     needs_state = True
     defaults: dict[str, Any] = {}
+    # name -> hyperparameters over `defaults`; the first is the default (the original's settings)
+    variants: dict[str, dict[str, Any]] = {}
+    legacy_variant: str | None = None  # what a saved state without a "variant" was trained as
     train_defaults: dict[str, Any] = {}  # schedule overrides of TRAIN_DEFAULTS for this editor
 
     def __init__(self) -> None:
@@ -257,7 +288,14 @@ class LearnedEditor(Editor):
     # -- shared
     def setup(self, adapter: Adapter, overrides: dict[str, Any] | None = None) -> None:
         """Build an untrained network for this model (hyperparameters: defaults < card < overrides)."""
-        self.hp = {**self.defaults, **adapter.card.edit.get(self.name, {}), **(overrides or {})}
+        card = dict(adapter.card.edit.get(self.name, {}) or {})
+        overrides = dict(overrides or {})
+        self.hp = {**self.defaults, **card, **overrides}
+        if self.variants:
+            variant = overrides.get("variant") or card.get("variant") or next(iter(self.variants))
+            if variant not in self.variants:
+                raise AuditError(f"{self.name} variant must be one of {', '.join(self.variants)}, got {variant!r}")
+            self.hp = {**self.defaults, **self.variants[variant], **card, **overrides, "variant": variant}
         self.net = self.build(adapter, self.hp)
 
     def save_state(self, out: Path, adapter: Adapter, extra: dict[str, Any]) -> None:
@@ -300,6 +338,9 @@ class LearnedEditor(Editor):
         check_same_model(config.get("model") or {}, adapter.identity(), state_dir)
         self.scope = config.get("scope", "text")
         self.hp = dict(config.get("hparams") or {})
+        if self.variants and "variant" not in self.hp and self.legacy_variant:
+            self.hp = {**self.defaults, **self.variants[self.legacy_variant], **self.hp,
+                       "variant": self.legacy_variant}
         self.net = self.build(adapter, self.hp)
         try:
             self.net.load_state_dict(load_file(str(state_dir / STATE_FILE)))
@@ -332,13 +373,15 @@ def check_same_model(trained: dict[str, Any], current: dict[str, Any], where: Pa
 
 
 def capture(
-    adapter: Adapter, modules: dict[str, torch.nn.Linear], requests: Sequence[EditRequest], data: Data, vision: bool
+    adapter: Adapter, modules: dict[str, torch.nn.Linear], requests: Sequence[EditRequest], data: Data, vision: bool,
+    loss_kind: str = "margin",
 ) -> tuple[Captured, torch.Tensor]:
     """Layer inputs x and output gradients delta of the edit loss, per edited layer (rank-1 factors).
 
     A zero tensor that requires grad is added to each hooked output, so the gradient w.r.t. that
     output is read with autograd.grad without touching any parameter's .grad. Only rows with a
-    non-zero gradient are kept (the positions the loss reaches). Returns the margins too.
+    non-zero gradient are kept (the positions the loss reaches). `loss_kind`: the edit loss whose
+    gradient is decomposed (`nll` of the target, or the `margin` loss). Returns the margins too.
     """
     from ..scoring import Request
 
@@ -357,8 +400,8 @@ def capture(
     try:
         with torch.enable_grad():
             feats = data.features([r.image for r in requests], grad=vision)
-            margin = pair_margins(adapter, pairs, feats)
-            loss = edit_loss_terms(margin, 0.0).sum()
+            margin, nll = pair_scores(adapter, pairs, feats)
+            loss = edit_objective(loss_kind, margin, nll, 0.0).sum()
             names = list(zs)
             grads = torch.autograd.grad(loss, [zs[n] for n in names], allow_unused=True)
     finally:
@@ -391,7 +434,13 @@ class WeightEditor(LearnedEditor):
         all_lin = {n: m for n, m in adapter.model.named_modules() if isinstance(m, torch.nn.Linear)}
         if names:
             return {n: all_lin[n] for n in names}
-        return linear_modules(adapter, self.scope)
+        return linear_modules(adapter, self.scope, int(self.hp.get("text_layers", 1)),
+                              int(self.hp.get("vision_layers", 1)))
+
+    def captured(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> tuple[Captured, torch.Tensor]:
+        """The rank-1 gradient factors of this editor's edit loss at its edited layers."""
+        return capture(adapter, self.modules(adapter), requests, data, self.scope == "vision",
+                       str(self.hp.get("loss", "margin")))
 
     def deltas(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -412,14 +461,19 @@ class WeightEditor(LearnedEditor):
         vision = self.scope == "vision"
         with added_deltas(mods, dws):
             feats = data.features([r.image for p in pairs for r in p] + [r.image for r in loc], grad=vision)
-            margin = pair_margins(adapter, pairs, feats)
+            margin, nll = pair_scores(adapter, pairs, feats)
             post = continuation_logprobs(adapter, loc, feats) if loc else []
-        l_edit = edit_loss_terms(margin, float(self.hp.get("target_margin", 1.0))).mean()
+        l_edit = edit_objective(str(self.hp.get("loss", "margin")), margin, nll,
+                                float(self.hp.get("target_margin", 1.0))).mean()
         l_loc = kl_pre_post(pre, post) if loc else torch.zeros(())
-        loss = float(self.hp.get("c_edit", 1.0)) * l_edit + float(self.hp.get("c_loc", 1.0)) * l_loc
+        loss = float(self.hp.get("c_edit", 1.0)) * l_edit + self.locality_term(l_loc)
         stats = {"edit": float(l_edit.detach()), "loc": float(l_loc.detach()), "rel": float(margin[0] > 0),
                  "acc": float((margin > 0).float().mean())}
         return loss, stats
+
+    def locality_term(self, l_loc: torch.Tensor) -> torch.Tensor:
+        """How the locality KL enters the meta-loss: a fixed weight c_loc (MEND); KE overrides it."""
+        return float(self.hp.get("c_loc", 1.0)) * l_loc
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
         """Write W + dW into the edited layers (originals kept for an exact restore)."""

@@ -14,8 +14,14 @@
   the base model itself (`counterfactual: lora`, the default) or on a separate, usually smaller
   model of the same family (`counterfactual: <card or folder>`), whose own weights stay frozen.
 
-Out-of-scope requests go to the untouched base model, so locality holds wherever the classifier
-says "out of scope". Evaluation reaches the counterfactual model through `Edited.score`.
+Routing (`routing`, an option of `fix`: `--serac-routing`): `soft` (default, as EasyEdit's
+multimodal SERAC runs with `supervised: False`) mixes the two models' next-token distributions by
+the scope score s = max over memory: p = (1 - s) p_base + s p_cf at every position, so every input
+is moved a little toward the counterfactual model, however far from the memory; `hard` (the
+project's earlier SERAC, and SERAC's paper) sends an input to the counterfactual model only when s
+passes `threshold`, leaving out-of-scope inputs exactly as the base model answers them.
+Training (scope classifier and counterfactual model apart) is the same for both. Evaluation
+reaches the counterfactual model through `Edited.score`.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import AuditError
 from .base import EditContext, Edited, EditRequest
 from .ike import ike_prompt
 from .learned import Data, LearnedEditor, edit_loss_terms, item_locality, item_pairs, pair_margins
@@ -37,6 +44,9 @@ if TYPE_CHECKING:
     from ..models.base import Adapter
     from ..scoring import ImageLoader, Request
     from ..suites import Item
+
+
+ROUTINGS = ("soft", "hard")
 
 
 def lm_linears(adapter: Adapter) -> dict[str, torch.nn.Linear]:
@@ -82,13 +92,15 @@ class SERACEdited(Edited):
     """The memory of edits; scores requests itself, routing in-scope ones to the counterfactual model."""
 
     def __init__(self, adapter: Adapter, editor: SERAC, memory: list[EditRequest], mem_emb: torch.Tensor,
-                 load_image: ImageLoader) -> None:
+                 load_image: ImageLoader, routing: str = "soft") -> None:
         super().__init__(adapter)
         self.editor = editor
         self.memory = memory
         self.mem_emb = mem_emb
         self.load_image = load_image
+        self.routing = routing
         self.routed: list[bool] = []  # in-scope decisions of the last scored batch (for reports, tests)
+        self.weights: list[float] = []  # scope scores s of the last scored batch (soft routing's mix)
         self.score = self._score
 
     @staticmethod
@@ -96,7 +108,7 @@ class SERACEdited(Edited):
         """Accumulated edits form one memory; each request sees its nearest entry."""
         s = [h for h in handles if isinstance(h, SERACEdited)]
         merged = SERACEdited(s[0].adapter, s[0].editor, [m for h in s for m in h.memory],
-                             torch.cat([h.mem_emb for h in s]), s[0].load_image)
+                             torch.cat([h.mem_emb for h in s]), s[0].load_image, s[0].routing)
         return merged._score
 
     def _score(self, requests: Sequence[Request], load: Any, batch_size: int) -> list[torch.Tensor]:
@@ -109,6 +121,9 @@ class SERACEdited(Edited):
         best, which = scores.max(-1)
         inside = (best > float(self.editor.hp["threshold"])).tolist()
         self.routed = inside
+        self.weights = best.tolist()
+        if self.routing == "soft":
+            return self._mix(requests, load, batch_size, best, which)
         out: list[torch.Tensor | None] = [None] * len(requests)
         base_idx = [i for i, ok in enumerate(inside) if not ok]
         cf_idx = [i for i, ok in enumerate(inside) if ok]
@@ -124,6 +139,24 @@ class SERACEdited(Edited):
             for i, d in zip(cf_idx, dists, strict=True):
                 out[i] = d
         return [d for d in out if d is not None]
+
+    def _mix(self, requests: Sequence[Request], load: Any, batch_size: int, s: torch.Tensor, which: torch.Tensor
+             ) -> list[torch.Tensor]:
+        """Soft routing: log((1 - s) p_base + s p_cf + eps) per position; the counterfactual model reads
+        each request with its nearest memory entry in front (EasyEdit's eps: float32 machine epsilon)."""
+        from ..scoring import next_token_logprobs
+
+        base = next_token_logprobs(self.adapter, list(requests), load, batch_size=batch_size)
+        cf = self.editor.cf_model(self.adapter)
+        asked = [self.editor.cf_request(cf, self.memory[int(which[i])], r) for i, r in enumerate(requests)]
+        with self.editor.counterfactual(self.adapter):
+            alt = next_token_logprobs(cf, asked, load, batch_size=batch_size)
+        eps = torch.finfo(torch.float32).eps
+        out = []
+        for i, (b, a) in enumerate(zip(base, alt, strict=True)):
+            w = float(s[i])
+            out.append(torch.log((1 - w) * b.float().exp() + w * a.float().exp() + eps))
+        return out
 
 
 class SERAC(LearnedEditor):
@@ -271,9 +304,12 @@ class SERAC(LearnedEditor):
         """Store the edits in memory; nothing in the model changes."""
         from ..scoring import Request
 
+        routing = str(ctx.options.get("routing") or self.hp.get("routing") or "soft")
+        if routing not in ROUTINGS:
+            raise AuditError(f"--serac-routing must be one of {', '.join(ROUTINGS)}, got {routing!r}")
         self.require_net().eval()
         data = Data(adapter, ctx.load_image)
         with torch.no_grad():
             mem = self.embed_requests(adapter, [Request(r.prompt, r.target, r.image, r.task) for r in requests], data)
-        return SERACEdited(adapter, self, list(requests), mem, ctx.load_image)
+        return SERACEdited(adapter, self, list(requests), mem, ctx.load_image, routing)
 

@@ -57,13 +57,21 @@ def test_every_mode_restores_bit_for_bit(tiny_adapter, edit_suite: Path, tmp_pat
     assert [e["item_id"] for e in edits] == [e["item_id"] for e in res.edits]
 
 
-def test_ft_l_touches_only_the_card_text_modules_and_moves_margins(tiny_adapter, edit_suite: Path,  # noqa: ANN001
-                                                                   tmp_path: Path) -> None:
+def test_ft_l_touches_only_the_last_text_layer_and_moves_margins(tiny_adapter, edit_suite: Path,  # noqa: ANN001
+                                                                 tmp_path: Path) -> None:
+    from mllm_audit.editors.layers import whole_last_layer
+
     res = run_fix(suite=str(edit_suite), editor="ft-l", all_items=True, output=tmp_path / "run",
                   adapter=tiny_adapter, editor_options={"steps": 10, "lr": 1e-2, "stop_margin": 100.0})
     text = tiny_adapter.module_names("text")
-    assert res.results["touched_parameters"]
-    assert all(any(n.startswith(m + ".") for m in text) for n in res.results["touched_parameters"])
+    (layer,) = whole_last_layer(tiny_adapter, text)  # EasyEdit's FT-L: the whole last layer
+    touched = res.results["touched_parameters"]
+    assert all(n.startswith(layer + ".") for n in touched)
+    assert all(any(n.startswith(m + ".") for n in touched) for m in text)
+    # The earlier variant touches only the card's modules.
+    old = run_fix(suite=str(edit_suite), editor="ft-l", all_items=True, limit=1, output=tmp_path / "old",
+                  adapter=tiny_adapter, editor_options={"variant": "margin", "steps": 2, "lr": 1e-2})
+    assert all(any(n.startswith(m + ".") for m in text) for n in old.results["touched_parameters"])
     # Every edit pushed the model towards y_less on the edited item (margin = logp more - less).
     for e in res.edits:
         assert e["post"]["reliability"] < e["pre"]["reliability"] - 0.1
