@@ -83,3 +83,24 @@ def test_records_and_intervals_aggregate() -> None:
     assert agg["t_locality_top1_easyedit"] == 1.0 and agg["m_locality_top10_easyedit"] is None
     assert agg["mirror_amplified_ci_low"] == 0.0 and agg["mirror_amplified_ci_high"] == 1.0
     assert agg["steps"] == 3  # the edit that reports no steps is left out, not counted as 0
+
+
+def test_all_position_scores_end_with_the_scoring_contract() -> None:
+    """The easyedit protocol's last positions are exactly the continuation distributions `scan` and
+    the answer protocol read (1e-5), and image positions are counted in front."""
+    from mllm_audit.editing import all_position_logprobs
+    from mllm_audit.models import load_model
+    from mllm_audit.scoring import Request, next_token_logprobs
+    from mllm_audit.suites import load_image, load_suite
+
+    suite = load_suite("toy")
+    adapter = load_model("toy")
+    it = next(i for i in suite.items if i.split == "eval")
+    reqs = [Request(it.loc_prompt, it.loc_answer), Request(it.m_loc_prompt, it.m_loc_answer, it.m_loc_image, "vqa")]
+    li = lambda k: load_image(suite.image_path(k))  # noqa: E731
+    full = all_position_logprobs(adapter, reqs, li, 2)
+    ans = next_token_logprobs(adapter, reqs, li)
+    assert [n for _, n in full] == [0, adapter.n_image_tokens]
+    for (f, _), a in zip(full, ans, strict=True):
+        assert f.shape[0] > a.shape[0] >= 2
+        torch.testing.assert_close(f[-a.shape[0]:], a, atol=1e-5, rtol=0)
