@@ -69,7 +69,8 @@ PROTOCOL = {
     "neighbour_drift": "mean |margin change| (nats) on other scenarios' items named in meta.neighbours",
     "perception_locality": "protocol `answer` on questions about the edited image itself (meta.perception)",
     "effects": "margin_change = post - pre margin on the edited item (nats); weight_delta_norm = L2 norm of "
-    "all weight changes; steps = optimisation steps the editor reports (null if it does not)",
+    "all weight changes of the edit call (in batch mode the batch's shared change; 0 for editors that change no "
+    "weights; null in sequential mode); steps = optimisation steps the editor reports (null if it does not)",
 }
 LOCALITY_PROTOCOLS = {
     "answer": "the answer positions of each locality probe (the paper's prose: top-1 agreement and KL)",
