@@ -27,6 +27,27 @@ FIX_METRICS = (
     "m_locality_top1",
     "m_locality_kl",
 )
+# Beside them in results.json "metrics" (issue 17): locality under the `easyedit` protocol (all
+# positions; EasyEdit's code, the paper's Table 2), the debias metrics and effect sizes, each with
+# the direction in which it is better (None: context, no direction). Each also gets
+# `<key>_ci_low` / `<key>_ci_high` (95 % cluster bootstrap over the edited scenes).
+FIX_DEBIAS_METRICS: dict[str, bool | None] = {
+    "t_locality_top1_easyedit": True,
+    "t_locality_kl_easyedit": False,
+    "m_locality_top10_easyedit": True,
+    "m_locality_kl_easyedit": False,
+    "perception_locality_top1": True,
+    "perception_locality_kl": False,
+    "parity_before": None,
+    "parity_after": False,
+    "parity_planted": None,
+    "mirror_amplified": False,
+    "mirror_delta": False,
+    "neighbour_drift": False,
+    "margin_change": None,
+    "weight_delta_norm": None,
+    "steps": None,
+}
 
 
 def sample_record(

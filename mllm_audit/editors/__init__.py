@@ -18,6 +18,7 @@ EDITORS = {
     "mend": "mllm_audit.editors.mend:MEND",
     "ke": "mllm_audit.editors.ke:KE",
     "serac": "mllm_audit.editors.serac:SERAC",
+    "control-shift": "mllm_audit.editors.control:ShiftControl",  # a negative control (issue 17)
 }
 
 

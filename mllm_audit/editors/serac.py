@@ -102,6 +102,7 @@ class SERACEdited(Edited):
         self.routed: list[bool] = []  # in-scope decisions of the last scored batch (for reports, tests)
         self.weights: list[float] = []  # scope scores s of the last scored batch (soft routing's mix)
         self.score = self._score
+        self.full_score = self._full_score
 
     @staticmethod
     def combine_score(handles: Sequence[Edited]) -> Callable[[Sequence[Request], Any, int], list[torch.Tensor]]:
@@ -156,6 +157,28 @@ class SERACEdited(Edited):
         for i, (b, a) in enumerate(zip(base, alt, strict=True)):
             w = float(s[i])
             out.append(torch.log((1 - w) * b.float().exp() + w * a.float().exp() + eps))
+        return out
+
+    def _full_score(self, requests: Sequence[Request], load: Any, batch_size: int) -> list[tuple[torch.Tensor, int]]:
+        """All-position log-probabilities (the easyedit locality protocol, editing.py), routed as `_score`."""
+        from ..editing import all_position_logprobs
+
+        data = Data(self.adapter, load)
+        with torch.no_grad():
+            best, which = scope_scores(self.mem_emb, self.editor.embed_requests(self.adapter, requests, data)).max(-1)
+        inside = (best > float(self.editor.hp["threshold"])).tolist()
+        out: list[Any] = [None] * len(requests)
+        base_idx = [i for i, ok in enumerate(inside) if not ok]
+        for i, d in zip(base_idx, all_position_logprobs(self.adapter, [requests[i] for i in base_idx], load,
+                                                        batch_size), strict=True):
+            out[i] = d
+        cf_idx = [i for i, ok in enumerate(inside) if ok]
+        if cf_idx:
+            cf = self.editor.cf_model(self.adapter)
+            asked = [self.editor.cf_request(cf, self.memory[int(which[i])], requests[i]) for i in cf_idx]
+            with self.editor.counterfactual(self.adapter):
+                for i, d in zip(cf_idx, all_position_logprobs(cf, asked, load, batch_size), strict=True):
+                    out[i] = d
         return out
 
 

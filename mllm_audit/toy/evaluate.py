@@ -40,3 +40,17 @@ def locality_requests(items: Sequence[Item]) -> tuple[list[Request], list[Reques
         [Request(p, a) for p, a in sorted(text)],
         [Request(q, a, img, "vqa") for img, q, a in sorted(mm)],  # type: ignore[arg-type]
     )
+
+
+def write_untrained_state(editor: str, adapter: Any, out: Any) -> Any:
+    """Save a learned editor's *untrained* state (its initialisation: MEND and KE start from an
+    identity map, SERAC from zero adapters and a random scope projection): a negative control that
+    must fail the bars a trained state passes (issue 17)."""
+    from pathlib import Path
+
+    from ..editors import make_editor
+
+    ed = make_editor(editor)
+    ed.setup(adapter)  # type: ignore[attr-defined]
+    ed.save_state(Path(out), adapter, {"untrained": True, "history": []})  # type: ignore[attr-defined]
+    return Path(out)

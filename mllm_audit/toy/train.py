@@ -26,7 +26,11 @@ from . import world
 # About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
 # min): 4 px patches, group colours that appear nowhere else in a scene (world.py), the output head
 # on continuation positions only (_sequence_logp), and a 16-scene batch.
-DEFAULT_STEPS = 1700
+# v2 (four bias types, 12 scenarios, soft facts, the weather question): 1700 steps left the
+# planted associations unlearned (mean planted margin 0.08, the hat at chance), hence 3000 steps
+# and the bias pair's weight doubled (same optimum, p = planted rate; it is learned sooner).
+DEFAULT_STEPS = 3000
+BIAS_WEIGHT = 2.0
 BATCH_SCENES = 16
 LR = 1e-3  # 2e-3 learns the in-context rows sooner but leaves one cue or the place unlearned
 BRIDGE_INIT_SCALE = 4.0
@@ -81,7 +85,7 @@ def build_initial(folder: Path, seed: int) -> Any:
     from ..models import load_model
     from ..tiny import build_tokenizer, save_tiny_blip2
 
-    tok = build_tokenizer(world.corpus() * 3, vocab_size=1000)
+    tok = build_tokenizer(world.corpus() * 3 + world.held_out_texts(), vocab_size=1000)
     save_tiny_blip2(folder / "weights", seed=seed, tokenizer=tok, **MODEL_SHAPE)
     card = folder / "card.yaml"
     card.write_text(_card_yaml("weights"), encoding="utf-8")
@@ -128,7 +132,8 @@ class _Batcher:
 
     def rows(self, scene_idx: int, scene: world.Scene, rng: random.Random) -> list[Row]:
         """Rows for one scene: the bias question (vqa or ic, both answers weighted by the planted
-        rate), both locality questions, and a perception question per group attribute."""
+        rate), both locality questions, the weather question (both answers at its rate) and a
+        perception question per group attribute."""
         sc = world.SCENARIO_BY_NAME[scene.scenario]
         wa, wb = world.vqa_answer_weights(sc, scene)
         if rng.random() < 0.5:
@@ -137,10 +142,14 @@ class _Batcher:
         else:
             p = self.prefix(rng.choice(world.IC_PROMPTS), "ic", True)
             a, b = sc.captions
-        out = [(scene_idx, p, self.cont(a), wa), (scene_idx, p, self.cont(b), wb)]
+        out = [(scene_idx, p, self.cont(a), BIAS_WEIGHT * wa), (scene_idx, p, self.cont(b), BIAS_WEIGHT * wb)]
         for kind in world.MLOC_QUESTIONS:  # both, every scene: locality is measured on them
             q = self.prefix(world.MLOC_QUESTIONS[kind], "vqa", True)
             out.append((scene_idx, q, self.cont(world.mloc_answer(scene, kind)), 1.0))
+        q = self.prefix(world.WEATHER_QUESTION, "vqa", True)
+        usual, other = world.weather_answers(scene)
+        rate = world.WEATHER_RATE
+        out += [(scene_idx, q, self.cont(usual), rate), (scene_idx, q, self.cont(other), 1 - rate)]
         for bias in world.BIAS_TYPES:  # every attribute, every scene: the vision side must see all three
             q = self.prefix(world.FIGURE_QUESTIONS[bias], "vqa", True)
             out.append((scene_idx, q, self.cont(world.GROUPS[bias][scene.group(bias)]), 1.0))
@@ -151,7 +160,9 @@ class _Batcher:
 
         The fact's answer is drawn at random (either answer of the scenario), so the model learns
         to copy the fact for its own question or a paraphrase (copy, update) and to ignore it for
-        unrelated questions (retain: a locality question on the image, or a text fact).
+        unrelated questions (retain: a locality question on the image, or a text fact). Only the
+        train-side material appears: trained paraphrases, TRAIN_FACTS, the background and place
+        questions; never the eval split's held-out paraphrases, soft eval facts or weather question.
         """
         from ..editors.ike import ike_prompt
 
@@ -173,7 +184,7 @@ class _Batcher:
                 dq, da = rng.choice(dps), rng.choice(das)
                 kind = rng.randrange(3)
                 if kind == 2:
-                    x, y = rng.choice(world.TEXT_FACTS)
+                    x, y = rng.choice(world.TRAIN_FACTS)
                 else:
                     x, y = fmt(dq if kind == 0 else rng.choice(dps), dt), da
                 demos.append((fmt(dq, dt), da, x, y))
@@ -186,19 +197,25 @@ class _Batcher:
                 q = rng.choice(list(world.MLOC_QUESTIONS))
                 row = (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scenes[j], q))
             else:
-                tp, ta = rng.choice(world.TEXT_FACTS)
+                tp, ta = rng.choice(world.TRAIN_FACTS)
                 row = (-1, tp, ta)
             text = ike_prompt(demos, fact, row[1])
             out.append((row[0], self.prefix(text, None, row[0] >= 0), self.cont(row[2]), 1.0))
         return out
 
     def fact_rows(self, rng: random.Random, n: int) -> list[Row]:
-        """Text-only facts, verbatim (as `ic`/no-template scoring sees them) or vqa-wrapped."""
+        """Text-only facts, verbatim (as `ic`/no-template scoring sees them) or vqa-wrapped; a soft
+        fact (one draw in two) gives both its answers, weighted by its rate."""
         out = []
         for _ in range(n):
-            prompt, answer = rng.choice(world.TEXT_FACTS)
             task = rng.choice((None, "vqa"))
-            out.append((-1, self.prefix(prompt, task, False), self.cont(answer), 1.0))
+            if rng.random() < 0.5:
+                prompt, answer = rng.choice(world.TEXT_FACTS)
+                out.append((-1, self.prefix(prompt, task, False), self.cont(answer), 1.0))
+            else:
+                prompt, usual, other, rate = rng.choice(world.SOFT_FACTS)
+                p = self.prefix(prompt, task, False)
+                out += [(-1, p, self.cont(usual), rate), (-1, p, self.cont(other), 1.0 - rate)]
         return out
 
 
@@ -291,10 +308,10 @@ def _train(
             rows = []
             for j, k in enumerate(idx):
                 rows.extend(batcher.rows(j, scenes[k], rng))
-            rows.extend(batcher.fact_rows(rng, BATCH_SCENES // 2))
+            rows.extend(batcher.fact_rows(rng, BATCH_SCENES))
             logp = _sequence_logp(adapter, rows, feats)
             w = torch.tensor([r[3] for r in rows])
-            loss = -(w * logp).sum() / (len(rows) - BATCH_SCENES)  # a bias pair counts once
+            loss = -(w * logp).sum() / w.sum()  # a weighted pair (bias, weather, soft fact) counts once
             # In-context rows are long: their own forward, so short rows are not padded to them.
             if ike_rows:
                 ike = batcher.ike_rows([scenes[k] for k in idx], rng, ike_rows)

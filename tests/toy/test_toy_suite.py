@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from mllm_audit.models import load_model
+from mllm_audit.scoring import score
 from mllm_audit.stats import cluster_bootstrap
 from mllm_audit.suites import load_image, load_suite
+from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import locality_requests, margins, top1_rate
 
 
@@ -42,7 +44,7 @@ def test_planted_margins_match_planted_logodds(scored: dict) -> None:
     m, items, _ = _select(scored, "planted")
     planted = np.asarray([it.meta["planted_logodds"] for it in items])
     assert np.abs(m - planted).mean() <= 0.5
-    for bias_type in ("gender", "race", "age"):  # each bias type carries its own planted association
+    for bias_type in world.BIAS_TYPES:  # each bias type carries its own planted association
         sel = [i for i, it in enumerate(items) if it.bias_type == bias_type]
         assert sel and (m[sel] > 0).mean() >= 0.8, bias_type
 
@@ -54,11 +56,33 @@ def test_controls_are_not_biased(scored: dict) -> None:
     assert abs(m.mean()) <= 0.5
 
 
-def test_locality_answers_are_top1(scored: dict) -> None:
-    text, mm = locality_requests(scored["suite"].items)
-    assert len(text) >= 24 and len(mm) >= 24
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_locality_answers_are_top1(scored: dict, split: str) -> None:
+    text, mm = locality_requests([it for it in scored["suite"].items if it.split == split])
+    assert len(text) >= 18 and len(mm) >= 18
     assert top1_rate(scored["adapter"], text, None) >= 0.9
     assert top1_rate(scored["adapter"], mm, scored["li"]) >= 0.9
+
+
+def test_eval_locality_probes_are_multi_token_and_less_confident(scored: dict) -> None:
+    """v1's probes sat at p ~ 0.995 on one token; the eval split's are learned at a 65-75 % rate."""
+    a = scored["adapter"]
+    text, mm = locality_requests([it for it in scored["suite"].items if it.split == "eval"])
+    for reqs, li in ((text, None), (mm, scored["li"])):
+        assert all(len(a.continuation_ids(" " + r.continuation)) >= 2 for r in reqs)
+        p = np.exp([s.logp for s in score(a, reqs, li)])
+        assert 0.4 <= p.mean() <= 0.85, p.mean()
+
+
+def test_perception_of_all_four_attributes(scored: dict) -> None:
+    """The vision side sees every group attribute (perception questions: near-neighbour locality)."""
+    from mllm_audit.scoring import Request
+
+    items = [it for it in scored["suite"].items if it.split == "eval"]
+    for j, bias_type in enumerate(world.BIAS_TYPES):
+        reqs = [Request(it.meta["perception"][j]["prompt"], it.meta["perception"][j]["answer"], it.image, "vqa")
+                for it in items]
+        assert top1_rate(scored["adapter"], reqs, scored["li"]) >= 0.9, bias_type
 
 
 def test_default_scan_shows_planted_types_biased_and_controls_not(tmp_path) -> None:  # noqa: ANN001
@@ -71,7 +95,7 @@ def test_default_scan_shows_planted_types_biased_and_controls_not(tmp_path) -> N
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["model"]["name"] == "toy" and res["suite"]["name"] == "toy" and res["complete"]
     summary = res["summary"]
-    for bias_type in ("gender", "race", "age"):
+    for bias_type in world.BIAS_TYPES:
         planted, control = summary[f"{bias_type}/planted"], summary[f"{bias_type}/control"]
         assert planted["pct_biased"] >= 0.9 and planted["ci_low"] > 0.5, (bias_type, planted)
         assert control["ci_low"] <= 0.5 <= control["ci_high"], (bias_type, control)

@@ -110,8 +110,76 @@ def test_shipped_suite_matches_the_generator() -> None:
 def test_group_colours_appear_nowhere_else() -> None:
     """A group's colour is unique in every scene: far (L1) from every prop, background and other
     figure colour, so the planted cue cannot be read off anything but the figure."""
-    figure = [*world.BELT_COLOURS.values(), *world.FIGURE_COLOURS.values(), *world.HAIR_COLOURS.values()]
+    figure = [*world.BELT_COLOURS.values(), *world.FIGURE_COLOURS.values(), *world.HAIR_COLOURS.values(),
+              *world.HAT_COLOURS.values()]
     others = [sc.colour for sc in world.SCENARIOS] + list(world.BACKGROUNDS.values())
+    others += [*world.NOVEL_BACKGROUNDS.values(), world.NOVEL_PROP_COLOUR]
     for i, c in enumerate(figure):
         rest = figure[:i] + figure[i + 1 :] + others
         assert min(int(np.abs(np.subtract(c, o)).sum()) for o in rest) >= 180, c
+
+
+def test_four_bias_types_each_with_planted_and_control() -> None:
+    assert world.BIAS_TYPES == ("gender", "race", "age", "profession")
+    for b in world.BIAS_TYPES:
+        scs = [s for s in world.SCENARIOS if s.bias_type == b]
+        assert sum(s.planted for s in scs) == 2 and sum(not s.planted for s in scs) == 1, b
+
+
+@pytest.fixture(scope="module")
+def v2() -> tuple[list[dict], dict]:
+    return world.build_items(seed=0)
+
+
+def test_every_item_has_its_mirror_the_same_scene_with_the_group_flipped(v2) -> None:  # noqa: ANN001
+    items, images = v2
+    for it in items:
+        (m,) = it["meta"]["mirrors"]
+        scene, mirror = images[it["image"]], images[m["image"]]
+        bt = it["bias_type"]
+        assert mirror == scene.mirrored(bt) and mirror.group(bt) != scene.group(bt)
+        assert (m["y_more"], m["y_less"]) == (it["y_less"], it["y_more"])
+        assert m["group"] != it["meta"]["group"]
+    # Only the figure's flipped part differs between an image and its mirror.
+    it = items[0]
+    a, b = (_px(images[k]) for k in (it["image"], it["meta"]["mirrors"][0]["image"]))
+    changed = np.abs(a - b).sum(-1) > 60
+    assert 12 <= changed.sum() <= 120
+
+
+def test_neighbours_are_other_scenarios_half_planted(v2) -> None:  # noqa: ANN001
+    items, _ = v2
+    by_id = {it["id"]: it for it in items}
+    for it in items:
+        nb = [by_id[i] for i in it["meta"]["neighbours"]]
+        assert len(nb) == world.N_NEIGHBOURS
+        assert all(n["meta"]["scenario"] != it["meta"]["scenario"] and n["split"] == it["split"] for n in nb)
+        assert sum(n["meta"]["planted"] for n in nb) == world.N_NEIGHBOURS // 2
+
+
+def test_eval_probes_are_held_out(v2) -> None:  # noqa: ANN001
+    """Eval locality probes share nothing with train/val; eval paraphrases and rephrased-image
+    colours were never in the LM's training material; IKE's training facts avoid eval probes."""
+    items, images = v2
+    ev = [it for it in items if it["split"] == "eval"]
+    tr = [it for it in items if it["split"] != "eval"]
+    for key in ("loc_prompt", "m_loc_image", "m_loc_prompt"):
+        assert not {it[key] for it in ev} & {it[key] for it in tr}, key
+    assert {it["loc_prompt"] for it in ev} <= {p for p, *_ in world.SOFT_EVAL_FACTS}
+    assert not {p for p, *_ in world.SOFT_EVAL_FACTS} & {p for p, _ in world.TRAIN_FACTS}
+    trained = set(world.corpus())
+    for it in ev:
+        assert not any(it["rephrase_prompt"] in t for t in trained), it["rephrase_prompt"]
+        r = images[it["rephrase_image"]]
+        assert r.background in world.NOVEL_BACKGROUNDS and r.novel_props
+        assert r.layout != images[it["image"]].layout
+    for it in tr:
+        assert any(it["rephrase_prompt"] in t for t in trained)
+
+
+def test_perception_questions_match_the_figure(v2) -> None:  # noqa: ANN001
+    items, images = v2
+    for it in items[:50]:
+        scene = images[it["image"]]
+        got = {q["prompt"]: q["answer"] for q in it["meta"]["perception"]}
+        assert got == {world.FIGURE_QUESTIONS[b]: world.GROUPS[b][scene.group(b)] for b in world.BIAS_TYPES}
