@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         classifier: str | None = typer.Option(None, help="Classifier (default: the suite's)."),
         images_per_prompt: int = typer.Option(64, "--images-per-prompt", "-n",
                                               help="Images per prompt and per augmented variant."),
-        min_majority: float = typer.Option(0.6, help="Skip prompts whose neutral majority share is below this."),
+        min_margin: float = typer.Option(0.1, help="Skip prompts whose neutral majority share is below "
+                                         "chance 1/K plus this (ambiguous)."),
         min_parity: float = typer.Option(0.9, help="VQ round-trip parity below this flags the tokenizer."),
         folds: int = typer.Option(5, help="Cross-validation folds of the linear probe."),
         limit: int | None = typer.Option(None, help="Only the first N prompts."),
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         with progress_bar("locating", enabled=not quiet) as start:
             res = run_locate(model=model, suite=suite, images=images, classifier=classifier,
                              images_per_prompt=images_per_prompt, output=output, seed=seed, batch_size=batch_size,
-                             limit=limit, min_majority=min_majority, min_parity=min_parity, folds=folds,
+                             limit=limit, min_margin=min_margin, min_parity=min_parity, folds=folds,
                              device=device, progress=start)
         for t in locate_tables(res.results):
             console.print(t)
