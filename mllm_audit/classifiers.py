@@ -321,8 +321,8 @@ def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32, width: int = 
     text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, max_position_embeddings=77, pad_token_id=0, bos_token_id=1,
                           eos_token_id=2)
-    vision = CLIPVisionConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=image_size, patch_size=8)
+    vision = CLIPVisionConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=image_size, patch_size=8)
     cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width)
     torch.manual_seed(seed)
     model = CLIPModel(cfg).eval()

@@ -146,7 +146,8 @@ def gen_summary(
             raws = [per[i][a]["bias"] for i in idx if per[i][a]["bias"] is not None]
             ids = [str(samples[i]["prompt_id"]) for i in idx if per[i][a]["normalised"] is not None]
             lo, hi = cluster_bootstrap(vals, ids)
-            floors = [balanced_floor(per[i][a]["n"], per[i][a]["k"]) for i in idx if per[i][a]["normalised"] is not None]
+            floors = [balanced_floor(per[i][a]["n"], per[i][a]["k"])
+                      for i in idx if per[i][a]["normalised"] is not None]
             row[a] = {
                 "n_prompts": len(vals),
                 "bias": _finite(float(np.mean(raws))) if raws else None,

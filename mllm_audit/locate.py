@@ -11,9 +11,9 @@ Two tests, after Liu et al. (U-MLLM fairness, arXiv 2502.03429), plus one the pa
   that renders one group's codes as another's shows parity well below 1.
 - **Language-model test** (the paper's): per neutral prompt, generate N images (classified: the
   majority group) and N more (their token histogram; an independent draw, a choice of ours: see
-  `lm_test_prompt`), and N for each demographic-augmented variant ("person" -> male / female / white / black / indian / asian); the
-  Jensen-Shannon divergence (base 2) between the codebook histograms of the generated image tokens
-  of the neutral prompt and of each variant; a *hit* when the variant closest to the neutral prompt
+  `lm_test_prompt`), and N for each demographic-augmented variant ("person" -> male / female /
+  white / black / indian / asian); the Jensen-Shannon divergence (base 2) between the codebook
+  histograms of the generated image tokens of the neutral prompt and of each variant; a *hit* when the variant closest to the neutral prompt
   is the neutral images' majority group. Prompts whose majority share does not exceed chance 1/K
   by `min_margin` (gender: 0.6, race: 0.35 at the default 0.1) are skipped as ambiguous. The hit
   rate gets a Wilson 95 % interval, beside chance 1/K.
@@ -92,7 +92,7 @@ def probe_cv(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, l2: float = 1
         b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
         opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
 
-        def closure() -> Any:
+        def closure(opt: Any = opt, xt: Any = xt, yt: Any = yt, w: Any = w, b: Any = b) -> Any:
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + l2 * (w * w).sum()
             loss.backward()
@@ -313,16 +313,26 @@ class LocateResult:
     samples: list[dict[str, Any]]
 
 
-def labelled_images_of(suite_spec: str | Path) -> Path | None:
-    """The suite YAML's `labelled_images` folder (relative to the YAML), if it names one."""
+def suite_option(suite_spec: str | Path, key: str) -> Any:
+    """An optional key of a generation suite's YAML (None for a .jsonl suite or a missing key)."""
     from .files import read_yaml_mapping
     from .generation import registered_gen_suites
 
     path = registered_gen_suites().get(str(suite_spec)) or Path(str(suite_spec))
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return None
-    rel = read_yaml_mapping(path).get("labelled_images")
-    return (path.parent / str(rel)).resolve() if rel else None
+    return read_yaml_mapping(path).get(key)
+
+
+def labelled_images_of(suite_spec: str | Path) -> Path | None:
+    """The suite YAML's `labelled_images` folder (relative to the YAML), if it names one."""
+    from .generation import registered_gen_suites
+
+    rel = suite_option(suite_spec, "labelled_images")
+    if not rel:
+        return None
+    path = registered_gen_suites().get(str(suite_spec)) or Path(str(suite_spec))
+    return (path.parent / str(rel)).resolve()
 
 
 def run_locate(

@@ -123,7 +123,7 @@ def run_unified_fix(
     from .classifiers import load_classifier
     from .editors.bpo import BalancedSettings, add_lora, pair_gap, rows_from_folder, train_bpo, train_sft
     from .generation import load_gen_suite
-    from .locate import labelled_images_of
+    from .locate import labelled_images_of, suite_option
     from .models import load_model
     from .models.base import LoadOptions
 
@@ -150,6 +150,7 @@ def run_unified_fix(
     if not hasattr(adapter, "generate_images") or not hasattr(getattr(adapter.model, "model", None), "vqmodel"):
         raise AuditError(f"model {adapter.card.name!r}: --editor {editor} needs a VQ unified model (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
+    fidelity_classifier = fidelity_classifier or suite_option(suite, "fidelity_classifier")
     fid = fidelity_obj or (load_classifier(fidelity_classifier, device=device) if fidelity_classifier else None)
     rows = rows_from_folder(adapter, folder, train, clf.attributes, augmented=s.augmented)
     out_dir = out_dir or default_run_dir("fix", adapter.card.name, the_suite.name)

@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
     def fix(
         model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
         suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
-        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac); sft, bpo (unified models' generation)."),
+        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac); "
+                                   "sft, bpo (unified models' generation)."),
         scope: str | None = typer.Option(None, help="text or vision: which side a weight editor edits."),
         mode: str = typer.Option("single", help="single (restore after each edit), batch, or sequential."),
         batch_edits: int = typer.Option(16, help="Edits applied at once in batch mode: 1, 4, 16 or 64."),

@@ -166,6 +166,7 @@ def mean_logprob(model: Any, rows: Sequence[Row], uncond: Sequence[bool] | None 
 
     from ..imagetokens import image_token_logprobs
 
+    model = base_of(model)  # LoRA layers sit inside the base model's modules
     dev = next(model.parameters()).device
     prompts = [r.uncond if uncond and uncond[i] else r.ids for i, r in enumerate(rows)]
     codes = torch.tensor([r.codes for r in rows], device=dev)

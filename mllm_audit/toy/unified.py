@@ -136,8 +136,8 @@ def corpus(occs: list[Occupation]) -> list[str]:
 def _spec(occs: list[Occupation]) -> Any:
     from ..models.janus import TinyJanusSpec
 
-    return TinyJanusSpec(hidden=64, layers=2, image_size=16, patch_size=8, codebook=CODEBOOK, vq_levels=4, vq_latent=384,
-                         corpus=corpus(occs) * 3)
+    return TinyJanusSpec(hidden=64, layers=2, image_size=16, patch_size=8, codebook=CODEBOOK, vq_levels=4,
+                         vq_latent=384, corpus=corpus(occs) * 3)
 
 
 def load_toy(folder: Path, name: str) -> Any:
