@@ -13,7 +13,8 @@ Two tests, after Liu et al. (U-MLLM fairness, arXiv 2502.03429), plus one the pa
   majority group) and N more (their token histogram; an independent draw, a choice of ours: see
   `lm_test_prompt`), and N for each demographic-augmented variant ("person" -> male / female /
   white / black / indian / asian); the Jensen-Shannon divergence (base 2) between the codebook
-  histograms of the generated image tokens of the neutral prompt and of each variant; a *hit* when the variant closest to the neutral prompt
+  histograms of the generated image tokens of the neutral prompt and of each variant; a *hit*
+  when the variant closest to the neutral prompt
   is the neutral images' majority group. Prompts whose majority share does not exceed chance 1/K
   by `min_margin` (gender: 0.6, race: 0.35 at the default 0.1) are skipped as ambiguous. The hit
   rate gets a Wilson 95 % interval, beside chance 1/K.

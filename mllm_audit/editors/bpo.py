@@ -17,6 +17,9 @@ Choices where the paper is silent or its code differs, stated:
   but BOS / BOI masked to pad, as `generate` builds it) on the same balanced images, as Janus'
   own training does with prompt dropout: guidance amplifies any imbalance of the unconditional
   branch by (scale − 1), so leaving it untrained lets drift there undo the fix.
+- `sft_guidance = s` (off by default, not in the paper) adds the NLL of the balanced images under
+  the guided mix u + s (c − u) that `generate` samples from: conditional-only SFT leaves codes that
+  both halves rate near zero free to win after guidance multiplies their difference by s.
 - SFT also trains the augmented prompts ("a male", ...) on their own group's images
   (`augmented=True`) so that the adapter does not learn to ignore group words.
 Balanced data: a folder of labelled images (`labels.jsonl`: image, gender, race, occupation), each
@@ -51,6 +54,7 @@ class BalancedSettings:
     warmup: float = 0.03
     uncond_rate: float = 0.1
     augmented: bool = True
+    sft_guidance: float = 0.0  # > 0: also the NLL under the guided mix u + s (c - u) at this scale (ours)
     bpo_lr: float = 8e-7
     bpo_epochs: int = 1
     bpo_batch: int = 8
@@ -83,8 +87,10 @@ def lora_regex(targets: Sequence[str]) -> str:
 
 def add_lora(model: Any, s: BalancedSettings) -> Any:
     """Wrap `model` with a fresh LoRA adapter (peft) on the LM; only the adapter trains."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(s.seed)  # LoRA's A init: the same adapter whatever ran before
     for p in model.parameters():
         p.requires_grad_(False)
     cfg = LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=s.lora_dropout,
@@ -173,6 +179,21 @@ def mean_logprob(model: Any, rows: Sequence[Row], uncond: Sequence[bool] | None 
     return image_token_logprobs(model, prompts, codes).mean(-1)
 
 
+def guided_logprob(model: Any, rows: Sequence[Row], scale: float) -> Any:
+    """Mean log-prob of each row's image tokens under the guided mix `generate` samples from."""
+    import torch
+
+    from ..imagetokens import image_token_logits
+
+    model = base_of(model)
+    dev = next(model.parameters()).device
+    codes = torch.tensor([r.codes for r in rows], device=dev)
+    logits = image_token_logits(model, [r.ids for r in rows] + [r.uncond for r in rows], codes.repeat(2, 1))
+    c, u = logits[: len(rows)], logits[len(rows) :]
+    g = torch.log_softmax(u + scale * (c - u), -1)
+    return g.gather(-1, codes.unsqueeze(-1)).squeeze(-1).mean(-1)
+
+
 def bpo_loss(lp_i: Any, lp_j: Any, beta: float) -> Any:
     """β · mean log(1 + (σ(Δ) − ½)²), Δ = logit(p_i) − logit(p_j), p = exp(mean log-prob)."""
     import torch
@@ -220,6 +241,8 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
             batch = [rows[i] for i in order[k : k + s.sft_batch]]
             unc = [r.neutral and rng.random() < s.uncond_rate for r in batch]
             loss = -mean_logprob(model, batch, unc).mean()
+            if s.sft_guidance > 0:
+                loss = loss - guided_logprob(model, batch, s.sft_guidance).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
