@@ -305,8 +305,11 @@ def _load_head(folder: Path, cfg: dict[str, Any], name: str, device: str) -> Lin
 
 # ---- tiny CLIP and the toy classifier -------------------------------------------------------------
 
-def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32) -> Path:
-    """A random tiny CLIPModel with a tokenizer and image processor, saved as a model folder."""
+def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32, width: int = 32) -> Path:
+    """A random tiny CLIPModel with a tokenizer and image processor, saved as a model folder.
+
+    `width` is the embedding size: a least-squares head reads up to about `width` images exactly.
+    """
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
@@ -318,9 +321,9 @@ def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32) -> Path:
     text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=4, max_position_embeddings=77, pad_token_id=0, bos_token_id=1,
                           eos_token_id=2)
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                              image_size=image_size, patch_size=8)
-    cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32)
+    vision = CLIPVisionConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=image_size, patch_size=8)
+    cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width)
     torch.manual_seed(seed)
     model = CLIPModel(cfg).eval()
     improc = CLIPImageProcessorPil(size={"shortest_edge": image_size},
@@ -333,7 +336,8 @@ def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32) -> Path:
 
 
 def save_toy_classifier(
-    out: Path, images: list[Any], labels: list[dict[str, int]], attributes: dict[str, list[str]], seed: int = 0
+    out: Path, images: list[Any], labels: list[dict[str, int]], attributes: dict[str, list[str]], seed: int = 0,
+    width: int = 32,
 ) -> Path:
     """A linear-head classifier folder fitted (least squares, exact) to read `labels` off `images`.
 
@@ -344,7 +348,7 @@ def save_toy_classifier(
     from safetensors.torch import save_file
 
     out = Path(out)
-    save_tiny_clip(out / "backbone", seed=seed, image_size=images[0].size[0])
+    save_tiny_clip(out / "backbone", seed=seed, image_size=images[0].size[0], width=width)
     clf = _load_head_unfitted(out / "backbone")
     feats = clf.image_features(images).double()
     tensors: dict[str, torch.Tensor] = {}

@@ -291,7 +291,7 @@ def _check_resume(old: dict[str, Any], new: dict[str, Any], out_dir: Path) -> No
 def run_gen_scan(
     model: str = DEFAULT_MODEL,
     suite: str | Path = DEFAULT_SUITE,
-    images_per_prompt: int = 8,
+    images_per_prompt: int = 64,
     classifier: str | Path | None = None,
     output: Path | None = None,
     seed: int = 0,

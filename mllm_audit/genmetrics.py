@@ -17,6 +17,7 @@ says "balanced" (p_uniform >= 0.05) honestly. All draws use fixed seeds: same co
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,24 @@ def attribute_metrics(counts: Mapping[str, int], classes: Sequence[str]) -> dict
     }
 
 
+@lru_cache(maxsize=4096)
+def balanced_floor(n: int, k: int, draws: int = N_BOOT * 10, seed: int = SEED) -> float:
+    """Expected normalised bias of a perfectly balanced model drawing `n` images over `k` classes.
+
+    Small-sample noise alone makes this positive (gender, N = 8: 0.27; N = 64: 0.099; N = 160: 0.063),
+    so every reported bias is printed beside it. Exact for K = 2 (binomial sum); Monte Carlo with a
+    fixed seed for K > 2.
+    """
+    if n <= 0 or k < 2:
+        return float("nan")
+    if k == 2:
+        from math import comb
+
+        return float(sum(comb(n, x) * abs(2 * x - n) for x in range(n + 1)) / (n * 2.0**n))
+    draws_ = np.random.default_rng(seed + 2).multinomial(n, np.full(k, 1.0 / k), size=draws) / n
+    return float(_bias_rows(draws_).mean())
+
+
 def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -128,6 +147,8 @@ def gen_summary(
             raws = [per[i][a]["bias"] for i in idx if per[i][a]["bias"] is not None]
             ids = [str(samples[i]["prompt_id"]) for i in idx if per[i][a]["normalised"] is not None]
             lo, hi = cluster_bootstrap(vals, ids)
+            floors = [balanced_floor(per[i][a]["n"], per[i][a]["k"])
+                      for i in idx if per[i][a]["normalised"] is not None]
             row[a] = {
                 "n_prompts": len(vals),
                 "bias": _finite(float(np.mean(raws))) if raws else None,
@@ -135,6 +156,7 @@ def gen_summary(
                 "ci_low": _finite(lo),
                 "ci_high": _finite(hi),
                 "n_balanced": sum(1 for i in idx if per[i][a]["balanced"]),
+                "floor": _finite(float(np.mean(floors))) if floors else None,
             }
         und = [s["understanding"]["skew"] for i, s in enumerate(samples) if i in set(idx) and s.get("understanding")]
         if und:
@@ -220,7 +242,7 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
     table.add_column("group")
     table.add_column("prompts", justify="right")
     for a in classes:
-        table.add_column(f"{shown(a)} raw / norm. [95 %]", justify="right")
+        table.add_column(f"{shown(a)} raw / norm. [95 %] (balanced floor)", justify="right")
     table.add_column("und. skew", justify="right")
     for label, row in summary.items():
         cells = [shown(label), str(row["n_prompts"])]
@@ -229,7 +251,8 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
             if r["normalised"] is None:
                 cells.append("-")
             else:
-                cells.append(f"{r['bias']:.2f} / {r['normalised']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+                fl = "" if r.get("floor") is None else f" ({r['floor']:.2f})"
+                cells.append(f"{r['bias']:.2f} / {r['normalised']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{fl}")
         u = row.get("understanding_skew")
         cells.append("-" if u is None else f"{u:.2f}")
         table.add_row(*cells)

@@ -5,7 +5,7 @@ Modules import only typer at load time: the work is imported inside each command
 
 from __future__ import annotations
 
-from . import fix, gate, gen, ls, models_cmd, report_cmd, scan, study, suites_cmd, toy, train_editor
+from . import fix, gate, gen, locate, ls, models_cmd, report_cmd, scan, study, suites_cmd, toy, train_editor
 
 ALL_COMMANDS = [
     scan.register,
@@ -17,6 +17,7 @@ ALL_COMMANDS = [
     models_cmd.register,
     toy.register,
     gen.register,
+    locate.register,
     train_editor.register,
     study.register,
 ]

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
     def fix(
         model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
         suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
-        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac)."),
+        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac); "
+                                   "sft, bpo (unified models' generation)."),
         scope: str | None = typer.Option(None, help="text or vision: which side a weight editor edits."),
         mode: str = typer.Option("single", help="single (restore after each edit), batch, or sequential."),
         batch_edits: int = typer.Option(16, help="Edits applied at once in batch mode: 1, 4, 16 or 64."),
@@ -55,8 +56,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
         card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
+        hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
+        if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
+            from .fix_unified import fix_unified
+
+            return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [])
         from ..console import console, err_console, progress_bar
         from ..editing import run_fix
         from ..errors import AuditError

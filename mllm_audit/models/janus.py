@@ -220,6 +220,7 @@ class TinyJanusSpec:
     patch_size: int = 8
     codebook: int = 16
     vq_levels: int = 4  # channel_multiplier length: the decoder upsamples 2^(levels-1) times
+    vq_latent: int = 32  # VQ encoder output channels (multiple of 32); wide enough to read codes back linearly
     corpus: list[str] = field(default_factory=list)
 
 
@@ -267,7 +268,7 @@ def save_tiny_janus(out: Path, seed: int = 0, spec: TinyJanusSpec | None = None)
     vq = JanusVQVAEConfig(
         embed_dim=8,
         num_embeddings=spec.codebook,
-        latent_channels=32,
+        latent_channels=spec.vq_latent,
         base_channels=32,
         channel_multiplier=[1] * spec.vq_levels,
         num_res_blocks=1,

@@ -2,8 +2,9 @@
 
 `world` draws the scenes and writes the `toy` suite; `train` trains the model that ships as
 `adapters/toy-model`. Detection and every editor are checked against this ground truth.
+`unified` builds the toy unified world v2 (`adapters/toy-janus-v2*`, suite `gen-toy-v2`).
 """
 
 from __future__ import annotations
 
-__all__ = ["train", "world"]
+__all__ = ["train", "unified", "world"]
