@@ -685,7 +685,7 @@ def _save_edited(
             raise AuditError(f"editor {editor.name!r} changes no weights; there is nothing to --save")
         post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
         rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
-        metrics = aggregate(rows)
+        metrics = aggregate(rows, intervals=True)  # the same keys as the run's `metrics`
         differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))]
         tmp = folder.open()
         adapter.model.save_pretrained(tmp)

@@ -331,6 +331,8 @@ class LearnedEditor(Editor):
             raise AuditError(f"editor state {cfg_path}: not JSON ({str(e)[:80] or type(e).__name__})") from None
         from ..guards import check_editor_config, safetensors_header
 
+        if isinstance(config, dict) and config.get("schema") == STATE_SCHEMA and config.get("editor") != self.name:
+            raise AuditError(f"editor state {state_dir} is for editor {config.get('editor')!r}, not {self.name!r}")
         check_editor_config(cfg_path, config, self.defaults)
         safetensors_header(state_dir / STATE_FILE)  # a corrupt or truncated state names its file
         if config.get("schema") != STATE_SCHEMA or config.get("editor") != self.name:

@@ -35,9 +35,7 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
     from ..console import status
-    from .loading import check_available
 
-    check_available(card)
     with status(f"loading {card.name} ({card.family}) on {options.device}"):
         return import_module(module).load(card, options)
 

@@ -129,7 +129,7 @@ def test_locality_and_aggregate_arithmetic() -> None:
     assert got["kl"] == pytest.approx(float((p * (pre[0] - post[0])).sum()) / 2, abs=1e-6)
 
     class It:
-        id, bias_type, meta = "a", "gender", {}
+        id, bias_type, meta, cluster_key = "a", "gender", {}, "a"
 
     r1 = edit_record(It(), {"reliability": 1.0}, {"reliability": -0.5}, 2)
     r2 = edit_record(It(), {"reliability": 1.0, "t_generality": 0.3}, {"reliability": 0.2, "t_generality": -1.0}, 2)

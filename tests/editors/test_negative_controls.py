@@ -31,9 +31,10 @@ def test_shift_control_flips_the_item_but_fails_the_debias_bars(toy, tmp_path: P
     ctl = _planted(run_fix(editor="control-shift", limit=N_EDITS, output=tmp_path / "ctl", adapter=toy))
     # Both flip the edited items: Reliability alone cannot tell them apart.
     assert ft["reliability"] >= 0.9 and ctl["reliability"] >= 0.9, (ft, ctl)
-    # Measured (benchmarks/editor_table.py --limit 24): neighbour drift 0.20 nats (FT-L) vs 0.68
-    # (control); easyedit M-locality 0.61 vs 0.29; parity after the edit 2.30 vs 2.80 (planted 3.24).
-    assert ft["neighbour_drift"] <= 0.4 < ctl["neighbour_drift"], (ft["neighbour_drift"], ctl["neighbour_drift"])
+    # Measured (benchmarks/editor_table.py --limit 24, the earlier FT variant): neighbour drift 0.20 nats
+    # (FT-L) vs 0.68 (control); easyedit M-locality 0.61 vs 0.29; parity after 2.30 vs 2.80 (planted 3.24).
+    # The faithful FT-L (whole last layer) drifts more: 0.40 on these 8 edits, still well below the control.
+    assert ft["neighbour_drift"] + 0.15 < ctl["neighbour_drift"], (ft["neighbour_drift"], ctl["neighbour_drift"])
     assert ft["m_locality_top10_easyedit"] >= 0.45 > ctl["m_locality_top10_easyedit"]
     assert ft["parity_after"] < ctl["parity_after"]
     # The answer-protocol M-locality cannot tell them apart (both 1.00): why the debias metrics exist.
