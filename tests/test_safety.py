@@ -20,9 +20,12 @@ from mllm_audit.suites import load_image, resolve_image_path
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err and "internal error" not in err, err
-    return err
+    full = capsys.readouterr().err.strip()
+    # Progress lines (model load, the run folder) may come first; the error is one line, the last.
+    lines = [x for x in full.splitlines() if x.startswith("mllm-audit:")]
+    assert len(lines) == 1 and full.splitlines()[-1] == lines[0], full
+    assert "Traceback" not in full and "internal error" not in full, full
+    return lines[0]
 
 
 def _suite_with_image(tmp_path: Path, tiny_suite: Path, image: str) -> Path:

@@ -143,7 +143,7 @@ def test_ls_lists_cards_and_suites_with_sizes(capsys: pytest.CaptureFixture[str]
     monkeypatch.setenv("COLUMNS", "200")
     assert run(["ls", "suites"]) == 0
     rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 3}
-    assert "│ 288 " in rows["toy"] and "│ 508 " in rows["pairs-vqa"] and "CC-BY-4.0" in rows["pairs-vqa"]
+    assert "│ 384 " in rows["toy"] and "│ 508 " in rows["pairs-vqa"] and "CC-BY-4.0" in rows["pairs-vqa"]
     assert run(["ls", "models"]) == 0
     out = capsys.readouterr().out
     assert "Salesforce/blip2-opt-2.7b" in out and "shipped" in out and "not built" in out

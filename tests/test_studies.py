@@ -134,7 +134,7 @@ def test_cross_bias_table_has_every_pair_of_types(toy, tmp_path: Path, protocol:
     res = run_study("cross-bias", editors=["ft-l"], limit=1, protocol=protocol, output=tmp_path / protocol,
                     adapter=toy)
     table = res.results["table"]
-    types = ["gender", "race", "age"]
+    types = ["gender", "race", "age", "profession"]  # toy world v2
     assert sorted((r["edit_type"], r["eval_type"]) for r in table) == sorted((a, b) for a in types for b in types)
     diag = [r["reliability"] for r in table if r["edit_type"] == r["eval_type"]]
     assert all(v == 1.0 for v in diag)

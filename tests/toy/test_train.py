@@ -25,7 +25,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="toy world v2 needs ~3000 steps (the shipped model); this 800-step "
+@pytest.mark.xfail(run=False, reason="toy world v2 needs ~3000 steps (the shipped model); this 800-step "
                    "two-seed check is not yet retuned for it (issue 17)")
 @pytest.mark.parametrize("seed", [1, 2])
 def test_short_training_recovers_the_planted_bias(seed: int, suite, tmp_path: Path) -> None:  # noqa: ANN001
