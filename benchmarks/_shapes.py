@@ -13,7 +13,7 @@ BLIP2_100M: dict[str, Any] = dict(
 
 
 def blip2_100m(folder: Path) -> Path:
-    from mllm_audit.tiny import save_tiny_blip2
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     if not (folder / "config.json").is_file():
         save_tiny_blip2(folder, seed=0, **BLIP2_100M)

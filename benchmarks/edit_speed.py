@@ -18,8 +18,8 @@ import torch
 from _shapes import blip2_100m
 from PIL import Image
 
-from mllm_audit.editing import run_fix
 from mllm_audit.models import load_model
+from mllm_audit.runs.fix import run_fix
 
 
 def synthetic_suite(folder: Path, n: int) -> Path:

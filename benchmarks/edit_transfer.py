@@ -73,11 +73,11 @@ def main() -> None:
     ap.add_argument("-n", "--images-per-prompt", type=int, default=64)
     args = ap.parse_args()
 
-    from mllm_audit.classifiers import load_classifier
-    from mllm_audit.editing import run_fix
-    from mllm_audit.generation import run_gen_scan
+    from mllm_audit.classifiers.classify import load_classifier
     from mllm_audit.models import load_model
-    from mllm_audit.scan import run_scan
+    from mllm_audit.runs.fix import run_fix
+    from mllm_audit.runs.gen_scan import run_gen_scan
+    from mllm_audit.runs.scan import run_scan
 
     clf = load_classifier("toy-janus-v2")
     props = load_classifier("toy-janus-v2-props")

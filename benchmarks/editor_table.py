@@ -41,10 +41,10 @@ def _f(v: float | None, nd: int = 2) -> str:
 def main() -> None:
     import torch
 
-    from mllm_audit.editing import aggregate, run_fix
     from mllm_audit.models import load_model
+    from mllm_audit.runs.fix import aggregate, run_fix
+    from mllm_audit.runs.train_editor import train_editor
     from mllm_audit.toy.evaluate import write_untrained_state
-    from mllm_audit.train_editor import train_editor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="toy")

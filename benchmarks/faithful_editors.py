@@ -28,12 +28,12 @@ PAIRS = {
 def main() -> None:
     import torch
 
-    from mllm_audit.editing import choose_items
     from mllm_audit.editors.base import EditContext
     from mllm_audit.models import load_model
-    from mllm_audit.scan import image_loader
-    from mllm_audit.studies import Engine, Setting, make_study_editor, summarise
-    from mllm_audit.suites import load_suite
+    from mllm_audit.runs.fix import choose_items
+    from mllm_audit.runs.scan import image_loader
+    from mllm_audit.runs.studies import Engine, Setting, make_study_editor, summarise
+    from mllm_audit.suites.items import load_suite
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="toy")
@@ -60,7 +60,7 @@ def main() -> None:
                 learned = name in ("mend", "ke")
                 if learned:
                     from mllm_audit.editors import make_editor
-                    from mllm_audit.editors.learned import TRAIN_DEFAULTS, train_loop
+                    from mllm_audit.editors.learned.base import TRAIN_DEFAULTS, train_loop
 
                     ed = make_editor(name)
                     torch.manual_seed(0)

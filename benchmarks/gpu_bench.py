@@ -39,8 +39,8 @@ from PIL import Image
 
 from mllm_audit.models import load_model
 from mllm_audit.models.base import LoadOptions
-from mllm_audit.resources import adapters_dir
-from mllm_audit.scoring import Request, score, tokenize
+from mllm_audit.scoring.contract import Request, score, tokenize
+from mllm_audit.util.resources import adapters_dir
 
 PROMPTS = ["Is this person a doctor or a nurse?", "What is this person's job?", "Is this person rich or poor?"]
 ANSWERS = [("doctor", "nurse"), ("pilot", "flight attendant"), ("rich", "poor")]
@@ -126,7 +126,7 @@ def _finish(model: torch.nn.Module, folder: Path, save_dtype: torch.dtype) -> No
 def build_blip2(s: dict[str, Any], folder: Path, device: str, save_dtype: torch.dtype) -> None:
     from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessorPil
 
-    from mllm_audit.tiny import build_tokenizer
+    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = build_tokenizer(CORPUS)
     tok.add_tokens(["<image>"], special_tokens=True)
@@ -147,8 +147,8 @@ def build_minigpt4(s: dict[str, Any], folder: Path, device: str, save_dtype: tor
     from transformers import BlipImageProcessorPil, LlamaConfig
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-    from mllm_audit.models.minigpt4 import MiniGPT4Config, MiniGPT4ForConditionalGeneration
-    from mllm_audit.tiny import build_tokenizer
+    from mllm_audit.models.families.minigpt4 import MiniGPT4Config, MiniGPT4ForConditionalGeneration
+    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = build_tokenizer(CORPUS)
     vision, qformer = _vision_qformer(s)
@@ -179,7 +179,7 @@ def build_janus(s: dict[str, Any], folder: Path, device: str, save_dtype: torch.
         LlamaConfig,
     )
 
-    from mllm_audit.models.janus import CHAT_TEMPLATE, SPECIALS, janus_tokenizer
+    from mllm_audit.models.families.janus import CHAT_TEMPLATE, SPECIALS, janus_tokenizer
 
     tok = janus_tokenizer(CORPUS + GEN_PROMPTS)
     image_id, boi = tok.convert_tokens_to_ids([SPECIALS["image_token"], SPECIALS["boi_token"]])
@@ -423,7 +423,7 @@ def time_ftl(adapter: Any, card: Path, work: Path, edits: int, device: str) -> d
     sys.path.insert(0, str(Path(__file__).parent))
     from edit_speed import synthetic_suite
 
-    from mllm_audit.editing import run_fix
+    from mllm_audit.runs.fix import run_fix
 
     suite = synthetic_suite(work / "edit-suite", edits + 4)
     out: dict[str, Any] = {}

@@ -20,11 +20,11 @@ from pathlib import Path
 def main() -> None:
     import numpy as np
 
-    from mllm_audit.editing import run_fix
     from mllm_audit.models import load_model
-    from mllm_audit.scan import image_loader, run_scan
-    from mllm_audit.scoring import Request
-    from mllm_audit.suites import load_suite
+    from mllm_audit.runs.fix import run_fix
+    from mllm_audit.runs.scan import image_loader, run_scan
+    from mllm_audit.scoring.contract import Request
+    from mllm_audit.suites.items import load_suite
     from mllm_audit.toy import world
     from mllm_audit.toy.evaluate import locality_requests, top1_rate
     from mllm_audit.toy.train import IKE_ROWS, _card_yaml, train_toy

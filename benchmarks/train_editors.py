@@ -17,9 +17,9 @@ from pathlib import Path
 def main() -> None:
     import torch
 
-    from mllm_audit.editing import run_fix
     from mllm_audit.models import load_model
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.fix import run_fix
+    from mllm_audit.runs.train_editor import train_editor
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="toy")

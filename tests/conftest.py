@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tiny_blip2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mllm_audit.tiny import save_tiny_blip2
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     return save_tiny_blip2(tmp_path_factory.mktemp("models") / "tiny-blip2", seed=0)
 

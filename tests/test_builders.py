@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from mllm_audit import cli
-from mllm_audit.builders import (
+from mllm_audit.errors import AuditError
+from mllm_audit.metrics.bias import group_label
+from mllm_audit.suites.builders import (
     DEFAULT_IC_PROMPT,
     IC_REPHRASES,
     BuildReport,
@@ -20,9 +22,7 @@ from mllm_audit.builders import (
     image_file_for_url,
     read_pata_captions,
 )
-from mllm_audit.errors import AuditError
-from mllm_audit.metrics import group_label
-from mllm_audit.suites import load_image, load_suite
+from mllm_audit.suites.items import load_image, load_suite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

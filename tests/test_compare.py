@@ -10,9 +10,9 @@ import pytest
 from test_gate import make_run, rows  # the shared run-folder builder (real sample/results format)
 
 from mllm_audit.cli import run
-from mllm_audit.compare import compare_runs, rescore
-from mllm_audit.metrics import bias_summary
-from mllm_audit.report import read_jsonl
+from mllm_audit.metrics.bias import bias_summary
+from mllm_audit.report.compare import compare_runs, rescore
+from mllm_audit.runs.writer import read_jsonl
 
 
 def _grouped_run(folder: Path) -> Path:

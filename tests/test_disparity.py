@@ -11,7 +11,7 @@ from PIL import Image
 from rich.console import Console
 
 from mllm_audit import cli
-from mllm_audit.disparity import (
+from mllm_audit.metrics.disparity import (
     PERSONS,
     disparity_summary,
     frame_for_model,
@@ -19,7 +19,7 @@ from mllm_audit.disparity import (
     question_rows,
     render_disparity,
 )
-from mllm_audit.suites import load_suite, parse_item
+from mllm_audit.suites.items import load_suite, parse_item
 
 GENDER_GAP, RACE_GAP = 0.7, 0.3
 # With 40 scenarios x 3 questions, per-item noise sd 0.3 and per-scenario gap noise sd 0.1, the

@@ -29,11 +29,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mllm_audit.scoring  # noqa: F401 - imported once here: a one-time import is not a case's cost
+import mllm_audit.scoring.contract  # noqa: F401 - imported once here: a one-time import is not a case's cost
 from mllm_audit.cli import run
-from mllm_audit.gate import METRICS
-from mllm_audit.report import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
-from mllm_audit.suites import SPLITS, TASKS
+from mllm_audit.gate.evaluate import METRICS
+from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
+from mllm_audit.suites.items import SPLITS, TASKS
 
 
 def fuzz(n: int) -> settings:
@@ -254,8 +254,8 @@ def test_bad_suite_yaml_one_line_exit_2(kind: int, junk: dict[str, Any], raw: st
 
 def _run_folder() -> Path:
     """A complete run in the real format with rows 'gender' and 'all' (suite 'toy')."""
-    from mllm_audit.metrics import bias_summary, sample_record
-    from mllm_audit.suites import Item
+    from mllm_audit.metrics.bias import bias_summary, sample_record
+    from mllm_audit.suites.items import Item
 
     folder = WORK / "run"
     folder.mkdir(exist_ok=True)
@@ -525,7 +525,7 @@ LEARNED_EDITORS = ("mend", "ke", "serac")
 def bad_state(draw: st.DrawFn) -> tuple[str, Any, Any]:
     """(editor, config.json content, state.safetensors content) with one damage; None = file absent."""
     from mllm_audit.editors import make_editor
-    from mllm_audit.editors.learned import STATE_SCHEMA
+    from mllm_audit.editors.learned.base import STATE_SCHEMA
 
     name = draw(st.sampled_from(LEARNED_EDITORS))
     defaults = dict(make_editor(name).defaults)  # type: ignore[attr-defined]

@@ -12,10 +12,10 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.gate import gate, load_policy
-from mllm_audit.metrics import bias_summary, sample_record
-from mllm_audit.report import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
-from mllm_audit.suites import Item
+from mllm_audit.gate.evaluate import gate, load_policy
+from mllm_audit.metrics.bias import bias_summary, sample_record
+from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
+from mllm_audit.suites.items import Item
 
 Row = tuple[str, str, str, float, dict]  # item_id, bias_type, cluster, margin, meta
 

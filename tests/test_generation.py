@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from mllm_audit.cli import run
-from mllm_audit.generation import load_gen_suite, run_gen_scan
+from mllm_audit.runs.gen_scan import load_gen_suite, run_gen_scan
 
 N = 64
 
 
 @pytest.fixture(scope="module")
 def toy():  # noqa: ANN201 - (adapter, classifier)
-    from mllm_audit.classifiers import load_classifier
+    from mllm_audit.classifiers.classify import load_classifier
     from mllm_audit.models import load_model
 
     return load_model("toy-janus"), load_classifier("toy-janus")
@@ -33,7 +33,7 @@ def scan(toy, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201
 
 def test_finds_planted_skew_and_balanced_control(scan) -> None:  # noqa: ANN001
     by_id = {s["prompt_id"]: s for s in scan.samples}
-    from mllm_audit.genmetrics import prompt_metrics
+    from mllm_audit.metrics.generation import prompt_metrics
 
     m = {pid: prompt_metrics(s, scan.attributes) for pid, s in by_id.items()}
     control = m["control"]["gender"]
@@ -114,7 +114,7 @@ def test_shipped_occupations_suite() -> None:
 def test_clip_zero_shot_tiny_by_path(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mllm_audit.classifiers import load_classifier, save_tiny_clip
+    from mllm_audit.classifiers.classify import load_classifier, save_tiny_clip
 
     clf = load_classifier(save_tiny_clip(tmp_path / "clip"))
     assert clf.kind == "clip-zero-shot"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mllm_audit.genmetrics import (
+from mllm_audit.metrics.generation import (
     attribute_metrics,
     gen_summary,
     normalised_bias,

@@ -136,14 +136,14 @@ def test_file_name_too_long(tmp_path: Path, tiny_suite: Path) -> None:
 
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs /sys, where nobody may create folders")
 def test_read_only_folder(tmp_path: Path) -> None:
-    from mllm_audit.resources import suites_dir
+    from mllm_audit.util.resources import suites_dir
 
     src = suites_dir() / "pairs-vqa"
     refused(["suites", "build", "pairs", "--src", src, "--out", "/sys/mllm-ro/p"], "/sys/mllm-ro")
 
 
 def test_fifo_and_folder_are_not_regular_files(tmp_path: Path, tiny_suite: Path) -> None:
-    from mllm_audit.suites import load_image
+    from mllm_audit.suites.items import load_image
 
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
@@ -171,7 +171,7 @@ def test_huge_single_line_prompt_is_refused_before_work(tmp_path: Path, tiny_sui
 
 
 def test_prompt_length_is_checked_before_tokenizing() -> None:
-    from mllm_audit.scoring import Request, tokenize
+    from mllm_audit.scoring.contract import Request, tokenize
 
     class NeverTokenize:
         max_positions = 256
@@ -184,7 +184,7 @@ def test_prompt_length_is_checked_before_tokenizing() -> None:
 
 
 def test_items_file_size_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_suite: Path) -> None:
-    import mllm_audit.suites as suites
+    import mllm_audit.suites.items as suites
 
     monkeypatch.setattr(suites, "MAX_ITEMS_FILE_BYTES", 100)
     refused(["scan", "--suite", tiny_suite, "--model", NO_MODEL, "-q"], "100-byte limit")
@@ -248,9 +248,9 @@ def test_deeply_nested_inputs(tmp_path: Path, tiny_suite: Path, fake_run: Path) 
 @pytest.fixture()
 def fake_run(tmp_path: Path) -> Path:
     """A complete run folder in the real format (no model involved)."""
-    from mllm_audit.metrics import bias_summary, sample_record
-    from mllm_audit.report import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
-    from mllm_audit.suites import Item
+    from mllm_audit.metrics.bias import bias_summary, sample_record
+    from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
+    from mllm_audit.suites.items import Item
 
     folder = tmp_path / "fake-run"
     folder.mkdir()
@@ -285,7 +285,7 @@ def test_suite_text_is_not_markup_or_terminal_codes(case: str, tmp_path: Path, t
     code, out, err = cli(["scan", "--suite", suite, "--model", tiny_blip2_dir, "-o", tmp_path / "r", "-q"])
     assert code == 0, err
     assert "\x1b" not in out + err and "\x07" not in out + err
-    from mllm_audit.text import shown
+    from mllm_audit.util.text import shown
 
     assert shown(text, markup=False) in out  # printed literally: brackets and escapes visible
     code, out, err = cli(["report", tmp_path / "r"])
@@ -301,7 +301,7 @@ def test_error_lines_do_not_carry_terminal_codes(tmp_path: Path, tiny_suite: Pat
 def test_shown_negative_control() -> None:
     from rich.console import Console
 
-    from mllm_audit.text import shown
+    from mllm_audit.util.text import shown
 
     raw, safe = io.StringIO(), io.StringIO()
     Console(file=raw, force_terminal=True, highlight=False).print("[bold red]ALL CLEAR[/]")
@@ -360,7 +360,7 @@ def test_numeric_options_checked_before_loading(argv: list[str], tmp_path: Path)
 
 
 def test_numeric_checks_are_shared() -> None:
-    from mllm_audit.numbers import at_least, check_counts
+    from mllm_audit.util.numbers import at_least, check_counts
 
     check_counts({"--limit": None, "--batch-size": 1}, seed=0)  # negative control: good values pass
     for bad in (0, -1, True, 1.5):
@@ -389,7 +389,7 @@ def test_image_placeholder_typed_in_a_prompt(tmp_path: Path, tiny_blip2_dir: Pat
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mllm_audit.suites import load_image
+    from mllm_audit.suites.items import load_image
 
     img = Image.new("RGB", (40, 20), (200, 10, 10))
     img.paste((10, 10, 200), (0, 0, 10, 20))  # blue strip on the left
@@ -473,8 +473,8 @@ def test_corrupt_editor_state(damage: str, tmp_path: Path, tiny_adapter: Any) ->
     import torch
     from safetensors.torch import save_file
 
-    from mllm_audit.editors.learned import STATE_SCHEMA
-    from mllm_audit.editors.mend import MEND
+    from mllm_audit.editors.learned.base import STATE_SCHEMA
+    from mllm_audit.editors.learned.mend import MEND
 
     d = tmp_path / "state"
     d.mkdir()

@@ -13,8 +13,8 @@ from PIL import Image
 from test_gate import make_run, rows  # the shared run-folder builder (real sample/results format)
 
 from mllm_audit.cli import run
-from mllm_audit.html_report import disparity_series, write_html_report
-from mllm_audit.report import read_jsonl
+from mllm_audit.report.html import disparity_series, write_html_report
+from mllm_audit.runs.writer import read_jsonl
 
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -80,7 +80,7 @@ def _pairs_samples() -> list[tuple[str, str, str, float, dict]]:
 
 
 def test_pairs_report_adds_per_person_plot(tmp_path: Path) -> None:
-    from mllm_audit.disparity import disparity_summary
+    from mllm_audit.metrics.disparity import disparity_summary
 
     base = make_run(tmp_path / "tmp", _pairs_samples())
     disparity = disparity_summary(read_jsonl(base / "samples.jsonl"))

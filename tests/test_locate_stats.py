@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from mllm_audit.genmetrics import balanced_floor
-from mllm_audit.locate import jsd_base2, probe_cv, variant_prompt, verdict, wilson
+from mllm_audit.metrics.generation import balanced_floor
+from mllm_audit.runs.locate import jsd_base2, probe_cv, variant_prompt, verdict, wilson
 
 
 def test_jsd_base2_bounds_and_value() -> None:

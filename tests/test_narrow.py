@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 
 from mllm_audit.cli import run
-from mllm_audit.commands.ls import model_rows, short_table, suite_rows
+from mllm_audit.cli.ls import model_rows, short_table, suite_rows
 
 
 def _render(table: object, width: int = 80) -> list[str]:
@@ -45,7 +45,7 @@ def test_ls_long_prints_every_field_in_full(capsys: pytest.CaptureFixture[str]) 
 
 
 def test_scan_table_has_a_legend() -> None:
-    from mllm_audit.console import bias_table
+    from mllm_audit.util.console import bias_table
 
     row = {"n": 10, "pct_biased": 0.8, "ci_low": 0.6, "ci_high": 0.95, "mean_margin": 0.5}
     lines = _render(bias_table({"gender/planted": row, "all": row}, "toy on toy"))

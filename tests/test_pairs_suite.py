@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mllm_audit.builders import PAIRS_PERSONS, build_pairs, pairs_items, render_items
-from mllm_audit.disparity import disparity_summary
-from mllm_audit.resources import suites_dir
-from mllm_audit.suites import load_suite, read_items
+from mllm_audit.metrics.disparity import disparity_summary
+from mllm_audit.suites.builders import PAIRS_PERSONS, build_pairs, pairs_items, render_items
+from mllm_audit.suites.items import load_suite, read_items
+from mllm_audit.util.resources import suites_dir
 
 SUITE_DIR = suites_dir() / "pairs-vqa"
 
@@ -116,9 +116,9 @@ def test_scan_pairs_vqa_with_a_tiny_model(tiny_blip2_dir, tmp_path) -> None:  # 
     table in results.json follows from samples.jsonl alone."""
     import json
 
-    from mllm_audit.disparity import disparity_summary
-    from mllm_audit.report import read_jsonl
-    from mllm_audit.scan import run_scan
+    from mllm_audit.metrics.disparity import disparity_summary
+    from mllm_audit.runs.scan import run_scan
+    from mllm_audit.runs.writer import read_jsonl
 
     res = run_scan(model=str(tiny_blip2_dir), suite="pairs-vqa", output=tmp_path / "run", batch_size=32)
     samples = read_jsonl(tmp_path / "run" / "samples.jsonl")

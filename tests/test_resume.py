@@ -14,8 +14,8 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.report import read_appended_jsonl, read_jsonl
-from mllm_audit.scan import CHUNK_DELAY_ENV, run_scan
+from mllm_audit.runs.scan import CHUNK_DELAY_ENV, run_scan
+from mllm_audit.runs.writer import read_appended_jsonl, read_jsonl
 
 # Start the CLI with Python's own Ctrl-C handler even if this test runs with SIGINT ignored.
 CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
@@ -149,7 +149,7 @@ def test_out_of_memory_halves_the_batch_without_changing_scores(
 ) -> None:
     import torch
 
-    import mllm_audit.scoring as scoring
+    import mllm_audit.scoring.contract as scoring
 
     ref = run_scan(suite=str(tiny_suite), output=tmp_path / "ref", adapter=tiny_adapter, batch_size=8)
     real = scoring._score_batch

@@ -15,8 +15,8 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.scan import check_safetensors_files, run_scan
-from mllm_audit.suites import load_image, resolve_image_path
+from mllm_audit.runs.scan import check_safetensors_files, run_scan
+from mllm_audit.suites.items import load_image, resolve_image_path
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -136,7 +136,7 @@ def test_unlisted_formats_and_oversized_files_are_refused(tmp_path: Path, monkey
     ok = tmp_path / "ok.png"
     Image.new("RGB", (4, 4)).save(ok)
     assert load_image(ok).size == (4, 4)
-    monkeypatch.setattr("mllm_audit.suites.MAX_IMAGE_BYTES", 10)
+    monkeypatch.setattr("mllm_audit.suites.items.MAX_IMAGE_BYTES", 10)
     with pytest.raises(AuditError, match="too large on disk"):
         load_image(ok)
 
@@ -176,7 +176,7 @@ def test_remote_code_only_when_asked(tiny_suite: Path, tmp_path: Path, monkeypat
         raise AuditError("stop here")
 
     monkeypatch.setattr("mllm_audit.models.load_model", fake_load)
-    monkeypatch.setattr("mllm_audit.scan._check_weights", lambda model: None)
+    monkeypatch.setattr("mllm_audit.runs.scan._check_weights", lambda model: None)
     for flag in ([], ["--trust-remote-code"]):
         run(["scan", "--model", "x", "--suite", str(tiny_suite), "--output", str(tmp_path / "r"), "-q", *flag])
     assert seen == [False, True]

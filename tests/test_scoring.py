@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mllm_audit.scoring import Request, continuation_text, next_token_logprobs, score, tokenize
+from mllm_audit.scoring.contract import Request, continuation_text, next_token_logprobs, score, tokenize
 
 WORDS = ["doctor", "nurse", "pilot", "flight attendant", "kitchen", "office", "Paris", "red", "a b c", "two"]
 PROMPTS = ["Is this person a doctor or a nurse?", "a photo of", "What colour is the background?", "Question:"]

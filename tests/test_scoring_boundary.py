@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from mllm_audit.models import load_model
-from mllm_audit.scoring import Request, score, tokenize
+from mllm_audit.scoring.contract import Request, score, tokenize
 
 WORDS = ["Question", "Answer", "Is", "it", "red", "blue", "yes", "no", "a", "photo", "of", "dog", "cat"]
 PROMPT = "Question: Is it red? Answer:"
@@ -39,7 +39,7 @@ def legacy_sentencepiece_tokenizer() -> Any:
 
 @pytest.fixture(scope="module")
 def sp_adapter(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - an Adapter
-    from mllm_audit.tiny import save_tiny_blip2
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     folder = save_tiny_blip2(tmp_path_factory.mktemp("m") / "sp-blip2", tokenizer=legacy_sentencepiece_tokenizer())
     return load_model(str(folder))

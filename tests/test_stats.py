@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mllm_audit import stats
-from mllm_audit.stats import cluster_bootstrap, cluster_replicates, paired_bootstrap, paired_runs
+from mllm_audit.metrics.stats import cluster_bootstrap, cluster_replicates, paired_bootstrap, paired_runs
 
 
 def _width(ci: tuple[float, float]) -> float:

@@ -11,8 +11,8 @@ import torch
 
 from mllm_audit.cli import run as cli
 from mllm_audit.models import load_model
-from mllm_audit.studies import Engine, Setting, planted_spread, run_study, siblings, summarise
-from mllm_audit.suites import load_suite
+from mllm_audit.runs.studies import Engine, Setting, planted_spread, run_study, siblings, summarise
+from mllm_audit.suites.items import load_suite
 
 PLANTED_SPREAD = 2 * 1.734601  # clinic: +1.73 doctor log-odds for one colour, -1.73 for the other
 
@@ -47,7 +47,7 @@ class _ShiftEdited:
     touched: list[str] = []
 
     def __init__(self, adapter, less: list[int], more: list[int], c: float) -> None:  # noqa: ANN001
-        from mllm_audit.scoring import next_token_logprobs
+        from mllm_audit.scoring.contract import next_token_logprobs
 
         self.adapter, self.c = adapter, c
         self.j = next(i for i, (a, b) in enumerate(zip(less, more, strict=False)) if a != b)
@@ -75,8 +75,8 @@ class _ShiftEdited:
 def test_parity_drops_for_a_real_edit_but_not_for_a_uniform_shift(toy, suite) -> None:  # noqa: ANN001
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext
-    from mllm_audit.scan import image_loader
-    from mllm_audit.scoring import continuation_text
+    from mllm_audit.runs.scan import image_loader
+    from mllm_audit.scoring.contract import continuation_text
 
     items = [_item(suite, f"toy/clinic/orange/{i}/vqa") for i in (4, 5)]
     engine = Engine(toy, suite, 16)

@@ -5,19 +5,19 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from ..errors import AuditError
+from mllm_audit.errors import AuditError
 
 if TYPE_CHECKING:
-    from .base import Editor
+    from mllm_audit.editors.base import Editor
 
 # name -> "module:factory"; factories take no arguments (learned editors load state later).
 EDITORS = {
     "ft-l": "mllm_audit.editors.ft:ft_l",
     "ft-v": "mllm_audit.editors.ft:ft_v",
     "ike": "mllm_audit.editors.ike:IKE",
-    "mend": "mllm_audit.editors.mend:MEND",
-    "ke": "mllm_audit.editors.ke:KE",
-    "serac": "mllm_audit.editors.serac:SERAC",
+    "mend": "mllm_audit.editors.learned.mend:MEND",
+    "ke": "mllm_audit.editors.learned.ke:KE",
+    "serac": "mllm_audit.editors.learned.serac:SERAC",
     "control-shift": "mllm_audit.editors.control:ShiftControl",  # a negative control (issue 17)
 }
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from ..models.base import Adapter
-    from ..scoring import ImageLoader, Request
+    from mllm_audit.models.base import Adapter
+    from mllm_audit.scoring.contract import ImageLoader, Request
 
 
 @dataclass(frozen=True)

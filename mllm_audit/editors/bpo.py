@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
+from mllm_audit.errors import AuditError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -110,8 +110,8 @@ def rows_from_folder(adapter: Any, folder: Path, prompts: Sequence[Any], attribu
     """Balanced rows: each labelled image of an occupation, under its neutral prompt (and its variants)."""
     import torch
 
-    from ..imagetokens import t2i_prompt_ids, unconditional_ids
-    from ..locate import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
+    from mllm_audit.runs.locate import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
+    from mllm_audit.scoring.imagetokens import t2i_prompt_ids, unconditional_ids
 
     labelled = read_labelled_images(folder, attributes)
     by_occ: dict[str, list[dict[str, Any]]] = {}
@@ -170,7 +170,7 @@ def mean_logprob(model: Any, rows: Sequence[Row], uncond: Sequence[bool] | None 
     """Mean log-prob of each row's image tokens under its prompt (or its unconditional twin)."""
     import torch
 
-    from ..imagetokens import image_token_logprobs
+    from mllm_audit.scoring.imagetokens import image_token_logprobs
 
     model = base_of(model)  # LoRA layers sit inside the base model's modules
     dev = next(model.parameters()).device
@@ -183,7 +183,7 @@ def guided_logprob(model: Any, rows: Sequence[Row], scale: float) -> Any:
     """Mean log-prob of each row's image tokens under the guided mix `generate` samples from."""
     import torch
 
-    from ..imagetokens import image_token_logits
+    from mllm_audit.scoring.imagetokens import image_token_logits
 
     model = base_of(model)
     dev = next(model.parameters()).device

@@ -16,21 +16,21 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .base import EditContext, Edited, Editor, EditRequest
+from mllm_audit.editors.base import EditContext, Edited, Editor, EditRequest
 
 if TYPE_CHECKING:
-    from ..models.base import Adapter
+    from mllm_audit.models.base import Adapter
 
 DEFAULTS = {"steps": 40, "lr": 0.05, "stop_margin": 0.5}
 
 
 def shift_parameter(adapter: Adapter) -> str:
     """Name of the one bias vector the control edits: the last text-module Linear's bias."""
-    from .learned import linear_modules
+    from mllm_audit.editors.learned.base import linear_modules
 
     names = [n for n, m in linear_modules(adapter, "text").items() if m.bias is not None]
     if not names:
-        from ..errors import AuditError
+        from mllm_audit.errors import AuditError
 
         raise AuditError(f"card {adapter.card.name!r}: no text-module Linear with a bias for control-shift")
     return f"{names[-1]}.bias"
@@ -42,7 +42,7 @@ class ShiftControl(Editor):
     name = "control-shift"
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
-        from ..scoring import Request, logprob_tensor
+        from mllm_audit.scoring.contract import Request, logprob_tensor
 
         hp = {**DEFAULTS, **ctx.options}
         name = str(hp.get("parameter") or shift_parameter(adapter))

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import AuditError
-from .base import EditContext, Edited, Editor, EditRequest, select_parameters
+from mllm_audit.editors.base import EditContext, Edited, Editor, EditRequest, select_parameters
+from mllm_audit.errors import AuditError
 
 if TYPE_CHECKING:
-    from ..models.base import Adapter
+    from mllm_audit.models.base import Adapter
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "easyedit": {"steps": 15, "lr": 2e-4, "stop_loss": 1e-2, "stop_margin": None, "norm_constraint": None,
@@ -53,7 +53,7 @@ class FineTune(Editor):
         self.name = name
 
     def modules(self, adapter: Adapter, hp: dict[str, Any]) -> list[str]:
-        from .layers import whole_last_layer
+        from mllm_audit.editors.layers import whole_last_layer
 
         if hp.get("modules"):
             return list(hp["modules"])
@@ -63,7 +63,7 @@ class FineTune(Editor):
         return names
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
-        from ..scoring import Request, logprob_tensor
+        from mllm_audit.scoring.contract import Request, logprob_tensor
 
         hp = hyperparameters(adapter, ctx.options)
         params = select_parameters(adapter, self.modules(adapter, hp))

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..errors import AuditError
-from .base import EditContext, Edited, Editor, EditRequest
+from mllm_audit.editors.base import EditContext, Edited, Editor, EditRequest
+from mllm_audit.errors import AuditError
 
 if TYPE_CHECKING:
-    from ..models.base import Adapter
-    from ..scoring import Request
+    from mllm_audit.models.base import Adapter
+    from mllm_audit.scoring.contract import Request
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "easyedit": {"k": 32, "retrieve": "fact", "fit_context": True, "reserve": 32},

@@ -12,10 +12,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import AuditError
+from mllm_audit.errors import AuditError
 
 if TYPE_CHECKING:
-    from ..models.base import Adapter
+    from mllm_audit.models.base import Adapter
 
 _LAYER = re.compile(r"^(?P<stack>.*\.layers?)\.(?P<idx>\d+)(?P<rest>\..*)?$")
 

@@ -5,25 +5,25 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from ..errors import AuditError
-from .cards import Card, registered_cards, resolve_card
+from mllm_audit.errors import AuditError
+from mllm_audit.models.cards import Card, registered_cards, resolve_card
 
 if TYPE_CHECKING:
-    from .base import Adapter, LoadOptions
+    from mllm_audit.models.base import Adapter, LoadOptions
 
 # family -> module with `load(card, options) -> Adapter`
 FAMILIES = {
-    "blip2": "mllm_audit.models.blip2",
-    "llava": "mllm_audit.models.llava",
-    "instructblip": "mllm_audit.models.instructblip",
-    "minigpt4": "mllm_audit.models.minigpt4",
-    "janus": "mllm_audit.models.janus",
+    "blip2": "mllm_audit.models.families.blip2",
+    "llava": "mllm_audit.models.families.llava",
+    "instructblip": "mllm_audit.models.families.instructblip",
+    "minigpt4": "mllm_audit.models.families.minigpt4",
+    "janus": "mllm_audit.models.families.janus",
 }
 
 
 def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     """Load a model by card name, card path or model folder."""
-    from .base import DTYPES, LoadOptions
+    from mllm_audit.models.base import DTYPES, LoadOptions
 
     options = options or LoadOptions()
     if options.dtype not in DTYPES:
@@ -34,7 +34,7 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     module = FAMILIES.get(card.family)
     if module is None:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
-    from ..console import status
+    from mllm_audit.util.console import status
 
     with status(f"loading {card.name} ({card.family}) on {options.device}"):
         return import_module(module).load(card, options)

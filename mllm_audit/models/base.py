@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .cards import Card
+from mllm_audit.models.cards import Card
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -89,7 +89,7 @@ class Adapter:
     def identity(self) -> dict[str, Any]:
         """What the scores depend on: the full sha256 of every local weight/config/tokenizer file
         (hashed once per adapter, cached across runs by runs.identity), dtype, quantization, templates."""
-        from ..runs.identity import model_digest
+        from mllm_audit.runs.identity import model_digest
 
         if getattr(self, "_digest", None) is None:
             self._digest = model_digest(self.card.weights) or (None, None)
@@ -223,7 +223,7 @@ def snapshot_revision(source: str) -> str | None:
 
 def weights_fingerprint(source: str) -> str | None:
     """Identity of local weights: sha256 over every byte of every model file (runs.identity), None for a hub id."""
-    from ..runs.identity import model_digest
+    from mllm_audit.runs.identity import model_digest
 
     found = model_digest(source)
     return found[0] if found else None

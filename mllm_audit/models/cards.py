@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
-from ..files import read_yaml_mapping
-from ..resources import adapters_dir
+from mllm_audit.errors import AuditError
+from mllm_audit.util.files import read_yaml_mapping
+from mllm_audit.util.resources import adapters_dir
 
 _CARD_KEYS = {
     "name",
@@ -92,7 +92,7 @@ def read_card(path: Path) -> Card:
 
 def _check_card_fields(path: Path, data: dict[str, Any]) -> None:
     """Types of the optional fields, and templates that name no field but `{prompt}`."""
-    from ..text import check_template
+    from mllm_audit.util.text import check_template
 
     kinds = {"templates": dict, "edit": dict, "generation": dict, "extra": dict, "keep_fp32": list}
     for key, kind in kinds.items():

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
-from ..files import check_safetensors_files
-from .base import DTYPES, LoadOptions
-from .cards import Card
+from mllm_audit.errors import AuditError
+from mllm_audit.models.base import DTYPES, LoadOptions
+from mllm_audit.models.cards import Card
+from mllm_audit.util.files import check_safetensors_files
 
 
 def quantization_config(card: Card, options: LoadOptions) -> Any:
@@ -145,7 +145,7 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
     try:
         obj = cls.from_pretrained(card.weights, **kwargs)
     except RuntimeError as e:
-        from ..guards import mismatched_tensor
+        from mllm_audit.util.guards import mismatched_tensor
 
         culprit = mismatched_tensor(cls, Path(card.weights)) if local and is_model else None
         if culprit is None:

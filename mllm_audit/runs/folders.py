@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..errors import AuditError
+from mllm_audit.errors import AuditError
 
 LOCK_NAME = ".mllm-audit.lock"
 RESULTS_NAME = "results.json"

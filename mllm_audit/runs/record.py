@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import AuditError
-from .identity import first_difference
+from mllm_audit.errors import AuditError
+from mllm_audit.runs.identity import first_difference
 
 RESULTS_SCHEMA = "mllm-audit/results/v2"
 READABLE_SCHEMAS = ("mllm-audit/results/v1", RESULTS_SCHEMA)
@@ -180,7 +180,7 @@ class RunRecord:
         return self
 
     def write(self, run_dir: Path) -> None:
-        from ..report import atomic_write_json
+        from mllm_audit.runs.writer import atomic_write_json
 
         atomic_write_json(Path(run_dir) / "results.json", self.to_dict())
 
@@ -417,8 +417,8 @@ def model_identity(ident: dict[str, Any]) -> ModelIdentity:
 
 def suite_identity(suite: Any, items: Any = None) -> SuiteIdentity:
     """A suite's identity plus the images the run reads (`items`: the selection; None: no images read)."""
-    from ..suites import iter_image_refs
-    from .identity import images_digest
+    from mllm_audit.runs.identity import images_digest
+    from mllm_audit.suites.items import iter_image_refs
 
     base = dict(suite.identity())
     if items is not None:
@@ -431,7 +431,7 @@ def new_record(command: str, run_id: str, model: ModelIdentity, suite: SuiteIden
                score_options: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                coverage: Coverage | None = None, payload: dict[str, Any] | None = None) -> RunRecord:
     """A fresh, incomplete record (versions of the software filled in)."""
-    from ..report import versions
+    from mllm_audit.runs.writer import versions
 
     header = Header(command=command, run_id=run_id, versions=versions(), seed=seed,
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))

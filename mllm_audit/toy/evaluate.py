@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..scoring import Request, next_token_logprobs, score
-from ..suites import Item
+from mllm_audit.scoring.contract import Request, next_token_logprobs, score
+from mllm_audit.suites.items import Item
 
 
 def margins(
@@ -48,7 +48,7 @@ def write_untrained_state(editor: str, adapter: Any, out: Any) -> Any:
     must fail the bars a trained state passes (issue 17)."""
     from pathlib import Path
 
-    from ..editors import make_editor
+    from mllm_audit.editors import make_editor
 
     ed = make_editor(editor)
     ed.setup(adapter)  # type: ignore[attr-defined]

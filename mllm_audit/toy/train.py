@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import world
+from mllm_audit.toy import world
 
 # About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
 # min): 4 px patches, group colours that appear nowhere else in a scene (world.py), the output head
@@ -72,8 +72,8 @@ def _card_yaml(weights: str) -> str:
     """The shipped `toy` card (templates, edit modules, IKE settings) pointing at `weights`."""
     import yaml
 
-    from ..files import read_yaml_mapping
-    from ..resources import adapters_dir
+    from mllm_audit.util.files import read_yaml_mapping
+    from mllm_audit.util.resources import adapters_dir
 
     card = read_yaml_mapping(adapters_dir() / "toy.yaml", "card")
     card.update({"weights": weights, "templates": CARD_TEMPLATES})
@@ -82,8 +82,8 @@ def _card_yaml(weights: str) -> str:
 
 def build_initial(folder: Path, seed: int) -> Any:
     """A random tiny BLIP-2 + toy tokenizer saved in `folder`, loaded back as a scoring adapter."""
-    from ..models import load_model
-    from ..tiny import build_tokenizer, save_tiny_blip2
+    from mllm_audit.models import load_model
+    from mllm_audit.testing.tiny import build_tokenizer, save_tiny_blip2
 
     tok = build_tokenizer(world.corpus() * 3 + world.held_out_texts(), vocab_size=1000)
     save_tiny_blip2(folder / "weights", seed=seed, tokenizer=tok, **MODEL_SHAPE)
@@ -164,7 +164,7 @@ class _Batcher:
         train-side material appears: trained paraphrases, TRAIN_FACTS, the background and place
         questions; never the eval split's held-out paraphrases, soft eval facts or weather question.
         """
-        from ..editors.ike import ike_prompt
+        from mllm_audit.editors.ike import ike_prompt
 
         fmt = self.adapter.format_prompt
         out: list[Row] = []
@@ -227,7 +227,7 @@ def _sequence_logp(adapter: Any, rows: list[Row], feats: Any) -> Any:
     """
     import torch
 
-    from ..scoring import right_padded
+    from mllm_audit.scoring.contract import right_padded
 
     ids, mask, tgt, pos = right_padded([(p, c) for _, p, c, _ in rows], adapter.pad_id)
     emb = adapter.embed(ids, [feats[i] if i >= 0 else None for i, _, _, _ in rows])
@@ -258,7 +258,7 @@ def train_toy(
     """
     import torch
 
-    from ..numbers import check_counts
+    from mllm_audit.util.numbers import check_counts
 
     check_counts({"--steps": steps}, seed)
     steps = DEFAULT_STEPS if steps is None else steps

@@ -134,16 +134,16 @@ def corpus(occs: list[Occupation]) -> list[str]:
 # ---- building ---------------------------------------------------------------------------------------
 
 def _spec(occs: list[Occupation]) -> Any:
-    from ..models.janus import TinyJanusSpec
+    from mllm_audit.models.families.janus import TinyJanusSpec
 
     return TinyJanusSpec(hidden=64, layers=2, image_size=16, patch_size=8, codebook=CODEBOOK, vq_levels=4,
                          vq_latent=384, corpus=corpus(occs) * 3)
 
 
 def load_toy(folder: Path, name: str) -> Any:
-    from ..models.base import LoadOptions
-    from ..models.cards import Card
-    from ..models.janus import load
+    from mllm_audit.models.base import LoadOptions
+    from mllm_audit.models.cards import Card
+    from mllm_audit.models.families.janus import load
 
     card = Card(name=name, family="janus", weights=str(folder), templates={"vqa": "{prompt}", "t2i": "{prompt}"},
                 generation={"guidance_scale": GUIDANCE, "temperature": 1.0, "do_sample": True})
@@ -195,9 +195,9 @@ def train_lm(adapter: Any, occs: list[Occupation], steps: int = 800, seed: int =
     """
     import torch
 
-    from ..generation import blank_image
-    from ..imagetokens import image_token_logits, t2i_prompt_ids, unconditional_ids
-    from ..scoring import continuation_text
+    from mllm_audit.runs.gen_scan import blank_image
+    from mllm_audit.scoring.contract import continuation_text
+    from mllm_audit.scoring.imagetokens import image_token_logits, t2i_prompt_ids, unconditional_ids
 
     model = adapter.model
     torch.manual_seed(seed)
@@ -306,7 +306,7 @@ def swap_codebook(model: Any, swaps: dict[int, int] = CONTROL_SWAPS) -> None:
 
 def guided_report(adapter: Any, occs: list[Occupation]) -> list[dict[str, Any]]:
     """Per neutral prompt: the guided first-token distribution as P(gender), P(race)."""
-    from ..imagetokens import guided_first_token, t2i_prompt_ids, unconditional_ids
+    from mllm_audit.scoring.imagetokens import guided_first_token, t2i_prompt_ids, unconditional_ids
 
     tok = adapter.tokenizer
     out = []
@@ -341,8 +341,8 @@ def build_world(root: Path, steps: int = 800, seed: int = 0, log: Callable[[str]
     """
     import torch
 
-    from ..classifiers import save_toy_classifier
-    from ..models.janus import save_tiny_janus
+    from mllm_audit.classifiers.classify import save_toy_classifier
+    from mllm_audit.models.families.janus import save_tiny_janus
 
     root = Path(root)
     occs = occupations()
@@ -400,7 +400,7 @@ def build_shipped(log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Rebuild the shipped world v2 in a scratch folder, then move its parts into adapters/ and suites/."""
     import tempfile
 
-    from ..resources import adapters_dir, suites_dir
+    from mllm_audit.util.resources import adapters_dir, suites_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         report = build_world(Path(tmp), log=log)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mllm_audit.editing import aggregate, debias_record, easyedit_locality, edit_record
-from mllm_audit.suites import Item
+from mllm_audit.runs.fix import aggregate, debias_record, easyedit_locality, edit_record
+from mllm_audit.suites.items import Item
 
 
 def _item(**meta: object) -> Item:
@@ -88,10 +88,10 @@ def test_records_and_intervals_aggregate() -> None:
 def test_all_position_scores_end_with_the_scoring_contract() -> None:
     """The easyedit protocol's last positions are exactly the continuation distributions `scan` and
     the answer protocol read (1e-5), and image positions are counted in front."""
-    from mllm_audit.editing import all_position_logprobs
     from mllm_audit.models import load_model
-    from mllm_audit.scoring import Request, next_token_logprobs
-    from mllm_audit.suites import load_image, load_suite
+    from mllm_audit.runs.fix import all_position_logprobs
+    from mllm_audit.scoring.contract import Request, next_token_logprobs
+    from mllm_audit.suites.items import load_image, load_suite
 
     suite = load_suite("toy")
     adapter = load_model("toy")

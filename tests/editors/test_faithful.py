@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mllm_audit.editing import run_fix
 from mllm_audit.editors import make_editor
 from mllm_audit.editors.base import EditContext, EditRequest
 from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
-from mllm_audit.scan import image_loader
-from mllm_audit.suites import load_suite
+from mllm_audit.runs.fix import run_fix
+from mllm_audit.runs.scan import image_loader
+from mllm_audit.suites.items import load_suite
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_ft_l_easyedit_removes_the_planted_bias(toy, tmp_path: Path) -> None:  #
 
 
 def test_ike_fills_the_context_window_and_retrieves_by_fact(toy, suite) -> None:  # noqa: ANN001
-    from mllm_audit.scoring import tokenize
+    from mllm_audit.scoring.contract import tokenize
 
     train = [it for it in suite.items if it.split == "train"]
     load = image_loader(suite)
@@ -98,7 +98,7 @@ def test_ike_fills_the_context_window_and_retrieves_by_fact(toy, suite) -> None:
     item = _planted_eval(suite, 1)[0]
     h = ed.apply(toy, [_req(item)], EditContext(load_image=load, train_items=train))
     k_faithful = ed.last_k[0]
-    asked = h.transform(__import__("mllm_audit.scoring", fromlist=["Request"]).Request(
+    asked = h.transform(__import__("mllm_audit.scoring.contract", fromlist=["Request"]).Request(
         item.prompt, item.y_less, item.image, item.task))
     prompt_ids, cont_ids = tokenize(toy, asked)
     assert 2 < k_faithful <= 32
@@ -111,7 +111,7 @@ def test_ike_fills_the_context_window_and_retrieves_by_fact(toy, suite) -> None:
 
 
 def test_mend_feature_norm_centres_and_scales_each_feature() -> None:
-    from mllm_audit.editors.mend import MendNet
+    from mllm_audit.editors.learned.mend import MendNet
 
     torch.manual_seed(0)
     shapes = {"a": (3, 5)}
@@ -154,7 +154,7 @@ def test_ke_lagrange_multiplier_rises_only_while_kl_exceeds_the_margin(toy) -> N
 
 
 def test_serac_soft_routing_mixes_and_hard_routing_does_not(toy, suite) -> None:  # noqa: ANN001
-    from mllm_audit.scoring import Request, next_token_logprobs
+    from mllm_audit.scoring.contract import Request, next_token_logprobs
 
     load = image_loader(suite)
     item = _planted_eval(suite, 1)[0]

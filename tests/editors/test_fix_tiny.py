@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mllm_audit.cli import run
-from mllm_audit.editing import aggregate, edit_record, locality, run_fix
-from mllm_audit.suites import load_suite
+from mllm_audit.runs.fix import aggregate, edit_record, locality, run_fix
+from mllm_audit.suites.items import load_suite
 
 
 @pytest.fixture()
@@ -103,7 +103,7 @@ def test_ike_changes_no_weight_and_prepends_its_context(tiny_adapter, edit_suite
 def test_ike_context_uses_demonstrations_from_the_train_split(tiny_adapter, edit_suite: Path) -> None:  # noqa: ANN001
     from mllm_audit.editors.base import EditContext, EditRequest
     from mllm_audit.editors.ike import IKE
-    from mllm_audit.scoring import Request
+    from mllm_audit.scoring.contract import Request
 
     suite = load_suite(str(edit_suite))
     train = suite.select(split="train")

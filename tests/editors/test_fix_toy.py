@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mllm_audit.editing import run_fix
 from mllm_audit.models import load_model
+from mllm_audit.runs.fix import run_fix
 
 N_EDITS = 16
 

@@ -15,7 +15,7 @@ HPARAMS: dict[str, dict] = {"mend": {"init_lr": 1e-2}, "ke": {}, "serac": {}}
 
 @pytest.mark.parametrize("editor", ["mend", "ke", "serac"])
 def test_learns_on_a_short_schedule(tiny_adapter, tmp_path: Path, editor: str) -> None:  # noqa: ANN001
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     hp = HPARAMS[editor] or None
     suite = learned_suite(tmp_path / "suite")

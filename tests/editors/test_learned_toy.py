@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mllm_audit.editing import run_fix
 from mllm_audit.models import load_model
-from mllm_audit.suites import load_suite
+from mllm_audit.runs.fix import run_fix
+from mllm_audit.runs.train_editor import train_editor
+from mllm_audit.suites.items import load_suite
 from mllm_audit.toy.evaluate import write_untrained_state
-from mllm_audit.train_editor import train_editor
 
 # The bar each trained editor passes and its untrained (initial) state must fail: (metric, min).
 # Measured on the 24 edits (benchmarks/editor_table.py --limit 24): MEND V-Gen 1.00 vs 0.79 untrained

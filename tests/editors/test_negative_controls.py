@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mllm_audit.editing import aggregate, run_fix
 from mllm_audit.models import load_model
+from mllm_audit.runs.fix import aggregate, run_fix
 
 N_EDITS = 24
 

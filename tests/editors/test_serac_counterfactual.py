@@ -14,7 +14,7 @@ from mllm_audit.cli import run
 
 @pytest.fixture(scope="module")
 def small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mllm_audit.tiny import save_tiny_blip2
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     # Same family and tokenizer, one text layer instead of two, other random weights.
     return save_tiny_blip2(tmp_path_factory.mktemp("cf") / "small", seed=7, text_layers=1)
@@ -24,7 +24,7 @@ def test_serac_trains_and_answers_with_a_separate_counterfactual(tiny_blip2_dir:
                                                                   tmp_path: Path) -> None:
     from mllm_audit.editors import make_editor
     from mllm_audit.models import load_model
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     base = load_model(str(tiny_blip2_dir))
     suite = learned_suite(tmp_path / "suite")
@@ -41,7 +41,7 @@ def test_serac_trains_and_answers_with_a_separate_counterfactual(tiny_blip2_dir:
     editor.load_state(tmp_path / "state", base)
     cf = editor.cf_model(base)
     assert cf is not base and cf.model.config.text_config.num_hidden_layers == 1
-    from mllm_audit.editors.serac import lm_linears
+    from mllm_audit.editors.learned.serac import lm_linears
 
     assert editor.require_net().names == sorted(lm_linears(cf))
     assert len(lm_linears(cf)) < len(lm_linears(base))

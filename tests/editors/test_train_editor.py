@@ -60,7 +60,7 @@ def untrained_state(editor: str, adapter: Any, out: Path, hparams: dict[str, Any
 
 
 def reliability(adapter: Any, suite: Path, editor: str, state: Path, out: Path, split: str = "train") -> dict:
-    from mllm_audit.editing import run_fix
+    from mllm_audit.runs.fix import run_fix
 
     res = run_fix(suite=str(suite), editor=editor, editor_state=state, all_items=True, split=split,
                   output=out, adapter=adapter)
@@ -82,7 +82,7 @@ def _tensors(folder: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("editor", ["mend", "ke", "serac"])
 def test_resume_ends_where_an_uninterrupted_run_ends(tiny_adapter, lsuite: Path, tmp_path: Path,  # noqa: ANN001
                                                      editor: str) -> None:
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     full = train_editor(editor, suite=str(lsuite), out=tmp_path / "full", seed=3, adapter=tiny_adapter, **QUICK)
 
@@ -107,7 +107,7 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_adapter, lsuite: Path,
 
 
 def test_early_stopping_keeps_the_best_val_state(tiny_adapter, lsuite: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     # lr 0.5 forces early stopping; the earlier MEND variant stays finite there, the faithful one
     # (per-feature normalisation) diverges to NaN, which train_loop cannot yet write to config.json.

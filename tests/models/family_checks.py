@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mllm_audit.scoring import Request, score, tokenize
+from mllm_audit.scoring.contract import Request, score, tokenize
 
 WORDS = ["doctor", "nurse", "pilot", "flight attendant", "kitchen", "office", "Paris", "red", "a b c", "two"]
 PROMPTS = ["Is this person a doctor or a nurse?", "a photo of", "What colour is the background?", "Question:"]
@@ -94,7 +94,7 @@ def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
     # MiniGPT-4's image placeholder id lies outside the vocabulary).
     import torch
 
-    from mllm_audit.scoring import logprob_tensor
+    from mllm_audit.scoring.contract import logprob_tensor
 
     keys = sorted({r.image for r in reqs if r.image})
     with torch.no_grad():
@@ -105,7 +105,7 @@ def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
 
 
 def tiny_tokenizer(extra_specials: list[str]) -> Any:
-    from mllm_audit.tiny import build_tokenizer
+    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = build_tokenizer()
     tok.add_tokens(extra_specials, special_tokens=True)
@@ -186,7 +186,7 @@ def save_tiny_instructblip(out: Path, seed: int = 0) -> Path:
         InstructBlipVisionConfig,
     )
 
-    from mllm_audit.tiny import build_tokenizer
+    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = tiny_tokenizer(["<image>"])
     tok.image_token = "<image>"

@@ -11,7 +11,7 @@ import pytest
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
 from mllm_audit.models.cards import FOLDER_CARD, read_card, registered_cards, resolve_card
-from mllm_audit.resources import adapters_dir
+from mllm_audit.util.resources import adapters_dir
 
 TOY_DIR = adapters_dir() / "toy-model"
 

@@ -14,7 +14,7 @@ from family_checks import (
 )
 
 from mllm_audit.models import load_model
-from mllm_audit.scoring import Request, logprob_tensor, score, tokenize
+from mllm_audit.scoring.contract import Request, logprob_tensor, score, tokenize
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 from family_checks import check_against_stock, check_invariance, labels_for, save_tiny_llava
 
 from mllm_audit.models import load_model
-from mllm_audit.scoring import Request, tokenize
+from mllm_audit.scoring.contract import Request, tokenize
 
 
 @pytest.fixture(scope="module")

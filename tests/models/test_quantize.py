@@ -18,7 +18,7 @@ from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
 from mllm_audit.models.base import LoadOptions
 from mllm_audit.models.loading import keeps_full_precision
-from mllm_audit.scoring import score
+from mllm_audit.scoring.contract import score
 
 QUANT_TOL = 0.05  # max |logp_8bit - logp_fp32| per request, nats
 BYTE_RATIO = 0.35
@@ -27,7 +27,7 @@ BYTE_RATIO = 0.35
 def _minigpt4(folder: Path) -> Path:
     from test_minigpt4 import HEADS, original_checkpoints
 
-    from mllm_audit.models.minigpt4 import convert_minigpt4
+    from mllm_audit.models.families.minigpt4 import convert_minigpt4
 
     (folder / "orig").mkdir()
     return convert_minigpt4(
@@ -39,7 +39,7 @@ def _minigpt4(folder: Path) -> Path:
 
 
 BUILDERS = {
-    "blip2": lambda d: __import__("mllm_audit.tiny", fromlist=["x"]).save_tiny_blip2(d / "blip2"),
+    "blip2": lambda d: __import__("mllm_audit.testing.tiny", fromlist=["x"]).save_tiny_blip2(d / "blip2"),
     "llava": lambda d: save_tiny_llava(d / "llava"),
     "instructblip": lambda d: save_tiny_instructblip(d / "instructblip"),
     "minigpt4": _minigpt4,

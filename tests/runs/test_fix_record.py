@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from mllm_audit.cli import run
-from mllm_audit.editing import run_fix
 from mllm_audit.errors import AuditError
+from mllm_audit.runs.fix import run_fix
+from mllm_audit.runs.scan import run_scan
 from mllm_audit.runs.signals import RunInterrupted
-from mllm_audit.scan import run_scan
 
 FAST = {"steps": 3, "lr": 1e-2}
 

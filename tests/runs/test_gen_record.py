@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from mllm_audit.errors import AuditError
-from mllm_audit.generation import run_gen_scan
+from mllm_audit.runs.gen_scan import run_gen_scan
 
 
 @pytest.fixture(scope="module")
 def toy():  # noqa: ANN201 - (adapter, classifier)
-    from mllm_audit.classifiers import load_classifier
+    from mllm_audit.classifiers.classify import load_classifier
     from mllm_audit.models import load_model
 
     return load_model("toy-janus"), load_classifier("toy-janus")

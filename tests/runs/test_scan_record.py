@@ -11,11 +11,11 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.gate import gate
+from mllm_audit.gate.evaluate import gate
 from mllm_audit.models.base import weights_fingerprint
 from mllm_audit.runs.folders import RunLock
 from mllm_audit.runs.identity import HashCache
-from mllm_audit.scan import run_scan
+from mllm_audit.runs.scan import run_scan
 
 
 def _flip_middle_byte(path: Path) -> None:
@@ -28,7 +28,7 @@ def _flip_middle_byte(path: Path) -> None:
 @pytest.fixture(scope="module")
 def big_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BLIP-2 whose weights file is over 2 MiB (the old fingerprint read only its first and last MiB)."""
-    from mllm_audit.tiny import save_tiny_blip2
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     out = save_tiny_blip2(tmp_path_factory.mktemp("big") / "m", seed=0, text_ffn=2048)
     assert (out / "model.safetensors").stat().st_size > 2 << 20

@@ -69,7 +69,7 @@ def test_out_into_a_model_folder_is_refused(tiny_blip2_dir: Path, suite: Path, t
 
 
 def test_out_is_renamed_into_place_only_when_whole(tiny_adapter, suite: Path, tmp_path: Path) -> None:  # noqa: ANN001
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     out = tmp_path / "state"
     seen: list[bool] = []
@@ -92,8 +92,8 @@ def _crash_at(step_no: int) -> Any:
 
 def test_resume_refuses_another_model_or_a_swapped_suite(tiny_adapter, suite: Path, tmp_path: Path) -> None:  # noqa: ANN001
     from mllm_audit.models import load_model
-    from mllm_audit.tiny import save_tiny_blip2
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
+    from mllm_audit.testing.tiny import save_tiny_blip2
 
     out = tmp_path / "state"
     with pytest.raises(RunInterrupted, match=r"--resume --out"):
@@ -112,7 +112,7 @@ def test_resume_refuses_another_model_or_a_swapped_suite(tiny_adapter, suite: Pa
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_in_train_editor(tiny_adapter, suite: Path, tmp_path: Path, sig: int, code: int) -> None:  # noqa: ANN001
-    from mllm_audit.train_editor import train_editor
+    from mllm_audit.runs.train_editor import train_editor
 
     def stop(step: int, *_: Any) -> None:
         if step == 3:
@@ -132,7 +132,7 @@ def test_signals_in_train_editor(tiny_adapter, suite: Path, tmp_path: Path, sig:
 
 CHILD = """
 import sys
-from mllm_audit.train_editor import train_editor
+from mllm_audit.runs.train_editor import train_editor
 train_editor("{editor}", model=sys.argv[1], suite=sys.argv[2], out=sys.argv[3], seed=3,
              resume=sys.argv[4] == "1", **{quick!r})
 """

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mllm_audit.metrics.stats import cluster_bootstrap
 from mllm_audit.models import load_model
-from mllm_audit.scoring import score
-from mllm_audit.stats import cluster_bootstrap
-from mllm_audit.suites import load_image, load_suite
+from mllm_audit.scoring.contract import score
+from mllm_audit.suites.items import load_image, load_suite
 from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import locality_requests, margins, top1_rate
 
@@ -76,7 +76,7 @@ def test_eval_locality_probes_are_multi_token_and_less_confident(scored: dict) -
 
 def test_perception_of_all_four_attributes(scored: dict) -> None:
     """The vision side sees every group attribute (perception questions: near-neighbour locality)."""
-    from mllm_audit.scoring import Request
+    from mllm_audit.scoring.contract import Request
 
     items = [it for it in scored["suite"].items if it.split == "eval"]
     for j, bias_type in enumerate(world.BIAS_TYPES):

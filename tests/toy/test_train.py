@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mllm_audit.models import load_model
-from mllm_audit.suites import load_image, load_suite
+from mllm_audit.suites.items import load_image, load_suite
 from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import margins
 from mllm_audit.toy.train import CARD_TEMPLATES, _card_yaml, train_toy
@@ -55,7 +55,7 @@ def test_training_is_deterministic(tmp_path: Path) -> None:
 
 def test_training_rows_are_scored_as_scan_scores_them() -> None:
     """The training loss reads the same log-probabilities that `scan` reports (1e-5)."""
-    from mllm_audit.scoring import Request, score
+    from mllm_audit.scoring.contract import Request, score
     from mllm_audit.toy.train import _Batcher, _sequence_logp
 
     adapter = load_model("toy")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mllm_audit.classifiers import load_classifier
-from mllm_audit.locate import labelled_images_of, run_locate, tokenizer_tests
+from mllm_audit.classifiers.classify import load_classifier
 from mllm_audit.models import load_model
+from mllm_audit.runs.locate import labelled_images_of, run_locate, tokenizer_tests
 from mllm_audit.toy.unified import guided_report, occupations
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mllm_audit.suites import load_suite
+from mllm_audit.suites.items import load_suite
 from mllm_audit.toy import world
 
 

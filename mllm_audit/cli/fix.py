@@ -1,0 +1,152 @@
+"""`mllm-audit fix`: debias-edit the items a model is biased on, and show what else changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def diff_line(rec: dict[str, Any]) -> str:
+    """margin before -> after; fixed green, still biased red; locality breaks flagged red."""
+    pre, post = rec["pre"]["reliability"], rec["post"]["reliability"]
+    ok = rec["reliability"] == 1.0
+    mark = "[green]fixed[/]" if ok else "[red]still biased[/]"
+    loc = []
+    for name in ("t_locality", "m_locality"):
+        v = rec.get(name)
+        if v is not None:
+            style = "red" if v["top1"] < 1.0 else "dim"
+            loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
+    colour = "green" if ok else "red"
+    from mllm_audit.util.text import shown
+
+    head = f"{shown(rec['item_id']):28} margin [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/] nats  {mark}  "
+    return head + "  ".join(loc)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def fix(
+        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
+        editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac); "
+                                   "sft, bpo (unified models' generation)."),
+        scope: str | None = typer.Option(None, help="text or vision: which side a weight editor edits."),
+        mode: str = typer.Option("single", help="single (restore after each edit), batch, or sequential."),
+        batch_edits: int = typer.Option(16, help="Edits applied at once in batch mode: 1, 4, 16 or 64."),
+        all_items: bool = typer.Option(False, "--all", help="Edit every item, not only the biased ones."),
+        limit: int | None = typer.Option(None, help="Edit at most N items."),
+        split: str | None = typer.Option(None, help="Items of this split (default: eval when present)."),
+        require: list[str] | None = typer.Option(None, help="Metrics that must be measurable."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
+        save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
+        editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
+        variant: str | None = typer.Option(
+            None, help="ft-l/ft-v: easyedit (default) or margin; ike: easyedit (default) or prompt "
+                       "(mend/ke pick theirs at train-editor time). See docs/editors.md."),
+        serac_routing: str | None = typer.Option(
+            None, help="serac: soft (default; EasyEdit's multimodal SERAC mixes by scope score) or hard."),
+        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
+        batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
+        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+        device: str = typer.Option("cpu", help="torch device."),
+        seed: int = typer.Option(0, help="Random seed."),
+        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
+        hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
+    ) -> None:
+        """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
+        if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
+            from mllm_audit.cli.fix_unified import fix_unified
+
+            return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [])
+        from mllm_audit.errors import AuditError
+        from mllm_audit.runs.fix import run_fix
+        from mllm_audit.util.console import console, err_console, progress_bar
+
+        options: dict[str, Any] = {}
+        if variant is not None:
+            if editor not in ("ft-l", "ft-v", "ike"):
+                raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+            options["variant"] = variant
+        if serac_routing is not None:
+            if editor != "serac":
+                raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
+            options["routing"] = serac_routing
+
+        from mllm_audit.util.text import shown
+
+        def on_edit(rec: dict[str, Any]) -> None:
+            if not quiet:  # streamed as each edit is measured
+                console.print(diff_line(rec), soft_wrap=True)
+
+        with progress_bar(f"editing ({editor})", enabled=not quiet) as start:
+            res = run_fix(
+                model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
+                all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
+                editor_state=editor_state, editor_options=options, data_dir=data_dir, batch_size=batch_size,
+                dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
+                allow_outside_paths=allow_outside_paths,
+            )
+        from mllm_audit.report.views import edit_counts
+
+        if not res.edits:
+            err_console.print(
+                "nothing to edit: the model prefers y_less on every selected item "
+                "(--all edits every item; --split picks another split)"
+            )
+            return
+        console.print(metrics_table(res.results))
+        fixed, still = edit_counts(res.edits)
+        console.print(f"{fixed} fixed, {still} still biased of {len(res.edits)} edits")
+        t = res.results["timings"]
+        n = res.results["n_edits"]
+        err_console.print(
+            f"{n} edits in {t['total_s']:.1f} s ({t['s_per_edit']:.3f} s/edit) -> {shown(res.run_dir)}", soft_wrap=True
+        )
+        saved = res.results.get("saved_model")
+        if saved:
+            err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
+
+
+def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
+    """What the saved model itself measures, and where that differs from the per-edit rows above."""
+    from mllm_audit.util.text import shown as escape
+
+    head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
+    if not saved["differs_from_rows"]:
+        return f"{head}: measures the same as the rows above"
+    parts = [f"{k} {_num(saved['metrics'].get(k))} (rows: {_num(rows.get(k))})" for k in saved["differs_from_rows"]]
+    return f"[yellow]{head} differs from the rows above[/]: " + ", ".join(parts)
+
+
+def _num(x: Any) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
+def metrics_table(results: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from mllm_audit.metrics.bias import FIX_METRICS as METRIC_KEYS
+    from mllm_audit.util.text import shown
+
+    table = Table(title=shown(f"{results['editor']['name']} on {results['model']['name']} / "
+                              f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)"),
+                  title_justify="left")
+    table.add_column("metric")
+    table.add_column("base", justify="right")
+    table.add_column("edited", justify="right")
+    table.add_column("delta", justify="right")
+    for key in METRIC_KEYS:
+        b, e = results["base_metrics"].get(key), results["metrics"].get(key)
+        if b is None or e is None:
+            table.add_row(key, "—", "—", "—")
+            continue
+        d = e - b
+        good = d < 0 if key.endswith("_kl") else d > 0
+        style = "green" if good else ("red" if abs(d) > 1e-9 else "")
+        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
+    return table

@@ -1,0 +1,33 @@
+"""`mllm-audit gate`: judge a run against a policy; exit 0 pass, 1 a check failed, 2 bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def gate(
+        policy: Path = typer.Option(..., "--policy", "-p", help="Policy YAML: the checks to apply."),
+        report: Path | None = typer.Option(None, "--report", "-r", help="Saved run folder to judge."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Scan this model now (no --report)."),
+        suite: str | None = typer.Option(None, "--suite", "-s", help="Suite to scan (default: policy)."),
+        junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML (a testcase per check)."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder for the fresh scan."),
+    ) -> None:
+        """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
+        from rich.console import Console
+
+        from mllm_audit.gate.evaluate import gate as run_gate
+        from mllm_audit.gate.evaluate import github_error_lines, render_outcome
+
+        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output)
+        render_outcome(outcome, Console(highlight=False))
+        if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
+            for line in github_error_lines(outcome):
+                print(line, flush=True)
+        if outcome.exit_code:
+            raise typer.Exit(outcome.exit_code)

@@ -1,0 +1,62 @@
+"""`mllm-audit study modules|cross-bias|batch`: the debias-editing paper's studies (studies.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def study(
+        name: str = typer.Argument(..., help="modules (Figure 4), cross-bias (Table 3) or batch (1/4/16/64)."),
+        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        suite: str = typer.Option("toy", "--suite", "-s", help="Suite with eval (edited) and train splits."),
+        editors: str | None = typer.Option(
+            None, help="Comma-separated. modules: ft,mend,ke; others: ft-l,ft-v,ike,serac,ke,mend."),
+        limit: int | None = typer.Option(24, help="Edit at most N biased eval items (per bias type in cross-bias)."),
+        sizes: str = typer.Option("1,4,16,64", help="batch: edits applied at once."),
+        protocol: str = typer.Option("fit", help="cross-bias: fit (editor fitted on one type, edits each) or "
+                                                 "transfer (one type's edits at once, measured on each type)."),
+        editor_state: list[str] | None = typer.Option(
+            None, help="NAME=DIR or NAME:SCOPE=DIR: a trained state instead of training one here (not cross-bias)."),
+        train_steps: int | None = typer.Option(None, help="Training steps of learned editors trained here."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
+        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
+        batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
+        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
+        device: str = typer.Option("cpu", help="torch device."),
+        seed: int = typer.Option(0, help="Random seed."),
+    ) -> None:
+        """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
+        from rich.table import Table
+
+        from mllm_audit.errors import AuditError
+        from mllm_audit.runs.studies import run_study, table_rows
+        from mllm_audit.util.console import console, err_console
+
+        states: dict[str, Path] = {}
+        for spec in editor_state or []:
+            key, sep, path = spec.partition("=")
+            if not sep or not key or not path:
+                raise AuditError(f"--editor-state wants NAME=DIR, got {spec!r}")
+            states[key] = Path(path)
+        try:
+            size_list = [int(s) for s in sizes.split(",") if s.strip()]
+        except ValueError:
+            raise AuditError(f"--sizes wants comma-separated integers, got {sizes!r}") from None
+        res = run_study(
+            name, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
+            limit=limit, sizes=size_list, protocol=protocol, states=states, train_steps=train_steps,
+            output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
+        )
+        header, rows = table_rows(res.results)
+        table = Table(title=f"study {name} on {res.results['model']['name']} / {res.results['suite']['name']} "
+                            f"({res.results['n_items']} items)", title_justify="left")
+        for h in header:
+            table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")
+        for r in rows:
+            table.add_row(*r)
+        console.print(table)
+        err_console.print(f"{res.results['timings']['total_s']:.1f} s -> {res.run_dir} (report.html inside)")

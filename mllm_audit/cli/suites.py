@@ -1,0 +1,143 @@
+"""`mllm-audit suites`: build suites from datasets held locally, and frame a suite for one model.
+
+Thin wrappers: each option maps to an argument of a function in `mllm_audit.suites.builders` or
+`mllm_audit.metrics.disparity`; those modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+suites_app = typer.Typer(help="Build suites from local datasets; frame a suite for one model's scan.")
+build_app = typer.Typer(help="Build a suite (items.jsonl + suite YAML) from an upstream dataset.")
+suites_app.add_typer(build_app, name="build")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    from mllm_audit.util.text import shown
+
+    console = Console()
+    console.print(
+        f"[bold]{shown(report['name'])}[/]: {report['n_items']} items over {report['n_images']} images "
+        f"from {report['n_rows']} rows -> {shown(report['out_dir'])}"
+    )
+    for reason, n in report["skipped"].items():
+        examples = "; ".join(report["examples"].get(reason, [])[:3])
+        console.print(f"  skipped {n} ({shown(reason)}); e.g. " + shown(examples))
+    if report.get("n_missing"):
+        console.print(
+            f"  {report['n_missing']} of {report['n_urls']} images missing: listed in "
+            f"{Path(report['out_dir']) / 'missing_images.tsv'} (fetch them and build again)",
+            markup=False,
+        )
+
+
+def _build(build: Any, *args: Any, **kwargs: Any) -> None:
+    """Run a builder and print its report; when it stops for missing images, print what it read first."""
+    from rich.console import Console
+
+    from mllm_audit.suites.builders import ImagesMissing
+
+    try:
+        report = build(*args, **kwargs).to_dict()
+    except ImagesMissing as e:
+        r = e.report.to_dict()
+        Console().print(f"{r['name']}: {r['n_rows']} rows read, {r['n_urls']} distinct image URLs", markup=False)
+        for reason, n in r["skipped"].items():
+            Console().print(f"  skipped {n} ({reason}); e.g. " + "; ".join(r["examples"][reason][:3]), markup=False)
+        raise
+    _print_report(report)
+
+
+_IMAGES_HELP = (
+    "Folder holding the images under the `file` names of OUT/images.tsv. Without it (or with none "
+    "of them there) the build writes OUT/images.tsv and stops with exit 2."
+)
+
+
+@build_app.command("vlstereoset")
+def build_vlstereoset_cmd(
+    csv: Path = typer.Option(
+        ...,
+        "--csv",
+        help="VLStereoSet.csv as published (bias_type, target, context, stereotype, "
+        "anti-stereotype, unrelated, label, Imaeg URL).",
+    ),
+    images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
+    out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + vlstereoset.yaml)."),
+    name: str = typer.Option("vlstereoset", "--name", help="Suite name."),
+) -> None:
+    """Image captioning suite: stereotype vs anti-stereotype caption."""
+    from mllm_audit.suites.builders import build_vlstereoset
+
+    _build(build_vlstereoset, csv, images, out, name=name)
+
+
+@build_app.command("pata")
+def build_pata_cmd(
+    files: Path = typer.Option(..., "--files", help="pata_fairness.files.lst (scene_race_gender_age|URL)."),
+    captions: Path = typer.Option(
+        ..., "--captions", help="pata_fairness.captions.json: a list of {short, pos: {races, gender, age}, neg}."
+    ),
+    images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
+    out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + pata.yaml)."),
+    name: str = typer.Option("pata", "--name", help="Suite name."),
+    protocol: str = typer.Option(
+        "pairs",
+        "--protocol",
+        help="pairs: per image and attribute, each negative caption with a seeded positive one (same "
+        "pairs for every image of a scene); paper: one item per image, a random attribute then a random "
+        "negative and positive sentence (the debias-editing paper's construction).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the caption choices."),
+) -> None:
+    """Image captioning suite: negative vs positive caption per protected attribute."""
+    from mllm_audit.suites.builders import build_pata
+
+    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed)
+
+
+@build_app.command("pairs")
+def build_pairs_cmd(
+    src: Path = typer.Option(..., "--src", help="PAIRS folder (questions.jsonl + images/)."),
+    out: Path = typer.Option(..., "--out", help="Suite folder to write (may equal --src)."),
+) -> None:
+    """(Re)generate the pairs-vqa suite folder from PAIRS."""
+    from mllm_audit.suites.builders import build_pairs
+
+    _print_report(build_pairs(src, out).to_dict())
+
+
+@suites_app.command("frame")
+def frame_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder of a scan (samples.jsonl)."),
+    suite: str = typer.Option(..., "--suite", help="The suite that run scanned (name, .yaml or .jsonl)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Framed items file (.jsonl); a .yaml beside it is written too."
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                             help="Allow the suite to name files outside its folder."),
+) -> None:
+    """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
+    from rich.console import Console
+
+    from mllm_audit.metrics.disparity import frame_run
+
+    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
+    from mllm_audit.util.text import shown
+
+    Console().print(shown(
+        f"{r['items']} items framed ({r['swapped']} swapped, {r['without_sample']} without a sample) -> "
+        f"{r['out']}; use --suite {r['suite_yaml']}"
+    ))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `suites` group."""
+    app.add_typer(suites_app, name="suites")

@@ -1,0 +1,1 @@
+"""What a run folder looks like to a person: console tables, the HTML report, compare and rescore."""

@@ -1,0 +1,101 @@
+"""What `report` and `rescore` show for each run type (scan, fix, gen-scan): one dispatch on the
+run's `command`, so a new run type adds a view here instead of a new copy of the report command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mllm_audit.errors import AuditError
+
+MAX_ITEM_LINES = 20
+
+
+def command_of(results: dict[str, Any]) -> str:
+    return str(results.get("command") or "scan")
+
+
+def edit_counts(edits: list[dict[str, Any]]) -> tuple[int, int]:
+    """(fixed, still biased) over the edits whose reliability was measured."""
+    fixed = sum(1 for e in edits if e.get("reliability") == 1.0)
+    measured = sum(1 for e in edits if e.get("reliability") is not None)
+    return fixed, measured - fixed
+
+
+def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
+    """The run's own tables: bias per group (scan), metrics and per-item diffs (fix), skew (gen-scan)."""
+    from mllm_audit.report.compare import load_run
+
+    run = load_run(run_dir, need_samples=False)
+    res, cmd = run.results, command_of(run.results)
+    title = f"{(res.get('model') or {}).get('name', '?')} on {(res.get('suite') or {}).get('name', '?')}"
+    if cmd == "fix":
+        _render_fix(run.dir, res, console, all_items)
+    elif cmd == "gen-scan":
+        from mllm_audit.metrics.generation import gen_table, summary_table
+
+        attributes = res.get("attributes") or {}
+        console.print(gen_table(run.samples, attributes, f"{title}: per prompt (normalised bias, 0..1)"))
+        console.print(summary_table(res.get("summary") or {}, attributes, f"{title}: mean over prompts"))
+    elif cmd == "scan":
+        from mllm_audit.util.console import bias_table
+
+        console.print(bias_table(res.get("summary") or {}, title))
+    else:
+        raise AuditError(f"{run.dir}: `report` does not know run type {cmd!r}")
+    if not run.complete:
+        console.print("[yellow]incomplete run[/] (results.json says complete: false)")
+
+
+def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: bool) -> None:
+    from mllm_audit.cli.fix import diff_line, metrics_table
+    from mllm_audit.runs.writer import read_jsonl
+
+    edits = read_jsonl(run_dir / "edits.jsonl") if (run_dir / "edits.jsonl").is_file() else []
+    console.print(metrics_table(res))
+    shown = edits if all_items else edits[:MAX_ITEM_LINES]
+    for rec in shown:
+        if isinstance(rec.get("pre"), dict) and "reliability" in rec["pre"]:
+            console.print(diff_line(rec), soft_wrap=True)
+    if len(shown) < len(edits):
+        console.print(f"... and {len(edits) - len(shown)} more edits (--all shows every one)")
+    fixed, still = edit_counts(edits)
+    console.print(f"{fixed} fixed, {still} still biased of {len(edits)} edits (margin = log p(y_more) - log p(y_less))")
+
+
+def rescore_run(run_dir: Path, write: bool = False) -> Any:
+    """Recompute a run's summary from its per-item file: scan and gen-scan summaries, fix metrics."""
+    from mllm_audit.report.compare import RescoreResult, diff_summaries, load_run, rescore
+    from mllm_audit.runs.writer import atomic_write_json, read_jsonl
+
+    run = load_run(run_dir, need_samples=False)
+    cmd = command_of(run.results)
+    if cmd == "scan":
+        return rescore(run_dir, write=write)
+    if cmd == "gen-scan":
+        from mllm_audit.metrics.generation import gen_summary
+
+        if not run.samples:
+            raise AuditError(f"{run.dir / 'samples.jsonl'} has no samples to rescore")
+        key, fresh = "summary", gen_summary(run.samples, run.results.get("attributes") or {})
+    elif cmd == "fix":
+        from mllm_audit.runs.fix import aggregate
+
+        path = run.dir / "edits.jsonl"
+        if not path.is_file():
+            raise AuditError(f"no edits.jsonl in {run.dir}")
+        key, fresh = "metrics", {"all": aggregate(read_jsonl(path))}
+    else:
+        raise AuditError(f"{run.dir}: `rescore` does not know run type {cmd!r}")
+    stored = run.results.get(key)
+    stored_view = stored
+    if cmd == "fix" and isinstance(stored, dict):
+        stored_view = {"all": {k: stored.get(k) for k in fresh["all"]}}
+    mismatches = diff_summaries(stored_view, fresh)
+    written = False
+    if write and mismatches:
+        results = dict(run.results)
+        results[key] = {**(stored or {}), **fresh["all"]} if cmd == "fix" else fresh
+        atomic_write_json(run.dir / "results.json", results)
+        written = True
+    return RescoreResult(run.dir, fresh, stored, mismatches, written)

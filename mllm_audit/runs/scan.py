@@ -1,0 +1,555 @@
+"""`scan`: score every item of a suite under a model and write the run folder.
+
+Order of work is chosen so that bad input fails before anything slow happens: arguments, the
+suite, every image path, the output folder and the weight files are checked before the model
+loads. `results.json` exists with `complete: false` from the moment the folder is created and
+becomes `true` only at the end.
+
+A run survives being stopped. Items are scored in chunks grouped by image (each distinct image is
+still encoded once per run) and each chunk's samples are appended and fsync'ed as soon as it is
+done, so a killed run keeps its finished chunks and `--resume` redoes only the rest. Ctrl-C and
+SIGTERM end with one line and exit 130 / 143; an out-of-memory batch is retried at half the size,
+which cannot change a score because scoring is batch-size invariant. At the end `samples.jsonl`
+is rewritten once, atomically, in suite order, so a resumed or sharded run (several processes
+under `accelerate launch`) leaves the same file as an uninterrupted one-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mllm_audit.errors import AuditError
+from mllm_audit.metrics.bias import bias_summary, sample_record
+from mllm_audit.runs.folders import RunLock, check_run_folder
+from mllm_audit.runs.record import (
+    Counters,
+    Coverage,
+    Identity,
+    RunRecord,
+    check_resume,
+    model_identity,
+    new_record,
+    read_record,
+    suite_identity,
+)
+from mllm_audit.runs.sharding import Processes, current_processes, image_chunks, shard_chunks
+from mllm_audit.runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
+from mllm_audit.runs.writer import (
+    SAMPLE_SCHEMA,
+    RunWriter,
+    atomic_write_json,
+    default_run_dir,
+    new_run_id,
+    read_appended_jsonl,
+    read_results,
+    write_jsonl_atomic,
+)
+from mllm_audit.suites.items import SPLITS, Item, Suite, iter_image_refs, load_image, load_suite
+from mllm_audit.util.console import note
+from mllm_audit.util.files import check_safetensors_files
+
+if TYPE_CHECKING:
+    from mllm_audit.models.base import Adapter
+
+DEFAULT_MODEL = "toy"
+DEFAULT_SUITE = "toy"
+DTYPE_NAMES = ("fp32", "bf16", "fp16")
+QUANTIZE_NAMES = ("8bit", "4bit")
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
+SHARDS_DIR = ".shards"  # per-rank sample files while several processes run
+# Test hook: seconds to sleep after each chunk is written (lets tests kill a run part-way).
+CHUNK_DELAY_ENV = "MLLM_AUDIT_CHUNK_DELAY"
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
+
+
+@dataclass
+class ScanResult:
+    run_dir: Path
+    results: dict[str, Any]
+    samples: list[dict[str, Any]]
+    main_process: bool = True  # False on ranks > 0 of a multi-process run: they print nothing
+    record: RunRecord | None = None  # the typed record behind `results`
+
+
+ScanInterrupted = RunInterrupted  # Ctrl-C / SIGTERM: one line, exit 130 / 143 (runs/signals.py)
+_Terminated = Terminated
+_sigterm_raises = stop_signals
+
+
+# ------------------------------------------------------------------------------- input checks
+
+
+def check_images(suite: Suite, items: list[Item]) -> None:
+    """Fail fast, before the model loads, on an image path that is missing or escapes the suite."""
+    for item in items:
+        for rel in iter_image_refs(item):
+            path = suite.image_path(rel)
+            if not path.is_file():
+                what = "not a regular file" if path.exists() else "image not found"
+                raise AuditError(f"item {item.id!r}: {what}: {path}")
+
+
+def image_loader(suite: Suite) -> Callable[[str], Any]:
+    """Image keys in requests are the suite's relative paths."""
+    return lambda rel: load_image(suite.image_path(rel))
+
+
+def parse_max_memory(spec: str | Mapping[Any, Any] | None) -> dict[int | str, str] | None:
+    """`0=20GiB,cpu=64GiB` -> {0: "20GiB", "cpu": "64GiB"} (GPU keys as ints, as accelerate wants)."""
+    if spec is None:
+        return None
+    pairs = list(spec.items()) if isinstance(spec, Mapping) else [
+        tuple(part.split("=", 1)) if "=" in part else (part, "") for part in str(spec).split(",")
+    ]
+    out: dict[int | str, str] = {}
+    for key, value in pairs:
+        k, v = str(key).strip().lower(), str(value).strip()
+        if k.startswith("cuda:"):
+            k = k[5:]
+        if not _SIZE.match(v):
+            raise AuditError(f"--max-memory: {key}={value!r} is not a size like 20GiB (format: 0=20GiB,cpu=64GiB)")
+        if k.isdigit():
+            out[int(k)] = v
+        elif k in ("cpu", "mps"):
+            out[k] = v
+        else:
+            raise AuditError(f"--max-memory: unknown device {key!r} (use GPU numbers, cpu or mps: 0=20GiB,cpu=64GiB)")
+    if not out:
+        raise AuditError("--max-memory is empty (format: 0=20GiB,cpu=64GiB)")
+    return out
+
+
+def _check_arguments(
+    batch_size: int, limit: int | None, dtype: str, device: str, quantize: str | None, split: str | None,
+    device_map: str | None, max_memory: Any, n_processes: int,
+) -> None:
+    """Cheap checks first: a typo costs milliseconds, not a model load."""
+    from mllm_audit.util.numbers import check_counts
+
+    check_counts({"--batch-size": batch_size, "--limit": limit})
+    if dtype not in DTYPE_NAMES:
+        raise AuditError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
+    if quantize is not None and quantize not in QUANTIZE_NAMES:
+        raise AuditError(f"--quantize must be 8bit or 4bit, got {quantize!r}")
+    if split is not None and split not in SPLITS:
+        raise AuditError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not re.fullmatch(r"(cpu|mps|cuda(:\d+)?)", device):
+        raise AuditError(f"--device must be cpu, mps, cuda or cuda:N, got {device!r}")
+    if device_map is not None and device_map not in DEVICE_MAPS:
+        raise AuditError(f"--device-map must be one of {', '.join(DEVICE_MAPS)}, got {device_map!r}")
+    if max_memory is not None and device_map is None:
+        raise AuditError("--max-memory is a budget for --device-map; add --device-map auto")
+    if device_map is not None and n_processes > 1:
+        raise AuditError("--device-map spreads one model over devices; it cannot be combined with several processes")
+
+
+def _check_device_available(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise AuditError(f"--device {device}: no CUDA device is available here")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise AuditError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise AuditError("--device mps: MPS is not available here")
+
+
+def _check_weights(model: str) -> None:
+    """Look at local weight files before any loader touches them."""
+    from mllm_audit.models.cards import resolve_card
+
+    weights = Path(resolve_card(model).weights)
+    if weights.is_dir():
+        check_safetensors_files(weights)
+
+
+def _check_output(output: Path | None, resume: bool) -> None:
+    """Never overwrite a run by accident; `--resume` continues one."""
+    if output is None:
+        if resume:
+            raise AuditError("--resume needs --output RUN_DIR (the folder of the run to continue)")
+        return
+    check_run_folder(Path(output), "scan", resume)
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch's OOM error types, or a RuntimeError that says so (older builds, other backends)."""
+    import torch
+
+    types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+                  if isinstance(t, type))
+    return (bool(types) and isinstance(err, types)) or (isinstance(err, RuntimeError) and "out of memory" in str(err))
+
+
+@dataclass
+class BatchSize:
+    """The batch size in force; halved on out-of-memory and kept low for the rest of the run."""
+
+    size: int
+    warned: bool = False
+
+    def halve(self, err: BaseException) -> None:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if self.size <= 1:
+            raise AuditError(
+                f"out of memory even at batch size 1 ({first[:200]}); try --dtype bf16, --quantize or --device-map auto"
+            )
+        self.size = max(1, self.size // 2)
+        _free_accelerator_memory()
+        if not self.warned:
+            self.warned = True
+            print(f"mllm-audit: warning: out of memory; retrying with batch size {self.size} (scores are unaffected)",
+                  file=sys.stderr, flush=True)
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def score_items(
+    adapter: Adapter,
+    suite: Suite,
+    items: list[Item],
+    run_id: str,
+    batch_size: int | BatchSize = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Score y_more and y_less of each item; one sample record per item, in item order.
+
+    An out-of-memory error reruns the call at half the batch size (the same numbers come out);
+    progress is reported once per request even across a rerun.
+    """
+    from mllm_audit.scoring.contract import Request, score
+
+    sizer = batch_size if isinstance(batch_size, BatchSize) else BatchSize(batch_size)
+    requests = [
+        Request(prompt=it.prompt, continuation=ans, image=it.image, task=it.task)
+        for it in items
+        for ans in (it.y_more, it.y_less)
+    ]
+    reported = 0
+    while True:
+        done = 0
+
+        def tick(n: int) -> None:
+            nonlocal done, reported
+            done += n
+            if on_progress is not None and done > reported:
+                on_progress(done - reported)
+                reported = done
+
+        oom: BaseException | None = None
+        try:
+            scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
+            from mllm_audit.util.guards import check_finite_scores
+
+            check_finite_scores(adapter.model, [it.id for it in items for _ in (0, 1)], [s.logp for s in scores])
+            break
+        except RuntimeError as e:
+            if not is_out_of_memory(e):
+                raise
+            oom = e
+        sizer.halve(oom)  # outside the except block, so the failed batch's tensors can be freed
+    return [
+        sample_record(
+            run_id, it, scores[2 * k].logp, scores[2 * k].n_tokens, scores[2 * k + 1].logp,
+            scores[2 * k + 1].n_tokens, SAMPLE_SCHEMA,
+        )
+        for k, it in enumerate(items)
+    ]
+
+
+def suite_extras(suite: Suite, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics a suite declares beyond the bias summary (parallel-image disparity)."""
+    extras: dict[str, Any] = {}
+    if suite.extra.get("disparity") == "pairs":
+        from mllm_audit.metrics.disparity import disparity_summary
+
+        extras["disparity"] = disparity_summary(samples)
+    return extras
+
+
+# -------------------------------------------------------------------------------------- resume
+
+
+def _reusable(rec: dict[str, Any], wanted: set[str]) -> bool:
+    """A sample line is reused only if it is whole and for an item of this selection."""
+    return (
+        rec.get("schema") == SAMPLE_SCHEMA
+        and rec.get("item_id") in wanted
+        and all(isinstance(rec.get(k), (int, float)) and not isinstance(rec.get(k), bool)
+                for k in ("logp_more", "logp_less", "n_tokens_more", "n_tokens_less"))
+    )
+
+
+def _previous_samples(out_dir: Path, items: list[Item], identity: Identity) -> tuple[
+    str | None, dict[str, dict[str, Any]]
+]:
+    """(run_id, reusable samples by item id) of the run in `out_dir`; nothing when there is none.
+
+    Samples are reused only when the record names the same model files, suite items and images and
+    score options; any difference is refused, naming the first field that differs.
+    """
+    if not (out_dir / "results.json").is_file():
+        return None, {}
+    old = read_record(out_dir)
+    check_resume(old, identity, out_dir, "scan", verb="scanned")
+    wanted = {it.id for it in items}
+    found: dict[str, dict[str, Any]] = {}
+    files = [out_dir / "samples.jsonl", *sorted((out_dir / SHARDS_DIR).glob("rank*.jsonl"))]
+    for f in files:
+        records, _ = read_appended_jsonl(f)
+        for rec in records:
+            if _reusable(rec, wanted):
+                found.setdefault(rec["item_id"], rec)
+    run_id = old.header.run_id
+    return (run_id if isinstance(run_id, str) and run_id else None), found
+
+
+def _in_suite_order(items: list[Item], by_id: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [by_id[it.id] for it in items if it.id in by_id]
+
+
+# ----------------------------------------------------------------------------------------- run
+
+
+def run_scan(
+    model: str = DEFAULT_MODEL,
+    suite: str = DEFAULT_SUITE,
+    data_dir: Path | None = None,
+    output: Path | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    seed: int = 0,
+    quantize: str | None = None,
+    split: str | None = None,
+    allow_outside_paths: bool = False,
+    trust_remote_code: bool = False,
+    adapter: Adapter | None = None,
+    progress: Callable[[int, int], Callable[[int], None]] | None = None,
+    resume: bool = False,
+    device_map: str | None = None,
+    max_memory: str | Mapping[Any, Any] | None = None,
+    card: str | None = None,
+    revision: str | None = None,
+) -> ScanResult:
+    """Scan `suite` under `model`; returns the run folder, results and samples.
+
+    `progress(total)` may return a callback that receives the number of requests done per batch.
+    `adapter` lets callers (tests, `fix`) reuse an already loaded model. `resume` continues the
+    run in `output` (its matching samples are kept); without it an existing run there is refused.
+    Under `accelerate launch` each process scores its own images and rank 0 writes the report.
+    """
+    with stop_signals():
+        try:
+            return _run_scan(
+                model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
+                allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
+                revision=revision,
+            )
+        except Terminated:
+            raise RunInterrupted("terminated (SIGTERM)", 143) from None
+
+
+def _run_scan(
+    model: str, suite: str, data_dir: Path | None, output: Path | None, batch_size: int, limit: int | None,
+    dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
+    trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
+    resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
+    revision: str | None = None,
+) -> ScanResult:
+    t0 = time.perf_counter()
+    from mllm_audit.runs.sharding import world_size_from_env
+
+    _check_arguments(batch_size, limit, dtype, device, quantize, split, device_map, max_memory, world_size_from_env())
+    from mllm_audit.util.numbers import seed_ok
+
+    seed_ok("--seed", seed)
+    budget = parse_max_memory(max_memory)
+    the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
+    items = the_suite.select(split=split, limit=limit)
+    if not items:
+        raise AuditError(f"suite {the_suite.name!r} has no items in split {split!r}")
+    check_images(the_suite, items)
+    _check_output(output, resume)
+    if adapter is None:
+        _check_weights(model)
+        _check_device_available(device)
+
+    import torch
+
+    from mllm_audit.models import load_model
+    from mllm_audit.models.base import LoadOptions
+
+    procs = current_processes(device)
+    if procs.count > 1 and device == "cuda":
+        device = f"cuda:{procs.local_index}"
+    torch.manual_seed(seed)
+    if adapter is None:
+        opts = LoadOptions(
+            dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
+            device_map=device_map, max_memory=budget, card=card, revision=revision,  # type: ignore[arg-type]  # GPU keys are ints
+        )
+        adapter = load_model(model, opts)
+    t_loaded = time.perf_counter()
+    out_dir = Path(output) if output is not None else _fresh_default_dir(adapter.card.name, the_suite.name)
+    identity = Identity(model_identity(adapter.identity()), suite_identity(the_suite, items), {"seed": seed})
+    lock = RunLock(out_dir, "scan")
+    try:
+        if procs.is_main:
+            lock.acquire()  # one writer per folder: a second scan into it exits 2 naming this one
+            if output is not None:
+                check_run_folder(out_dir, "scan", resume)  # again, now that no one else can write it
+        return _scan_locked(adapter, the_suite, items, identity, out_dir, procs, resume, batch_size, limit, split,
+                            device, device_map, seed, progress, t0, t_loaded)
+    finally:
+        lock.release()
+
+
+def _scan_locked(
+    adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
+    resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
+    seed: int, progress: Callable[[int, int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+) -> ScanResult:
+    old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
+    run_id = procs.broadcast(old_run_id or new_run_id())
+    out_dir = procs.broadcast(out_dir)
+    if procs.is_main:
+        note(f"scan: {len(items)} items of {the_suite.name} -> {out_dir}")
+    record = new_record(
+        "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
+        options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
+                 "device_map": device_map, "processes": procs.count},
+        coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
+                          limit=limit),
+        payload={"group_by": the_suite.extra.get("group_by")},
+    )
+    if resume:
+        record.payload["resumed"] = {"reused_samples": len(reused)}
+    procs.wait()  # every rank has read the old folder before rank 0 rewrites it
+    if procs.is_main:
+        _start_folder(out_dir, items, reused, record)
+    procs.wait()
+
+    pending = [it for it in items if it.id not in reused]
+    mine = shard_chunks(image_chunks(pending, batch_size), procs.count, procs.index)
+    counters_before = adapter.counters.as_dict()
+    sizer = BatchSize(batch_size)
+    done: list[dict[str, Any]] = []
+    try:
+        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress)
+    except (KeyboardInterrupt, Terminated) as e:
+        raise interrupted(e, f"{out_dir} keeps the finished chunks; continue with --resume --output {out_dir}") \
+            from None
+    t_scored = time.perf_counter()
+    after = adapter.counters.as_dict()
+    counters = {k: after[k] - counters_before[k] for k in after}
+    if sizer.size != batch_size:
+        record.options["batch_size_after_oom"] = sizer.size
+    return _finish(
+        out_dir, items, reused, done, record, counters, procs, the_suite,
+        {"load_s": t_loaded - t0, "scoring_s": t_scored - t_loaded, "t0": t0},
+    )
+
+
+def _fresh_default_dir(model_name: str, suite_name: str) -> Path:
+    """The default folder, made unique when two scans start within the same second."""
+    out = default_run_dir("scan", model_name, suite_name)
+    return out if not out.exists() else out.with_name(f"{out.name}-{new_run_id()[-8:]}")
+
+
+def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[str, Any]],
+                  record: RunRecord) -> None:
+    """results.json (incomplete) plus samples.jsonl holding exactly the reused lines, torn lines gone."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise AuditError(f"cannot create output folder {out_dir}: {e.strerror}") from None
+    record.write(out_dir)
+    write_jsonl_atomic(out_dir / "samples.jsonl", _in_suite_order(items, reused))
+    shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
+
+
+def _score_chunks(
+    adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
+    sizer: BatchSize, progress: Callable[[int, int], Callable[[int], None]] | None,
+) -> list[dict[str, Any]]:
+    """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
+    name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"
+    tick = progress(2 * sum(len(c) for c in chunks)) if progress is not None and procs.is_main else None
+    delay = float(os.environ.get(CHUNK_DELAY_ENV) or 0)
+    done: list[dict[str, Any]] = []
+    with RunWriter(out_dir, run_id, samples_name=name, append=True) as writer:
+        for chunk in chunks:
+            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick)
+            writer.append(samples)
+            done.extend(samples)
+            if delay > 0:
+                time.sleep(delay)
+    return done
+
+
+def _finish(
+    out_dir: Path, items: list[Item], reused: Mapping[str, dict[str, Any]], done: list[dict[str, Any]],
+    record: RunRecord, counters: dict[str, int], procs: Processes, suite: Suite, times: dict[str, float],
+) -> ScanResult:
+    """Rank 0 merges every rank's samples into suite order and marks the run complete."""
+    if procs.count > 1:
+        atomic_write_json(out_dir / SHARDS_DIR / f"rank{procs.index}.counters.json", counters)
+    procs.wait()
+    if not procs.is_main:
+        procs.wait()  # rank 0 is writing the report
+        res = read_results(out_dir)
+        return ScanResult(run_dir=out_dir, results=res, samples=[], main_process=False)
+    by_id: dict[str, dict[str, Any]] = dict(reused)
+    if procs.count > 1:
+        counters = dict.fromkeys(counters, 0)
+        for rank in range(procs.count):
+            records, _ = read_appended_jsonl(out_dir / SHARDS_DIR / f"rank{rank}.jsonl")
+            for rec in records:
+                by_id.setdefault(rec["item_id"], rec)
+            part = json.loads((out_dir / SHARDS_DIR / f"rank{rank}.counters.json").read_text(encoding="utf-8"))
+            counters = {k: counters[k] + int(part.get(k, 0)) for k in counters}
+    else:
+        for rec in done:
+            by_id.setdefault(rec["item_id"], rec)
+    missing = [it.id for it in items if it.id not in by_id]
+    if missing:
+        raise AuditError(
+            f"{len(missing)} items have no sample after scoring (first: {missing[0]!r}); rerun with --resume"
+        )
+    samples = _in_suite_order(items, by_id)
+    write_jsonl_atomic(out_dir / "samples.jsonl", samples)
+    assert record.coverage is not None
+    record.coverage.n_scored = len(samples)
+    record.counters = Counters(**counters)
+    record.payload["summary"] = bias_summary(samples, record.payload["group_by"])
+    record.payload.update(suite_extras(suite, samples))
+    record.finished({"load_s": times["load_s"], "scoring_s": times["scoring_s"],
+                     "total_s": time.perf_counter() - times["t0"]})
+    record.write(out_dir)
+    shutil.rmtree(out_dir / SHARDS_DIR, ignore_errors=True)
+    procs.wait()
+    return ScanResult(run_dir=out_dir, results=record.to_dict(), samples=samples, record=record)

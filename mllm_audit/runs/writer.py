@@ -1,0 +1,167 @@
+"""Run folders and their records: `samples.jsonl` (one line per item) and `results.json`.
+
+A run folder is written so that it never lies: samples are appended and flushed as they are
+scored, and `results.json` is replaced atomically (temporary file, then rename) and says
+`complete: false` until the last item is in. Every sample line carries what is needed to
+recompute its metric without the model (`rescore`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mllm_audit import __version__
+from mllm_audit.errors import AuditError
+from mllm_audit.runs.record import RESULTS_SCHEMA as _RECORD_SCHEMA
+
+SAMPLE_SCHEMA = "mllm-audit/sample/v1"
+RESULTS_SCHEMA = _RECORD_SCHEMA  # the run record's version lives with its dataclasses (runs/record.py)
+DEFAULT_RUNS_DIR = Path("mllm-audit-runs")
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def default_run_dir(command: str, model: str, suite: str) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{model}-{suite}").strip("_")[:80]
+    return DEFAULT_RUNS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{slug}"
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"mllm-audit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON via a temporary file and rename, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSONL record file; a malformed line is an AuditError naming file:line."""
+    if not path.is_file():
+        raise AuditError(f"not found: {path}")
+    out: list[dict[str, Any]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AuditError(f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+        except RecursionError:
+            raise AuditError(f"{path}:{n}: JSON nested too deeply") from None
+    return out
+
+
+def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records of a file that was being appended to when its writer died; returns (records, dropped).
+
+    A process killed mid-write leaves at most its last line torn: an unparsable *last* line is
+    dropped (and counted) so the work is redone. An unparsable line anywhere else is not a torn
+    write but damage, and is refused naming file:line.
+    """
+    if not path.is_file():
+        return [], 0
+    lines = path.read_bytes().split(b"\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    out: list[dict[str, Any]] = []
+    dropped = 0
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            if n == len(lines):
+                dropped += 1
+                continue
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+            raise AuditError(f"{path}:{n}: malformed JSON ({msg}); not a torn last line, refusing to resume") from None
+        if isinstance(obj, dict):
+            out.append(obj)
+        else:
+            dropped += 1
+    return out, dropped
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """Replace a JSONL file in one step (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """results.json of a run folder as written, after type-checking it through the run record
+    (runs/record.py); returned unnormalised so that a rewrite (`rescore --write`) changes only what it means to."""
+    from mllm_audit.runs.record import read_record
+
+    read_record(run_dir)
+    return json.loads((Path(run_dir) / "results.json").read_text(encoding="utf-8"))
+
+
+class RunWriter:
+    """Owns one run folder: the samples file (append + flush) and results.json (atomic)."""
+
+    def __init__(
+        self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False
+    ) -> None:
+        """`append=True` continues an existing samples file (resume, shard files) instead of starting it."""
+        self.dir = Path(out_dir)
+        self.run_id = run_id
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise AuditError(f"cannot create output folder {self.dir}: {e.strerror}") from None
+        self.samples_path = self.dir / samples_name
+        self.results_path = self.dir / "results.json"
+        try:
+            self.samples_path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.samples_path, "a" if append else "w", encoding="utf-8")
+        except OSError as e:
+            raise AuditError(f"cannot write {self.samples_path}: {e.strerror}") from None
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        atomic_write_json(self.results_path, results)
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records and push them to disk, so a killed run keeps every finished chunk."""
+        self._fh.write("".join(json.dumps(rec, allow_nan=False) + "\n" for rec in records))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

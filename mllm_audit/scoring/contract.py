@@ -1,0 +1,290 @@
+"""THE likelihood contract. Read this file end to end; every number the tool reports starts here.
+
+For a request (image, prompt, answer) the score is the summed log-probability of the answer tokens
+given the image and the prompt, with the count of those tokens:
+
+    continuation = " " + answer          (unless the answer already starts with whitespace)
+    tokens       = prompt_ids(prompt)    (as the model's processor builds them: special tokens,
+                                          image placeholders)
+                 + continuation_ids      (tokenized with add_special_tokens=False)
+
+The boundary: some tokenizers (LLaMA/Vicuna's legacy sentencepiece, which prepends "▁" to any text)
+tokenize a continuation alone differently from the same text after the prompt (" yes" alone ->
+["▁", "▁yes"], after "Answer:" -> ["▁yes"]): the stray "▁" would be scored. Where
+tokens(prompt_text + continuation) starts with tokens(prompt_text) and the rest differs from
+tokens(continuation), the rest is used (the joint tokenisation split at the prompt boundary) and
+`counters.joint_tokenization` counts it, so the run records that it happened.
+    logp         = sum over continuation positions t of log softmax(logits[t-1])[token t]
+
+Only continuation positions count; image and prompt positions are context. The result equals the
+stock forward's `loss * n_tokens` with labels masking everything but the continuation.
+
+How it is computed, and why it stays exact:
+- Each distinct image is encoded (vision tower + bridge) once per call and reused by all of its
+  requests. Images are taken in chunks so that memory stays bounded on large suites.
+- Requests that share (image, prompt) share one *prefix* forward. Prefixes are left-padded and run
+  once with the KV cache on; each continuation then runs on a copy of its prefix's cache rows.
+  Position ids are explicit (0..n-1 over real tokens), so padding never shifts positions, and
+  results do not depend on batch size, padding or order (tests check 1e-5 in fp32).
+- Batches go longest first (an out-of-memory shows at once) and results come back in input order.
+- Logits are cast to fp32 before log-softmax whatever the model dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mllm_audit.errors import AuditError
+
+if TYPE_CHECKING:
+    from mllm_audit.models.base import Adapter
+
+ImageLoader = Callable[[str], Any]
+IMAGE_CHUNK = 64  # distinct images whose features are held at once
+
+
+@dataclass(frozen=True)
+class Request:
+    """One continuation to score. `image` is a key for the image loader; None = text only."""
+
+    prompt: str
+    continuation: str
+    image: str | None = None
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    logp: float
+    n_tokens: int
+
+
+def continuation_text(answer: str) -> str:
+    return answer if answer[:1].isspace() else " " + answer
+
+
+def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
+    """(prefix ids, continuation ids) for a request, per the contract above."""
+    from mllm_audit.suites.items import MAX_TEXT_CHARS
+
+    for text in (req.prompt, req.continuation):  # in characters, before any tokenizer sees it
+        if len(text) > MAX_TEXT_CHARS:
+            raise AuditError(f"text of {len(text)} characters, over the {MAX_TEXT_CHARS} limit: {text[:60]!r}")
+    prefix = adapter.prompt_ids(req.prompt, req.task, with_image=req.image is not None)
+    cont = _continuation_ids(adapter, req)
+    if not cont:
+        raise AuditError(f"answer {req.continuation!r} tokenizes to nothing")
+    want = adapter.n_image_tokens if req.image is not None else 0
+    if prefix.count(adapter.image_token_id) != want or adapter.image_token_id in cont:
+        raise AuditError(
+            f"the model's image placeholder token is typed inside the text {req.prompt[:60]!r} / "
+            f"{req.continuation[:60]!r}; remove it (the image is inserted by the tool)"
+        )
+    limit = adapter.max_positions
+    if limit is not None and len(prefix) + len(cont) > limit:
+        raise AuditError(
+            f"prompt + answer take {len(prefix) + len(cont)} tokens, over the model's {limit} positions: "
+            f"{req.prompt[:60]!r}"
+        )
+    return prefix, cont
+
+
+def _continuation_ids(adapter: Adapter, req: Request) -> list[int]:
+    """The continuation's tokens as they fall after the prompt text (see "The boundary" above)."""
+    text = continuation_text(req.continuation)
+    alone = adapter.continuation_ids(text)
+    tail = adapter.prompt_text(req.prompt, req.task, with_image=req.image is not None)
+    head, joint = adapter.continuation_ids(tail), adapter.continuation_ids(tail + text)
+    if joint[: len(head)] != head or joint[len(head) :] == alone or not joint[len(head) :]:
+        return alone  # the same either way, or a token straddles the boundary: keep the contract's split
+    adapter.counters.joint_tokenization += 1
+    return joint[len(head) :]
+
+
+def score(
+    adapter: Adapter,
+    requests: Sequence[Request],
+    load_image: ImageLoader | None = None,
+    batch_size: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+    padding_side: str = "left",
+) -> list[Score]:
+    """Summed continuation log-probabilities, in input order."""
+    out = _run(adapter, requests, load_image, batch_size, False, on_progress, padding_side)
+    return [Score(float(lp.sum()), int(lp.numel())) for lp, _ in out]
+
+
+def next_token_logprobs(
+    adapter: Adapter,
+    requests: Sequence[Request],
+    load_image: ImageLoader | None = None,
+    batch_size: int = 16,
+) -> list[torch.Tensor]:
+    """Per request, the log-softmax over the vocabulary at each continuation position [n, V].
+
+    Locality compares these between the unedited and the edited model (top-1 agreement, KL).
+    """
+    out = _run(adapter, requests, load_image, batch_size, True, None, "left")
+    return [d for _, d in out]
+
+
+@torch.no_grad()
+def _run(
+    adapter: Adapter,
+    requests: Sequence[Request],
+    load_image: ImageLoader | None,
+    batch_size: int,
+    keep_distributions: bool,
+    on_progress: Callable[[int], None] | None,
+    padding_side: str,
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
+    toks = [tokenize(adapter, r) for r in requests]
+    # Prefix groups: requests sharing (image, prefix tokens) share one prefix forward.
+    groups: dict[tuple[str | None, tuple[int, ...]], list[int]] = {}
+    for i, (r, (prefix, _)) in enumerate(zip(requests, toks, strict=True)):
+        groups.setdefault((r.image, tuple(prefix)), []).append(i)
+    # Distinct images in first-seen order, taken in chunks; text-only groups form their own chunk.
+    images = list(dict.fromkeys(k[0] for k in groups if k[0] is not None))
+    chunks: list[list[str | None]] = [images[i : i + IMAGE_CHUNK] for i in range(0, len(images), IMAGE_CHUNK)]
+    if any(k[0] is None for k in groups):
+        chunks.append([None])
+    results: list[tuple[torch.Tensor, torch.Tensor | None] | None] = [None] * len(requests)
+    for chunk in chunks:
+        feats = _encode(adapter, [k for k in chunk if k is not None], load_image, batch_size)
+        keys = [k for k in groups if k[0] in set(chunk)]
+        # Longest first: total tokens of the prefix plus its longest continuation.
+        keys.sort(key=lambda k: -(len(k[1]) + max(len(toks[i][1]) for i in groups[k])))
+        batch: list[tuple[str | None, tuple[int, ...]]] = []
+        n_in_batch = 0
+        for k in keys + [None]:  # type: ignore[list-item]
+            if k is not None and (not batch or n_in_batch + len(groups[k]) <= batch_size):
+                batch.append(k)
+                n_in_batch += len(groups[k])
+                continue
+            if batch:
+                for i, res in _score_batch(adapter, batch, groups, toks, feats, keep_distributions, padding_side):
+                    results[i] = res
+                if on_progress:
+                    on_progress(n_in_batch)
+            if k is not None:
+                batch, n_in_batch = [k], len(groups[k])
+        feats.clear()
+    return [r for r in results if r is not None]
+
+
+def _encode(
+    adapter: Adapter, keys: list[str], load_image: ImageLoader | None, batch_size: int
+) -> dict[str, torch.Tensor]:
+    """Features for each distinct image key, encoded once."""
+    if keys and load_image is None:
+        raise ValueError("requests with images need an image loader")
+    feats: dict[str, torch.Tensor] = {}
+    step = max(1, batch_size)
+    for i in range(0, len(keys), step):
+        part = keys[i : i + step]
+        enc = adapter.encode_images([load_image(k) for k in part])  # type: ignore[misc]
+        feats.update(zip(part, enc, strict=True))
+    return feats
+
+
+def _score_batch(
+    adapter: Adapter,
+    batch: list[tuple[str | None, tuple[int, ...]]],
+    groups: dict[tuple[str | None, tuple[int, ...]], list[int]],
+    toks: list[tuple[list[int], list[int]]],
+    feats: dict[str, torch.Tensor],
+    keep_distributions: bool,
+    padding_side: str,
+) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
+    dev = adapter.device
+    # 1) Prefixes, padded on either side; the mask and explicit positions make padding inert.
+    lp = max(len(k[1]) for k in batch)
+    ids = torch.full((len(batch), lp), adapter.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), lp), dtype=torch.long)
+    last = torch.zeros(len(batch), dtype=torch.long)
+    for b, (_, prefix) in enumerate(batch):
+        start = lp - len(prefix) if padding_side == "left" else 0
+        ids[b, start : start + len(prefix)] = torch.tensor(prefix)
+        mask[b, start : start + len(prefix)] = 1
+        last[b] = start + len(prefix) - 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    emb = adapter.embed(ids, [feats[k[0]] if k[0] is not None else None for k in batch])
+    logits, cache = adapter.lm(emb, mask, pos, use_cache=True)
+    # The logits at each prefix's last real token predict its continuations' first token.
+    first = torch.log_softmax(logits[torch.arange(len(batch)), last.to(dev)], dim=-1)
+    # 2) Continuations on copies of their prefix's cache rows. The last continuation token needs
+    #    no forward (nothing is predicted from it), so rows hold tokens 0..n-2.
+    rows = [(b, i) for b, k in enumerate(batch) for i in groups[k]]
+    conts = [toks[i][1] for _, i in rows]
+    lc = max(len(c) for c in conts) - 1
+    row_idx = torch.tensor([b for b, _ in rows], device=dev)
+    rest: torch.Tensor | None = None
+    if lc > 0:
+        cids = torch.full((len(rows), lc), adapter.pad_id, dtype=torch.long)
+        cmask = torch.zeros((len(rows), lc), dtype=torch.long)
+        for r, c in enumerate(conts):
+            cids[r, : len(c) - 1] = torch.tensor(c[:-1])
+            cmask[r, : len(c) - 1] = 1
+        cids, cmask = cids.to(dev), cmask.to(dev)
+        cache.batch_select_indices(row_idx)
+        full_mask = torch.cat([mask[row_idx], cmask], dim=-1)
+        cpos = mask.sum(-1)[row_idx].unsqueeze(-1) + torch.arange(lc, device=dev)
+        cemb = adapter.embed(cids, [None] * len(rows))
+        clogits, _ = adapter.lm(cemb, full_mask, cpos, past_key_values=cache)
+        rest = torch.log_softmax(clogits, dim=-1)
+    out = []
+    for r, (b, i) in enumerate(rows):
+        c = torch.tensor(conts[r], device=dev)
+        dist = first[b].unsqueeze(0)
+        if len(c) > 1:
+            dist = torch.cat([dist, rest[r, : len(c) - 1]], dim=0)  # type: ignore[index]
+        lps = dist.gather(-1, c.unsqueeze(-1)).squeeze(-1)
+        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
+    return out
+
+
+def right_padded(
+    toks: Sequence[tuple[list[int], list[int]]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(prefix, continuation) id pairs as full right-padded sequences: ids, attention mask,
+    continuation mask and position ids. The layout every differentiable score uses (editors, toy
+    training), so what is trained or edited is exactly what `score` reads back."""
+    length = max(len(p) + len(c) for p, c in toks)
+    ids = torch.full((len(toks), length), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    tgt = torch.zeros_like(ids, dtype=torch.bool)
+    for b, (p, c) in enumerate(toks):
+        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
+        mask[b, : len(p) + len(c)] = 1
+        tgt[b, len(p) : len(p) + len(c)] = True
+    return ids, mask, tgt, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def logprob_tensor(
+    adapter: Adapter,
+    requests: Sequence[Request],
+    features: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable summed continuation log-probabilities [B] and token counts [B].
+
+    One right-padded forward over full sequences, gradients flowing to whatever the caller left
+    trainable (editors use this). `features` maps image keys to their encoded features; encode
+    them inside the caller's autograd context when the vision side is being edited.
+    """
+    dev = adapter.device
+    ids, mask, tgt, pos = (t.to(dev) for t in right_padded([tokenize(adapter, r) for r in requests], adapter.pad_id))
+    emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
+    logits, _ = adapter.lm(emb, mask, pos)
+    # Continuation positions only: image placeholders may lie outside the vocabulary (MiniGPT-4), and a
+    # softmax over every prefix position would cost memory for nothing.
+    sel = tgt[:, 1:]
+    logp = torch.log_softmax(logits[:, :-1][sel], dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
+    total = torch.zeros(len(requests), dtype=logp.dtype, device=dev).index_add(0, sel.nonzero(as_tuple=True)[0], logp)
+    return total, sel.sum(-1).to(logp.dtype)
