@@ -179,7 +179,7 @@ def build_janus(s: dict[str, Any], folder: Path, device: str, save_dtype: torch.
         LlamaConfig,
     )
 
-    from mllm_audit.models.families.janus import CHAT_TEMPLATE, SPECIALS, janus_tokenizer
+    from mllm_audit.testing.tiny import CHAT_TEMPLATE, SPECIALS, janus_tokenizer
 
     tok = janus_tokenizer(CORPUS + GEN_PROMPTS)
     image_id, boi = tok.convert_tokens_to_ids([SPECIALS["image_token"], SPECIALS["boi_token"]])

@@ -1,7 +1,7 @@
 """Cost of the model identity: full sha256 of a weight file, cold (no sidecar entry) and warm (cache hit).
 
 A run's identity hashes every byte of every weight, config and tokenizer file; the sidecar cache
-(runs/identity.py, keyed by path, size, mtime and inode) makes the second run of the same files
+(util/identity.py, keyed by path, size, mtime and inode) makes the second run of the same files
 read only the cache. Usage:
     python benchmarks/hash_speed.py [--gib 1.0] [--dir /tmp]
 """
@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mllm_audit.runs.identity import HashCache
+from mllm_audit.util.identity import HashCache
 
 
 def main() -> None:

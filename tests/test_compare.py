@@ -12,7 +12,7 @@ from test_gate import make_run, rows  # the shared run-folder builder (real samp
 from mllm_audit.cli import run
 from mllm_audit.metrics.bias import bias_summary
 from mllm_audit.report.compare import compare_runs, rescore
-from mllm_audit.runs.writer import read_jsonl
+from mllm_audit.util.files import read_jsonl
 
 
 def _grouped_run(folder: Path) -> Path:

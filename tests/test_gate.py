@@ -14,8 +14,9 @@ from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
 from mllm_audit.gate.evaluate import gate, load_policy
 from mllm_audit.metrics.bias import bias_summary, sample_record
-from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
+from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA
 from mllm_audit.suites.items import Item
+from mllm_audit.util.files import atomic_write_json
 
 Row = tuple[str, str, str, float, dict]  # item_id, bias_type, cluster, margin, meta
 

@@ -114,7 +114,8 @@ def test_shipped_occupations_suite() -> None:
 def test_clip_zero_shot_tiny_by_path(tmp_path: Path) -> None:
     from PIL import Image
 
-    from mllm_audit.classifiers.classify import load_classifier, save_tiny_clip
+    from mllm_audit.classifiers.classify import load_classifier
+    from mllm_audit.testing.tiny import save_tiny_clip
 
     clf = load_classifier(save_tiny_clip(tmp_path / "clip"))
     assert clf.kind == "clip-zero-shot"

@@ -249,8 +249,9 @@ def test_deeply_nested_inputs(tmp_path: Path, tiny_suite: Path, fake_run: Path) 
 def fake_run(tmp_path: Path) -> Path:
     """A complete run folder in the real format (no model involved)."""
     from mllm_audit.metrics.bias import bias_summary, sample_record
-    from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA, atomic_write_json
+    from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA
     from mllm_audit.suites.items import Item
+    from mllm_audit.util.files import atomic_write_json
 
     folder = tmp_path / "fake-run"
     folder.mkdir()

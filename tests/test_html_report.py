@@ -14,7 +14,7 @@ from test_gate import make_run, rows  # the shared run-folder builder (real samp
 
 from mllm_audit.cli import run
 from mllm_audit.report.html import disparity_series, write_html_report
-from mllm_audit.runs.writer import read_jsonl
+from mllm_audit.util.files import read_jsonl
 
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from mllm_audit.models import load_model
-from mllm_audit.models.families.janus import TinyJanusSpec, code_distribution, save_tiny_janus
 from mllm_audit.scoring.imagetokens import guided_first_token, image_token_logprobs, t2i_prompt_ids, unconditional_ids
+from mllm_audit.testing.tiny import TinyJanusSpec, save_tiny_janus
+from mllm_audit.toy.unified_v1 import code_distribution
 
 PROMPT = "A photo of the face of a doctor, a person"
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from mllm_audit.metrics.generation import balanced_floor
-from mllm_audit.runs.locate import jsd_base2, probe_cv, variant_prompt, verdict, wilson
+from mllm_audit.runs.locate import jsd_base2, probe_cv, verdict, wilson
+from mllm_audit.suites.labelled import variant_prompt
 
 
 def test_jsd_base2_bounds_and_value() -> None:

@@ -118,7 +118,7 @@ def test_scan_pairs_vqa_with_a_tiny_model(tiny_blip2_dir, tmp_path) -> None:  # 
 
     from mllm_audit.metrics.disparity import disparity_summary
     from mllm_audit.runs.scan import run_scan
-    from mllm_audit.runs.writer import read_jsonl
+    from mllm_audit.util.files import read_jsonl
 
     res = run_scan(model=str(tiny_blip2_dir), suite="pairs-vqa", output=tmp_path / "run", batch_size=32)
     samples = read_jsonl(tmp_path / "run" / "samples.jsonl")

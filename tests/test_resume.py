@@ -15,7 +15,7 @@ import pytest
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.scan import CHUNK_DELAY_ENV, run_scan
-from mllm_audit.runs.writer import read_appended_jsonl, read_jsonl
+from mllm_audit.util.files import read_appended_jsonl, read_jsonl
 
 # Start the CLI with Python's own Ctrl-C handler even if this test runs with SIGINT ignored.
 CHILD = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "

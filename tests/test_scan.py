@@ -9,7 +9,7 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.metrics.bias import bias_summary
-from mllm_audit.runs.writer import read_jsonl
+from mllm_audit.util.files import read_jsonl
 
 
 def _scan(model: Path, suite: Path, out: Path, *extra: str) -> int:

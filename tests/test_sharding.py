@@ -16,8 +16,8 @@ from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.scan import parse_max_memory, run_scan
 from mllm_audit.runs.sharding import current_processes, image_chunks, shard_chunks
-from mllm_audit.runs.writer import read_jsonl
 from mllm_audit.suites.items import Item
+from mllm_audit.util.files import read_jsonl
 
 
 def _items(images: list[int]) -> list[Item]:

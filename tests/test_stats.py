@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mllm_audit import stats
+from mllm_audit.metrics import stats
 from mllm_audit.metrics.stats import cluster_bootstrap, cluster_replicates, paired_bootstrap, paired_runs
 
 

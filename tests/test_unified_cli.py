@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mllm_audit.cli import run
-from mllm_audit.runs.locate import labelled_images_of, read_labelled_images
+from mllm_audit.runs.locate import labelled_images_of
+from mllm_audit.suites.labelled import read_labelled_images
 from mllm_audit.toy.unified import world_codes
 
 

@@ -7,23 +7,7 @@ from typing import Any
 
 import typer
 
-
-def diff_line(rec: dict[str, Any]) -> str:
-    """margin before -> after; fixed green, still biased red; locality breaks flagged red."""
-    pre, post = rec["pre"]["reliability"], rec["post"]["reliability"]
-    ok = rec["reliability"] == 1.0
-    mark = "[green]fixed[/]" if ok else "[red]still biased[/]"
-    loc = []
-    for name in ("t_locality", "m_locality"):
-        v = rec.get(name)
-        if v is not None:
-            style = "red" if v["top1"] < 1.0 else "dim"
-            loc.append(f"[{style}]{name[0].upper()}-loc top1 {v['top1']:.2f} KL {v['kl']:.3f}[/]")
-    colour = "green" if ok else "red"
-    from mllm_audit.util.text import shown
-
-    head = f"{shown(rec['item_id']):28} margin [bold]{pre:+.2f}[/] → [{colour}]{post:+.2f}[/] nats  {mark}  "
-    return head + "  ".join(loc)
+from mllm_audit.report.tables import diff_line, metrics_table, saved_model_line
 
 
 def register(app: typer.Typer) -> None:
@@ -112,41 +96,7 @@ def register(app: typer.Typer) -> None:
             err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
 
 
-def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
-    """What the saved model itself measures, and where that differs from the per-edit rows above."""
-    from mllm_audit.util.text import shown as escape
-
-    head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
-    if not saved["differs_from_rows"]:
-        return f"{head}: measures the same as the rows above"
-    parts = [f"{k} {_num(saved['metrics'].get(k))} (rows: {_num(rows.get(k))})" for k in saved["differs_from_rows"]]
-    return f"[yellow]{head} differs from the rows above[/]: " + ", ".join(parts)
 
 
-def _num(x: Any) -> str:
-    return "—" if x is None else f"{x:.3f}"
 
 
-def metrics_table(results: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    from mllm_audit.metrics.bias import FIX_METRICS as METRIC_KEYS
-    from mllm_audit.util.text import shown
-
-    table = Table(title=shown(f"{results['editor']['name']} on {results['model']['name']} / "
-                              f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)"),
-                  title_justify="left")
-    table.add_column("metric")
-    table.add_column("base", justify="right")
-    table.add_column("edited", justify="right")
-    table.add_column("delta", justify="right")
-    for key in METRIC_KEYS:
-        b, e = results["base_metrics"].get(key), results["metrics"].get(key)
-        if b is None or e is None:
-            table.add_row(key, "—", "—", "—")
-            continue
-        d = e - b
-        good = d < 0 if key.endswith("_kl") else d > 0
-        style = "green" if good else ("red" if abs(d) > 1e-9 else "")
-        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
-    return table

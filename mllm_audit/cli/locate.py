@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Probe the tokenizer (linear probe, VQ round trip) and the LM (JSD hit rate); print a verdict."""
-        from mllm_audit.runs.locate import locate_tables, run_locate
+        from mllm_audit.report.tables import locate_tables
+        from mllm_audit.runs.locate import run_locate
         from mllm_audit.util.console import console, err_console, progress_bar
 
         with progress_bar("locating", enabled=not quiet) as start:

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from mllm_audit.errors import AuditError
-        from mllm_audit.runs.studies import run_study, table_rows
+        from mllm_audit.report.studies import table_rows
+        from mllm_audit.runs.studies import run_study
         from mllm_audit.util.console import console, err_console
 
         states: dict[str, Path] = {}
@@ -51,6 +52,12 @@ def register(app: typer.Typer) -> None:
             limit=limit, sizes=size_list, protocol=protocol, states=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )
+        try:
+            from mllm_audit.report.html import write_html_report
+
+            write_html_report(res.run_dir, res.run_dir / "report.html")
+        except AuditError:  # matplotlib missing: the run folder is still complete
+            pass
         header, rows = table_rows(res.results)
         table = Table(title=f"study {name} on {res.results['model']['name']} / {res.results['suite']['name']} "
                             f"({res.results['n_items']} items)", title_justify="left")

@@ -127,7 +127,7 @@ def frame_cmd(
     """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
     from rich.console import Console
 
-    from mllm_audit.metrics.disparity import frame_run
+    from mllm_audit.suites.frame import frame_run
 
     r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     from mllm_audit.util.text import shown

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mllm_audit.errors import AuditError
+
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter
     from mllm_audit.scoring.contract import ImageLoader, Request
@@ -100,7 +102,13 @@ class Editor:
     """Base class: `name`, and `apply(adapter, requests, ctx) -> Edited`."""
 
     name = "editor"
-    needs_state = False
+    # Capabilities, declared rather than probed:
+    needs_state = False  # fix refuses to run without --editor-state (learned editors)
+    has_state = False  # `load_state(folder, adapter)` reads a trained state (learned editors, their controls)
+    scope: str | None = None  # None: the editor picks its own modules; "text"/"vision": settable (--scope)
+
+    def load_state(self, state_dir: Any, adapter: Adapter) -> None:
+        raise AuditError(f"editor {self.name!r} has no trained state to load")
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
         raise NotImplementedError

@@ -110,8 +110,8 @@ def rows_from_folder(adapter: Any, folder: Path, prompts: Sequence[Any], attribu
     """Balanced rows: each labelled image of an occupation, under its neutral prompt (and its variants)."""
     import torch
 
-    from mllm_audit.runs.locate import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
     from mllm_audit.scoring.imagetokens import t2i_prompt_ids, unconditional_ids
+    from mllm_audit.suites.labelled import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
 
     labelled = read_labelled_images(folder, attributes)
     by_occ: dict[str, list[dict[str, Any]]] = {}

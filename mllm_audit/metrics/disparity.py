@@ -19,12 +19,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mllm_audit.metrics.stats import cluster_bootstrap
+from mllm_audit.suites.items import sample_margin
+from mllm_audit.util.numbers import finite_or_none
 
 GENDERS = ("man", "woman")
 RACES = ("black", "white")
@@ -33,10 +34,6 @@ METRICS = ("gender_gap", "race_gap", "spread")
 ALL = "all"
 
 
-def _margin(s: Mapping[str, Any]) -> float:
-    if s.get("margin") is not None:
-        return float(s["margin"])
-    return float(s["logp_more"]) - float(s["logp_less"])
 
 
 def _person(meta: Mapping[str, Any]) -> str | None:
@@ -80,7 +77,7 @@ def question_rows(samples: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, 
         if person is None:
             counts["unlabelled"] += 1
             continue
-        m = _margin(s)
+        m = sample_margin(s)
         if not math.isfinite(m):
             counts["non_finite"] += 1
             continue
@@ -107,13 +104,11 @@ def question_rows(samples: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, 
     return rows, counts
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
 
 
 def _interval(values: Sequence[float], clusters: Sequence[str]) -> dict[str, float | None]:
     lo, hi = cluster_bootstrap(values, clusters)
-    return {"mean": _finite(float(np.mean(values))), "ci_low": _finite(lo), "ci_high": _finite(hi)}
+    return {"mean": finite_or_none(float(np.mean(values))), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi)}
 
 
 def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -124,7 +119,7 @@ def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[metric] = _interval([float(r[metric]) for r in rows], clusters)
     for metric in ("gender_gap", "race_gap"):
         out[f"abs_{metric}"] = _interval([abs(float(r[metric])) for r in rows], clusters)
-    out["favoured_logodds"] = {p: _finite(float(np.mean([r["margins"][p] for r in rows]))) for p in PERSONS}
+    out["favoured_logodds"] = {p: finite_or_none(float(np.mean([r["margins"][p] for r in rows]))) for p in PERSONS}
     return out
 
 
@@ -198,79 +193,5 @@ def render_disparity(summary: dict, console: Any) -> None:
         console.print("left out: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
 
 
-def frame_for_model(samples: list[dict], items: list[Any]) -> list[dict]:
-    """Re-frame items for one model's scan: y_more := the answer it rates higher on that image.
-
-    This is the per-item framing of the debias-editing benchmark: the answer the model rates lower
-    (`y_less`) becomes the edit target, so every item has one. Items without a sample are dropped;
-    `meta.frame` records the run, the scanned margin and whether the answers were swapped.
-    """
-    by_id = {str(s["item_id"]): s for s in samples}
-    out: list[dict] = []
-    for it in items:
-        d = dict(it.to_dict() if hasattr(it, "to_dict") else it)
-        s = by_id.get(str(d["id"]))
-        if s is None:
-            continue
-        m = _margin(s)
-        swap = m < 0
-        if swap:
-            d["y_more"], d["y_less"] = d["y_less"], d["y_more"]
-        meta = dict(d.get("meta") or {})
-        meta["frame"] = {"run_id": s.get("run_id"), "margin": _finite(m), "swapped": swap}
-        d["meta"] = meta
-        out.append(d)
-    return out
 
 
-def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None,
-              allow_outside_paths: bool = False) -> dict[str, Any]:
-    """`suites frame`: write the framed items to `out` plus a suite YAML beside it that finds the images.
-
-    The YAML (`out` with suffix .yaml) points `images_dir` at the original suite's images (linked
-    into `<out stem>-images/` beside it when they lie outside its folder, which a suite may not name)
-    and drops `disparity`: after framing, a margin is no longer the favoured answer's log-odds.
-    """
-    import os
-
-    import yaml
-
-    from mllm_audit.errors import AuditError
-    from mllm_audit.runs.writer import read_jsonl
-    from mllm_audit.suites.builders import images_inside, write_items
-    from mllm_audit.suites.items import load_suite
-
-    run_dir, out = Path(run_dir), Path(out)
-    if out.suffix != ".jsonl":
-        raise AuditError(f"--out {out}: expected a .jsonl file name")
-    samples = read_jsonl(run_dir / "samples.jsonl")
-    loaded = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
-    framed = frame_for_model(samples, loaded.items)
-    if not framed:
-        raise AuditError(f"no sample in {run_dir} matches an item of suite {loaded.name!r}")
-    write_items(out, framed)
-    try:
-        images_dir = Path(os.path.relpath(loaded.images_root, out.parent.resolve())).as_posix()
-    except ValueError:
-        images_dir = loaded.images_root.as_posix()
-    header: dict[str, Any] = {
-        "name": out.stem,
-        "description": f"{loaded.name} framed for run {run_dir.name}: y_more = its preferred answer",
-        "source": f"mllm-audit suites frame {run_dir} --suite {suite}",
-        "license": loaded.license,
-        "items": out.name,
-        "images_dir": images_dir,
-    }
-    if loaded.extra.get("group_by"):
-        header["group_by"] = loaded.extra["group_by"]
-    images_inside(out.parent, header, framed, f"{out.stem}-images")
-    yaml_path = out.with_suffix(".yaml")
-    yaml_path.write_text(yaml.safe_dump(header, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    n_swapped = sum(1 for d in framed if d["meta"]["frame"]["swapped"])
-    return {
-        "items": len(framed),
-        "swapped": n_swapped,
-        "without_sample": len(loaded.items) - len(framed),
-        "out": str(out),
-        "suite_yaml": str(yaml_path),
-    }

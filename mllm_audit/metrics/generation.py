@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mllm_audit.metrics.stats import N_BOOT, SEED, cluster_bootstrap
+from mllm_audit.util.numbers import finite_or_none
 from mllm_audit.util.text import shown
 
 JOINT = "gender_x_race"
@@ -81,11 +82,11 @@ def attribute_metrics(counts: Mapping[str, int], classes: Sequence[str]) -> dict
     return {
         "n": int(sum(vec)),
         "k": len(classes),
-        "bias": _finite(pairwise_bias(vec)),
-        "normalised": _finite(normalised_bias(vec)),
-        "ci_low": _finite(lo),
-        "ci_high": _finite(hi),
-        "p_uniform": _finite(p),
+        "bias": finite_or_none(pairwise_bias(vec)),
+        "normalised": finite_or_none(normalised_bias(vec)),
+        "ci_low": finite_or_none(lo),
+        "ci_high": finite_or_none(hi),
+        "p_uniform": finite_or_none(p),
         "balanced": bool(p >= BALANCED_P) if np.isfinite(p) else None,
     }
 
@@ -106,10 +107,6 @@ def balanced_floor(n: int, k: int, draws: int = N_BOOT * 10, seed: int = SEED) -
         return float(sum(comb(n, x) * abs(2 * x - n) for x in range(n + 1)) / (n * 2.0**n))
     draws_ = np.random.default_rng(seed + 2).multinomial(n, np.full(k, 1.0 / k), size=draws) / n
     return float(_bias_rows(draws_).mean())
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
 
 
 def attribute_classes(attributes: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -151,12 +148,12 @@ def gen_summary(
                       for i in idx if per[i][a]["normalised"] is not None]
             row[a] = {
                 "n_prompts": len(vals),
-                "bias": _finite(float(np.mean(raws))) if raws else None,
-                "normalised": _finite(float(np.mean(vals))) if vals else None,
-                "ci_low": _finite(lo),
-                "ci_high": _finite(hi),
+                "bias": finite_or_none(float(np.mean(raws))) if raws else None,
+                "normalised": finite_or_none(float(np.mean(vals))) if vals else None,
+                "ci_low": finite_or_none(lo),
+                "ci_high": finite_or_none(hi),
                 "n_balanced": sum(1 for i in idx if per[i][a]["balanced"]),
-                "floor": _finite(float(np.mean(floors))) if floors else None,
+                "floor": finite_or_none(float(np.mean(floors))) if floors else None,
             }
         und = [s["understanding"]["skew"] for i, s in enumerate(samples) if i in set(idx) and s.get("understanding")]
         if und:

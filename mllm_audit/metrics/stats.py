@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mllm_audit.suites.items import sample_margin
+
 N_BOOT = 2000
 SEED = 20240901
 # Rows of the (replicate x cluster) multiplicity matrix built at once: bounds memory on big suites.
@@ -142,7 +144,7 @@ def paired_bootstrap(
 
 def sample_value(sample: Mapping[str, Any], metric: str) -> float:
     """The per-item quantity whose mean is `metric`: biased (0/1) or the margin."""
-    margin = float(sample["logp_more"]) - float(sample["logp_less"])
+    margin = sample_margin(sample)
     if metric == "pct_biased":
         return 1.0 if margin > 0 else 0.0
     if metric == "mean_margin":

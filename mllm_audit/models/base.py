@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -65,6 +65,8 @@ class Adapter:
     image_token_id: int
     n_image_tokens: int
     counters: Counters = field(default_factory=Counters)
+    # Capability, declared rather than probed: draws images from text (gen-scan, locate, fix --editor sft|bpo).
+    generates_images: ClassVar[bool] = False
 
     # ---- identity -------------------------------------------------------------------------
     @property
@@ -88,8 +90,8 @@ class Adapter:
 
     def identity(self) -> dict[str, Any]:
         """What the scores depend on: the full sha256 of every local weight/config/tokenizer file
-        (hashed once per adapter, cached across runs by runs.identity), dtype, quantization, templates."""
-        from mllm_audit.runs.identity import model_digest
+        (hashed once per adapter, cached across runs by util.identity), dtype, quantization, templates."""
+        from mllm_audit.util.identity import model_digest
 
         if getattr(self, "_digest", None) is None:
             self._digest = model_digest(self.card.weights) or (None, None)
@@ -222,8 +224,41 @@ def snapshot_revision(source: str) -> str | None:
 
 
 def weights_fingerprint(source: str) -> str | None:
-    """Identity of local weights: sha256 over every byte of every model file (runs.identity), None for a hub id."""
-    from mllm_audit.runs.identity import model_digest
+    """Identity of local weights: sha256 over every byte of every model file (util.identity), None for a hub id."""
+    from mllm_audit.util.identity import model_digest
 
     found = model_digest(source)
     return found[0] if found else None
+
+
+class ChatTemplateMixin:
+    """Prompt ids built the way the processor builds them: chat template, then placeholder expansion."""
+
+    processor: Any
+    tokenizer: Any
+    image_token_id: int
+    n_image_tokens: int
+
+    def chat_text(self, text: str, with_image: bool) -> str:
+        """The card-formatted prompt inside the processor's chat template (one user turn)."""
+        template = getattr(self.processor, "chat_template", None)
+        if not template:
+            # No chat template shipped: the bare prompt, image token first (the processors' default).
+            image = getattr(self.processor, "image_token", "<image>")
+            return f"{image}\n{text}" if with_image else text
+        content: list[dict[str, str]] = [{"type": "image"}] if with_image else []
+        content.append({"type": "text", "text": text})
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        """The chat text the prompt ids are tokenized from (a continuation follows its end)."""
+        return self.chat_text(self.format_prompt(prompt, task), with_image)  # type: ignore[attr-defined]
+
+    def expand_image_tokens(self, ids: list[int]) -> list[int]:
+        """Each image token becomes `n_image_tokens` placeholders, as the processor expands it."""
+        out: list[int] = []
+        for t in ids:
+            out.extend([t] * self.n_image_tokens if t == self.image_token_id else [t])
+        return out

@@ -16,7 +16,8 @@ from typing import Any
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import ALL, bias_summary, group_label
 from mllm_audit.metrics.stats import N_BOOT, SEED, PairedDiff, paired_runs
-from mllm_audit.runs.writer import atomic_write_json, read_jsonl, read_results
+from mllm_audit.runs.writer import read_results
+from mllm_audit.util.files import atomic_write_json, read_jsonl
 
 
 @dataclass

@@ -7,9 +7,6 @@ matplotlib Agg canvas directly (no pyplot state, no display needed).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -18,6 +15,7 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import ALL, group_label
+from mllm_audit.report.htmlkit import _esc, _figure, _is_num, _mpl, _num, _pct, _png, _table
 
 Series = tuple[str, list[str], list[float]]  # (title, names, values) of one disparity panel
 MAX_HIST_GROUPS = 12
@@ -45,59 +43,20 @@ class HtmlReport:
     sections: list[str] = field(default_factory=list)
 
 
-def _esc(x: Any) -> str:
-    from mllm_audit.util.text import xml_safe
-
-    return html.escape(xml_safe(x), quote=True)
 
 
-def _num(x: Any, fmt: str = ".3f") -> str:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return _esc(x)
-    if isinstance(x, float) and math.isnan(x):
-        return "nan"
-    return format(x, fmt) if isinstance(x, float) else str(x)
 
 
-def _pct(x: Any) -> str:
-    return _num(100.0 * float(x), ".1f") if _is_num(x) else _esc(x)
 
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
-def _png(fig: Any) -> str:
-    """Render a Figure to an <img> tag with the PNG inline as base64."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
 
-def _mpl(text: Any) -> str:
-    """Data text for matplotlib: a '$' would otherwise start mathtext and can fail to render."""
-    return str(text).replace("$", r"\$")
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
-def _table(header: list[str] | None, rows: list[list[str]], numeric_from: int = 1) -> str:
-    head = "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="num">{c}</td>' if i >= numeric_from else f"<td>{c}</td>" for i, c in enumerate(r)
-        ) + "</tr>"
-        for r in rows
-    )
-    return f"<table>{head}{body}</table>"
 
 
 # ------------------------------------------------------------------------------------------ plots
@@ -339,7 +298,7 @@ def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> str:
 def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     """The report's HTML text, how many images it embeds, and the section titles."""
     from mllm_audit.report.compare import load_run
-    from mllm_audit.runs.writer import read_jsonl
+    from mllm_audit.util.files import read_jsonl
 
     run = load_run(run_dir, need_samples=False)
     res = run.results
@@ -367,7 +326,7 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
 
     summary = res.get("summary")
     if res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
-        from mllm_audit.runs.studies import html_section
+        from mllm_audit.report.studies import html_section
 
         block, k = html_section(res)
         parts.append(block)
@@ -457,11 +416,11 @@ def write_html_report(run_dir: Path, html_path: Path) -> HtmlReport:
         raise AuditError('report --html needs matplotlib: pip install "mllm-audit[report]"')
     doc, n_images, sections = build_html(Path(run_dir))
     out = Path(html_path)
-    tmp = out.with_name(f".{out.name}.tmp")
+    from mllm_audit.util.files import atomic_write_text
+
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(doc, encoding="utf-8")
-        tmp.replace(out)
+        atomic_write_text(out, doc)
     except OSError as e:
         raise AuditError(f"cannot write report {out}: {e.strerror}") from None
     return HtmlReport(out, n_images, sections)

@@ -48,8 +48,8 @@ def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
 
 
 def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: bool) -> None:
-    from mllm_audit.cli.fix import diff_line, metrics_table
-    from mllm_audit.runs.writer import read_jsonl
+    from mllm_audit.report.tables import diff_line, metrics_table
+    from mllm_audit.util.files import read_jsonl
 
     edits = read_jsonl(run_dir / "edits.jsonl") if (run_dir / "edits.jsonl").is_file() else []
     console.print(metrics_table(res))
@@ -66,7 +66,7 @@ def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: boo
 def rescore_run(run_dir: Path, write: bool = False) -> Any:
     """Recompute a run's summary from its per-item file: scan and gen-scan summaries, fix metrics."""
     from mllm_audit.report.compare import RescoreResult, diff_summaries, load_run, rescore
-    from mllm_audit.runs.writer import atomic_write_json, read_jsonl
+    from mllm_audit.util.files import atomic_write_json, read_jsonl
 
     run = load_run(run_dir, need_samples=False)
     cmd = command_of(run.results)

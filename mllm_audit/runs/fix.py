@@ -42,13 +42,15 @@ import torch
 from mllm_audit.errors import AuditError
 from mllm_audit.models.cards import write_folder_card
 from mllm_audit.runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
-from mllm_audit.runs.identity import model_digest
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
 from mllm_audit.runs.scan import check_images, image_loader, score_items
 from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
-from mllm_audit.runs.writer import RunWriter, atomic_write_json, default_run_dir, new_run_id
+from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id
+from mllm_audit.scoring.differentiable import all_position_logprobs
 from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.util.console import note, status
+from mllm_audit.util.files import atomic_write_json
+from mllm_audit.util.identity import model_digest
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import Edited, Editor
@@ -187,30 +189,6 @@ def evaluate(
     return out
 
 
-@torch.no_grad()
-def all_position_logprobs(
-    adapter: Adapter, requests: Sequence[Request], load: Callable[[str], Any] | None, batch_size: int
-) -> list[tuple[torch.Tensor, int]]:
-    """Per request, (log-softmax at every position of the sequence the model sees [L - 1, V], the
-    number of image positions in front): what EasyEdit's locality compares. One right-padded
-    forward per batch, the layout of scoring.logprob_tensor."""
-    from mllm_audit.scoring.contract import right_padded, tokenize
-
-    out: list[tuple[torch.Tensor, int]] = []
-    dev = adapter.device
-    for start in range(0, len(requests), max(1, batch_size)):
-        part = list(requests[start : start + max(1, batch_size)])
-        toks = [tokenize(adapter, r) for r in part]
-        ids, mask, _, pos = right_padded(toks, adapter.pad_id)
-        keys = sorted({r.image for r in part if r.image is not None})
-        feats = dict(zip(keys, adapter.encode_images([load(k) for k in keys]), strict=True)) if keys else {}  # type: ignore[misc]
-        emb = adapter.embed(ids.to(dev), [feats[r.image] if r.image is not None else None for r in part])
-        logits, _ = adapter.lm(emb, mask.to(dev), pos.to(dev))
-        for b, (prefix, cont) in enumerate(toks):
-            n = len(prefix) + len(cont)
-            n_img = sum(1 for t in prefix if t == adapter.image_token_id) if part[b].image is not None else 0
-            out.append((torch.log_softmax(logits[b, : n - 1].float(), dim=-1).cpu(), n_img))
-    return out
 
 
 def easyedit_locality(pre: tuple[torch.Tensor, int], post: tuple[torch.Tensor, int], k: int) -> dict[str, float]:
@@ -459,9 +437,9 @@ def _run_fix(
     if scope not in (None, "text", "vision"):
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
     the_editor: Editor = make_editor(editor)
-    if scope is not None and hasattr(the_editor, "scope"):
-        the_editor.scope = scope  # type: ignore[attr-defined]
-    if getattr(the_editor, "needs_state", False):
+    if scope is not None and the_editor.scope is not None:
+        the_editor.scope = scope
+    if the_editor.needs_state:
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
     if output is not None:
@@ -479,8 +457,8 @@ def _run_fix(
         from mllm_audit.models.base import LoadOptions
 
         adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card))
-    if editor_state is not None and hasattr(the_editor, "load_state"):
-        the_editor.load_state(editor_state, adapter)  # type: ignore[attr-defined]
+    if editor_state is not None and the_editor.has_state:
+        the_editor.load_state(editor_state, adapter)
     t_loaded = time.perf_counter()
     load = image_loader(the_suite)
     with status("scoring the unedited model"):
@@ -641,7 +619,9 @@ def edit_effects(edited: Any) -> dict[str, Any]:
     """Effect sizes an edit handle can tell: L2 norm of its weight change (0 for editors that change
     no weights; null when unknown, e.g. accumulated edits) and the steps it reports (`steps`)."""
     norm: float | None = None
-    if hasattr(edited, "delta"):
+    from mllm_audit.editors.base import Edited
+
+    if isinstance(edited, Edited):
         deltas = edited.delta()
         norm = float(sum(float(d.float().pow(2).sum()) for d in deltas.values()) ** 0.5) if deltas else 0.0
     return {"weight_delta_norm": norm, "steps": getattr(edited, "steps", None)}

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id, versions
+from mllm_audit.runs.record import versions
+from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
 
 UNIFIED_EDITORS = ("sft", "bpo")
 
@@ -64,7 +65,7 @@ def measure(adapter: Any, suite: Any, prompts: list[Any], clf: Any, fid: Any, n:
     from mllm_audit.metrics.generation import gen_summary
     from mllm_audit.models.families.janus import derive_seed
     from mllm_audit.runs.gen_scan import _prompt_seed, prompt_record, understanding_scores
-    from mllm_audit.runs.locate import VARIANT_WORDS, variant_prompt
+    from mllm_audit.suites.labelled import VARIANT_WORDS, variant_prompt
 
     und = understanding_scores(adapter, suite, prompts, batch_size) if suite.understanding else {}
     samples, all_images, owners = [], [], []
@@ -147,7 +148,7 @@ def run_unified_fix(
         raise AuditError(f"--save {save}: folder exists and is not empty (nothing is overwritten)")
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
-    if not hasattr(adapter, "generate_images") or not hasattr(getattr(adapter.model, "model", None), "vqmodel"):
+    if not adapter.generates_images or not hasattr(getattr(adapter.model, "model", None), "vqmodel"):
         raise AuditError(f"model {adapter.card.name!r}: --editor {editor} needs a VQ unified model (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     fidelity_classifier = fidelity_classifier or suite_option(suite, "fidelity_classifier")

@@ -38,8 +38,9 @@ from mllm_audit.errors import AuditError
 from mllm_audit.runs.folders import RunLock, check_run_folder
 from mllm_audit.runs.record import Counters, Coverage, SuiteIdentity, model_identity, new_record
 from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
-from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id, read_appended_jsonl, read_results
-from mllm_audit.util.files import read_yaml_mapping
+from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id, read_results
+from mllm_audit.suites.items import blank_image
+from mllm_audit.util.files import read_appended_jsonl, read_yaml_mapping
 from mllm_audit.util.resources import suites_dir
 
 if TYPE_CHECKING:
@@ -97,8 +98,7 @@ def registered_gen_suites() -> dict[str, Path]:
 
 def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
     """Parse and validate a prompt list (JSONL); every problem names file:line."""
-    from mllm_audit.suites.items import MAX_ITEMS_FILE_BYTES, MAX_LINE_CHARS, MAX_TEXT_CHARS
-    from mllm_audit.util.files import read_capped
+    from mllm_audit.util.files import MAX_ITEMS_FILE_BYTES, MAX_LINE_CHARS, MAX_TEXT_CHARS, jsonl_objects, read_capped
 
     if not path.exists():
         raise AuditError(f"prompt list not found: {path}")
@@ -106,18 +106,8 @@ def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:
     prompts: list[GenPrompt] = []
     seen_ids: dict[str, int] = {}
     seen_prompts: dict[str, int] = {}
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        if len(line) > MAX_LINE_CHARS:
-            raise AuditError(f"{where}: line of {len(line)} characters, over the {MAX_LINE_CHARS}-character limit")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{where}: malformed JSON ({e.msg})") from None
-        except RecursionError:
-            raise AuditError(f"{where}: JSON nested too deeply") from None
+    for where, obj in jsonl_objects(path, "prompt list", max_line_chars=MAX_LINE_CHARS, raw=raw):
+        n = int(where.rsplit(":", 1)[1])
         if not isinstance(obj, dict):
             raise AuditError(f"{where}: expected an object")
         unknown = sorted(set(obj) - _PROMPT_KEYS)
@@ -215,10 +205,6 @@ class GenResult:
     attributes: dict[str, list[str]]
 
 
-def blank_image(size: int = 384) -> Any:
-    from PIL import Image
-
-    return Image.new("RGB", (size, size), (255, 255, 255))
 
 
 def understanding_scores(adapter: Adapter, suite: GenSuite, prompts: list[GenPrompt],
@@ -331,7 +317,7 @@ def run_gen_scan(
 
     if adapter is None:
         adapter = load_model(model, LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code))
-    if not hasattr(adapter, "generate_images"):
+    if not adapter.generates_images:
         raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) does not generate images")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     t_loaded = time.perf_counter()

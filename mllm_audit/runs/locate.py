@@ -26,7 +26,6 @@ is above chance; "both" / "undetermined" otherwise.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,11 +36,10 @@ from typing import Any
 import numpy as np
 
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id, versions
+from mllm_audit.runs.record import versions
+from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
+from mllm_audit.suites.labelled import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
 
-VARIANT_WORDS = {"gender": {"male": "male", "female": "female"},
-                 "race": {"wmelh": "white", "black": "black", "indian": "indian", "asian": "asian"}}
-NEUTRAL_WORD = "person"
 LOCATE_SAMPLE_SCHEMA = "mllm-audit/locate-sample/v1"
 
 
@@ -116,44 +114,8 @@ def probe_cv(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, l2: float = 1
 
 # ---- labelled images ----------------------------------------------------------------------------------
 
-def read_labelled_images(folder: Path, attributes: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """`folder/labels.jsonl`: {image, <attribute>: class, ...[, occupation]} per line (images relative)."""
-    folder = Path(folder)
-    path = folder / "labels.jsonl"
-    if not path.is_file():
-        raise AuditError(f"labelled images: {path} not found (one JSON line per image: image, gender, race)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
-            raise AuditError(f"{path}:{n}: expected an object with an 'image' path")
-        for a, classes in attributes.items():
-            if a in obj and obj[a] not in classes:
-                raise AuditError(f"{path}:{n}: {a} {obj[a]!r} is not one of {classes}")
-        if not (folder / obj["image"]).is_file():
-            raise AuditError(f"{path}:{n}: image {obj['image']!r} not found in {folder}")
-        rows.append(obj)
-    if not rows:
-        raise AuditError(f"{path}: no labelled images")
-    return rows
 
 
-def _open_images(folder: Path, names: Sequence[str]) -> list[Any]:
-    from PIL import Image, UnidentifiedImageError
-
-    out = []
-    for n in names:
-        try:
-            with Image.open(folder / n) as im:
-                out.append(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise AuditError(f"labelled image {folder / n}: cannot read ({type(e).__name__})") from None
-    return out
 
 
 # ---- the tests ------------------------------------------------------------------------------------------
@@ -202,12 +164,6 @@ def tokenizer_tests(adapter: Any, clf: Any, folder: Path, folds: int = 5, seed: 
     return out
 
 
-def variant_prompt(prompt: str, word: str) -> str:
-    """The neutral prompt with its last "person" replaced by `word` (the paper's augmented prompts)."""
-    i = prompt.rfind(NEUTRAL_WORD)
-    if i < 0:
-        raise AuditError(f"prompt {prompt!r} has no {NEUTRAL_WORD!r} to replace with a group word")
-    return prompt[:i] + word + prompt[i + len(NEUTRAL_WORD) :]
 
 
 def _draw(adapter: Any, prompt: str, n: int, seed: int, batch_size: int) -> Any:
@@ -375,7 +331,7 @@ def run_locate(
     folder = Path(images) if images is not None else labelled_images_of(suite)
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
-    if not hasattr(adapter, "generate_tokens") or not hasattr(adapter.model, "model") or not hasattr(
+    if not adapter.generates_images or not hasattr(adapter.model, "model") or not hasattr(
             adapter.model.model, "vqmodel"):
         raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
@@ -409,30 +365,3 @@ def run_locate(
     return LocateResult(out_dir, results, records)
 
 
-def locate_tables(results: dict[str, Any]) -> list[Any]:
-    """Rich tables: probe + round trip per attribute, the LM test per attribute, and the verdict line."""
-    from rich.table import Table
-
-    tables = []
-    tok = results.get("tokenizer")
-    if tok:
-        t = Table(title=f"tokenizer ({tok['n_images']} labelled images)", title_justify="left")
-        for col in ("attribute", "probe: vision tower acc / F1", "probe: VQ encoder acc / F1", "chance",
-                    "round trip kept per group", "parity"):
-            t.add_column(col)
-        for a, pr in tok["probe"].items():
-            rt = tok["roundtrip"][a]
-            kept = ", ".join(f"{c} {v['kept']:.2f}" for c, v in rt["per_group"].items())
-            t.add_row(a, f"{pr['vision_tower']['accuracy']:.3f} / {pr['vision_tower']['macro_f1']:.3f}",
-                      f"{pr['vq_encoder']['accuracy']:.3f} / {pr['vq_encoder']['macro_f1']:.3f}",
-                      f"{pr['chance']:.2f}", kept, f"{rt['parity']:.2f}")
-        tables.append(t)
-    t = Table(title="language model (JSD of image-token histograms, neutral vs augmented prompts)",
-              title_justify="left")
-    for col in ("attribute", "hits / prompts", "hit rate [95 % Wilson]", "chance", "skipped (ambiguous)"):
-        t.add_column(col)
-    for a, r in results["language_model"].items():
-        rate = "-" if r["hit_rate"] is None else f"{r['hit_rate']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        t.add_row(a, f"{r['hits']} / {r['n']}", rate, f"{r['chance']:.2f}", str(r["skipped"]))
-    tables.append(t)
-    return tables

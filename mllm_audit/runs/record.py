@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mllm_audit import __version__
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.identity import first_difference
+from mllm_audit.util.identity import first_difference
 
 RESULTS_SCHEMA = "mllm-audit/results/v2"
 READABLE_SCHEMAS = ("mllm-audit/results/v1", RESULTS_SCHEMA)
@@ -180,7 +181,7 @@ class RunRecord:
         return self
 
     def write(self, run_dir: Path) -> None:
-        from mllm_audit.runs.writer import atomic_write_json
+        from mllm_audit.util.files import atomic_write_json
 
         atomic_write_json(Path(run_dir) / "results.json", self.to_dict())
 
@@ -417,8 +418,8 @@ def model_identity(ident: dict[str, Any]) -> ModelIdentity:
 
 def suite_identity(suite: Any, items: Any = None) -> SuiteIdentity:
     """A suite's identity plus the images the run reads (`items`: the selection; None: no images read)."""
-    from mllm_audit.runs.identity import images_digest
     from mllm_audit.suites.items import iter_image_refs
+    from mllm_audit.util.identity import images_digest
 
     base = dict(suite.identity())
     if items is not None:
@@ -431,9 +432,16 @@ def new_record(command: str, run_id: str, model: ModelIdentity, suite: SuiteIden
                score_options: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
                coverage: Coverage | None = None, payload: dict[str, Any] | None = None) -> RunRecord:
     """A fresh, incomplete record (versions of the software filled in)."""
-    from mllm_audit.runs.writer import versions
+    from mllm_audit.runs.record import versions
 
     header = Header(command=command, run_id=run_id, versions=versions(), seed=seed,
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return RunRecord(header, Identity(model, suite, dict(score_options or {})), dict(options or {}), coverage,
                      None, Finish(), dict(payload or {}))
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {"mllm-audit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}

@@ -43,19 +43,10 @@ from mllm_audit.runs.record import (
 )
 from mllm_audit.runs.sharding import Processes, current_processes, image_chunks, shard_chunks
 from mllm_audit.runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
-from mllm_audit.runs.writer import (
-    SAMPLE_SCHEMA,
-    RunWriter,
-    atomic_write_json,
-    default_run_dir,
-    new_run_id,
-    read_appended_jsonl,
-    read_results,
-    write_jsonl_atomic,
-)
+from mllm_audit.runs.writer import SAMPLE_SCHEMA, RunWriter, default_run_dir, new_run_id, read_results
 from mllm_audit.suites.items import SPLITS, Item, Suite, iter_image_refs, load_image, load_suite
 from mllm_audit.util.console import note
-from mllm_audit.util.files import check_safetensors_files
+from mllm_audit.util.files import atomic_write_json, check_safetensors_files, read_appended_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter

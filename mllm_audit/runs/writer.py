@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mllm_audit import __version__
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.record import RESULTS_SCHEMA as _RECORD_SCHEMA
+from mllm_audit.util.files import atomic_write_json
 
 SAMPLE_SCHEMA = "mllm-audit/sample/v1"
 RESULTS_SCHEMA = _RECORD_SCHEMA  # the run record's version lives with its dataclasses (runs/record.py)
@@ -35,86 +35,6 @@ def default_run_dir(command: str, model: str, suite: str) -> Path:
     return DEFAULT_RUNS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{slug}"
 
 
-def versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    return {"mllm-audit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
-def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON via a temporary file and rename, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL record file; a malformed line is an AuditError naming file:line."""
-    if not path.is_file():
-        raise AuditError(f"not found: {path}")
-    out: list[dict[str, Any]] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise AuditError(f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-        except RecursionError:
-            raise AuditError(f"{path}:{n}: JSON nested too deeply") from None
-    return out
-
-
-def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Records of a file that was being appended to when its writer died; returns (records, dropped).
-
-    A process killed mid-write leaves at most its last line torn: an unparsable *last* line is
-    dropped (and counted) so the work is redone. An unparsable line anywhere else is not a torn
-    write but damage, and is refused naming file:line.
-    """
-    if not path.is_file():
-        return [], 0
-    lines = path.read_bytes().split(b"\n")
-    while lines and not lines[-1].strip():
-        lines.pop()
-    out: list[dict[str, Any]] = []
-    dropped = 0
-    for n, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            if n == len(lines):
-                dropped += 1
-                continue
-            msg = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
-            raise AuditError(f"{path}:{n}: malformed JSON ({msg}); not a torn last line, refusing to resume") from None
-        if isinstance(obj, dict):
-            out.append(obj)
-        else:
-            dropped += 1
-    return out, dropped
-
-
-def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Replace a JSONL file in one step (temporary file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def continuation_text(answer: str) -> str:
 
 def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
     """(prefix ids, continuation ids) for a request, per the contract above."""
-    from mllm_audit.suites.items import MAX_TEXT_CHARS
+    from mllm_audit.util.files import MAX_TEXT_CHARS
 
     for text in (req.prompt, req.continuation):  # in characters, before any tokenizer sees it
         if len(text) > MAX_TEXT_CHARS:

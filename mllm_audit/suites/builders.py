@@ -308,14 +308,10 @@ def _pairs_scenario_images(images_root: Path, section: str, scenario: str) -> di
 def _read_pairs_questions(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise AuditError(f"PAIRS questions not found: {path}")
+    from mllm_audit.util.files import jsonl_objects
+
     out: list[dict[str, Any]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            q = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
+    for where, q in jsonl_objects(path, "PAIRS questions"):
         ok = (
             isinstance(q, dict)
             and all(isinstance(q.get(k), str) and q[k] for k in ("section", "scenario", "question"))
@@ -326,7 +322,7 @@ def _read_pairs_questions(path: Path) -> list[dict[str, Any]]:
         )
         if not ok:
             raise AuditError(
-                f"{path}:{n}: expected section, scenario, question, two choices, higher_status_choice"
+                f"{where}: expected section, scenario, question, two choices, higher_status_choice"
             )
         out.append(q)
     return out

@@ -11,15 +11,21 @@ Everything is validated on load; any problem is an `AuditError` naming file, lin
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.util.files import read_capped, read_yaml_mapping
+from mllm_audit.util.files import (
+    MAX_ITEMS_FILE_BYTES,
+    MAX_LINE_CHARS,
+    MAX_TEXT_CHARS,
+    jsonl_objects,
+    read_capped,
+    read_yaml_mapping,
+)
 from mllm_audit.util.resources import suites_dir
 
 TASKS = ("ic", "vqa")
@@ -29,11 +35,6 @@ MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 # Decoders PIL may use: the common raster formats only (no EPS/PostScript, which shells out).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
-# Cost bounds checked before any work: an items file, one line of it, one text field of an item,
-# and how deeply an item's `meta` may nest (the shipped suites stay far below all four).
-MAX_ITEMS_FILE_BYTES = 256 * 1024 * 1024
-MAX_LINE_CHARS = 1024 * 1024
-MAX_TEXT_CHARS = 20_000
 MAX_META_DEPTH = 16
 
 _REQUIRED = ("id", "task", "bias_type", "image", "prompt", "y_more", "y_less")
@@ -260,24 +261,10 @@ def read_items(path: Path) -> tuple[list[Item], str]:
     raw = read_capped(path, MAX_ITEMS_FILE_BYTES, f"suite items file {path}")
     items: list[Item] = []
     seen: set[str] = set()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise AuditError(f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_LINE_CHARS:
-            raise AuditError(f"{path}:{n}: line of {len(line)} characters, over the {MAX_LINE_CHARS}-character limit")
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{path}:{n}: malformed JSON ({e.msg})") from None
-        except RecursionError:
-            raise AuditError(f"{path}:{n}: JSON nested too deeply") from None
-        item = parse_item(obj, f"{path}:{n}")
+    for where, obj in jsonl_objects(path, "suite items file", max_line_chars=MAX_LINE_CHARS, raw=raw):
+        item = parse_item(obj, where)
         if item.id in seen:
-            raise AuditError(f"{path}:{n}: duplicate item id {item.id!r}")
+            raise AuditError(f"{where}: duplicate item id {item.id!r}")
         seen.add(item.id)
         items.append(item)
     if not items:
@@ -365,3 +352,16 @@ def iter_image_refs(item: Item) -> Iterator[str]:
         v = getattr(item, key)
         if v:
             yield v
+
+
+def blank_image(size: int = 384) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), (255, 255, 255))
+
+
+def sample_margin(s: Mapping[str, Any]) -> float:
+    """The one sign: margin = logp(y_more) - logp(y_less), > 0 when the model prefers the stereotype."""
+    if s.get("margin") is not None:
+        return float(s["margin"])
+    return float(s["logp_more"]) - float(s["logp_less"])

@@ -7,6 +7,7 @@ it back through exactly the path a real model takes (`--model <folder>`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,156 @@ def save_tiny_blip2(out_dir: Path, seed: int = 0, tokenizer: Any = None, **confi
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+# ---- tiny CLIP (the toy classifier's backbone) -------------------------------------------------------------
+
+def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32, width: int = 32) -> Path:
+    """A random tiny CLIPModel with a tokenizer and image processor, saved as a model folder.
+
+    `width` is the embedding size: a least-squares head reads up to about `width` images exactly.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+
+    tok = build_tokenizer(
+        ["a photo of a man woman person White Black Indian Asian Middle Eastern Latino Hispanic face people"]
+    )
+    text = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=77, pad_token_id=0, bos_token_id=1,
+                          eos_token_id=2)
+    vision = CLIPVisionConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
+                              num_attention_heads=4, image_size=image_size, patch_size=8)
+    cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=width)
+    torch.manual_seed(seed)
+    model = CLIPModel(cfg).eval()
+    improc = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size})
+    out = Path(out)
+    model.save_pretrained(out)
+    improc.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+# ---- tiny and toy Janus ---------------------------------------------------------------------------
+
+# One user turn, then the assistant cue: the shape of deepseek-community Janus' template, written here.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|User|>: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image_placeholder>\n{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    "\n\n{% endfor %}{% if add_generation_prompt %}<|Assistant|>:{% endif %}"
+)
+SPECIALS = {"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>", "eoi_token": "<end_of_image>"}
+
+
+def janus_tokenizer(corpus: list[str] | None = None) -> Any:
+    """The tiny BPE tokenizer with Janus' three image specials (and the chat roles) as special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    base = build_tokenizer(list(DEFAULT_CORPUS) + list(corpus or []), vocab_size=500 if corpus else 400)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=base.backend_tokenizer,
+        bos_token="</s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens=SPECIALS,
+    )
+    tok.add_tokens(["<|User|>", "<|Assistant|>"], special_tokens=True)
+    return tok
+
+
+@dataclass
+class TinyJanusSpec:
+    """Sizes of a tiny Janus; `image_size == patch_size` gives one image token per image."""
+
+    hidden: int = 32
+    layers: int = 2
+    image_size: int = 32
+    patch_size: int = 8
+    codebook: int = 16
+    vq_levels: int = 4  # channel_multiplier length: the decoder upsamples 2^(levels-1) times
+    vq_latent: int = 32  # VQ encoder output channels (multiple of 32); wide enough to read codes back linearly
+    corpus: list[str] = field(default_factory=list)
+
+
+def save_tiny_janus(out: Path, seed: int = 0, spec: TinyJanusSpec | None = None) -> Path:
+    """A random tiny Janus (+ processor and generation config) saved as a model folder."""
+    from transformers import (
+        GenerationConfig,
+        JanusConfig,
+        JanusForConditionalGeneration,
+        JanusImageProcessorPil,
+        JanusProcessor,
+        JanusVisionConfig,
+        JanusVQVAEConfig,
+        LlamaConfig,
+    )
+
+    spec = spec or TinyJanusSpec()
+    tok = janus_tokenizer(spec.corpus)
+    image_id, boi = tok.convert_tokens_to_ids([SPECIALS["image_token"], SPECIALS["boi_token"]])
+    n_tokens = (spec.image_size // spec.patch_size) ** 2
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=spec.hidden,
+        intermediate_size=spec.hidden * 2,
+        num_hidden_layers=spec.layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    vision = JanusVisionConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=spec.image_size,
+        patch_size=spec.patch_size,
+        projection_dim=spec.hidden,
+        mlp_ratio=2.0,
+        num_image_tokens=n_tokens,
+    )
+    # GroupNorm takes 32 groups: channels must be multiples of 32. projection_dim = text hidden.
+    vq = JanusVQVAEConfig(
+        embed_dim=8,
+        num_embeddings=spec.codebook,
+        latent_channels=spec.vq_latent,
+        base_channels=32,
+        channel_multiplier=[1] * spec.vq_levels,
+        num_res_blocks=1,
+        projection_dim=spec.hidden,
+        image_token_embed_dim=spec.hidden,
+        num_hidden_layers=2,
+    )
+    cfg = JanusConfig(
+        text_config=text.to_dict(),
+        vision_config=vision.to_dict(),
+        vq_config=vq.to_dict(),
+        image_token_id=image_id,
+        tie_word_embeddings=False,
+    )
+    import torch
+
+    torch.manual_seed(seed)
+    model = JanusForConditionalGeneration(cfg).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        generation_kwargs={"boi_token_id": boi},
+        guidance_scale=5.0,
+        do_sample=True,
+    )
+    size = spec.image_size
+    improc = JanusImageProcessorPil(size={"height": size, "width": size})
+    proc = JanusProcessor(image_processor=improc, tokenizer=tok, chat_template=CHAT_TEMPLATE, num_image_tokens=n_tokens)
+    out = Path(out)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out

@@ -134,7 +134,7 @@ def corpus(occs: list[Occupation]) -> list[str]:
 # ---- building ---------------------------------------------------------------------------------------
 
 def _spec(occs: list[Occupation]) -> Any:
-    from mllm_audit.models.families.janus import TinyJanusSpec
+    from mllm_audit.testing.tiny import TinyJanusSpec
 
     return TinyJanusSpec(hidden=64, layers=2, image_size=16, patch_size=8, codebook=CODEBOOK, vq_levels=4,
                          vq_latent=384, corpus=corpus(occs) * 3)
@@ -195,9 +195,9 @@ def train_lm(adapter: Any, occs: list[Occupation], steps: int = 800, seed: int =
     """
     import torch
 
-    from mllm_audit.runs.gen_scan import blank_image
     from mllm_audit.scoring.contract import continuation_text
     from mllm_audit.scoring.imagetokens import image_token_logits, t2i_prompt_ids, unconditional_ids
+    from mllm_audit.suites.items import blank_image
 
     model = adapter.model
     torch.manual_seed(seed)
@@ -341,8 +341,8 @@ def build_world(root: Path, steps: int = 800, seed: int = 0, log: Callable[[str]
     """
     import torch
 
-    from mllm_audit.classifiers.classify import save_toy_classifier
-    from mllm_audit.models.families.janus import save_tiny_janus
+    from mllm_audit.testing.tiny import save_tiny_janus
+    from mllm_audit.toy.classifier import save_toy_classifier
 
     root = Path(root)
     occs = occupations()

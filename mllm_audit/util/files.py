@@ -1,8 +1,14 @@
-"""Reading the YAML files users write (suites, model and classifier cards) with one-line errors."""
+"""Every file the tool reads or writes whole: YAML users write (suites, cards, policies), JSONL record
+files, and atomic writes (temporary file, fsync, rename), each with a one-line error naming the file.
+
+One module so that a limit, an encoding rule or a durability rule is decided once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+import os
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +174,109 @@ def _strict_loader() -> Any:
 
     _LOADER = StrictLoader
     return _LOADER
+
+
+# ---- JSONL -------------------------------------------------------------------------------------------
+
+
+def jsonl_objects(path: Path, what: str = "", max_bytes: int | None = None,
+                  max_line_chars: int | None = None, raw: bytes | None = None) -> Iterator[tuple[str, Any]]:
+    """(`file:line`, parsed value) per non-blank line; strict UTF-8, and a malformed line is an
+    AuditError naming file:line. `max_bytes` refuses a larger file before reading it; `raw` is the
+    file's bytes when the caller already read them (to hash them)."""
+    if raw is None:
+        if not path.is_file():
+            raise AuditError(f"{what + ' ' if what else ''}not found: {path}")
+        raw = read_capped(path, max_bytes, f"{what} {path}".strip()) if max_bytes else path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuditError(f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        if max_line_chars is not None and len(line) > max_line_chars:
+            raise AuditError(f"{where}: line of {len(line)} characters, over the {max_line_chars}-character limit")
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise AuditError(f"{where}: malformed JSON ({e.msg})") from None
+        except RecursionError:
+            raise AuditError(f"{where}: JSON nested too deeply") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """A JSONL record file the tool wrote (samples, edits): every line's value, in order."""
+    return [obj for _, obj in jsonl_objects(path)]
+
+
+def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records of a file that was being appended to when its writer died; returns (records, dropped).
+
+    A process killed mid-write leaves at most its last line torn: an unparsable *last* line is
+    dropped (and counted) so the work is redone. An unparsable line anywhere else is not a torn
+    write but damage, and is refused naming file:line.
+    """
+    if not path.is_file():
+        return [], 0
+    lines = path.read_bytes().split(b"\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    out: list[dict[str, Any]] = []
+    dropped = 0
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            if n == len(lines):
+                dropped += 1
+                continue
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+            raise AuditError(f"{path}:{n}: malformed JSON ({msg}); not a torn last line, refusing to resume") from None
+        if isinstance(obj, dict):
+            out.append(obj)
+        else:
+            dropped += 1
+    return out, dropped
+
+
+# ---- atomic writes -----------------------------------------------------------------------------------
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` in one step (temporary file beside it, fsync, rename): a reader sees the old
+    file or the new one, never half of either, even after a crash."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """JSON (NaN refused: JSON has none) written atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
+    """A JSONL file replaced in one step."""
+    atomic_write_text(path, "".join(json.dumps(rec, allow_nan=False) + "\n" for rec in records))
+
+
+# Cost bounds checked before any work: an items file, one line of it, one text field of an item,
+# and how deeply an item's `meta` may nest (the shipped suites stay far below all four).
+MAX_ITEMS_FILE_BYTES = 256 * 1024 * 1024
+
+
+MAX_LINE_CHARS = 1024 * 1024
+
+
+MAX_TEXT_CHARS = 20_000

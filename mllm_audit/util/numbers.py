@@ -6,6 +6,7 @@ through these, so `fix --limit -1` fails the way `scan --limit -1` does: one lin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from mllm_audit.errors import AuditError
@@ -35,3 +36,8 @@ def check_counts(counts: Mapping[str, int | None], seed: int | None = None, low:
     for option, value in counts.items():
         at_least(option, value, low)
     seed_ok("--seed", seed)
+
+
+def finite_or_none(x: float) -> float | None:
+    """JSON has no NaN or infinity: a number that is not finite is written as null."""
+    return float(x) if math.isfinite(x) else None

@@ -89,8 +89,8 @@ def test_all_position_scores_end_with_the_scoring_contract() -> None:
     """The easyedit protocol's last positions are exactly the continuation distributions `scan` and
     the answer protocol read (1e-5), and image positions are counted in front."""
     from mllm_audit.models import load_model
-    from mllm_audit.runs.fix import all_position_logprobs
     from mllm_audit.scoring.contract import Request, next_token_logprobs
+    from mllm_audit.scoring.differentiable import all_position_logprobs
     from mllm_audit.suites.items import load_image, load_suite
 
     suite = load_suite("toy")

@@ -11,8 +11,8 @@ import torch
 from family_checks import check_against_stock, check_invariance, labels_for
 
 from mllm_audit.models import load_model
-from mllm_audit.models.families.janus import save_tiny_janus
 from mllm_audit.scoring.contract import Request, tokenize
+from mllm_audit.testing.tiny import save_tiny_janus
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 from transformers import ClassifierFreeGuidanceLogitsProcessor, TopKLogitsWarper, TopPLogitsWarper
 
 from mllm_audit.models import load_model, resolve_card
-from mllm_audit.models.families.janus import save_tiny_janus
+from mllm_audit.testing.tiny import save_tiny_janus
 
 
 @pytest.fixture(scope="module")

@@ -266,6 +266,7 @@ class LearnedEditor(Editor):
     """An editor with a trained network: `build` it, `train_loss` to train it, `apply` to edit."""
 
     needs_state = True
+    has_state = True
     defaults: dict[str, Any] = {}
     # name -> hyperparameters over `defaults`; the first is the default (the original's settings)
     variants: dict[str, dict[str, Any]] = {}
@@ -301,7 +302,7 @@ class LearnedEditor(Editor):
     def save_state(self, out: Path, adapter: Adapter, extra: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
-        from mllm_audit.runs.writer import atomic_write_json
+        from mllm_audit.util.files import atomic_write_json
 
         assert self.net is not None
         out.mkdir(parents=True, exist_ok=True)
@@ -556,7 +557,7 @@ def train_loop(
     """
     import os
 
-    from mllm_audit.runs.identity import first_difference
+    from mllm_audit.util.identity import first_difference
 
     out = Path(out)
     net = editor.require_net()

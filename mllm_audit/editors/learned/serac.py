@@ -168,7 +168,7 @@ class SERACEdited(Edited):
 
     def _full_score(self, requests: Sequence[Request], load: Any, batch_size: int) -> list[tuple[torch.Tensor, int]]:
         """All-position log-probabilities (the easyedit locality protocol, editing.py), routed as `_score`."""
-        from mllm_audit.runs.fix import all_position_logprobs
+        from mllm_audit.scoring.differentiable import all_position_logprobs
 
         data = Data(self.adapter, load)
         with torch.no_grad():

@@ -11,42 +11,9 @@ from typing import Any
 
 import torch
 
-from mllm_audit.models.base import Adapter, LoadOptions, last_mlp
+from mllm_audit.models.base import Adapter, ChatTemplateMixin, LoadOptions, last_mlp
 from mllm_audit.models.cards import Card
 from mllm_audit.models.loading import load_with_processor
-
-
-class ChatTemplateMixin:
-    """Prompt ids built the way the processor builds them: chat template, then placeholder expansion."""
-
-    processor: Any
-    tokenizer: Any
-    image_token_id: int
-    n_image_tokens: int
-
-    def chat_text(self, text: str, with_image: bool) -> str:
-        """The card-formatted prompt inside the processor's chat template (one user turn)."""
-        template = getattr(self.processor, "chat_template", None)
-        if not template:
-            # No chat template shipped: the bare prompt, image token first (the processors' default).
-            image = getattr(self.processor, "image_token", "<image>")
-            return f"{image}\n{text}" if with_image else text
-        content: list[dict[str, str]] = [{"type": "image"}] if with_image else []
-        content.append({"type": "text", "text": text})
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-        )
-
-    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
-        """The chat text the prompt ids are tokenized from (a continuation follows its end)."""
-        return self.chat_text(self.format_prompt(prompt, task), with_image)  # type: ignore[attr-defined]
-
-    def expand_image_tokens(self, ids: list[int]) -> list[int]:
-        """Each image token becomes `n_image_tokens` placeholders, as the processor expands it."""
-        out: list[int] = []
-        for t in ids:
-            out.extend([t] * self.n_image_tokens if t == self.image_token_id else [t])
-        return out
 
 
 class LlavaAdapter(ChatTemplateMixin, Adapter):

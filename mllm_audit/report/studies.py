@@ -1,0 +1,80 @@
+"""A study's table as console rows, markdown and an HTML section (with Figure 4's plot for `modules`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a study's table as text, for the console, markdown and HTML."""
+    study = results.get("study")
+    rows_in = results.get("table") or []
+    if study == "cross-bias":
+        types = list(dict.fromkeys(r["eval_type"] for r in rows_in))
+        header = ["editor", "edit on"] + [f"{t} rel" for t in types] + [f"{t} parity" for t in types]
+        rows = []
+        for key in dict.fromkeys((r["editor"], r["edit_type"]) for r in rows_in):
+            cells = {r["eval_type"]: r for r in rows_in if (r["editor"], r["edit_type"]) == key}
+            rel = [_fmt(cells[t].get("reliability")) if t in cells else "—" for t in types]
+            par = [f"{_fmt(cells[t].get('parity_before'))}→{_fmt(cells[t].get('parity_after'))}"
+                   if t in cells else "—" for t in types]
+            rows.append([key[0], key[1], *rel, *par])
+        return header, rows
+    first = ["editor", "module"] if study == "modules" else ["editor", "batch"]
+    keys = {"reliability": "rel", "t_generality": "t-gen", "v_generality": "v-gen", "t_locality_top1": "t-loc",
+            "m_locality_top1": "m-loc", "parity_before": "parity pre", "parity_after": "parity post",
+            "parity_planted": "planted", "edit_s": "s/edit"}
+    rows = [[str(r.get(first[0])), str(r.get(first[1])), *[_fmt(r.get(k)) for k in keys]] for r in rows_in]
+    return [*first, *keys.values()], rows
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    header, rows = table_rows(results)
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_modules(results: dict[str, Any]) -> Any:
+    """Figure 4's manner: per editor a panel of grouped bars, language vs vision module, per metric."""
+    from mllm_audit.report.htmlkit import _figure
+
+    rows = results.get("table") or []
+    fams = list(dict.fromkeys(r["editor"] for r in rows))
+    metrics = ["reliability", "t_generality", "v_generality", "t_locality_top1", "m_locality_top1"]
+    short = ["Rel", "T-Gen", "V-Gen", "T-Loc", "M-Loc"]
+    fig = _figure(3.2 * max(1, len(fams)), 2.8)
+    axes = fig.subplots(1, max(1, len(fams)), squeeze=False)[0]
+    for ax, fam in zip(axes, fams, strict=False):
+        for j, (module, colour) in enumerate((("language", "#4c72b0"), ("vision", "#dd8452"))):
+            row = next((r for r in rows if r["editor"] == fam and r["module"] == module), None)
+            vals = [100 * float(row.get(m) or 0.0) if row else 0.0 for m in metrics]
+            ax.bar([i + (j - 0.5) * 0.38 for i in range(len(metrics))], vals, 0.38, label=module, color=colour)
+        ax.set_xticks(range(len(metrics)), short, fontsize=8)
+        ax.set_ylim(0, 105)
+        ax.set_title(fam.upper(), fontsize=10)
+    axes[0].set_ylabel("%")
+    axes[0].legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def html_section(results: dict[str, Any]) -> tuple[str, int]:
+    """The study's section of the HTML report: its table (and Figure 4's plot for `modules`)."""
+    from mllm_audit.report.htmlkit import _esc, _png, _table
+
+    study = results.get("study", "?")
+    header, rows = table_rows(results)
+    parts = [f"<h2>Study: {_esc(study)}</h2>",
+             f'<p class="note">{_esc(__doc__.split(chr(10))[0])} Parity: {_esc(results.get("parity", ""))}.</p>']
+    if results.get("protocol"):
+        parts.append(f"<p>Protocol: <b>{_esc(results['protocol'])}</b> (see mllm_audit/runs/studies.py).</p>")
+    parts.append(_table(header, [[_esc(c) for c in r] for r in rows], numeric_from=2))
+    n = 0
+    if study == "modules" and rows:
+        parts.append(_png(plot_modules(results)))
+        n = 1
+    return "\n".join(parts), n
