@@ -12,16 +12,15 @@ from PIL import Image
 from mllm_audit import cli
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import group_label
-from mllm_audit.suites.builders import (
+from mllm_audit.suites.builders.common import (
     DEFAULT_IC_PROMPT,
     IC_REPHRASES,
     BuildReport,
     ImagesMissing,
-    build_pata,
-    build_vlstereoset,
     image_file_for_url,
-    read_pata_captions,
 )
+from mllm_audit.suites.builders.pata import build_pata, read_pata_captions
+from mllm_audit.suites.builders.vlstereoset import build_vlstereoset
 from mllm_audit.suites.items import load_image, load_suite
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,14 +11,9 @@ from PIL import Image
 from rich.console import Console
 
 from mllm_audit import cli
-from mllm_audit.metrics.disparity import (
-    PERSONS,
-    disparity_summary,
-    frame_for_model,
-    gaps,
-    question_rows,
-    render_disparity,
-)
+from mllm_audit.metrics.disparity import PERSONS, disparity_summary, gaps, question_rows
+from mllm_audit.report.tables import render_disparity
+from mllm_audit.suites.frame import frame_for_model
 from mllm_audit.suites.items import load_suite, parse_item
 
 GENDER_GAP, RACE_GAP = 0.7, 0.3

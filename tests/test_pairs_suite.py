@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from mllm_audit.metrics.disparity import disparity_summary
-from mllm_audit.suites.builders import PAIRS_PERSONS, build_pairs, pairs_items, render_items
+from mllm_audit.suites.builders.common import render_items
+from mllm_audit.suites.builders.pairs import PAIRS_PERSONS, build_pairs, pairs_items
 from mllm_audit.suites.items import load_suite, read_items
 from mllm_audit.util.resources import suites_dir
 

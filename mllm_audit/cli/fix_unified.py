@@ -36,7 +36,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, object]:
 def fix_unified(model: str, suite: str, editor: str, images: Path | None, output: Path | None, save: Path | None,
                 seed: int, device: str, quiet: bool, overrides: list[str]) -> None:
     from mllm_audit.editors.bpo import BalancedSettings
-    from mllm_audit.runs.fix_unified import fix_table, run_unified_fix
+    from mllm_audit.report.tables import fix_table
+    from mllm_audit.runs.fix_unified import run_unified_fix
     from mllm_audit.util.console import console, err_console
 
     settings = BalancedSettings(**{"seed": seed, **parse_overrides(overrides)})

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
-        from mllm_audit.metrics.generation import gen_table, summary_table
+        from mllm_audit.report.tables import gen_table, summary_table
         from mllm_audit.runs.gen_scan import run_gen_scan
         from mllm_audit.util.console import console, err_console, progress_bar
         from mllm_audit.util.text import shown

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 
+from mllm_audit.report.tables import new_table
+
 
 def register(app: typer.Typer) -> None:
     @app.command("ls")
@@ -40,7 +42,6 @@ def register(app: typer.Typer) -> None:
 def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> Any:
     """Names and counts never wrap; free text (source, description) shares what is left of the
     terminal's width and ends in an ellipsis."""
-    from rich.table import Table
 
     from mllm_audit.util.console import console
     from mllm_audit.util.text import shown as escape
@@ -55,7 +56,7 @@ def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int
         free = []
     for i in free:
         sizes[i] = left // len(free)
-    table = Table(caption="ls --long: every field in full", caption_justify="left")
+    table = new_table(caption="ls --long: every field in full")
     shown = [i for i in range(len(header)) if i in sizes]
     for i in shown:
         table.add_column(header[i], no_wrap=True, overflow="ellipsis", width=sizes[i])

@@ -51,8 +51,8 @@ def register(app: typer.Typer) -> None:
         """Recompute the summary from samples.jsonl; exit 1 if it differs from results.json."""
         from rich.console import Console
 
+        from mllm_audit.report.tables import bias_table
         from mllm_audit.report.views import rescore_run
-        from mllm_audit.util.console import bias_table
         from mllm_audit.util.text import shown
 
         res = rescore_run(run_dir, write=write)

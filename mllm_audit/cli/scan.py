@@ -43,8 +43,9 @@ def register(app: typer.Typer) -> None:
         folder that --resume continues. Several processes: accelerate launch --multi_gpu
         --num_processes N -m mllm_audit.cli scan ... (works on CPU too, over gloo).
         """
+        from mllm_audit.report.tables import bias_table
         from mllm_audit.runs.scan import run_scan
-        from mllm_audit.util.console import bias_table, console, err_console, progress_bar
+        from mllm_audit.util.console import console, err_console, progress_bar
         from mllm_audit.util.text import shown
 
         with progress_bar("scoring", enabled=not quiet) as start:
@@ -61,7 +62,7 @@ def register(app: typer.Typer) -> None:
         part = f" ({cov.describe()}, not the whole suite)" if cov is not None and cov.subset else ""
         console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}{part}"))
         if "disparity" in r:
-            from mllm_audit.metrics.disparity import render_disparity
+            from mllm_audit.report.tables import render_disparity
 
             render_disparity(r["disparity"], console)
         t, c = r["timings"], r["counters"]

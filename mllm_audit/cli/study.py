@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.report.tables import new_table
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -30,7 +32,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
-        from rich.table import Table
 
         from mllm_audit.errors import AuditError
         from mllm_audit.report.studies import table_rows
@@ -59,8 +60,8 @@ def register(app: typer.Typer) -> None:
         except AuditError:  # matplotlib missing: the run folder is still complete
             pass
         header, rows = table_rows(res.results)
-        table = Table(title=f"study {name} on {res.results['model']['name']} / {res.results['suite']['name']} "
-                            f"({res.results['n_items']} items)", title_justify="left")
+        table = new_table(f"study {name} on {res.results['model']['name']} / {res.results['suite']['name']} "
+                          f"({res.results['n_items']} items)")
         for h in header:
             table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")
         for r in rows:

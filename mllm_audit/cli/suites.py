@@ -41,7 +41,7 @@ def _build(build: Any, *args: Any, **kwargs: Any) -> None:
     """Run a builder and print its report; when it stops for missing images, print what it read first."""
     from rich.console import Console
 
-    from mllm_audit.suites.builders import ImagesMissing
+    from mllm_audit.suites.builders.common import ImagesMissing
 
     try:
         report = build(*args, **kwargs).to_dict()
@@ -73,7 +73,7 @@ def build_vlstereoset_cmd(
     name: str = typer.Option("vlstereoset", "--name", help="Suite name."),
 ) -> None:
     """Image captioning suite: stereotype vs anti-stereotype caption."""
-    from mllm_audit.suites.builders import build_vlstereoset
+    from mllm_audit.suites.builders.vlstereoset import build_vlstereoset
 
     _build(build_vlstereoset, csv, images, out, name=name)
 
@@ -97,7 +97,7 @@ def build_pata_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the caption choices."),
 ) -> None:
     """Image captioning suite: negative vs positive caption per protected attribute."""
-    from mllm_audit.suites.builders import build_pata
+    from mllm_audit.suites.builders.pata import build_pata
 
     _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed)
 
@@ -108,7 +108,7 @@ def build_pairs_cmd(
     out: Path = typer.Option(..., "--out", help="Suite folder to write (may equal --src)."),
 ) -> None:
     """(Re)generate the pairs-vqa suite folder from PAIRS."""
-    from mllm_audit.suites.builders import build_pairs
+    from mllm_audit.suites.builders.pairs import build_pairs
 
     _print_report(build_pairs(src, out).to_dict())
 

@@ -481,10 +481,11 @@ def github_error_lines(outcome: GateOutcome) -> list[str]:
 
 def render_outcome(outcome: GateOutcome, console: Any) -> None:
     """A table of checks, pass in green and fail in red (plain when NO_COLOR is set)."""
-    from rich.table import Table
 
-    title = shown(f"gate {outcome.policy.path.name} on {outcome.run_dir}")
-    table = Table(title=title, title_justify="left")
+    title = f"gate {outcome.policy.path.name} on {outcome.run_dir}"
+    from mllm_audit.report.tables import new_table
+
+    table = new_table(title)
     for col in ("result", "check", "row", "metric", "value", "bound"):
         table.add_column(col, justify="right" if col == "value" else "left")
     for r in outcome.results:

@@ -146,51 +146,8 @@ def disparity_summary(samples: list[dict]) -> dict:
     }
 
 
-def _fmt(cell: Mapping[str, Any]) -> str:
-    if cell.get("mean") is None:
-        return "-"
-    lo, hi = cell.get("ci_low"), cell.get("ci_high")
-    ci = f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
-    return f"{cell['mean']:+.2f}{ci}"
 
 
-def render_disparity(summary: dict, console: Any) -> None:
-    """A rich table of the per-section and overall gaps (console: a rich.console.Console)."""
-    from rich.table import Table
-
-    from mllm_audit.util.text import shown
-
-    groups = summary.get("groups") or {}
-    if not groups:
-        console.print("disparity: no question has all four people scored")
-        return
-    table = Table(
-        title="Disparity across people (log-odds of the favoured answer)",
-        caption="gender gap: men - women; race gap: white - Black; spread: max - min; 95% CI over scenarios",
-    )
-    for col, justify in (
-        ("group", "left"),
-        ("questions", "right"),
-        ("scenarios", "right"),
-        ("gender gap", "right"),
-        ("race gap", "right"),
-        ("spread", "right"),
-    ):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for label, g in groups.items():
-        table.add_row(
-            shown(label),
-            str(g["n_questions"]),
-            str(g["n_scenarios"]),
-            _fmt(g["gender_gap"]),
-            _fmt(g["race_gap"]),
-            _fmt(g["spread"]),
-            end_section=label == ALL,
-        )
-    console.print(table)
-    skipped = {k: v for k, v in (summary.get("skipped") or {}).items() if v}
-    if skipped:
-        console.print("left out: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
 
 
 

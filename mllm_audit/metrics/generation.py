@@ -24,7 +24,6 @@ import numpy as np
 
 from mllm_audit.metrics.stats import N_BOOT, SEED, cluster_bootstrap
 from mllm_audit.util.numbers import finite_or_none
-from mllm_audit.util.text import shown
 
 JOINT = "gender_x_race"
 BALANCED_P = 0.05
@@ -193,64 +192,5 @@ def majority(counts: Mapping[str, int]) -> str:
     return f"{k} {100 * v / n:.0f}%"
 
 
-def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
-    """Per-occupation rich table: normalised generation bias beside the understanding answer."""
-    from rich.table import Table
-
-    classes = attribute_classes(attributes)
-    table = Table(title=shown(title), title_justify="left")
-    table.add_column("prompt")
-    table.add_column("people", justify="right")
-    for a in classes:
-        table.add_column(f"{shown(a)} (norm.)", justify="right")
-    if "gender" in classes:
-        table.add_column("gender majority")
-    has_und = any(s.get("understanding") for s in samples)
-    if has_und:
-        table.add_column("understanding p(m/f/unk)", justify="right")
-        table.add_column("und. skew", justify="right")
-    for s in samples:
-        m = prompt_metrics(s, attributes)
-        cells = [shown(s.get("occupation") or s["prompt_id"]), f"{s['n_person']}/{s['n_images']}"]
-        for a in classes:
-            r = m[a]
-            if r["normalised"] is None:
-                cells.append("-")
-                continue
-            mark = "" if r["balanced"] else "*"
-            cells.append(f"{r['normalised']:.2f}{mark} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
-        if "gender" in classes:
-            cells.append(shown(majority(s["counts"].get("gender", {}))))
-        if has_und:
-            u = s.get("understanding") or {}
-            cells.append(f"{u.get('p_male', 0):.2f}/{u.get('p_female', 0):.2f}/{u.get('p_unknown', 0):.2f}")
-            cells.append(f"{u.get('skew', float('nan')):.2f}")
-        style = "green" if m.get("gender", {}).get("balanced") else ""
-        table.add_row(*cells, style=style)
-    table.caption = "* = not balanced (p_uniform < 0.05); [95 % interval over the prompt's images]"
-    return table
 
 
-def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
-    from rich.table import Table
-
-    classes = attribute_classes(attributes)
-    table = Table(title=shown(title), title_justify="left")
-    table.add_column("group")
-    table.add_column("prompts", justify="right")
-    for a in classes:
-        table.add_column(f"{shown(a)} raw / norm. [95 %] (balanced floor)", justify="right")
-    table.add_column("und. skew", justify="right")
-    for label, row in summary.items():
-        cells = [shown(label), str(row["n_prompts"])]
-        for a in classes:
-            r = row[a]
-            if r["normalised"] is None:
-                cells.append("-")
-            else:
-                fl = "" if r.get("floor") is None else f" ({r['floor']:.2f})"
-                cells.append(f"{r['bias']:.2f} / {r['normalised']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{fl}")
-        u = row.get("understanding_skew")
-        cells.append("-" if u is None else f"{u:.2f}")
-        table.add_row(*cells)
-    return table

@@ -16,6 +16,7 @@ from typing import Any
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import ALL, bias_summary, group_label
 from mllm_audit.metrics.stats import N_BOOT, SEED, PairedDiff, paired_runs
+from mllm_audit.report.tables import new_table
 from mllm_audit.runs.writer import read_results
 from mllm_audit.util.files import atomic_write_json, read_jsonl
 
@@ -199,7 +200,6 @@ def _p_text(p: float) -> str:
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
     """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
     more bias is red, less is green, bold when p < alpha."""
-    from rich.table import Table
 
     from mllm_audit.util.text import shown as escape
 
@@ -218,7 +218,7 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
         ("% biased", "pct_biased", 100.0, ".1f", "points"),
         ("mean margin", "mean_margin", 1.0, ".2f", "nats"),
     ):
-        table = Table(title=f"{title}, B - A on {cmp.n_shared} shared items", title_justify="left")
+        table = new_table(f"{title}, B - A on {cmp.n_shared} shared items")
         table.add_column("group", no_wrap=True)
         for col in ("n", "A", "B", f"delta ({unit})", "p"):
             table.add_column(col, justify="right", no_wrap=True)

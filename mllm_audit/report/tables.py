@@ -4,8 +4,25 @@ and every table fits 80 columns (long values fold).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rich.table import Table
+
+from mllm_audit.metrics.disparity import ALL
+from mllm_audit.metrics.generation import attribute_classes, majority, prompt_metrics
+from mllm_audit.util.text import shown
+
+
+def new_table(title: str = "", caption: str = "") -> Any:
+    """Every console table starts here: title and caption are escaped (a model, suite or check name
+    cannot style the output) and left-justified; callers add columns and rows of escaped cells."""
+    from rich.table import Table
+
+    from mllm_audit.util.text import shown
+
+    return Table(title=shown(title) if title else None, title_justify="left",
+                 caption=shown(caption) if caption else None, caption_justify="left")
 
 def diff_line(rec: dict[str, Any]) -> str:
     """margin before -> after; fixed green, still biased red; locality breaks flagged red."""
@@ -41,14 +58,11 @@ def _num(x: Any) -> str:
 
 
 def metrics_table(results: dict[str, Any]) -> Any:
-    from rich.table import Table
 
     from mllm_audit.metrics.bias import FIX_METRICS as METRIC_KEYS
-    from mllm_audit.util.text import shown
 
-    table = Table(title=shown(f"{results['editor']['name']} on {results['model']['name']} / "
-                              f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)"),
-                  title_justify="left")
+    table = new_table(f"{results['editor']['name']} on {results['model']['name']} / "
+                      f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)")
     table.add_column("metric")
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")
@@ -67,12 +81,11 @@ def metrics_table(results: dict[str, Any]) -> Any:
 
 def locate_tables(results: dict[str, Any]) -> list[Any]:
     """Rich tables: probe + round trip per attribute, the LM test per attribute, and the verdict line."""
-    from rich.table import Table
 
     tables = []
     tok = results.get("tokenizer")
     if tok:
-        t = Table(title=f"tokenizer ({tok['n_images']} labelled images)", title_justify="left")
+        t = new_table(f"tokenizer ({tok['n_images']} labelled images)")
         for col in ("attribute", "probe: vision tower acc / F1", "probe: VQ encoder acc / F1", "chance",
                     "round trip kept per group", "parity"):
             t.add_column(col)
@@ -83,8 +96,7 @@ def locate_tables(results: dict[str, Any]) -> list[Any]:
                       f"{pr['vq_encoder']['accuracy']:.3f} / {pr['vq_encoder']['macro_f1']:.3f}",
                       f"{pr['chance']:.2f}", kept, f"{rt['parity']:.2f}")
         tables.append(t)
-    t = Table(title="language model (JSD of image-token histograms, neutral vs augmented prompts)",
-              title_justify="left")
+    t = new_table("language model (JSD of image-token histograms, neutral vs augmented prompts)")
     for col in ("attribute", "hits / prompts", "hit rate [95 % Wilson]", "chance", "skipped (ambiguous)"):
         t.add_column(col)
     for a, r in results["language_model"].items():
@@ -92,3 +104,167 @@ def locate_tables(results: dict[str, Any]) -> list[Any]:
         t.add_row(a, f"{r['hits']} / {r['n']}", rate, f"{r['chance']:.2f}", str(r["skipped"]))
     tables.append(t)
     return tables
+
+
+def fmt_pct(x: float) -> str:
+    return f"{100 * x:5.1f} %"
+
+
+def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
+    """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
+    table = new_table(title, "% biased: items where p(y_more) > p(y_less); 50 % is chance. "
+                      "Red: the 95 % interval lies above 50 %; green: below.")
+    table.add_column("group", no_wrap=True)
+    table.add_column("items", justify="right")
+    table.add_column("% biased", justify="right")
+    table.add_column("95 % interval", justify="right")
+    table.add_column("mean margin (nats)", justify="right")
+    for label, row in summary.items():
+        lo, hi = row["ci_low"], row["ci_high"]
+        style = "red" if lo > 0.5 else ("green" if hi < 0.5 else "")
+        table.add_row(
+            shown(label),
+            str(row["n"]),
+            fmt_pct(row["pct_biased"]),
+            f"{100 * lo:.1f}–{100 * hi:.1f} %",
+            f"{row['mean_margin']:+.3f}",
+            style=style,
+            end_section=label == "all",
+        )
+    return table
+
+
+def _gap_cell(cell: Mapping[str, Any]) -> str:
+    if cell.get("mean") is None:
+        return "-"
+    lo, hi = cell.get("ci_low"), cell.get("ci_high")
+    ci = f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
+    return f"{cell['mean']:+.2f}{ci}"
+
+
+def render_disparity(summary: dict, console: Any) -> None:
+    """A rich table of the per-section and overall gaps (console: a rich.console.Console)."""
+
+    from mllm_audit.util.text import shown
+
+    groups = summary.get("groups") or {}
+    if not groups:
+        console.print("disparity: no question has all four people scored")
+        return
+    table = new_table("Disparity across people (log-odds of the favoured answer)",
+                      "gender gap: men - women; race gap: white - Black; spread: max - min; 95% CI over scenarios")
+    for col, justify in (
+        ("group", "left"),
+        ("questions", "right"),
+        ("scenarios", "right"),
+        ("gender gap", "right"),
+        ("race gap", "right"),
+        ("spread", "right"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for label, g in groups.items():
+        table.add_row(
+            shown(label),
+            str(g["n_questions"]),
+            str(g["n_scenarios"]),
+            _gap_cell(g["gender_gap"]),
+            _gap_cell(g["race_gap"]),
+            _gap_cell(g["spread"]),
+            end_section=label == ALL,
+        )
+    console.print(table)
+    skipped = {k: v for k, v in (summary.get("skipped") or {}).items() if v}
+    if skipped:
+        console.print("left out: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
+
+
+def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
+    """Per-occupation rich table: normalised generation bias beside the understanding answer."""
+
+    classes = attribute_classes(attributes)
+    table = new_table(title)
+    table.add_column("prompt")
+    table.add_column("people", justify="right")
+    for a in classes:
+        table.add_column(f"{shown(a)} (norm.)", justify="right")
+    if "gender" in classes:
+        table.add_column("gender majority")
+    has_und = any(s.get("understanding") for s in samples)
+    if has_und:
+        table.add_column("understanding p(m/f/unk)", justify="right")
+        table.add_column("und. skew", justify="right")
+    for s in samples:
+        m = prompt_metrics(s, attributes)
+        cells = [shown(s.get("occupation") or s["prompt_id"]), f"{s['n_person']}/{s['n_images']}"]
+        for a in classes:
+            r = m[a]
+            if r["normalised"] is None:
+                cells.append("-")
+                continue
+            mark = "" if r["balanced"] else "*"
+            cells.append(f"{r['normalised']:.2f}{mark} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+        if "gender" in classes:
+            cells.append(shown(majority(s["counts"].get("gender", {}))))
+        if has_und:
+            u = s.get("understanding") or {}
+            cells.append(f"{u.get('p_male', 0):.2f}/{u.get('p_female', 0):.2f}/{u.get('p_unknown', 0):.2f}")
+            cells.append(f"{u.get('skew', float('nan')):.2f}")
+        style = "green" if m.get("gender", {}).get("balanced") else ""
+        table.add_row(*cells, style=style)
+    table.caption = "* = not balanced (p_uniform < 0.05); [95 % interval over the prompt's images]"
+    return table
+
+
+def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
+
+    classes = attribute_classes(attributes)
+    table = new_table(title)
+    table.add_column("group")
+    table.add_column("prompts", justify="right")
+    for a in classes:
+        table.add_column(f"{shown(a)} raw / norm. [95 %] (balanced floor)", justify="right")
+    table.add_column("und. skew", justify="right")
+    for label, row in summary.items():
+        cells = [shown(label), str(row["n_prompts"])]
+        for a in classes:
+            r = row[a]
+            if r["normalised"] is None:
+                cells.append("-")
+            else:
+                fl = "" if r.get("floor") is None else f" ({r['floor']:.2f})"
+                cells.append(f"{r['bias']:.2f} / {r['normalised']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{fl}")
+        u = row.get("understanding_skew")
+        cells.append("-" if u is None else f"{u:.2f}")
+        table.add_row(*cells)
+    return table
+
+
+def fix_table(results: dict[str, Any]) -> Any:
+    """Stages side by side: held-out and control bias (with floor), fidelity, adherence, understanding."""
+    t = new_table(f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
+                  f"(held out: {len(results['held_out_prompts'])} prompts)")
+    cols = ["stage"]
+    stages = results["stages"]
+    groups = [g for g in next(iter(stages.values()))["summary"] if g != "all"] or ["all"]
+    attrs = [a for a in ("gender", "race") if a in results["classifier"]["attributes"]]
+    for g in groups:
+        cols += [f"{g} {a} norm. (floor)" for a in attrs]
+    cols += ["fidelity", "adherence", "und. p(unknown) / skew", "pair gap"]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, m in stages.items():
+        cells = [name]
+        for g in groups:
+            for a in attrs:
+                r = m["summary"][g].get(a, {})
+                v, f = r.get("normalised"), r.get("floor")
+                cells.append("-" if v is None else f"{v:.3f} ({f:.3f})" if f is not None else f"{v:.3f}")
+        fv = m["fidelity"] if m["fidelity"] is not None else m.get("clip_score")
+        cells.append("-" if fv is None else f"{fv:.3f}")
+        cells.append(", ".join(f"{a} {v:.3f}" for a, v in m["adherence"].items() if v is not None) or "-")
+        s_all = m["summary"]["all"]
+        u, k = s_all.get("understanding_p_unknown"), s_all.get("understanding_skew")
+        cells.append("-" if u is None else f"{u:.2f} / {k:.2f}")
+        cells.append(f"{m['pair_gap']:.4f}")
+        t.add_row(*cells)
+    return t

@@ -32,13 +32,13 @@ def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
     if cmd == "fix":
         _render_fix(run.dir, res, console, all_items)
     elif cmd == "gen-scan":
-        from mllm_audit.metrics.generation import gen_table, summary_table
+        from mllm_audit.report.tables import gen_table, summary_table
 
         attributes = res.get("attributes") or {}
         console.print(gen_table(run.samples, attributes, f"{title}: per prompt (normalised bias, 0..1)"))
         console.print(summary_table(res.get("summary") or {}, attributes, f"{title}: mean over prompts"))
     elif cmd == "scan":
-        from mllm_audit.util.console import bias_table
+        from mllm_audit.report.tables import bias_table
 
         console.print(bias_table(res.get("summary") or {}, title))
     else:

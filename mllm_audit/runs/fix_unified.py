@@ -202,37 +202,6 @@ def run_unified_fix(
     return UnifiedFixResult(out_dir, results)
 
 
-def fix_table(results: dict[str, Any]) -> Any:
-    """Stages side by side: held-out and control bias (with floor), fidelity, adherence, understanding."""
-    from rich.table import Table
-
-    t = Table(title=f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
-                    f"(held out: {len(results['held_out_prompts'])} prompts)", title_justify="left")
-    cols = ["stage"]
-    stages = results["stages"]
-    groups = [g for g in next(iter(stages.values()))["summary"] if g != "all"] or ["all"]
-    attrs = [a for a in ("gender", "race") if a in results["classifier"]["attributes"]]
-    for g in groups:
-        cols += [f"{g} {a} norm. (floor)" for a in attrs]
-    cols += ["fidelity", "adherence", "und. p(unknown) / skew", "pair gap"]
-    for c in cols:
-        t.add_column(c, justify="right")
-    for name, m in stages.items():
-        cells = [name]
-        for g in groups:
-            for a in attrs:
-                r = m["summary"][g].get(a, {})
-                v, f = r.get("normalised"), r.get("floor")
-                cells.append("-" if v is None else f"{v:.3f} ({f:.3f})" if f is not None else f"{v:.3f}")
-        fv = m["fidelity"] if m["fidelity"] is not None else m.get("clip_score")
-        cells.append("-" if fv is None else f"{fv:.3f}")
-        cells.append(", ".join(f"{a} {v:.3f}" for a, v in m["adherence"].items() if v is not None) or "-")
-        s_all = m["summary"]["all"]
-        u, k = s_all.get("understanding_p_unknown"), s_all.get("understanding_skew")
-        cells.append("-" if u is None else f"{u:.2f} / {k:.2f}")
-        cells.append(f"{m['pair_gap']:.4f}")
-        t.add_row(*cells)
-    return t
 
 
 def dump(results: dict[str, Any]) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mllm_audit.metrics.disparity import finite_or_none
 from mllm_audit.suites.items import sample_margin
+from mllm_audit.util.numbers import finite_or_none
 
 
 def frame_for_model(samples: list[dict], items: list[Any]) -> list[dict]:
@@ -47,7 +47,7 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     import yaml
 
     from mllm_audit.errors import AuditError
-    from mllm_audit.suites.builders import images_inside, write_items
+    from mllm_audit.suites.builders.common import images_inside, write_items
     from mllm_audit.suites.items import load_suite
     from mllm_audit.util.files import read_jsonl
 

@@ -5,12 +5,10 @@ rich honours NO_COLOR by itself; everything goes to stderr except tables the use
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from mllm_audit.util.text import shown
 
@@ -104,32 +102,5 @@ def status(message: str, enabled: bool = True) -> Iterator[None]:
         yield
 
 
-def fmt_pct(x: float) -> str:
-    return f"{100 * x:5.1f} %"
 
 
-def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
-    """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
-    table = Table(
-        title=shown(title), title_justify="left", caption_justify="left",
-        caption="% biased: items where p(y_more) > p(y_less); 50 % is chance. "
-        "Red: the 95 % interval lies above 50 %; green: below.",
-    )
-    table.add_column("group", no_wrap=True)
-    table.add_column("items", justify="right")
-    table.add_column("% biased", justify="right")
-    table.add_column("95 % interval", justify="right")
-    table.add_column("mean margin (nats)", justify="right")
-    for label, row in summary.items():
-        lo, hi = row["ci_low"], row["ci_high"]
-        style = "red" if lo > 0.5 else ("green" if hi < 0.5 else "")
-        table.add_row(
-            shown(label),
-            str(row["n"]),
-            fmt_pct(row["pct_biased"]),
-            f"{100 * lo:.1f}–{100 * hi:.1f} %",
-            f"{row['mean_margin']:+.3f}",
-            style=style,
-            end_section=label == "all",
-        )
-    return table
