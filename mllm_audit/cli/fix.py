@@ -47,20 +47,8 @@ def register(app: typer.Typer) -> None:
             from mllm_audit.cli.fix_unified import fix_unified
 
             return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [])
-        from mllm_audit.errors import AuditError
-        from mllm_audit.runs.fix import run_fix
+        from mllm_audit.api import fix as run_fix
         from mllm_audit.util.console import console, err_console, progress_bar
-
-        options: dict[str, Any] = {}
-        if variant is not None:
-            if editor not in ("ft-l", "ft-v", "ike"):
-                raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
-            options["variant"] = variant
-        if serac_routing is not None:
-            if editor != "serac":
-                raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
-            options["routing"] = serac_routing
-
         from mllm_audit.util.text import shown
 
         def on_edit(rec: dict[str, Any]) -> None:
@@ -71,7 +59,8 @@ def register(app: typer.Typer) -> None:
             res = run_fix(
                 model=model, suite=suite, editor=editor, scope=scope, mode=mode, batch_edits=batch_edits,
                 all_items=all_items, limit=limit, split=split, require=require or (), output=output, save=save,
-                editor_state=editor_state, editor_options=options, data_dir=data_dir, batch_size=batch_size,
+                editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
+                batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
                 allow_outside_paths=allow_outside_paths,
             )

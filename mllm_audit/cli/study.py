@@ -12,7 +12,7 @@ from mllm_audit.report.tables import new_table
 def register(app: typer.Typer) -> None:
     @app.command()
     def study(
-        name: str = typer.Argument(..., help="modules (Figure 4), cross-bias (Table 3) or batch (1/4/16/64)."),
+        study: str = typer.Argument(..., help="modules (Figure 4), cross-bias (Table 3) or batch (1/4/16/64)."),
         model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
         suite: str = typer.Option("toy", "--suite", "-s", help="Suite with eval (edited) and train splits."),
         editors: str | None = typer.Option(
@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 
+        from mllm_audit.api import study as run_study
         from mllm_audit.errors import AuditError
         from mllm_audit.report.studies import table_rows
-        from mllm_audit.runs.studies import run_study
         from mllm_audit.util.console import console, err_console
 
         states: dict[str, Path] = {}
@@ -49,18 +49,12 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             raise AuditError(f"--sizes wants comma-separated integers, got {sizes!r}") from None
         res = run_study(
-            name, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
-            limit=limit, sizes=size_list, protocol=protocol, states=states, train_steps=train_steps,
+            study, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
+            limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )
-        try:
-            from mllm_audit.report.html import write_html_report
-
-            write_html_report(res.run_dir, res.run_dir / "report.html")
-        except AuditError:  # matplotlib missing: the run folder is still complete
-            pass
         header, rows = table_rows(res.results)
-        table = new_table(f"study {name} on {res.results['model']['name']} / {res.results['suite']['name']} "
+        table = new_table(f"study {study} on {res.results['model']['name']} / {res.results['suite']['name']} "
                           f"({res.results['n_items']} items)")
         for h in header:
             table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")

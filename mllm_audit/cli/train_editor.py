@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from mllm_audit.runs.train_editor import train_editor
+        from mllm_audit.api import train_editor
         from mllm_audit.util.console import err_console
         from mllm_audit.util.text import shown
 
@@ -45,12 +45,10 @@ def register(app: typer.Typer) -> None:
                 fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
                 prog.update(task, completed=step, total=total, **fields)
 
-            hparams: dict[str, str] = {"counterfactual": counterfactual} if counterfactual else {}
-            if variant:
-                hparams["variant"] = variant
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
-                               resume=resume, data_dir=data_dir, dtype=dtype, device=device, hparams=hparams or None,
-                               on_step=on_step, allow_outside_paths=allow_outside_paths)
+                               resume=resume, data_dir=data_dir, dtype=dtype, device=device,
+                               counterfactual=counterfactual, variant=variant, on_step=on_step,
+                               allow_outside_paths=allow_outside_paths)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {shown(res.out)}")

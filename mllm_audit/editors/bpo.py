@@ -28,6 +28,7 @@ encoded to image tokens by the model's own VQ encoder (the paper's images come f
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -313,3 +314,28 @@ def pair_gap(model: Any, rows: Sequence[Row], attributes: Sequence[str]) -> Pair
             d = (a - torch.log(-torch.expm1(a))) - (b - torch.log(-torch.expm1(b)))
             vals.extend((torch.sigmoid(d) - 0.5).abs().tolist())
     return PairGap(float(sum(vals) / len(vals)) if vals else float("nan"), len(vals))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, object]:
+    """KEY=VALUE strings -> typed BalancedSettings fields (one-line error naming a bad one)."""
+    from mllm_audit.editors.bpo import BalancedSettings
+
+    fields = {f.name: f for f in dataclasses.fields(BalancedSettings)}
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields or key == "lora_targets":
+            raise AuditError(f"--set {pair!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(k for k in fields if k != 'lora_targets')}")
+        default = getattr(BalancedSettings(), key)
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1")
+            else:
+                out[key] = type(default)(value)
+        except ValueError:
+            raise AuditError(f"--set {pair!r}: {value!r} is not a {type(default).__name__}") from None
+    return out

@@ -17,14 +17,13 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import ALL, FIX_METRICS, summarize_group
+from mllm_audit.metrics.catalog import PERCENT_METRICS, SUMMARY_METRICS
 from mllm_audit.metrics.stats import PAIRED_METRICS, PairedDiff, paired_runs
 from mllm_audit.runs.record import READABLE_SCHEMAS, RunRecord
 from mllm_audit.util.text import clipped, shown, xml_safe
 
-SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low")
 # Bounds on these are written in percent (and `max_increase` in percentage points), as every table
 # shows them; results.json stores fractions. A bound between 0 and 1 is refused as a likely fraction.
-PERCENT_METRICS = ("pct_biased", "ci_high", "ci_low")
 METRICS = SUMMARY_METRICS + FIX_METRICS
 _TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash")
 _CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")
@@ -362,6 +361,7 @@ def gate(
     suite: str | None = None,
     junit: Path | None = None,
     output: Path | None = None,
+    *,
     step_summary: Path | None = None,
 ) -> GateOutcome:
     """Judge a saved run (`report`) or a fresh scan (`model`, `suite`) against `policy`.

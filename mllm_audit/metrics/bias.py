@@ -14,40 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO
 from mllm_audit.metrics.stats import cluster_bootstrap
 
 ALL = "all"
-# The aggregated metrics of a `fix` run (results.json "metrics"); rates in 0..1, KL in nats.
-FIX_METRICS = (
-    "reliability",
-    "t_generality",
-    "v_generality",
-    "t_locality_top1",
-    "t_locality_kl",
-    "m_locality_top1",
-    "m_locality_kl",
-)
-# Beside them in results.json "metrics" (issue 17): locality under the `easyedit` protocol (all
-# positions; EasyEdit's code, the paper's Table 2), the debias metrics and effect sizes, each with
-# the direction in which it is better (None: context, no direction). Each also gets
-# `<key>_ci_low` / `<key>_ci_high` (95 % cluster bootstrap over the edited scenes).
-FIX_DEBIAS_METRICS: dict[str, bool | None] = {
-    "t_locality_top1_easyedit": True,
-    "t_locality_kl_easyedit": False,
-    "m_locality_top10_easyedit": True,
-    "m_locality_kl_easyedit": False,
-    "perception_locality_top1": True,
-    "perception_locality_kl": False,
-    "parity_before": None,
-    "parity_after": False,
-    "parity_planted": None,
-    "mirror_amplified": False,
-    "mirror_delta": False,
-    "neighbour_drift": False,
-    "margin_change": None,
-    "weight_delta_norm": None,
-    "steps": None,
-}
+# The metrics of a `fix` run and their directions live in metrics/catalog.py (one place).
+FIX_METRICS = FIX_RATE_METRICS
+FIX_DEBIAS_METRICS: dict[str, bool | None] = {k: METRIC_INFO[k].higher_is_better for k in FIX_EXTRA_METRICS}
 
 
 def sample_record(

@@ -131,7 +131,7 @@ class Comparison:
         }
 
 
-def compare_runs(run_a: Path | str, run_b: Path | str, n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
+def compare_runs(run_a: Path | str, run_b: Path | str, *, n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
     """Per-group paired deltas (B - A) of pct_biased and mean_margin on items both runs scored.
 
     Rows are labelled with run A's grouping; the `all` row comes last. Runs sharing no item are an

@@ -58,8 +58,8 @@ def _num(x: Any) -> str:
 
 
 def metrics_table(results: dict[str, Any]) -> Any:
-
-    from mllm_audit.metrics.bias import FIX_METRICS as METRIC_KEYS
+    """Every metric the fix run wrote, base -> edited; a change coloured by the metric's declared direction."""
+    from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, better
 
     table = new_table(f"{results['editor']['name']} on {results['model']['name']} / "
                       f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)")
@@ -67,14 +67,19 @@ def metrics_table(results: dict[str, Any]) -> Any:
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")
     table.add_column("delta", justify="right")
-    for key in METRIC_KEYS:
-        b, e = results["base_metrics"].get(key), results["metrics"].get(key)
-        if b is None or e is None:
-            table.add_row(key, "—", "—", "—")
+    base, edited = results.get("base_metrics") or {}, results.get("metrics") or {}
+    extra = [k for k in FIX_EXTRA_METRICS if edited.get(k) is not None or base.get(k) is not None]
+    for key in (*FIX_RATE_METRICS, *extra):
+        b, e = base.get(key), edited.get(key)
+        if e is None:
+            table.add_row(key, "—" if b is None else f"{b:.3f}", "—", "—")
+            continue
+        if b is None:
+            table.add_row(key, "—", f"{e:.3f}", "—")
             continue
         d = e - b
-        good = d < 0 if key.endswith("_kl") else d > 0
-        style = "green" if good else ("red" if abs(d) > 1e-9 else "")
+        good = better(key, d)
+        style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
         table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
     return table
 

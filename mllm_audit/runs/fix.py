@@ -391,17 +391,18 @@ def run_fix(
     output: Path | None = None,
     save: Path | None = None,
     editor_state: Path | None = None,
-    editor_options: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     batch_size: int = 16,
     dtype: str = "fp32",
     device: str = "cpu",
     seed: int = 0,
+    card: str | None = None,
+    allow_outside_paths: bool = False,
+    *,
+    editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
-    card: str | None = None,
-    allow_outside_paths: bool = False,
 ) -> FixResult:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 

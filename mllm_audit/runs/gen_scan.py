@@ -288,10 +288,11 @@ def run_gen_scan(
     dtype: str = "fp32",
     device: str = "cpu",
     trust_remote_code: bool = False,
+    allow_outside_paths: bool = False,
+    *,
     adapter: Adapter | None = None,
     classifier_obj: Classifier | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
-    allow_outside_paths: bool = False,
 ) -> GenResult:
     """Generate `images_per_prompt` images per prompt, classify who is drawn, measure the skew.
 

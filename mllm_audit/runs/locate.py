@@ -306,6 +306,7 @@ def run_locate(
     min_parity: float = 0.9,
     folds: int = 5,
     device: str = "cpu",
+    *,
     adapter: Any = None,
     classifier_obj: Any = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,

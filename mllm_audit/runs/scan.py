@@ -338,13 +338,14 @@ def run_scan(
     split: str | None = None,
     allow_outside_paths: bool = False,
     trust_remote_code: bool = False,
-    adapter: Adapter | None = None,
-    progress: Callable[[int, int], Callable[[int], None]] | None = None,
     resume: bool = False,
     device_map: str | None = None,
     max_memory: str | Mapping[Any, Any] | None = None,
     card: str | None = None,
     revision: str | None = None,
+    *,
+    adapter: Adapter | None = None,
+    progress: Callable[[int, int], Callable[[int], None]] | None = None,
 ) -> ScanResult:
     """Scan `suite` under `model`; returns the run folder, results and samples.
 

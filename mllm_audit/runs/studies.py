@@ -280,6 +280,7 @@ def run_study(
     dtype: str = "fp32",
     device: str = "cpu",
     seed: int = 0,
+    *,
     adapter: Adapter | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> StudyResult:

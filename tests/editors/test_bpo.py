@@ -8,8 +8,7 @@ import re
 import pytest
 import torch
 
-from mllm_audit.cli.fix_unified import parse_overrides
-from mllm_audit.editors.bpo import Row, bpo_loss, bpo_pairs, lora_regex
+from mllm_audit.editors.bpo import Row, bpo_loss, bpo_pairs, lora_regex, parse_overrides
 from mllm_audit.errors import AuditError
 
 
