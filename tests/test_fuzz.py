@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 import mllm_audit.scoring.contract  # noqa: F401 - imported once here: a one-time import is not a case's cost
 from mllm_audit.cli import run
-from mllm_audit.gate.evaluate import METRICS
+from mllm_audit.gate.policy import METRICS
 from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA
 from mllm_audit.suites.items import SPLITS, TASKS
 from mllm_audit.util.files import atomic_write_json

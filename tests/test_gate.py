@@ -12,7 +12,8 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.gate.evaluate import gate, load_policy
+from mllm_audit.gate.evaluate import gate
+from mllm_audit.gate.policy import load_policy
 from mllm_audit.metrics.bias import bias_summary, sample_record
 from mllm_audit.runs.writer import RESULTS_SCHEMA, SAMPLE_SCHEMA
 from mllm_audit.suites.items import Item

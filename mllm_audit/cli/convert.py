@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """MiniGPT-4 from EVA ViT-g + BLIP-2 Q-Former + llama_proj + Vicuna, all local files."""
-        from mllm_audit.models.families.minigpt4 import convert_minigpt4
+        from mllm_audit.models.convert.minigpt4 import convert_minigpt4
         from mllm_audit.util.console import console
         from mllm_audit.util.text import shown
 

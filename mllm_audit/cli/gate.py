@@ -21,8 +21,8 @@ def register(app: typer.Typer) -> None:
         """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
         from rich.console import Console
 
+        from mllm_audit.gate.ci import github_error_lines, render_outcome
         from mllm_audit.gate.evaluate import gate as run_gate
-        from mllm_audit.gate.evaluate import github_error_lines, render_outcome
 
         outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output)
         render_outcome(outcome, Console(highlight=False))

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
-from mllm_audit.models.families.minigpt4 import convert_minigpt4
+from mllm_audit.models.convert.minigpt4 import convert_minigpt4
 from mllm_audit.scoring.contract import Request, continuation_text, score
 
 V, Q, T, HEADS, PATCH, GRID, NQ, FFN = 32, 32, 64, 4, 8, 4, 4, 64
@@ -298,7 +298,7 @@ def test_unexpected_and_missing_keys_are_named(originals, tmp_path: Path) -> Non
 
 
 def test_release_layout_buffers_and_training_state_ignored(originals) -> None:  # noqa: ANN001
-    from mllm_audit.models.families.minigpt4 import read_checkpoint
+    from mllm_audit.models.convert.minigpt4 import read_checkpoint
 
     raw = torch.load(originals["proj"], weights_only=True)
     assert {"optimizer", "scaler", "epoch", "config"} <= set(raw)  # the fixture is the release layout

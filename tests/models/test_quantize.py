@@ -27,7 +27,7 @@ BYTE_RATIO = 0.35
 def _minigpt4(folder: Path) -> Path:
     from test_minigpt4 import HEADS, original_checkpoints
 
-    from mllm_audit.models.families.minigpt4 import convert_minigpt4
+    from mllm_audit.models.convert.minigpt4 import convert_minigpt4
 
     (folder / "orig").mkdir()
     return convert_minigpt4(
