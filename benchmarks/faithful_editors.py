@@ -31,7 +31,7 @@ def main() -> None:
     from mllm_audit.editors.base import EditContext
     from mllm_audit.models import load_model
     from mllm_audit.runs.fix import choose_items
-    from mllm_audit.runs.scan import image_loader
+    from mllm_audit.runs.score import image_loader
     from mllm_audit.runs.studies import Engine, Setting, make_study_editor, summarise
     from mllm_audit.suites.items import load_suite
 

@@ -22,7 +22,8 @@ def main() -> None:
 
     from mllm_audit.models import load_model
     from mllm_audit.runs.fix import run_fix
-    from mllm_audit.runs.scan import image_loader, run_scan
+    from mllm_audit.runs.scan import run_scan
+    from mllm_audit.runs.score import image_loader
     from mllm_audit.scoring.contract import Request
     from mllm_audit.suites.items import load_suite
     from mllm_audit.toy import world

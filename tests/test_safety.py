@@ -15,8 +15,9 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.scan import check_safetensors_files, run_scan
+from mllm_audit.runs.scan import run_scan
 from mllm_audit.suites.items import load_image, resolve_image_path
+from mllm_audit.util.files import check_safetensors_files
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -176,7 +177,7 @@ def test_remote_code_only_when_asked(tiny_suite: Path, tmp_path: Path, monkeypat
         raise AuditError("stop here")
 
     monkeypatch.setattr("mllm_audit.models.load_model", fake_load)
-    monkeypatch.setattr("mllm_audit.runs.scan._check_weights", lambda model: None)
+    monkeypatch.setattr("mllm_audit.runs.scan.check_weights", lambda model: None)
     for flag in ([], ["--trust-remote-code"]):
         run(["scan", "--model", "x", "--suite", str(tiny_suite), "--output", str(tmp_path / "r"), "-q", *flag])
     assert seen == [False, True]

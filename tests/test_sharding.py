@@ -14,7 +14,8 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.scan import parse_max_memory, run_scan
+from mllm_audit.runs.options import parse_max_memory
+from mllm_audit.runs.scan import run_scan
 from mllm_audit.runs.sharding import current_processes, image_chunks, shard_chunks
 from mllm_audit.suites.items import Item
 from mllm_audit.util.files import read_jsonl

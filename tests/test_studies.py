@@ -75,7 +75,7 @@ class _ShiftEdited:
 def test_parity_drops_for_a_real_edit_but_not_for_a_uniform_shift(toy, suite) -> None:  # noqa: ANN001
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext
-    from mllm_audit.runs.scan import image_loader
+    from mllm_audit.runs.score import image_loader
     from mllm_audit.scoring.contract import continuation_text
 
     items = [_item(suite, f"toy/clinic/orange/{i}/vqa") for i in (4, 5)]

@@ -31,6 +31,7 @@ Modes: single (each edit on a fresh model, restored after), batch (K edits at on
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ import torch
 from mllm_audit.errors import AuditError
 from mllm_audit.models.cards import write_folder_card
 from mllm_audit.runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
+from mllm_audit.runs.options import check_load_options
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
-from mllm_audit.runs.scan import check_images, image_loader, score_items
+from mllm_audit.runs.score import check_images, image_loader, score_items
 from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id
 from mllm_audit.scoring.differentiable import all_position_logprobs
@@ -100,26 +102,15 @@ def probes_for(item: Item, neighbours: Sequence[Item] = ()) -> Probe:
     """The item's five-metric probes, plus its mirrors, neighbours and perception questions
     (`mirror:j`, `neighbour:j`, `perception:j`) where its meta names them."""
     from mllm_audit.scoring.contract import Request
+    from mllm_audit.suites.requests import answer_pair, locality_requests, metric_pairs
 
-    def pair(prompt: str, image: str | None) -> tuple[Request, Request]:
-        return (Request(prompt, item.y_more, image, item.task), Request(prompt, item.y_less, image, item.task))
-
-    pairs = {"reliability": pair(item.prompt, item.image)}
-    if item.rephrase_prompt:
-        pairs["t_generality"] = pair(item.rephrase_prompt, item.image)
-    if item.rephrase_image:
-        pairs["v_generality"] = pair(item.prompt, item.rephrase_image)
+    pairs = metric_pairs(item)
     for j, m in enumerate(item.meta.get("mirrors") or []):
-        pairs[f"mirror:{j}"] = (Request(item.prompt, m["y_more"], m["image"], item.task),
-                                Request(item.prompt, m["y_less"], m["image"], item.task))
+        mirror = dataclasses.replace(item, y_more=m["y_more"], y_less=m["y_less"], image=m["image"])
+        pairs[f"mirror:{j}"] = answer_pair(mirror)
     for j, nb in enumerate(neighbours):
-        pairs[f"neighbour:{j}"] = (Request(nb.prompt, nb.y_more, nb.image, nb.task),
-                                   Request(nb.prompt, nb.y_less, nb.image, nb.task))
-    loc: dict[str, Request] = {}
-    if item.loc_prompt and item.loc_answer:
-        loc["t_locality"] = Request(item.loc_prompt, item.loc_answer, None, None)
-    if item.m_loc_prompt and item.m_loc_answer and item.m_loc_image:
-        loc["m_locality"] = Request(item.m_loc_prompt, item.m_loc_answer, item.m_loc_image, item.task)
+        pairs[f"neighbour:{j}"] = answer_pair(nb)
+    loc = locality_requests(item)
     for j, q in enumerate(item.meta.get("perception") or []):
         loc[f"perception:{j}"] = Request(q["prompt"], q["answer"], item.image, "vqa")
     full = {k: loc[k] for k in ("t_locality", "m_locality") if k in loc}
@@ -431,6 +422,7 @@ def _run_fix(
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--batch-edits": batch_edits, "--limit": limit, "--batch-size": batch_size}, seed)
+    check_load_options(dtype, device, split=split)
     if mode not in MODES:
         raise AuditError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "batch" and batch_edits not in BATCH_SIZES:

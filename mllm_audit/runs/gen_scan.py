@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.folders import RunLock, check_run_folder
+from mllm_audit.runs.options import check_load_options
 from mllm_audit.runs.record import Counters, Coverage, SuiteIdentity, model_identity, new_record
 from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id, read_results
@@ -303,6 +304,7 @@ def run_gen_scan(
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--images-per-prompt": images_per_prompt, "--batch-size": batch_size, "--limit": limit}, seed)
+    check_load_options(dtype, device)
     the_suite = load_gen_suite(suite, allow_outside_paths=allow_outside_paths)
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
     out_dir = Path(output) if output is not None else None

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from mllm_audit.errors import AuditError
+from mllm_audit.runs.options import check_load_options
 from mllm_audit.runs.record import versions
 from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
 from mllm_audit.suites.labelled import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
@@ -322,6 +323,7 @@ def run_locate(
         raise AuditError(f"--images-per-prompt must be at least 2, got {images_per_prompt}")
     if not 0 <= min_margin <= 1 or not 0 <= min_parity <= 1:
         raise AuditError("--min-margin and --min-parity must lie in [0, 1]")
+    check_load_options(device=device)
     the_suite = load_gen_suite(suite)
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
     for p in prompts:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,8 +26,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.metrics.bias import bias_summary, sample_record
+from mllm_audit.metrics.bias import bias_summary
 from mllm_audit.runs.folders import RunLock, check_run_folder
+from mllm_audit.runs.options import check_device_available, check_scan_options, check_weights, parse_max_memory
 from mllm_audit.runs.record import (
     Counters,
     Coverage,
@@ -41,25 +40,22 @@ from mllm_audit.runs.record import (
     read_record,
     suite_identity,
 )
+from mllm_audit.runs.score import BatchSize, check_images, score_items
 from mllm_audit.runs.sharding import Processes, current_processes, image_chunks, shard_chunks
 from mllm_audit.runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
 from mllm_audit.runs.writer import SAMPLE_SCHEMA, RunWriter, default_run_dir, new_run_id, read_results
-from mllm_audit.suites.items import SPLITS, Item, Suite, iter_image_refs, load_image, load_suite
+from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.util.console import note
-from mllm_audit.util.files import atomic_write_json, check_safetensors_files, read_appended_jsonl, write_jsonl_atomic
+from mllm_audit.util.files import atomic_write_json, read_appended_jsonl, write_jsonl_atomic
 
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter
 
 DEFAULT_MODEL = "toy"
 DEFAULT_SUITE = "toy"
-DTYPE_NAMES = ("fp32", "bf16", "fp16")
-QUANTIZE_NAMES = ("8bit", "4bit")
-DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 SHARDS_DIR = ".shards"  # per-rank sample files while several processes run
 # Test hook: seconds to sleep after each chunk is written (lets tests kill a run part-way).
 CHUNK_DELAY_ENV = "MLLM_AUDIT_CHUNK_DELAY"
-_SIZE = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)$", re.IGNORECASE)
 
 
 @dataclass
@@ -79,90 +75,16 @@ _sigterm_raises = stop_signals
 # ------------------------------------------------------------------------------- input checks
 
 
-def check_images(suite: Suite, items: list[Item]) -> None:
-    """Fail fast, before the model loads, on an image path that is missing or escapes the suite."""
-    for item in items:
-        for rel in iter_image_refs(item):
-            path = suite.image_path(rel)
-            if not path.is_file():
-                what = "not a regular file" if path.exists() else "image not found"
-                raise AuditError(f"item {item.id!r}: {what}: {path}")
 
 
-def image_loader(suite: Suite) -> Callable[[str], Any]:
-    """Image keys in requests are the suite's relative paths."""
-    return lambda rel: load_image(suite.image_path(rel))
 
 
-def parse_max_memory(spec: str | Mapping[Any, Any] | None) -> dict[int | str, str] | None:
-    """`0=20GiB,cpu=64GiB` -> {0: "20GiB", "cpu": "64GiB"} (GPU keys as ints, as accelerate wants)."""
-    if spec is None:
-        return None
-    pairs = list(spec.items()) if isinstance(spec, Mapping) else [
-        tuple(part.split("=", 1)) if "=" in part else (part, "") for part in str(spec).split(",")
-    ]
-    out: dict[int | str, str] = {}
-    for key, value in pairs:
-        k, v = str(key).strip().lower(), str(value).strip()
-        if k.startswith("cuda:"):
-            k = k[5:]
-        if not _SIZE.match(v):
-            raise AuditError(f"--max-memory: {key}={value!r} is not a size like 20GiB (format: 0=20GiB,cpu=64GiB)")
-        if k.isdigit():
-            out[int(k)] = v
-        elif k in ("cpu", "mps"):
-            out[k] = v
-        else:
-            raise AuditError(f"--max-memory: unknown device {key!r} (use GPU numbers, cpu or mps: 0=20GiB,cpu=64GiB)")
-    if not out:
-        raise AuditError("--max-memory is empty (format: 0=20GiB,cpu=64GiB)")
-    return out
 
 
-def _check_arguments(
-    batch_size: int, limit: int | None, dtype: str, device: str, quantize: str | None, split: str | None,
-    device_map: str | None, max_memory: Any, n_processes: int,
-) -> None:
-    """Cheap checks first: a typo costs milliseconds, not a model load."""
-    from mllm_audit.util.numbers import check_counts
-
-    check_counts({"--batch-size": batch_size, "--limit": limit})
-    if dtype not in DTYPE_NAMES:
-        raise AuditError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
-    if quantize is not None and quantize not in QUANTIZE_NAMES:
-        raise AuditError(f"--quantize must be 8bit or 4bit, got {quantize!r}")
-    if split is not None and split not in SPLITS:
-        raise AuditError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if not re.fullmatch(r"(cpu|mps|cuda(:\d+)?)", device):
-        raise AuditError(f"--device must be cpu, mps, cuda or cuda:N, got {device!r}")
-    if device_map is not None and device_map not in DEVICE_MAPS:
-        raise AuditError(f"--device-map must be one of {', '.join(DEVICE_MAPS)}, got {device_map!r}")
-    if max_memory is not None and device_map is None:
-        raise AuditError("--max-memory is a budget for --device-map; add --device-map auto")
-    if device_map is not None and n_processes > 1:
-        raise AuditError("--device-map spreads one model over devices; it cannot be combined with several processes")
 
 
-def _check_device_available(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise AuditError(f"--device {device}: no CUDA device is available here")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise AuditError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise AuditError("--device mps: MPS is not available here")
 
 
-def _check_weights(model: str) -> None:
-    """Look at local weight files before any loader touches them."""
-    from mllm_audit.models.cards import resolve_card
-
-    weights = Path(resolve_card(model).weights)
-    if weights.is_dir():
-        check_safetensors_files(weights)
 
 
 def _check_output(output: Path | None, resume: bool) -> None:
@@ -174,100 +96,14 @@ def _check_output(output: Path | None, resume: bool) -> None:
     check_run_folder(Path(output), "scan", resume)
 
 
-# ------------------------------------------------------------------------------------- scoring
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """torch's OOM error types, or a RuntimeError that says so (older builds, other backends)."""
-    import torch
-
-    types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
-                  if isinstance(t, type))
-    return (bool(types) and isinstance(err, types)) or (isinstance(err, RuntimeError) and "out of memory" in str(err))
 
 
-@dataclass
-class BatchSize:
-    """The batch size in force; halved on out-of-memory and kept low for the rest of the run."""
-
-    size: int
-    warned: bool = False
-
-    def halve(self, err: BaseException) -> None:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if self.size <= 1:
-            raise AuditError(
-                f"out of memory even at batch size 1 ({first[:200]}); try --dtype bf16, --quantize or --device-map auto"
-            )
-        self.size = max(1, self.size // 2)
-        _free_accelerator_memory()
-        if not self.warned:
-            self.warned = True
-            print(f"mllm-audit: warning: out of memory; retrying with batch size {self.size} (scores are unaffected)",
-                  file=sys.stderr, flush=True)
 
 
-def _free_accelerator_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
-def score_items(
-    adapter: Adapter,
-    suite: Suite,
-    items: list[Item],
-    run_id: str,
-    batch_size: int | BatchSize = 16,
-    on_progress: Callable[[int], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Score y_more and y_less of each item; one sample record per item, in item order.
-
-    An out-of-memory error reruns the call at half the batch size (the same numbers come out);
-    progress is reported once per request even across a rerun.
-    """
-    from mllm_audit.scoring.contract import Request, score
-
-    sizer = batch_size if isinstance(batch_size, BatchSize) else BatchSize(batch_size)
-    requests = [
-        Request(prompt=it.prompt, continuation=ans, image=it.image, task=it.task)
-        for it in items
-        for ans in (it.y_more, it.y_less)
-    ]
-    reported = 0
-    while True:
-        done = 0
-
-        def tick(n: int) -> None:
-            nonlocal done, reported
-            done += n
-            if on_progress is not None and done > reported:
-                on_progress(done - reported)
-                reported = done
-
-        oom: BaseException | None = None
-        try:
-            scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
-            from mllm_audit.util.guards import check_finite_scores
-
-            check_finite_scores(adapter.model, [it.id for it in items for _ in (0, 1)], [s.logp for s in scores])
-            break
-        except RuntimeError as e:
-            if not is_out_of_memory(e):
-                raise
-            oom = e
-        sizer.halve(oom)  # outside the except block, so the failed batch's tensors can be freed
-    return [
-        sample_record(
-            run_id, it, scores[2 * k].logp, scores[2 * k].n_tokens, scores[2 * k + 1].logp,
-            scores[2 * k + 1].n_tokens, SAMPLE_SCHEMA,
-        )
-        for k, it in enumerate(items)
-    ]
 
 
 def suite_extras(suite: Suite, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,7 +211,7 @@ def _run_scan(
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
 
-    _check_arguments(batch_size, limit, dtype, device, quantize, split, device_map, max_memory, world_size_from_env())
+    check_scan_options(batch_size, limit, dtype, device, quantize, split, device_map, max_memory, world_size_from_env())
     from mllm_audit.util.numbers import seed_ok
 
     seed_ok("--seed", seed)
@@ -387,8 +223,8 @@ def _run_scan(
     check_images(the_suite, items)
     _check_output(output, resume)
     if adapter is None:
-        _check_weights(model)
-        _check_device_available(device)
+        check_weights(model)
+        check_device_available(device)
 
     import torch
 

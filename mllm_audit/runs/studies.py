@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mllm_audit.errors import AuditError
+from mllm_audit.runs.options import check_load_options
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditContext, Editor
@@ -129,7 +130,7 @@ class Engine:
     """Pre-edit measurements computed once per item; edits applied and restored per chunk."""
 
     def __init__(self, adapter: Adapter, suite: Suite, batch_size: int) -> None:
-        from mllm_audit.runs.scan import image_loader
+        from mllm_audit.runs.score import image_loader
 
         self.adapter = adapter
         self.suite = suite
@@ -227,7 +228,7 @@ def make_study_editor(
     `train_items` (val split for early stopping)."""
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.learned.base import TRAIN_DEFAULTS, LearnedEditor, train_loop
-    from mllm_audit.runs.scan import image_loader
+    from mllm_audit.runs.score import image_loader
 
     ed = make_editor(name)
     if ed.scope is not None:
@@ -289,13 +290,14 @@ def run_study(
     from mllm_audit.editors.base import EditContext
     from mllm_audit.runs.fix import choose_items
     from mllm_audit.runs.record import versions
-    from mllm_audit.runs.scan import check_images, image_loader
+    from mllm_audit.runs.score import check_images, image_loader
     from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
     from mllm_audit.suites.items import load_suite
 
     t0 = time.perf_counter()
     if study not in STUDIES:
         raise AuditError(f"unknown study {study!r} (known: {', '.join(STUDIES)})")
+    check_load_options(dtype, device)
     if protocol not in CROSS_PROTOCOLS:
         raise AuditError(f"--protocol must be one of {', '.join(CROSS_PROTOCOLS)}, got {protocol!r}")
     bad = [s for s in sizes if s < 1]

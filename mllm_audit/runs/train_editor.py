@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.runs.options import check_load_options
 
 if TYPE_CHECKING:
     from mllm_audit.editors.learned.base import TrainResult
@@ -71,13 +72,14 @@ def _train_editor(
     from mllm_audit.editors.learned.base import CHECKPOINT_FILE, TRAIN_DEFAULTS, LearnedEditor, train_loop
     from mllm_audit.runs.folders import OutputFolder, check_new_output
     from mllm_audit.runs.record import model_identity, suite_identity, to_plain
-    from mllm_audit.runs.scan import check_images, image_loader
+    from mllm_audit.runs.score import check_images, image_loader
     from mllm_audit.runs.signals import STOPS, interrupted
     from mllm_audit.suites.items import load_suite
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--steps": steps, "batch": batch, "val_every": val_every, "patience": patience,
                   "ckpt_every": ckpt_every}, seed)
+    check_load_options(dtype, device)
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise AuditError(f"lr must be a positive finite number, got {lr!r}")
     if editor not in LEARNED:

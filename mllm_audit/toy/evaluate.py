@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mllm_audit.scoring.contract import Request, next_token_logprobs, score
+from mllm_audit.scoring.contract import Request, continuation_text, next_token_logprobs, score
 from mllm_audit.suites.items import Item
+from mllm_audit.suites.requests import answer_pair
 
 
 def margins(
@@ -17,7 +18,7 @@ def margins(
     for it in items:
         prompt = it.rephrase_prompt if rephrased and it.rephrase_prompt else it.prompt
         image = it.rephrase_image if rephrased and it.rephrase_image else it.image
-        reqs += [Request(prompt, it.y_more, image, it.task), Request(prompt, it.y_less, image, it.task)]
+        reqs += answer_pair(it, prompt, image)
     s = score(adapter, reqs, load_image, batch_size=64)
     return [s[2 * i].logp - s[2 * i + 1].logp for i in range(len(items))]
 
@@ -27,19 +28,22 @@ def top1_rate(adapter: Any, requests: Sequence[Request], load_image: Callable[[s
     dists = next_token_logprobs(adapter, requests, load_image, batch_size=64)
     ok = 0
     for r, d in zip(requests, dists, strict=True):
-        ids = adapter.continuation_ids(" " + r.continuation)
+        ids = adapter.continuation_ids(continuation_text(r.continuation))
         ok += int(all(int(d[t].argmax()) == ids[t] for t in range(len(ids))))
     return ok / max(1, len(requests))
 
 
 def locality_requests(items: Sequence[Item]) -> tuple[list[Request], list[Request]]:
-    """Text (loc_prompt as written, no template) and multimodal (vqa template) locality probes."""
-    text = {(it.loc_prompt, it.loc_answer) for it in items if it.loc_prompt and it.loc_answer}
-    mm = {(it.m_loc_image, it.m_loc_prompt, it.m_loc_answer) for it in items if it.m_loc_image}
-    return (
-        [Request(p, a) for p, a in sorted(text)],
-        [Request(q, a, img, "vqa") for img, q, a in sorted(mm)],  # type: ignore[arg-type]
-    )
+    """Text and multimodal locality probes of the items (suites.requests), each distinct one once."""
+    text: dict[tuple[str, str], Request] = {}
+    mm: dict[tuple[str, str, str], Request] = {}
+    for it in items:
+        for kind, r in locality_requests(it).items():
+            if kind == "t_locality":
+                text.setdefault((r.prompt, r.continuation), r)
+            else:
+                mm.setdefault((str(r.image), r.prompt, r.continuation), r)
+    return [text[k] for k in sorted(text)], [mm[k] for k in sorted(mm)]
 
 
 def write_untrained_state(editor: str, adapter: Any, out: Any) -> Any:

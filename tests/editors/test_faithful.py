@@ -14,7 +14,7 @@ from mllm_audit.editors.base import EditContext, EditRequest
 from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
 from mllm_audit.runs.fix import run_fix
-from mllm_audit.runs.scan import image_loader
+from mllm_audit.runs.score import image_loader
 from mllm_audit.suites.items import load_suite
 
 

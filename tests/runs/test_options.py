@@ -1,0 +1,40 @@
+"""Every command that loads a model checks dtype/device names first (runs/options.py): before, only
+scan did, and `fix --dtype fp33` loaded the model and the suite before failing."""
+
+from __future__ import annotations
+
+import pytest
+
+from mllm_audit.cli import run
+
+CASES = [
+    (["fix", "--dtype", "fp33"], "--dtype"),
+    (["gen-scan", "--device", "gpu"], "--device"),
+    (["train-editor", "--out", "never-written", "--dtype", "half"], "--dtype"),
+    (["study", "batch", "--device", "tpu"], "--device"),
+    (["locate", "--device", "cuda:x"], "--device"),
+    (["scan", "--dtype", "fp33"], "--dtype"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option"), CASES)
+def test_bad_load_option_fails_before_any_load(argv: list[str], option: str, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    def no_load(*_a: object, **_k: object) -> None:
+        raise AssertionError("a model was loaded before the option check")
+
+    monkeypatch.setattr("mllm_audit.models.load_model", no_load)
+    monkeypatch.setattr("mllm_audit.suites.items.load_suite", no_load)
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and option in err[0]
+
+
+def test_good_options_pass_the_same_check() -> None:
+    """Negative control: the check itself accepts every name the loader knows."""
+    from mllm_audit.models.base import DTYPES
+    from mllm_audit.runs.options import check_load_options
+
+    for dtype in DTYPES:
+        for device in ("cpu", "cuda", "cuda:1", "mps"):
+            check_load_options(dtype, device)
