@@ -41,8 +41,9 @@ def _f(v: float | None, nd: int = 2) -> str:
 def main() -> None:
     import torch
 
+    from mllm_audit.metrics.edits import aggregate
     from mllm_audit.models import load_model
-    from mllm_audit.runs.fix import aggregate, run_fix
+    from mllm_audit.runs.fix import run_fix
     from mllm_audit.runs.train_editor import train_editor
     from mllm_audit.toy.evaluate import write_untrained_state
 

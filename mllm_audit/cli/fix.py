@@ -85,7 +85,3 @@ def register(app: typer.Typer) -> None:
             err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
 
 
-
-
-
-

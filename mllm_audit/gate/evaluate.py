@@ -51,8 +51,6 @@ class GateOutcome:
         return 0 if self.passed else 1
 
 
-
-
 def _require_complete(results: dict[str, Any], run_dir: Path) -> None:
     schema = results.get("schema")
     if schema not in READABLE_SCHEMAS:

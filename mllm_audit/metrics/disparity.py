@@ -34,8 +34,6 @@ METRICS = ("gender_gap", "race_gap", "spread")
 ALL = "all"
 
 
-
-
 def _person(meta: Mapping[str, Any]) -> str | None:
     """`<race>_<gender>` from meta.race/meta.gender, else from meta.person; None when not one of the four."""
     race, gender = str(meta.get("race", "")).lower(), str(meta.get("gender", "")).lower()
@@ -104,8 +102,6 @@ def question_rows(samples: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, 
     return rows, counts
 
 
-
-
 def _interval(values: Sequence[float], clusters: Sequence[str]) -> dict[str, float | None]:
     lo, hi = cluster_bootstrap(values, clusters)
     return {"mean": finite_or_none(float(np.mean(values))), "ci_low": finite_or_none(lo), "ci_high": finite_or_none(hi)}
@@ -144,11 +140,5 @@ def disparity_summary(samples: list[dict]) -> dict:
         "groups": groups,
         "questions": rows,
     }
-
-
-
-
-
-
 
 

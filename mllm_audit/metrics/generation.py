@@ -192,5 +192,3 @@ def majority(counts: Mapping[str, int]) -> str:
     return f"{k} {100 * v / n:.0f}%"
 
 
-
-

@@ -43,22 +43,6 @@ class HtmlReport:
     sections: list[str] = field(default_factory=list)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ------------------------------------------------------------------------------------------ plots
 
 

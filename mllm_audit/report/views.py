@@ -79,7 +79,7 @@ def rescore_run(run_dir: Path, write: bool = False) -> Any:
             raise AuditError(f"{run.dir / 'samples.jsonl'} has no samples to rescore")
         key, fresh = "summary", gen_summary(run.samples, run.results.get("attributes") or {})
     elif cmd == "fix":
-        from mllm_audit.runs.fix import aggregate
+        from mllm_audit.metrics.edits import aggregate
 
         path = run.dir / "edits.jsonl"
         if not path.is_file():

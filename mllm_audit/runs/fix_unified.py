@@ -202,7 +202,5 @@ def run_unified_fix(
     return UnifiedFixResult(out_dir, results)
 
 
-
-
 def dump(results: dict[str, Any]) -> str:
     return json.dumps(results, indent=1)

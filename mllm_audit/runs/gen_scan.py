@@ -206,8 +206,6 @@ class GenResult:
     attributes: dict[str, list[str]]
 
 
-
-
 def understanding_scores(adapter: Adapter, suite: GenSuite, prompts: list[GenPrompt],
                          batch_size: int) -> dict[str, dict[str, float]]:
     """The blank-image question per prompt, each answer scored by the likelihood contract."""

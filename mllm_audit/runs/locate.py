@@ -116,9 +116,6 @@ def probe_cv(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, l2: float = 1
 # ---- labelled images ----------------------------------------------------------------------------------
 
 
-
-
-
 # ---- the tests ------------------------------------------------------------------------------------------
 
 def tokenizer_tests(adapter: Any, clf: Any, folder: Path, folds: int = 5, seed: int = 0) -> dict[str, Any]:
@@ -163,8 +160,6 @@ def tokenizer_tests(adapter: Any, clf: Any, folder: Path, folds: int = 5, seed: 
         out["roundtrip"][a] = {"per_group": per,
                                "parity": (min(kept) / max(kept)) if kept and max(kept) > 0 else 0.0}
     return out
-
-
 
 
 def _draw(adapter: Any, prompt: str, n: int, seed: int, batch_size: int) -> Any:

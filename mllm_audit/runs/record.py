@@ -407,7 +407,6 @@ def check_resume(old: RunRecord, new: Identity, run_dir: Path, command: str, ver
         raise AuditError(f"cannot resume {run_dir}: {lead}; choose another --output")
 
 
-
 # ---- building identities ------------------------------------------------------------------------------
 
 

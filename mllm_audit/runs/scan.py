@@ -75,18 +75,6 @@ _sigterm_raises = stop_signals
 # ------------------------------------------------------------------------------- input checks
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _check_output(output: Path | None, resume: bool) -> None:
     """Never overwrite a run by accident; `--resume` continues one."""
     if output is None:
@@ -94,16 +82,6 @@ def _check_output(output: Path | None, resume: bool) -> None:
             raise AuditError("--resume needs --output RUN_DIR (the folder of the run to continue)")
         return
     check_run_folder(Path(output), "scan", resume)
-
-
-
-
-
-
-
-
-
-
 
 
 def suite_extras(suite: Suite, samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from mllm_audit.runs.options import check_load_options
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditContext, Editor
     from mllm_audit.models.base import Adapter
-    from mllm_audit.runs.fix import Probe
+    from mllm_audit.runs.probes import Probe
     from mllm_audit.suites.items import Item, Suite
 
 STUDIES = ("modules", "cross-bias", "batch")
@@ -87,7 +87,7 @@ def siblings(item: Item, pool: Sequence[Item]) -> list[Sibling]:
 
 def parity_probe(item: Item, sibs: Sequence[Sibling]) -> Probe:
     """(y_more, y_less) on the item's own prompt with each sibling image."""
-    from mllm_audit.runs.fix import Probe
+    from mllm_audit.runs.probes import Probe
     from mllm_audit.scoring.contract import Request
 
     pairs = {f"img{j}": (Request(item.prompt, item.y_more, s.image, item.task),
@@ -146,7 +146,7 @@ class Engine:
         return self._sibs[item.id]
 
     def _measure(self, items: Sequence[Item], transform: Any, scorer: Any) -> list[tuple[dict[str, Any], list[float]]]:
-        from mllm_audit.runs.fix import evaluate, probes_for
+        from mllm_audit.runs.probes import evaluate, probes_for
 
         probes = []
         for it in items:
@@ -168,7 +168,7 @@ class Engine:
     def run(self, setting: Setting) -> list[dict[str, Any]]:
         """Per measured item and chunk: edit_record + parity before/after + edited flag."""
         from mllm_audit.editors.base import EditRequest
-        from mllm_audit.runs.fix import edit_record
+        from mllm_audit.metrics.edits import edit_record
 
         records = []
         for ci, chunk in enumerate(setting.chunks):
@@ -199,7 +199,7 @@ class Engine:
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, float | None]:
     """editing.aggregate's metrics plus the parity means and s/edit over the records."""
-    from mllm_audit.runs.fix import aggregate
+    from mllm_audit.metrics.edits import aggregate
 
     out = aggregate(records) if records else {}
     for key in ("parity_before", "parity_after", "parity_planted", "delta_norm", "edit_s"):
@@ -417,13 +417,5 @@ def run_study(
 
 
 # ---- tables and the report section -------------------------------------------------------------
-
-
-
-
-
-
-
-
 
 

@@ -35,8 +35,6 @@ def default_run_dir(command: str, model: str, suite: str) -> Path:
     return DEFAULT_RUNS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}-{command}-{slug}"
 
 
-
-
 def read_results(run_dir: Path) -> dict[str, Any]:
     """results.json of a run folder as written, after type-checking it through the run record
     (runs/record.py); returned unnormalised so that a rewrite (`rescore --write`) changes only what it means to."""

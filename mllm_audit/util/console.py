@@ -102,5 +102,3 @@ def status(message: str, enabled: bool = True) -> Iterator[None]:
         yield
 
 
-
-

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mllm_audit.runs.fix import aggregate, debias_record, easyedit_locality, edit_record
+from mllm_audit.metrics.edits import aggregate, debias_record, easyedit_locality, edit_record
 from mllm_audit.suites.items import Item
 
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from mllm_audit.cli import run
-from mllm_audit.runs.fix import aggregate, edit_record, locality, run_fix
+from mllm_audit.metrics.edits import aggregate, edit_record, locality
+from mllm_audit.runs.fix import run_fix
 from mllm_audit.suites.items import load_suite
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mllm_audit.metrics.edits import aggregate
 from mllm_audit.models import load_model
-from mllm_audit.runs.fix import aggregate, run_fix
+from mllm_audit.runs.fix import run_fix
 
 N_EDITS = 24
 
