@@ -23,7 +23,7 @@ from mllm_audit.suites.builders.pata import build_pata, read_pata_captions
 from mllm_audit.suites.builders.vlstereoset import build_vlstereoset
 from mllm_audit.suites.items import load_image, load_suite
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _png(path: Path, color: tuple[int, int, int]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **env}
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **env}
     return subprocess.run(
         [sys.executable, "-m", "mllm_audit.cli", *args], capture_output=True, text=True, env=full, timeout=300
     )

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_gate import make_run, rows  # the shared run-folder builder (real sample/results format)
+from runfolders import make_run, rows  # the shared run-folder builder (real sample/results format)
 
 from mllm_audit.cli import run
 from mllm_audit.metrics.bias import bias_summary

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_gate import make_run, rows  # the shared run-folder builder (real sample/results format)
+from runfolders import make_run, rows  # the shared run-folder builder (real sample/results format)
 
 from mllm_audit.cli import run
 from mllm_audit.report.html import disparity_series, write_html_report

@@ -185,7 +185,7 @@ def test_remote_code_only_when_asked(tiny_suite: Path, tmp_path: Path, monkeypat
 
 def test_source_never_unpickles_or_trusts_remote_code() -> None:
     """Every torch.load in the package passes weights_only=True; no pickle.load; no literal trust_remote_code=True."""
-    root = Path(__file__).resolve().parents[1] / "mllm_audit"
+    root = Path(__file__).resolve().parents[2] / "mllm_audit"
     torch_loads = 0
     for f in root.rglob("*.py"):
         tree = ast.parse(f.read_text(encoding="utf-8"))
