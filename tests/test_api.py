@@ -75,3 +75,10 @@ def test_top_level_reexports_are_lazy() -> None:
     code = "import sys, mllm_audit; print('torch' in sys.modules, 'mllm_audit.api' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_docs_api_lists_every_function() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text(encoding="utf-8")
+    assert [n for n in api.__all__ if f"### `{n}`" not in text] == []

@@ -1,3 +1,4 @@
+# Over 350 lines: one self-contained HTML document: every section's markup and plots.
 """One self-contained HTML file per run: tables plus plots embedded as base64 PNG.
 
 The file has no external references (no scripts, fonts or stylesheets), so it can be attached to a

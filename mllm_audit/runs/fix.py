@@ -1,3 +1,4 @@
+# Over 350 lines: one run type's lifecycle (select, edit, measure, save, record) read top to bottom.
 """`fix`: edit the items a model is biased on, and measure honestly what else changed.
 
 The five metrics of the debias-editing paper (seed 000, section 3.2), each per edit:

@@ -1,3 +1,4 @@
+# Over 350 lines: gen-scan's prompt-list format, generation loop and run record, one run type.
 """`gen-scan`: whom does a unified model draw for an occupation, and what does it say when asked?
 
 A generation suite is `suites/<name>.yaml` with `kind: generation`:

@@ -1,3 +1,4 @@
+# Over 350 lines: locate's two tests (tokenizer, language model) and the verdict that weighs them.
 """`locate`: is a unified model's generation bias in its image tokenizer or in its language model?
 
 Two tests, after Liu et al. (U-MLLM fairness, arXiv 2502.03429), plus one the paper lacks:

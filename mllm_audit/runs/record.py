@@ -1,3 +1,4 @@
+# Over 350 lines: the typed run record: every field of results.json and the schema generator in one file.
 """The run record: `results.json` as typed, versioned dataclasses, written and read in one place.
 
 Every command that writes a run folder (scan, fix, gen-scan, train-editor) builds a `RunRecord`;

@@ -1,3 +1,4 @@
+# Over 350 lines: the scan run's lifecycle; resume, shards and their merge only make sense together.
 """`scan`: score every item of a suite under a model and write the run folder.
 
 Order of work is chosen so that bad input fails before anything slow happens: arguments, the

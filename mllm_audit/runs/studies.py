@@ -1,3 +1,4 @@
+# Over 350 lines: the three studies share one engine (settings, siblings, parity probes).
 """The debias-editing paper's studies (seed 000, section 4.2-4.3 and its appendix), on any model.
 
 - `modules` (Figure 4): FT, MEND and KE editing the language module vs the vision module.

@@ -1,3 +1,4 @@
+# Over 350 lines: the item schema and every check on a suite file: the suite contract, read end to end.
 """Suites: the item schema, loading, validation and image access.
 
 A suite is a list of items. Each item asks one question of the model: given `image` and `prompt`,

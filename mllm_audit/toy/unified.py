@@ -1,3 +1,4 @@
+# Over 350 lines: the unified toy world's whole definition, training and its negative control together.
 """Toy unified world v2: a tiny Janus whose *language model* carries the bias (and a control whose
 *tokenizer* does), to test `locate` and the balanced SFT / BPO fix against a known truth.
 

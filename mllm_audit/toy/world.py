@@ -1,3 +1,4 @@
+# Over 350 lines: the toy world's whole definition (vocabulary, scenes, planted bias, splits) in one place.
 """The toy world: synthetic scenes whose bias the project plants itself, so detection is checkable.
 
 Every scene is a 32x32 picture: a pastel background, one to three copies of a scenario's prop

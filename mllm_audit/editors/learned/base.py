@@ -1,3 +1,4 @@
+# Over 350 lines: MEND, KE and SERAC share hooks, caches, meta-loss and the train loop (split pending).
 """What the learned editors (MEND, KE, SERAC) share: differentiable edit maths, training, state I/O.
 
 A learned editor is a small network trained once per model on a suite's `train` split
