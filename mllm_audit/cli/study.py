@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
 
         from mllm_audit.api import study as run_study
         from mllm_audit.errors import AuditError
+        from mllm_audit.report.html import write_html_report
         from mllm_audit.report.studies import table_rows
         from mllm_audit.util.console import console, err_console
 
@@ -53,6 +54,10 @@ def register(app: typer.Typer) -> None:
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )
+        try:
+            write_html_report(res.run_dir, res.run_dir / "report.html")
+        except AuditError:  # matplotlib missing: the run folder is still complete
+            pass
         header, rows = table_rows(res.results)
         table = new_table(f"study {study} on {res.results['model']['name']} / {res.results['suite']['name']} "
                           f"({res.results['n_items']} items)")

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.toy.train import train_toy
 
         report = train_toy(
-            out, seed=seed, steps=steps, write_suite_dir=write_suite, log=lambda line: typer.echo(line, err=True)
+            out, seed=seed, steps=steps, write_suite=write_suite, log=lambda line: typer.echo(line, err=True)
         )
         typer.echo(
             f"trained {report.n_params} parameters in {report.seconds:.1f}s "

@@ -125,18 +125,45 @@ def run_fix(
     seed: int = 0,
     card: str | None = None,
     allow_outside_paths: bool = False,
+    variant: str | None = None,
+    serac_routing: str | None = None,
+    hparam: Sequence[str] = (),
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
     on_edit: Callable[[dict[str, Any]], None] | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
-) -> FixResult:
+    log: Callable[[str], None] | None = None,
+) -> Any:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 
     `save` writes the model with every edit applied at once, under a temporary name renamed into
     place when whole (manifest included), and measures that saved model itself: its five metrics
     go to results["saved_model"]["metrics"] and the manifest, beside the per-edit rows.
+
+    `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
+    `hparam` as KEY=VALUE settings and `data_dir` the labelled images; it returns a UnifiedFixResult.
     """
+    if editor in ("sft", "bpo"):
+        from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
+        from mllm_audit.runs.fix_unified import run_unified_fix
+
+        settings = BalancedSettings(**{"seed": seed, **parse_overrides(list(hparam))})
+        return run_unified_fix(model="toy-janus-v2" if model == "toy" else model,
+                               suite="gen-toy-v2" if suite == "toy" else suite, editor=editor, images=data_dir,
+                               output=output, save=save, seed=seed, settings=settings, device=device,
+                               adapter=adapter, log=log)
+    if hparam:
+        raise AuditError(f"--set applies to --editor sft and bpo, not {editor}")
+    editor_options = dict(editor_options or {})
+    if variant is not None:
+        if editor not in ("ft-l", "ft-v", "ike"):
+            raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+        editor_options["variant"] = variant
+    if serac_routing is not None:
+        if editor != "serac":
+            raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
+        editor_options["routing"] = serac_routing
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,

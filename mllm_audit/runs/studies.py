@@ -28,7 +28,7 @@ per measured item and setting) and report.html (the study's section of the HTML 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,7 +274,7 @@ def run_study(
     limit: int | None = 24,
     sizes: Sequence[int] = BATCH_SIZES,
     protocol: str = "fit",
-    states: dict[str, Path] | None = None,
+    editor_state: Mapping[str, Path] | None = None,
     train_steps: int | None = None,
     output: Path | None = None,
     data_dir: Path | None = None,
@@ -316,7 +316,7 @@ def run_study(
         raise AuditError(f"study {study}: unknown editor {unknown[0]!r} (known: {', '.join(known)})")
     if output is not None and (Path(output) / "results.json").exists():
         raise AuditError(f"{output} already holds a run (results.json): choose another --output")
-    states = {k: Path(v) for k, v in (states or {}).items()}
+    states = {k: Path(v) for k, v in (editor_state or {}).items()}
     the_suite = load_suite(suite, data_dir=data_dir)
     check_images(the_suite, the_suite.items)
     torch.manual_seed(seed)

@@ -39,6 +39,8 @@ def train_editor(
     dtype: str = "fp32",
     device: str = "cpu",
     allow_outside_paths: bool = False,
+    counterfactual: str | None = None,
+    variant: str | None = None,
     *,
     batch: int | None = None,
     lr: float | None = None,
@@ -50,8 +52,15 @@ def train_editor(
     adapter: Adapter | None = None,
     on_step: Callable[[int, int, float, float | None], None] | None = None,
 ) -> TrainResult:
-    """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint."""
+    """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint.
+
+    `counterfactual` and `variant` are the two training settings the CLI exposes; `hparams` any other
+    (docs/editors.md)."""
     from mllm_audit.runs.signals import stop_signals
+
+    if counterfactual or variant:
+        hparams = {**(hparams or {}), **({"counterfactual": counterfactual} if counterfactual else {}),
+                   **({"variant": variant} if variant else {})}
 
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,

@@ -241,10 +241,11 @@ def _sequence_logp(adapter: Any, rows: list[Row], feats: Any) -> Any:
 
 
 def train_toy(
-    out: Path,
+    out: Path = Path("toy-model"),
     seed: int = 0,
     steps: int | None = None,
-    write_suite_dir: Path | None = None,
+    write_suite: Path | None = None,
+    *,
     pool_size: int = 3000,
     log: Any = None,
     ike_rows: int = IKE_ROWS,
@@ -268,7 +269,7 @@ def train_toy(
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(out, seed, steps, write_suite_dir, pool_size, log, t0, ike_rows)
+        return _train(out, seed, steps, write_suite, pool_size, log, t0, ike_rows)
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])

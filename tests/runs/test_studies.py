@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mllm_audit.api import report
 from mllm_audit.cli import run as cli
 from mllm_audit.models import load_model
 from mllm_audit.runs.studies import Engine, Setting, planted_spread, run_study, siblings, summarise
@@ -113,7 +114,7 @@ def test_batch_study_writes_its_run_folder_and_report(toy, tmp_path: Path) -> No
     lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and [r["chunk_size"] for r in lines] == [1, 1, 1, 3, 3, 3]
     assert all(r["parity_after"] is not None for r in lines)
-    html = (out / "report.html").read_text()
+    html = report(out, html=out / "report.html").path.read_text()  # the study's section in the run report
     assert "Study: batch" in html and "parity pre" in html
     # Nothing the user has is overwritten.
     with pytest.raises(Exception, match="already holds a run"):
@@ -125,7 +126,7 @@ def test_modules_study_compares_language_and_vision(toy, tmp_path: Path) -> None
     rows = {r["module"]: r for r in res.results["table"]}
     assert set(rows) == {"language", "vision"} and rows["vision"]["edited_as"] == "ft-v"
     assert rows["language"]["reliability"] == 1.0
-    html = (tmp_path / "m" / "report.html").read_text()
+    html = report(tmp_path / "m", html=tmp_path / "m" / "report.html").path.read_text()
     assert html.count("data:image/png;base64") == 1  # Figure 4's plot
 
 
