@@ -33,6 +33,7 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.util.files import read_yaml_mapping
+from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import adapters_dir
 
 HEAD_FORMAT = "mllm-audit/classifier/v1"
@@ -158,8 +159,11 @@ def classifiers_dir() -> Path:
     return adapters_dir() / "classifiers"
 
 
+CLASSIFIERS = Registry("classifier", yaml_folder(classifiers_dir))
+
+
 def registered_classifiers() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(classifiers_dir().glob("*.yaml"))}
+    return dict(CLASSIFIERS.entries())
 
 
 def _read_card(path: Path) -> dict[str, Any]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
-from mllm_audit.errors import AuditError
+from mllm_audit.util.registry import Registry, lazy
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import Editor
@@ -22,9 +21,8 @@ EDITORS = {
 }
 
 
+REGISTRY = Registry("editor", lazy(EDITORS))
+
+
 def make_editor(name: str) -> Editor:
-    spec = EDITORS.get(name)
-    if spec is None:
-        raise AuditError(f"unknown editor {name!r} (known: {', '.join(EDITORS)})")
-    module, attr = spec.split(":")
-    return getattr(import_module(module), attr)()
+    return REGISTRY.get(name)()

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 from mllm_audit.errors import AuditError
 from mllm_audit.models.cards import Card, registered_cards, resolve_card
+from mllm_audit.util.registry import Registry, lazy
 
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter, LoadOptions
 
-# family -> module with `load(card, options) -> Adapter`
+# family -> its `load(card, options) -> Adapter`
 FAMILIES = {
-    "blip2": "mllm_audit.models.families.blip2",
-    "llava": "mllm_audit.models.families.llava",
-    "instructblip": "mllm_audit.models.families.instructblip",
-    "minigpt4": "mllm_audit.models.families.minigpt4",
-    "janus": "mllm_audit.models.families.janus",
+    "blip2": "mllm_audit.models.families.blip2:load",
+    "llava": "mllm_audit.models.families.llava:load",
+    "instructblip": "mllm_audit.models.families.instructblip:load",
+    "minigpt4": "mllm_audit.models.families.minigpt4:load",
+    "janus": "mllm_audit.models.families.janus:load",
 }
+FAMILY_REGISTRY = Registry("model family", lazy(FAMILIES))
 
 
 def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
@@ -31,13 +32,12 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     card = resolve_card(spec, options.card)
     if options.revision:
         card.revision = options.revision  # loaded at this commit, and recorded as the run's revision
-    module = FAMILIES.get(card.family)
-    if module is None:
+    if card.family not in FAMILIES:
         raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
     from mllm_audit.util.console import status
 
     with status(f"loading {card.name} ({card.family}) on {options.device}"):
-        return import_module(module).load(card, options)
+        return FAMILY_REGISTRY.get(card.family)(card, options)
 
 
 __all__ = ["Card", "FAMILIES", "load_model", "registered_cards", "resolve_card"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.util.files import read_yaml_mapping
+from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import adapters_dir
 
 _CARD_KEYS = {
@@ -59,8 +60,11 @@ class Card:
         return self.templates.get("default", "{prompt}")
 
 
+CARDS = Registry("model card", yaml_folder(adapters_dir))
+
+
 def registered_cards() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(adapters_dir().glob("*.yaml"))}
+    return dict(CARDS.entries())
 
 
 def read_card(path: Path) -> Card:
@@ -133,7 +137,6 @@ FOLDER_CARD = "mllm-audit-card.yaml"
 
 def write_folder_card(card: Card, folder: Path, description: str = "") -> Path:
     """Save `card` (templates, dtype, edit modules, ...) into a model folder, weights pointing at it."""
-    import yaml
 
     data: dict[str, Any] = {
         "name": card.name,
@@ -148,8 +151,9 @@ def write_folder_card(card: Card, folder: Path, description: str = "") -> Path:
         "extra": dict(card.extra),
     }
     target = Path(folder) / FOLDER_CARD
-    target.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return target
+    from mllm_audit.util.files import write_yaml
+
+    return write_yaml(target, data)
 
 
 def resolve_card(spec: str, card: str | None = None) -> Card:

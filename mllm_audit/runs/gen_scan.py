@@ -43,6 +43,7 @@ from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id, read_results
 from mllm_audit.suites.items import blank_image
 from mllm_audit.util.files import read_appended_jsonl, read_yaml_mapping
+from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import suites_dir
 
 if TYPE_CHECKING:
@@ -85,17 +86,20 @@ class GenSuite:
                 "n_prompts": len(self.prompts), "kind": "generation"}
 
 
-def registered_gen_suites() -> dict[str, Path]:
+def _is_generation_suite(p: Path) -> bool:
     import yaml
 
-    out = {}
-    for p in sorted(suites_dir().glob("*.yaml")):
-        try:
-            if (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("kind") == "generation":
-                out[p.stem] = p
-        except (yaml.YAMLError, OSError, AttributeError):
-            continue
-    return out
+    try:
+        return (yaml.safe_load(p.read_text(encoding="utf-8")) or {}).get("kind") == "generation"
+    except (yaml.YAMLError, OSError, AttributeError):
+        return False
+
+
+GEN_SUITES = Registry("generation suite", yaml_folder(suites_dir, _is_generation_suite))
+
+
+def registered_gen_suites() -> dict[str, Path]:
+    return dict(GEN_SUITES.entries())
 
 
 def read_prompts(path: Path, template: str) -> tuple[list[GenPrompt], bytes]:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.suites.items import sample_margin
+from mllm_audit.util.files import write_yaml
 from mllm_audit.util.numbers import finite_or_none
 
 
@@ -44,8 +45,6 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     """
     import os
 
-    import yaml
-
     from mllm_audit.errors import AuditError
     from mllm_audit.suites.builders.common import images_inside, write_items
     from mllm_audit.suites.items import load_suite
@@ -76,7 +75,7 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
         header["group_by"] = loaded.extra["group_by"]
     images_inside(out.parent, header, framed, f"{out.stem}-images")
     yaml_path = out.with_suffix(".yaml")
-    yaml_path.write_text(yaml.safe_dump(header, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_yaml(yaml_path, header)
     n_swapped = sum(1 for d in framed if d["meta"]["frame"]["swapped"])
     return {
         "items": len(framed),

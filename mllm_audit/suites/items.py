@@ -27,6 +27,7 @@ from mllm_audit.util.files import (
     read_capped,
     read_yaml_mapping,
 )
+from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import suites_dir
 
 TASKS = ("ic", "vqa")
@@ -277,9 +278,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return read_yaml_mapping(path)
 
 
+SUITES = Registry("suite", yaml_folder(suites_dir))
+
+
 def registered_suites() -> dict[str, Path]:
     """Registered suite names -> their YAML files."""
-    return {p.stem: p for p in sorted(suites_dir().glob("*.yaml"))}
+    return dict(SUITES.entries())
 
 
 def suite_info(path: Path) -> dict[str, Any]:

@@ -39,12 +39,13 @@ Everything here is pure Python + PIL and deterministic from a seed.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mllm_audit.util.files import write_jsonl_atomic, write_yaml
 
 IMAGE_SIZE = 32
 BIAS_TYPES = ("gender", "race", "age", "profession")
@@ -747,7 +748,6 @@ def write_suite(out_dir: Path, seed: int = 0, scenes_per_group: int = 8) -> Path
     `suites/toy` gives `suites/toy.yaml` + `suites/toy/items.jsonl` + `suites/toy/images/*.png`.
     Returns the YAML path.
     """
-    import yaml
 
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
@@ -757,12 +757,9 @@ def write_suite(out_dir: Path, seed: int = 0, scenes_per_group: int = 8) -> Path
             old.unlink()
     for rel, scene in images.items():
         render(scene).save(out_dir / rel, optimize=True)
-    with open(out_dir / "items.jsonl", "w", encoding="utf-8") as fh:
-        for it in items:
-            fh.write(json.dumps(it, sort_keys=False) + "\n")
+    write_jsonl_atomic(out_dir / "items.jsonl", items)
     header = dict(
         SUITE_HEADER, name=out_dir.name, items=f"{out_dir.name}/items.jsonl", images_dir=out_dir.name, world_seed=seed
     )
     yaml_path = out_dir.parent / f"{out_dir.name}.yaml"
-    yaml_path.write_text(yaml.safe_dump(header, sort_keys=False, width=200), encoding="utf-8")
-    return yaml_path
+    return write_yaml(yaml_path, header, width=200)

@@ -280,3 +280,12 @@ MAX_LINE_CHARS = 1024 * 1024
 
 
 MAX_TEXT_CHARS = 20_000
+
+
+def write_yaml(path: Path, data: Mapping[str, Any], width: int | None = None) -> Path:
+    """A suite header or card written atomically, keys in the given order, text kept readable."""
+    import yaml
+
+    text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, **({"width": width} if width else {}))
+    atomic_write_text(path, text)
+    return path

@@ -199,11 +199,9 @@ def _place_images(
 
 
 def _write_suite_yaml(out_dir: Path, header: dict[str, Any]) -> Path:
-    import yaml
+    from mllm_audit.util.files import write_yaml
 
-    path = out_dir / f"{header['name']}.yaml"
-    path.write_text(yaml.safe_dump(header, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_yaml(out_dir / f"{header['name']}.yaml", header)
 
 
 def _images_dir_entry(out_dir: Path, images_dir: Path) -> str:
