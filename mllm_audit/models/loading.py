@@ -5,15 +5,17 @@ Failures become one-line `AuditError`s that say what to do.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.models.base import DTYPES, LoadOptions
+from mllm_audit.models.base import DTYPES, Adapter, LoadOptions
 from mllm_audit.models.cards import Card
 from mllm_audit.util.files import check_safetensors_files
 
@@ -176,12 +178,42 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
 
 def load_with_processor(cls: Any, card: Card, options: LoadOptions, keep_fp32: list[str],
                         expected_missing: Sequence[str] = ()) -> tuple[Any, Any]:
-    """Model + AutoProcessor from the card's weights; `keep_fp32` is the family default for
-    `card.keep_fp32` (modules quantization leaves in full precision) when the card names none;
-    `expected_missing` the keys the family may legitimately lack (tied weights, buffers)."""
+    """Model + AutoProcessor from the card's weights (`card.keep_fp32`, filled from the family's
+    FamilySpec, names the modules quantization leaves in full precision; `keep_fp32` is a default
+    for callers without a spec); `expected_missing` the keys the family may legitimately lack."""
     from transformers import AutoProcessor
 
-    if not card.keep_fp32:
-        card.keep_fp32 = list(keep_fp32)
+    if not card.keep_fp32 and keep_fp32:
+        card = dataclasses.replace(card, keep_fp32=list(keep_fp32))
     model = from_pretrained_checked(cls, card, options, quantization_config(card, options), expected_missing)
     return model, from_pretrained_checked(AutoProcessor, card, options, None)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """How one architecture family loads, declared rather than coded per family: the transformers
+    class, the adapter, the modules quantization keeps in full precision, the modules FT edits when
+    the card names none, and where the image placeholder id and count come from. The card is never
+    changed: defaults fill a copy that the adapter carries."""
+
+    model_class: str
+    adapter: type[Adapter]
+    keep_fp32: tuple[str, ...]
+    default_edit: Callable[[Any], dict[str, list[str]]]  # model -> {"text_modules", "vision_modules"}
+    n_image_tokens: Callable[[Any, Any], int]  # (model config, processor) -> placeholders per image
+    finish: Callable[[Any], None] | None = None  # family-specific fields read from the processor
+
+    def load(self, card: Card, options: LoadOptions) -> Any:
+        import transformers
+
+        card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or self.keep_fp32))
+        model, processor = load_with_processor(getattr(transformers, self.model_class), card, options, [])
+        card = dataclasses.replace(card, edit=dict(card.edit or self.default_edit(model)))
+        cfg = model.config
+        adapter = self.adapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
+                               image_token_id=int(cfg.image_token_id),
+                               n_image_tokens=int(self.n_image_tokens(cfg, processor)))
+        adapter.processor = processor
+        if self.finish is not None:
+            self.finish(adapter)
+        return adapter

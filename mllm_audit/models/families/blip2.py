@@ -10,9 +10,8 @@ from typing import Any
 
 import torch
 
-from mllm_audit.models.base import Adapter, LoadOptions, last_mlp
-from mllm_audit.models.cards import Card
-from mllm_audit.models.loading import load_with_processor
+from mllm_audit.models.base import Adapter, last_mlp
+from mllm_audit.models.loading import FamilySpec
 
 
 class Blip2Adapter(Adapter):
@@ -29,26 +28,6 @@ class Blip2Adapter(Adapter):
         return self.model.language_model
 
 
-def load(card: Card, options: LoadOptions) -> Blip2Adapter:
-    from transformers import Blip2ForConditionalGeneration
-
-    keep = ["qformer", "query_tokens", "language_projection", "lm_head"]
-    model, processor = load_with_processor(Blip2ForConditionalGeneration, card, options, keep)
-    cfg = model.config
-    if not card.edit:
-        card.edit = default_edit_modules(model)
-    adapter = Blip2Adapter(
-        card=card,
-        model=model,
-        tokenizer=processor.tokenizer,
-        options=options,
-        image_token_id=int(cfg.image_token_id),
-        n_image_tokens=int(cfg.num_query_tokens),
-    )
-    adapter.processor = processor
-    return adapter
-
-
 def default_edit_modules(model: torch.nn.Module) -> dict[str, list[str]]:
     """Without a card: FT-L edits the last decoder layer's MLP, FT-V the Q-Former and projection."""
     return {
@@ -56,3 +35,13 @@ def default_edit_modules(model: torch.nn.Module) -> dict[str, list[str]]:
                                  ("fc1", "fc2")),
         "vision_modules": ["qformer", "query_tokens", "language_projection"],
     }
+
+
+SPEC = FamilySpec(
+    model_class="Blip2ForConditionalGeneration",
+    adapter=Blip2Adapter,
+    keep_fp32=("qformer", "query_tokens", "language_projection", "lm_head"),
+    default_edit=default_edit_modules,
+    n_image_tokens=lambda cfg, _proc: cfg.num_query_tokens,
+)
+load = SPEC.load

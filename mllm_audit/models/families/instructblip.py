@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 
-from mllm_audit.models.base import Adapter, LoadOptions, last_mlp
-from mllm_audit.models.cards import Card
-from mllm_audit.models.loading import load_with_processor
+from mllm_audit.models.base import Adapter, last_mlp
+from mllm_audit.models.loading import FamilySpec
 
 
 class InstructBlipAdapter(Adapter):
@@ -86,25 +85,23 @@ class InstructBlipAdapter(Adapter):
         return self.model.language_model
 
 
-def load(card: Card, options: LoadOptions) -> InstructBlipAdapter:
-    from transformers import InstructBlipForConditionalGeneration
+def _edit_modules(model: Any) -> dict[str, list[str]]:
+    return {
+        "text_modules": last_mlp("language_model.model.layers", model.config.text_config.num_hidden_layers),
+        "vision_modules": ["qformer", "query_tokens", "language_projection"],
+    }
 
-    keep = ["qformer", "query_tokens", "language_projection", "lm_head"]
-    model, processor = load_with_processor(InstructBlipForConditionalGeneration, card, options, keep)
-    cfg = model.config
-    if not card.edit:
-        card.edit = {
-            "text_modules": last_mlp("language_model.model.layers", cfg.text_config.num_hidden_layers),
-            "vision_modules": ["qformer", "query_tokens", "language_projection"],
-        }
-    adapter = InstructBlipAdapter(
-        card=card,
-        model=model,
-        tokenizer=processor.tokenizer,
-        options=options,
-        image_token_id=int(cfg.image_token_id),
-        n_image_tokens=int(cfg.num_query_tokens),
-    )
-    adapter.processor = processor
+
+def _finish(adapter: InstructBlipAdapter) -> None:
     adapter._instructions, adapter._lengths = {}, set()
-    return adapter
+
+
+SPEC = FamilySpec(
+    model_class="InstructBlipForConditionalGeneration",
+    adapter=InstructBlipAdapter,
+    keep_fp32=("qformer", "query_tokens", "language_projection", "lm_head"),
+    default_edit=_edit_modules,
+    n_image_tokens=lambda cfg, _proc: cfg.num_query_tokens,
+    finish=_finish,
+)
+load = SPEC.load

@@ -22,9 +22,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from mllm_audit.models.base import Adapter, ChatTemplateMixin, LoadOptions, last_mlp
-from mllm_audit.models.cards import Card
-from mllm_audit.models.loading import load_with_processor
+from mllm_audit.models.base import Adapter, ChatTemplateMixin, last_mlp
+from mllm_audit.models.loading import FamilySpec
 
 # Card `generation:` keys that map onto transformers' GenerationConfig.
 GENERATION_KEYS = ("guidance_scale", "temperature", "do_sample", "top_k", "top_p")
@@ -150,27 +149,25 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         return out
 
 
-def load(card: Card, options: LoadOptions) -> JanusAdapter:
-    from transformers import JanusForConditionalGeneration
+def _edit_modules(model: Any) -> dict[str, list[str]]:
+    return {
+        "text_modules": last_mlp("model.language_model.layers", model.config.text_config.num_hidden_layers),
+        "vision_modules": ["model.aligner"],
+    }
 
-    keep = ["vision_model", "aligner", "vqmodel", "generation_head", "lm_head"]
-    model, processor = load_with_processor(JanusForConditionalGeneration, card, options, keep)
-    cfg = model.config
-    tok = processor.tokenizer
-    if not card.edit:
-        card.edit = {
-            "text_modules": last_mlp("model.language_model.layers", cfg.text_config.num_hidden_layers),
-            "vision_modules": ["model.aligner"],
-        }
-    adapter = JanusAdapter(
-        card=card,
-        model=model,
-        tokenizer=tok,
-        options=options,
-        image_token_id=int(cfg.image_token_id),
-        n_image_tokens=int(getattr(processor, "num_image_tokens", 0) or cfg.vision_config.num_image_tokens),
-    )
-    adapter.processor = processor
+
+def _finish(adapter: JanusAdapter) -> None:
+    tok, processor = adapter.tokenizer, adapter.processor
     adapter.boi_token_id = int(tok.convert_tokens_to_ids(processor.image_start_token))
     adapter.eoi_token_id = int(tok.convert_tokens_to_ids(processor.image_end_token))
-    return adapter
+
+
+SPEC = FamilySpec(
+    model_class="JanusForConditionalGeneration",
+    adapter=JanusAdapter,
+    keep_fp32=("vision_model", "aligner", "vqmodel", "generation_head", "lm_head"),
+    default_edit=_edit_modules,
+    n_image_tokens=lambda cfg, proc: int(getattr(proc, "num_image_tokens", 0) or cfg.vision_config.num_image_tokens),
+    finish=_finish,
+)
+load = SPEC.load

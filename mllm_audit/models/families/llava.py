@@ -11,9 +11,8 @@ from typing import Any
 
 import torch
 
-from mllm_audit.models.base import Adapter, ChatTemplateMixin, LoadOptions, last_mlp
-from mllm_audit.models.cards import Card
-from mllm_audit.models.loading import load_with_processor
+from mllm_audit.models.base import Adapter, ChatTemplateMixin, last_mlp
+from mllm_audit.models.loading import FamilySpec
 
 
 class LlavaAdapter(ChatTemplateMixin, Adapter):
@@ -43,32 +42,25 @@ class LlavaAdapter(ChatTemplateMixin, Adapter):
         return self.model
 
 
-def load(card: Card, options: LoadOptions) -> LlavaAdapter:
-    from transformers import LlavaForConditionalGeneration
-
-    keep = ["vision_tower", "multi_modal_projector", "lm_head"]
-    model, processor = load_with_processor(LlavaForConditionalGeneration, card, options, keep)
-    cfg = model.config
-    n_tokens = int(getattr(processor, "num_image_tokens", 0) or 0) or image_seq_length(cfg)
-    if not card.edit:
-        card.edit = {
-            "text_modules": last_mlp("model.language_model.layers", cfg.text_config.num_hidden_layers),
-            "vision_modules": ["model.multi_modal_projector"],
-        }
-    adapter = LlavaAdapter(
-        card=card,
-        model=model,
-        tokenizer=processor.tokenizer,
-        options=options,
-        image_token_id=int(cfg.image_token_id),
-        n_image_tokens=n_tokens,
-    )
-    adapter.processor = processor
-    return adapter
-
-
 def image_seq_length(cfg: Any) -> int:
     """Placeholders per image: (image / patch)^2, plus the CLS token when the strategy keeps it."""
     v = cfg.vision_config
     n = (v.image_size // v.patch_size) ** 2
     return n + (1 if cfg.vision_feature_select_strategy == "full" else 0)
+
+
+def _edit_modules(model: Any) -> dict[str, list[str]]:
+    return {
+        "text_modules": last_mlp("model.language_model.layers", model.config.text_config.num_hidden_layers),
+        "vision_modules": ["model.multi_modal_projector"],
+    }
+
+
+SPEC = FamilySpec(
+    model_class="LlavaForConditionalGeneration",
+    adapter=LlavaAdapter,
+    keep_fp32=("vision_tower", "multi_modal_projector", "lm_head"),
+    default_edit=_edit_modules,
+    n_image_tokens=lambda cfg, proc: int(getattr(proc, "num_image_tokens", 0) or 0) or image_seq_length(cfg),
+)
+load = SPEC.load

@@ -15,6 +15,7 @@ device maps included). Original files are read with `torch.load(weights_only=Tru
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -171,10 +172,10 @@ class MiniGPT4Adapter(Adapter):
 def load(card: Card, options: LoadOptions) -> MiniGPT4Adapter:
     from transformers import AutoTokenizer, BlipImageProcessorPil
 
-    if not card.keep_fp32:
-        card.keep_fp32 = list(KEEP_FP32)
-    # Items without a task still need the image slot: MiniGPT-4 has no layout without it.
-    card.templates.setdefault("default", PROMPT)
+    # The card is not changed: family defaults fill a copy. Items without a task still need the image
+    # slot (MiniGPT-4 has no layout without it), hence the default template.
+    card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or KEEP_FP32),
+                               templates={"default": PROMPT, **card.templates})
     if card.weights.startswith("/") and not Path(card.weights).is_dir():
         raise AuditError(
             f"MiniGPT-4 folder {card.weights} does not exist: build it once with `mllm-audit convert minigpt4 "
@@ -186,11 +187,10 @@ def load(card: Card, options: LoadOptions) -> MiniGPT4Adapter:
     tokenizer = from_pretrained_checked(AutoTokenizer, card, options, None)
     image_processor = from_pretrained_checked(BlipImageProcessorPil, card, options, None)
     cfg = model.config
-    if not card.edit:
-        card.edit = {
-            "text_modules": last_mlp("language_model.model.layers", cfg.text_config.num_hidden_layers),
-            "vision_modules": ["qformer", "query_tokens", "llama_proj"],
-        }
+    card = dataclasses.replace(card, edit=dict(card.edit or {
+        "text_modules": last_mlp("language_model.model.layers", cfg.text_config.num_hidden_layers),
+        "vision_modules": ["qformer", "query_tokens", "llama_proj"],
+    }))
     adapter = MiniGPT4Adapter(
         card=card,
         model=model,
