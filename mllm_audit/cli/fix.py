@@ -7,13 +7,14 @@ from typing import Any
 
 import typer
 
+from mllm_audit.cli import options
 from mllm_audit.report.tables import diff_line, metrics_table, saved_model_line
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def fix(
-        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
         editor: str = typer.Option("ft-l", help="ft-l, ft-v, ike (learned: mend, ke, serac); "
                                    "sft, bpo (unified models' generation)."),
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         limit: int | None = typer.Option(None, help="Edit at most N items."),
         split: str | None = typer.Option(None, help="Items of this split (default: eval when present)."),
         require: list[str] | None = typer.Option(None, help="Metrics that must be measurable."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
+        output: Path | None = options.output("Run folder."),
         save: Path | None = typer.Option(None, help="Write the edited model (all edits at once) here."),
         editor_state: Path | None = typer.Option(None, help="Trained editor state (mend, ke, serac)."),
         variant: str | None = typer.Option(
@@ -32,13 +33,13 @@ def register(app: typer.Typer) -> None:
                        "(mend/ke pick theirs at train-editor time). See docs/editors.md."),
         serac_routing: str | None = typer.Option(
             None, help="serac: soft (default; EasyEdit's multimodal SERAC mixes by scope score) or hard."),
-        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
-        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
-        batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
-        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-        device: str = typer.Option("cpu", help="torch device."),
-        seed: int = typer.Option(0, help="Random seed."),
-        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
+        data_dir: Path | None = options.data_dir(),
+        allow_outside_paths: bool = options.allow_outside_paths(),
+        batch_size: int = options.batch_size(),
+        dtype: str = options.dtype(),
+        device: str = options.device(),
+        seed: int = options.seed("Random seed."),
+        card: str | None = options.card(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
         hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
     ) -> None:

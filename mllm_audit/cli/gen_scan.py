@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command("gen-scan")
@@ -18,17 +20,17 @@ def register(app: typer.Typer) -> None:
                                               "full protocol is 160."),
         classifier: str | None = typer.Option(None, help="Classifier card, head folder or CLIP folder "
                                               "(default: the suite's, else clip-vit-l14)."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder (default ./mllm-audit-runs/...)."),
+        output: Path | None = options.output(),
         seed: int = typer.Option(0, help="Seed; each prompt's images are seeded from (seed, prompt id)."),
         batch_size: int = typer.Option(8, help="Images per generate call."),
         resume: bool = typer.Option(False, help="Continue the run in --output, reusing prompts already done."),
         limit: int | None = typer.Option(None, help="Only the first N prompts."),
         understanding: bool = typer.Option(True, help="Also ask the blank-image gender question per prompt."),
         dtype: str = typer.Option("fp32", help="fp32 (default), bf16 or fp16."),
-        device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
-        trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        device: str = options.device(),
+        trust_remote_code: bool = options.trust_remote_code(),
         allow_outside_paths: bool = typer.Option(False, help="Allow the suite to name files outside its folder."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
         from mllm_audit.report.tables import gen_table, summary_table

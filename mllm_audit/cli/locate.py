@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command("locate")
@@ -22,11 +24,11 @@ def register(app: typer.Typer) -> None:
         min_parity: float = typer.Option(0.9, help="VQ round-trip parity below this flags the tokenizer."),
         folds: int = typer.Option(5, help="Cross-validation folds of the linear probe."),
         limit: int | None = typer.Option(None, help="Only the first N prompts."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
+        output: Path | None = options.output("Run folder."),
         seed: int = typer.Option(0, help="Seed."),
         batch_size: int = typer.Option(64, help="Images per generate call."),
-        device: str = typer.Option("cpu", help="torch device."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        device: str = options.device(),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Probe the tokenizer (linear probe, VQ round trip) and the LM (JSD hit rate); print a verdict."""
         from mllm_audit.report.tables import locate_tables

@@ -6,23 +6,25 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def scan(
-        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
-        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder (default ./mllm-audit-runs/...)."),
+        data_dir: Path | None = options.data_dir(),
+        output: Path | None = options.output(),
         batch_size: int = typer.Option(16, help="Candidates per forward pass."),
         limit: int | None = typer.Option(None, help="Score only the first N items."),
         split: str | None = typer.Option(None, help="Only items of this split (train, val, eval)."),
         dtype: str = typer.Option("fp32", help="fp32 (default, exact), bf16 or fp16."),
-        device: str = typer.Option("cpu", help="torch device, e.g. cpu or cuda:0."),
+        device: str = options.device(),
         quantize: str | None = typer.Option(None, help="8bit or 4bit (bitsandbytes)."),
-        seed: int = typer.Option(0, help="Random seed recorded with the run."),
+        seed: int = options.seed(),
         allow_outside_paths: bool = typer.Option(False, help="Allow image paths outside the suite folder."),
-        trust_remote_code: bool = typer.Option(False, help="Allow model code from the weights folder."),
+        trust_remote_code: bool = options.trust_remote_code(),
         resume: bool = typer.Option(
             False, help="Continue the run in --output: keep its samples for this model and suite, score the rest."
         ),
@@ -30,8 +32,8 @@ def register(app: typer.Typer) -> None:
             None, help="Spread the model over devices: auto, balanced, balanced_low_0 or sequential."
         ),
         max_memory: str | None = typer.Option(None, help="Budget per device for --device-map, e.g. 0=20GiB,cpu=64GiB."),
-        card: str | None = typer.Option(None, help="Prompt templates of this card for a model folder."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        card: str | None = options.card(),
+        quiet: bool = options.quiet(),
         revision: str | None = typer.Option(
             None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, else the "
             "local snapshot's commit).",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
 from mllm_audit.report.tables import new_table
 
 
@@ -13,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def study(
         study: str = typer.Argument(..., help="modules (Figure 4), cross-bias (Table 3) or batch (1/4/16/64)."),
-        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Suite with eval (edited) and train splits."),
         editors: str | None = typer.Option(
             None, help="Comma-separated. modules: ft,mend,ke; others: ft-l,ft-v,ike,serac,ke,mend."),
@@ -24,12 +25,12 @@ def register(app: typer.Typer) -> None:
         editor_state: list[str] | None = typer.Option(
             None, help="NAME=DIR or NAME:SCOPE=DIR: a trained state instead of training one here (not cross-bias)."),
         train_steps: int | None = typer.Option(None, help="Training steps of learned editors trained here."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Run folder."),
-        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
-        batch_size: int = typer.Option(16, help="Candidates per forward pass when measuring."),
-        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-        device: str = typer.Option("cpu", help="torch device."),
-        seed: int = typer.Option(0, help="Random seed."),
+        output: Path | None = options.output("Run folder."),
+        data_dir: Path | None = options.data_dir(),
+        batch_size: int = options.batch_size(),
+        dtype: str = options.dtype(),
+        device: str = options.device(),
+        seed: int = options.seed("Random seed."),
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 

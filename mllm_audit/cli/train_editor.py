@@ -6,28 +6,30 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command("train-editor")
     def train_editor_cmd(
         editor: str = typer.Option("mend", help="mend, ke or serac."),
-        model: str = typer.Option("toy", "--model", "-m", help="Card name, card .yaml, or model folder."),
+        model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Suite with a train split (val: early stopping)."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for state.safetensors, config.json, checkpoints."),
         scope: str | None = typer.Option(None, help="text (default) or vision: which side mend/ke edit."),
         steps: int | None = typer.Option(None, help="Training steps (default: the editor's schedule)."),
         seed: int = typer.Option(0, help="Random seed (initialisation and batch order)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt."),
-        data_dir: Path | None = typer.Option(None, help="Folder the suite's image paths are relative to."),
-        allow_outside_paths: bool = typer.Option(False, help="Allow paths outside the suite folder."),
-        dtype: str = typer.Option("fp32", help="fp32, bf16 or fp16."),
-        device: str = typer.Option("cpu", help="torch device."),
+        data_dir: Path | None = options.data_dir(),
+        allow_outside_paths: bool = options.allow_outside_paths(),
+        dtype: str = options.dtype(),
+        device: str = options.device(),
         counterfactual: str | None = typer.Option(
             None, help="serac: 'lora' (adapters on the base, default) or a card/folder of a smaller model."
         ),
         variant: str | None = typer.Option(
             None, help="mend: easyedit (default) or margin; ke: decao (default) or margin. See docs/editors.md."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        quiet: bool = options.quiet(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -18,7 +18,6 @@ under `accelerate launch`) leaves the same file as an uninterrupted one-process 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -46,6 +45,7 @@ from mllm_audit.runs.sharding import Processes, current_processes, image_chunks,
 from mllm_audit.runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
 from mllm_audit.runs.writer import SAMPLE_SCHEMA, RunWriter, default_run_dir, new_run_id, read_results
 from mllm_audit.suites.items import Item, Suite, load_suite
+from mllm_audit.testing.hooks import chunk_delay
 from mllm_audit.util.console import note
 from mllm_audit.util.files import atomic_write_json, read_appended_jsonl, write_jsonl_atomic
 
@@ -56,7 +56,6 @@ DEFAULT_MODEL = "toy"
 DEFAULT_SUITE = "toy"
 SHARDS_DIR = ".shards"  # per-rank sample files while several processes run
 # Test hook: seconds to sleep after each chunk is written (lets tests kill a run part-way).
-CHUNK_DELAY_ENV = "MLLM_AUDIT_CHUNK_DELAY"
 
 
 @dataclass
@@ -306,7 +305,7 @@ def _score_chunks(
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"
     tick = progress(2 * sum(len(c) for c in chunks)) if progress is not None and procs.is_main else None
-    delay = float(os.environ.get(CHUNK_DELAY_ENV) or 0)
+    delay = chunk_delay()
     done: list[dict[str, Any]] = []
     with RunWriter(out_dir, run_id, samples_name=name, append=True) as writer:
         for chunk in chunks:

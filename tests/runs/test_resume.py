@@ -14,7 +14,8 @@ import pytest
 
 from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.scan import CHUNK_DELAY_ENV, run_scan
+from mllm_audit.runs.scan import run_scan
+from mllm_audit.testing.hooks import CHUNK_DELAY_ENV
 from mllm_audit.util.files import read_appended_jsonl, read_jsonl
 
 # Start the CLI with Python's own Ctrl-C handler even if this test runs with SIGINT ignored.

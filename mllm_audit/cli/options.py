@@ -1,0 +1,54 @@
+"""Options several commands share, declared once: the same flag, default and help everywhere.
+
+Each is a factory (a fresh typer.Option per use); a command with a different default passes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def model(default: str = "toy") -> Any:
+    return typer.Option(default, "--model", "-m", help="Card name, card .yaml, or model folder.")
+
+
+def data_dir() -> Any:
+    return typer.Option(None, help="Folder the suite's image paths are relative to.")
+
+
+def allow_outside_paths() -> Any:
+    return typer.Option(False, help="Allow paths outside the suite folder.")
+
+
+def output(help: str = "Run folder (default ./mllm-audit-runs/...).") -> Any:  # noqa: A002 - typer's word
+    return typer.Option(None, "--output", "-o", help=help)
+
+
+def dtype() -> Any:
+    return typer.Option("fp32", help="fp32, bf16 or fp16.")
+
+
+def device() -> Any:
+    return typer.Option("cpu", help="torch device, e.g. cpu or cuda:0.")
+
+
+def seed(help: str = "Random seed recorded with the run.") -> Any:  # noqa: A002
+    return typer.Option(0, help=help)
+
+
+def quiet(help: str = "No progress bar.") -> Any:  # noqa: A002
+    return typer.Option(False, "--quiet", "-q", help=help)
+
+
+def card() -> Any:
+    return typer.Option(None, help="Prompt templates of this card for a model folder.")
+
+
+def trust_remote_code() -> Any:
+    return typer.Option(False, help="Allow model code from the weights folder.")
+
+
+def batch_size(default: int = 16, help: str = "Candidates per forward pass when measuring.") -> Any:  # noqa: A002
+    return typer.Option(default, help=help)
