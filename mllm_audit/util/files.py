@@ -188,22 +188,32 @@ def jsonl_objects(path: Path, what: str = "", max_bytes: int | None = None,
         if not path.is_file():
             raise AuditError(f"{what + ' ' if what else ''}not found: {path}")
         raw = read_capped(path, max_bytes, f"{what} {path}".strip()) if max_bytes else path.read_bytes()
+    import jsonlines
+
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise AuditError(f"{path}: not UTF-8 text") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        if max_line_chars is not None and len(line) > max_line_chars:
-            raise AuditError(f"{where}: line of {len(line)} characters, over the {max_line_chars}-character limit")
-        try:
-            yield where, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise AuditError(f"{where}: malformed JSON ({e.msg})") from None
-        except RecursionError:
-            raise AuditError(f"{where}: JSON nested too deeply") from None
+    line_no = 0
+
+    def lines() -> Iterator[str]:  # counts lines (for file:line) and refuses an overlong one unparsed
+        nonlocal line_no
+        for line_no, line in enumerate(text.splitlines(), 1):  # noqa: B007 - read by the reader's caller
+            if max_line_chars is not None and len(line) > max_line_chars:
+                raise AuditError(f"{path}:{line_no}: line of {len(line)} characters, over the "
+                                 f"{max_line_chars}-character limit")
+            yield line
+
+    reader = jsonlines.Reader(lines(), loads=json.loads)
+    try:
+        for obj in reader.iter(skip_empty=True):
+            yield f"{path}:{line_no}", obj
+    except jsonlines.InvalidLineError as e:
+        cause = e.__cause__
+        msg = cause.msg if isinstance(cause, json.JSONDecodeError) else "not JSON"
+        raise AuditError(f"{path}:{e.lineno}: malformed JSON ({msg})") from None
+    except RecursionError:
+        raise AuditError(f"{path}:{line_no}: JSON nested too deeply") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
