@@ -44,6 +44,10 @@ def register(app: typer.Typer) -> None:
         hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
+        from mllm_audit.runs.options import check_fix_options
+
+        check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam or (), dtype, device,
+                          split)  # before torch is imported: a typo costs milliseconds
         if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
             from mllm_audit.cli.fix_unified import fix_unified
 

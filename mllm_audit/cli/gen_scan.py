@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = options.quiet(),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
+        from mllm_audit.runs.options import check_load_options
+
+        check_load_options(dtype, device)  # before torch is imported: a typo costs milliseconds
         from mllm_audit.report.tables import gen_table, summary_table
         from mllm_audit.runs.gen_scan import run_gen_scan
         from mllm_audit.util.console import console, err_console, progress_bar

@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = options.quiet(),
     ) -> None:
         """Probe the tokenizer (linear probe, VQ round trip) and the LM (JSD hit rate); print a verdict."""
+        from mllm_audit.runs.options import check_load_options
+
+        check_load_options(device=device)  # before torch is imported: a typo costs milliseconds
         from mllm_audit.report.tables import locate_tables
         from mllm_audit.runs.locate import run_locate
         from mllm_audit.util.console import console, err_console, progress_bar

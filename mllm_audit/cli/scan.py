@@ -45,6 +45,11 @@ def register(app: typer.Typer) -> None:
         folder that --resume continues. Several processes: accelerate launch --multi_gpu
         --num_processes N -m mllm_audit.cli scan ... (works on CPU too, over gloo).
         """
+        from mllm_audit.runs.options import check_scan_options
+        from mllm_audit.runs.sharding import world_size_from_env
+
+        check_scan_options(batch_size, limit, dtype, device, quantize, split, device_map, max_memory,
+                           world_size_from_env())  # before torch is imported: a typo costs milliseconds
         from mllm_audit.report.tables import bias_table
         from mllm_audit.runs.scan import run_scan
         from mllm_audit.util.console import console, err_console, progress_bar

@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 
+        from mllm_audit.runs.options import check_load_options
+
+        check_load_options(dtype, device)  # before torch is imported: a typo costs milliseconds
         from mllm_audit.api import study as run_study
         from mllm_audit.errors import AuditError
         from mllm_audit.report.html import write_html_report

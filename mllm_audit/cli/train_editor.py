@@ -34,6 +34,10 @@ def register(app: typer.Typer) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
+
+        check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
+        check_load_options(dtype, device)
         from mllm_audit.api import train_editor
         from mllm_audit.util.console import err_console
         from mllm_audit.util.text import shown

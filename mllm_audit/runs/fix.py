@@ -44,7 +44,7 @@ from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
 from mllm_audit.models.cards import write_folder_card
 from mllm_audit.runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
-from mllm_audit.runs.options import check_load_options
+from mllm_audit.runs.options import FIX_BATCH_SIZES, FIX_MODES, check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
 from mllm_audit.runs.score import check_images, image_loader, score_items
@@ -59,8 +59,7 @@ if TYPE_CHECKING:
     from mllm_audit.editors.base import Edited, Editor
     from mllm_audit.models.base import Adapter
 
-MODES = ("single", "batch", "sequential")
-BATCH_SIZES = (1, 4, 16, 64)
+MODES, BATCH_SIZES = FIX_MODES, FIX_BATCH_SIZES
 
 
 @dataclass
@@ -144,6 +143,7 @@ def run_fix(
     `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
     `hparam` as KEY=VALUE settings and `data_dir` the labelled images; it returns a UnifiedFixResult.
     """
+    check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split)
     if editor in ("sft", "bpo"):
         from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
         from mllm_audit.runs.fix_unified import run_unified_fix
@@ -153,16 +153,10 @@ def run_fix(
                                suite="gen-toy-v2" if suite == "toy" else suite, editor=editor, images=data_dir,
                                output=output, save=save, seed=seed, settings=settings, device=device,
                                adapter=adapter, log=log)
-    if hparam:
-        raise AuditError(f"--set applies to --editor sft and bpo, not {editor}")
     editor_options = dict(editor_options or {})
     if variant is not None:
-        if editor not in ("ft-l", "ft-v", "ike"):
-            raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
         editor_options["variant"] = variant
     if serac_routing is not None:
-        if editor != "serac":
-            raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")
         editor_options["routing"] = serac_routing
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
@@ -185,13 +179,6 @@ def _run_fix(
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--batch-edits": batch_edits, "--limit": limit, "--batch-size": batch_size}, seed)
-    check_load_options(dtype, device, split=split)
-    if mode not in MODES:
-        raise AuditError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    if mode == "batch" and batch_edits not in BATCH_SIZES:
-        raise AuditError(f"--batch-edits must be one of {BATCH_SIZES}, got {batch_edits}")
-    if scope not in (None, "text", "vision"):
-        raise AuditError(f"--scope must be text or vision, got {scope!r}")
     the_editor: Editor = make_editor(editor)
     if scope is not None and the_editor.scope is not None:
         the_editor.scope = scope

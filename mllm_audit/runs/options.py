@@ -5,7 +5,7 @@ milliseconds, not a model load. scan, fix, gen-scan, locate, train-editor and st
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +100,40 @@ def check_load_options(dtype: str = "fp32", device: str = "cpu", quantize: str |
         raise AuditError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
     if not re.fullmatch(r"(cpu|mps|cuda(:\d+)?)", device):
         raise AuditError(f"--device must be cpu, mps, cuda or cuda:N, got {device!r}")
+
+
+FIX_MODES = ("single", "batch", "sequential")
+FIX_BATCH_SIZES = (1, 4, 16, 64)
+UNIFIED_EDITORS = ("sft", "bpo")
+LEARNED_EDITORS = ("mend", "ke", "serac")
+
+
+def check_editor_name(editor: str, allowed: tuple[str, ...] | None = None, what: str = "--editor") -> None:
+    """The editor registry's names (no editor module is imported: a typo costs milliseconds)."""
+    from mllm_audit.editors import EDITORS
+
+    known = allowed if allowed is not None else (*EDITORS, *UNIFIED_EDITORS)
+    if editor not in known:
+        raise AuditError(f"unknown editor {editor!r} (known: {', '.join(known)})" if allowed is None
+                         else f"{what} must be one of {', '.join(known)}, got {editor!r}")
+
+
+def check_fix_options(editor: str, mode: str = "single", batch_edits: int = 16, scope: str | None = None,
+                      variant: str | None = None, serac_routing: str | None = None,
+                      hparam: Sequence[str] = (), dtype: str = "fp32", device: str = "cpu",
+                      split: str | None = None) -> None:
+    """Every `fix` option that can be judged without loading anything."""
+    check_editor_name(editor)
+    check_load_options(dtype, device, split=split)
+    if mode not in FIX_MODES:
+        raise AuditError(f"--mode must be one of {', '.join(FIX_MODES)}, got {mode!r}")
+    if mode == "batch" and batch_edits not in FIX_BATCH_SIZES:
+        raise AuditError(f"--batch-edits must be one of {FIX_BATCH_SIZES}, got {batch_edits}")
+    if scope not in (None, "text", "vision"):
+        raise AuditError(f"--scope must be text or vision, got {scope!r}")
+    if hparam and editor not in UNIFIED_EDITORS:
+        raise AuditError(f"--set applies to --editor sft and bpo, not {editor}")
+    if variant is not None and editor not in ("ft-l", "ft-v", "ike"):
+        raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+    if serac_routing is not None and editor != "serac":
+        raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")

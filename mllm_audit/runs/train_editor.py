@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.options import check_load_options
+from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
 if TYPE_CHECKING:
     from mllm_audit.editors.learned.base import TrainResult
     from mllm_audit.models.base import Adapter
 
-LEARNED = ("mend", "ke", "serac")
+LEARNED = LEARNED_EDITORS
 
 
 def train_editor(
@@ -91,8 +91,7 @@ def _train_editor(
     check_load_options(dtype, device)
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise AuditError(f"lr must be a positive finite number, got {lr!r}")
-    if editor not in LEARNED:
-        raise AuditError(f"--editor must be one of {', '.join(LEARNED)} (learned editors), got {editor!r}")
+    check_editor_name(editor, LEARNED, "--editor (a learned editor)")
     if scope not in (None, "text", "vision"):
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
     if scope == "vision" and editor == "serac":

@@ -38,3 +38,17 @@ def test_good_options_pass_the_same_check() -> None:
     for dtype in DTYPES:
         for device in ("cpu", "cuda", "cuda:1", "mps"):
             check_load_options(dtype, device)
+
+
+@pytest.mark.parametrize(("argv", "option"), [*CASES, (["fix", "--editor", "nope"], "nope"),
+                                               (["train-editor", "--editor", "ft-l", "--out", "x"], "--editor")])
+def test_option_errors_come_before_torch_is_imported(argv: list[str], option: str) -> None:
+    """A typo costs a fraction of a second: the check runs before torch (about 2-6 s) is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mllm_audit.cli import run; rc = run(sys.argv[1:]); "
+            "print(rc, 'torch' in sys.modules, file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True).stderr
+    lines = out.strip().splitlines()
+    assert option in lines[0] and lines[-1] == "2 False", out
