@@ -43,7 +43,6 @@ import torch
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
 from mllm_audit.models.cards import write_folder_card
-from mllm_audit.runs.folders import OutputFolder, RunLock, check_new_output, check_run_folder
 from mllm_audit.runs.options import FIX_BATCH_SIZES, FIX_MODES, check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
@@ -53,6 +52,7 @@ from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id
 from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.util.console import note, status
 from mllm_audit.util.files import atomic_write_json
+from mllm_audit.util.folders import OutputFolder, RunLock, check_new_output, check_run_folder
 from mllm_audit.util.identity import model_digest
 
 if TYPE_CHECKING:

@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.folders import RunLock, check_run_folder
 from mllm_audit.runs.options import check_load_options
 from mllm_audit.runs.record import Counters, Coverage, SuiteIdentity, model_identity, new_record
 from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id, read_results
 from mllm_audit.suites.items import blank_image
 from mllm_audit.util.files import read_appended_jsonl, read_yaml_mapping
+from mllm_audit.util.folders import RunLock, check_run_folder
 from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import suites_dir
 

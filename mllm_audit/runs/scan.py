@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import bias_summary
-from mllm_audit.runs.folders import RunLock, check_run_folder
 from mllm_audit.runs.options import check_device_available, check_scan_options, check_weights, parse_max_memory
 from mllm_audit.runs.record import (
     Counters,
@@ -48,6 +47,7 @@ from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.testing.hooks import chunk_delay
 from mllm_audit.util.console import note
 from mllm_audit.util.files import atomic_write_json, read_appended_jsonl, write_jsonl_atomic
+from mllm_audit.util.folders import RunLock, check_run_folder
 
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter

@@ -79,11 +79,11 @@ def _train_editor(
 
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.learned.base import CHECKPOINT_FILE, TRAIN_DEFAULTS, LearnedEditor, train_loop
-    from mllm_audit.runs.folders import OutputFolder, check_new_output
     from mllm_audit.runs.record import model_identity, suite_identity, to_plain
     from mllm_audit.runs.score import check_images, image_loader
     from mllm_audit.runs.signals import STOPS, interrupted
     from mllm_audit.suites.items import load_suite
+    from mllm_audit.util.folders import OutputFolder, check_new_output
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--steps": steps, "batch": batch, "val_every": val_every, "patience": patience,

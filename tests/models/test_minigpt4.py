@@ -371,3 +371,25 @@ def test_cards() -> None:
         card = resolve_card(name)
         assert card.family == "minigpt4" and "llama_proj" in card.keep_fp32
         assert "<ImageHere>" in card.template("vqa")
+
+
+def test_converted_folder_carries_the_family_card_and_prompts_like_it(converted: Path) -> None:
+    """`convert --out` writes the released card's templates into the folder (issue 18): before, the
+    folder had none and `--model OUT` prompted with the bare default template."""
+    import yaml
+
+    from mllm_audit.models.cards import FOLDER_CARD, read_card, registered_cards, resolve_card
+
+    saved = yaml.safe_load((converted / FOLDER_CARD).read_text())
+    released = read_card(registered_cards()["minigpt4"])
+    assert saved["templates"] == released.templates and saved["weights"] == "." and saved["edit"] == {}
+    assert resolve_card(str(converted)).templates == released.templates
+
+
+def test_convert_never_overwrites(originals, converted: Path) -> None:  # noqa: ANN001
+    from mllm_audit.errors import AuditError
+
+    before = sorted(p.name for p in converted.iterdir())
+    with pytest.raises(AuditError, match="--out"):
+        convert_minigpt4(**originals, out=converted, vision_heads=HEADS, qformer_heads=HEADS)
+    assert sorted(p.name for p in converted.iterdir()) == before

@@ -13,8 +13,8 @@ from mllm_audit.cli import run
 from mllm_audit.errors import AuditError
 from mllm_audit.gate.evaluate import gate
 from mllm_audit.models.base import weights_fingerprint
-from mllm_audit.runs.folders import RunLock
 from mllm_audit.runs.scan import run_scan
+from mllm_audit.util.folders import RunLock
 from mllm_audit.util.identity import HashCache
 
 

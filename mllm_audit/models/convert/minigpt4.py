@@ -7,6 +7,7 @@ Original files are read with `torch.load(weights_only=True)` only: never unpickl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -201,10 +202,12 @@ def convert_minigpt4(
     are kept; a file with fewer is refused); a BERT-base Q-Former with 12 heads. Buffers and
     non-tensor entries (optimizer, scaler, epoch of a training checkpoint) are ignored.
     """
+    from mllm_audit.util.folders import check_new_output
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--vision-heads": vision_heads, "--qformer-heads": qformer_heads})
     check_counts({"--vision-layers": vision_layers}, low=0)
+    check_new_output(Path(out), "--out")  # before reading gigabytes: nothing the user has is overwritten
     from transformers import AutoTokenizer, BlipImageProcessorPil
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -276,15 +279,28 @@ def convert_minigpt4(
     if "language_model.lm_head.weight" not in state:
         model.language_model.tie_weights()
     _materialize_buffers(model)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    size = vision.image_size
-    BlipImageProcessorPil(
-        size={"height": size, "width": size}, image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD
-    ).save_pretrained(out)
-    return out
+    from mllm_audit.models.cards import FAMILY_CARD, read_card, registered_cards, write_folder_card
+    from mllm_audit.util.folders import OutputFolder
+
+    folder = OutputFolder(Path(out), "--out", "convert")
+    tmp = folder.open()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        size = vision.image_size
+        BlipImageProcessorPil(
+            size={"height": size, "width": size}, image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD
+        ).save_pretrained(tmp)
+        # The released model's card (templates, edit modules) travels with the folder, so `--model OUT`
+        # prompts exactly as `--model minigpt4` does (models/cards.py resolves a folder's own card first).
+        # Edit modules are left to the loader's default for this folder's own layer count.
+        released = dataclasses.replace(read_card(registered_cards()[FAMILY_CARD["minigpt4"]]), edit={})
+        write_folder_card(released, tmp, f"converted from {Path(vit).name}, {Path(qformer).name}, "
+                                         f"{Path(proj).name} and {Path(llama).name}")
+        return folder.commit()
+    finally:
+        if not folder.committed:
+            folder.abandon()
 
 
 def _merge_qv_biases(state: dict[str, torch.Tensor]) -> None:
