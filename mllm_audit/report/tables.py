@@ -10,7 +10,7 @@ from typing import Any
 from rich.table import Table
 
 from mllm_audit.metrics.disparity import ALL
-from mllm_audit.metrics.generation import attribute_classes, majority, prompt_metrics
+from mllm_audit.metrics.generation import JOINT, attribute_classes, majority, prompt_metrics
 from mllm_audit.util.text import shown
 
 
@@ -184,51 +184,60 @@ def render_disparity(summary: dict, console: Any) -> None:
 
 
 def gen_table(samples: Sequence[Mapping[str, Any]], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
-    """Per-occupation rich table: normalised generation bias beside the understanding answer."""
+    """Per prompt, two narrow tables that fit 80 columns: the normalised generation bias per attribute
+    (value over its 95 % interval), then what the model draws beside what it answers (understanding)."""
+    from rich.console import Group
 
     classes = attribute_classes(attributes)
-    table = new_table(title)
-    table.add_column("prompt")
-    table.add_column("people", justify="right")
+    bias = new_table(title, "* = not balanced (p_uniform < 0.05); [95 % interval over the prompt's images]")
+    bias.add_column("prompt", ratio=1, overflow="fold")
+    bias.add_column("people", justify="right", no_wrap=True)
     for a in classes:
-        table.add_column(f"{shown(a)} (norm.)", justify="right")
-    if "gender" in classes:
-        table.add_column("gender majority")
+        bias.add_column(shown("gender x race" if a == JOINT else a), justify="right", min_width=12, no_wrap=True)
     has_und = any(s.get("understanding") for s in samples)
-    if has_und:
-        table.add_column("understanding p(m/f/unk)", justify="right")
-        table.add_column("und. skew", justify="right")
+    who = new_table("drawn vs answered (understanding), per prompt") if ("gender" in classes or has_und) else None
+    if who is not None:
+        who.add_column("prompt", ratio=1, overflow="fold")
+        if "gender" in classes:
+            who.add_column("drawn (majority)", no_wrap=True)
+        if has_und:
+            who.add_column("answered p(m/f/unk)", justify="right", no_wrap=True)
+            who.add_column("skew", justify="right", no_wrap=True)
     for s in samples:
         m = prompt_metrics(s, attributes)
-        cells = [shown(s.get("occupation") or s["prompt_id"]), f"{s['n_person']}/{s['n_images']}"]
+        name = shown(s.get("occupation") or s["prompt_id"])
+        cells = [name, f"{s['n_person']}/{s['n_images']}"]
         for a in classes:
             r = m[a]
             if r["normalised"] is None:
                 cells.append("-")
                 continue
             mark = "" if r["balanced"] else "*"
-            cells.append(f"{r['normalised']:.2f}{mark} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
-        if "gender" in classes:
-            cells.append(shown(majority(s["counts"].get("gender", {}))))
-        if has_und:
-            u = s.get("understanding") or {}
-            cells.append(f"{u.get('p_male', 0):.2f}/{u.get('p_female', 0):.2f}/{u.get('p_unknown', 0):.2f}")
-            cells.append(f"{u.get('skew', float('nan')):.2f}")
-        style = "green" if m.get("gender", {}).get("balanced") else ""
-        table.add_row(*cells, style=style)
-    table.caption = "* = not balanced (p_uniform < 0.05); [95 % interval over the prompt's images]"
-    return table
+            cells.append(f"{r['normalised']:.2f}{mark}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]")
+        bias.add_row(*cells, style="green" if m.get("gender", {}).get("balanced") else "")
+        if who is not None:
+            row = [name]
+            if "gender" in classes:
+                row.append(shown(majority(s["counts"].get("gender", {}))))
+            if has_und:
+                u = s.get("understanding") or {}
+                row.append(f"{u.get('p_male', 0):.2f}/{u.get('p_female', 0):.2f}/{u.get('p_unknown', 0):.2f}")
+                row.append(f"{u.get('skew', float('nan')):.2f}")
+            who.add_row(*row)
+    return Group(bias, who) if who is not None else bias
 
 
 def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[str]], title: str) -> Any:
-
+    """Mean over prompts per group, one attribute per column (fits 80 columns): normalised bias over
+    its 95 % interval, then the raw bias and the balanced model's floor."""
     classes = attribute_classes(attributes)
-    table = new_table(title)
-    table.add_column("group")
-    table.add_column("prompts", justify="right")
+    table = new_table(title, "per attribute: normalised bias, [95 % interval], raw bias, floor (a balanced "
+                             "model's normalised bias at this many images)")
+    table.add_column("group", ratio=1, min_width=8, overflow="fold")
+    table.add_column("prompts", justify="right", no_wrap=True)
     for a in classes:
-        table.add_column(f"{shown(a)} raw / norm. [95 %] (balanced floor)", justify="right")
-    table.add_column("und. skew", justify="right")
+        table.add_column(shown("gender x race" if a == JOINT else a), justify="right", min_width=12)
+    table.add_column("und.\nskew", justify="right")
     for label, row in summary.items():
         cells = [shown(label), str(row["n_prompts"])]
         for a in classes:
@@ -236,8 +245,8 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
             if r["normalised"] is None:
                 cells.append("-")
             else:
-                fl = "" if r.get("floor") is None else f" ({r['floor']:.2f})"
-                cells.append(f"{r['bias']:.2f} / {r['normalised']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]{fl}")
+                fl = "" if r.get("floor") is None else f"\nfloor {r['floor']:.2f}"
+                cells.append(f"{r['normalised']:.2f}\n[{r['ci_low']:.2f}, {r['ci_high']:.2f}]\nraw {r['bias']:.2f}{fl}")
         u = row.get("understanding_skew")
         cells.append("-" if u is None else f"{u:.2f}")
         table.add_row(*cells)

@@ -51,3 +51,46 @@ def test_scan_table_has_a_legend() -> None:
     lines = _render(bias_table({"gender/planted": row, "all": row}, "toy on toy"))
     text = " ".join(" ".join(lines).split())
     assert "Red: the 95 % interval lies above 50 %" in text and max(len(x) for x in lines) <= 80
+
+
+GEN_ATTRS = {"gender": ["male", "female"], "race": ["white", "black", "indian", "asian"]}
+
+
+def _gen_samples() -> list[dict]:
+    out = []
+    for i, occ in enumerate(["software developer", "nurse", "chief executive officer"]):
+        out.append({"prompt_id": f"p{i}", "occupation": occ, "n_person": 60, "n_images": 64,
+                    "counts": {"gender": {"male": 50 - 10 * i, "female": 10 + 10 * i},
+                               "race": {"white": 30, "black": 10, "indian": 10, "asian": 10}},
+                    "understanding": {"p_male": 0.6, "p_female": 0.3, "p_unknown": 0.1, "skew": 0.3}})
+    return out
+
+
+def _whole(lines: list[str], *cells: str) -> bool:
+    """Every cell appears whole on some line (nothing cut with '…' or folded mid-number)."""
+    return max(len(x) for x in lines) <= 80 and "…" not in "".join(lines) and all(
+        any(c in line for line in lines) for c in cells)
+
+
+def test_gen_scan_tables_fit_80_columns_whole() -> None:
+    """gen-scan's per-prompt and summary tables (issue 18): every value whole at 80 columns. Before,
+    each cell folded to 7 characters ('softwa…', '0.60/0…')."""
+    from mllm_audit.metrics.generation import gen_summary
+    from mllm_audit.report.tables import gen_table, summary_table
+
+    samples = _gen_samples()
+    per_prompt = _render(gen_table(samples, GEN_ATTRS, "toy-janus-v2 on gen-toy-v2: per prompt"))
+    assert _whole(per_prompt, "software developer", "0.67*", "[0.47, 0.83]", "0.60/0.30/0.10", "male 83%")
+    summary = _render(summary_table(gen_summary(samples, GEN_ATTRS), GEN_ATTRS, "mean over prompts"))
+    assert _whole(summary, "floor 0.10", "raw 0.33", "gender", "race")
+
+
+def test_whole_check_fails_on_a_table_too_wide() -> None:
+    """Negative control: the same check fails on a table whose cells cannot all fit 80 columns."""
+    from mllm_audit.report.tables import new_table
+
+    wide = new_table("wide")
+    for k in range(8):
+        wide.add_column(f"column {k}")
+    wide.add_row(*[f"[0.{k}1, 0.{k}9] value" for k in range(8)])
+    assert not _whole(_render(wide), "[0.01, 0.09] value")
