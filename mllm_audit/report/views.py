@@ -26,6 +26,9 @@ def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
     """The run's own tables: bias per group (scan), metrics and per-item diffs (fix), skew (gen-scan)."""
     from mllm_audit.report.compare import load_run
 
+    if is_editor_state(Path(run_dir)):
+        console.print(editor_state_table(Path(run_dir)))
+        return
     run = load_run(run_dir, need_samples=False)
     res, cmd = run.results, command_of(run.results)
     title = f"{(res.get('model') or {}).get('name', '?')} on {(res.get('suite') or {}).get('name', '?')}"
@@ -99,3 +102,58 @@ def rescore_run(run_dir: Path, write: bool = False) -> Any:
         atomic_write_json(run.dir / "results.json", results)
         written = True
     return RescoreResult(run.dir, fresh, stored, mismatches, written)
+
+
+EDITOR_STATE_SCHEMA = "mllm-audit/editor-state/v1"
+
+
+def is_editor_state(folder: Path) -> bool:
+    """A train-editor output: state.safetensors + config.json (schema editor-state), no results.json."""
+    return (folder / "state.safetensors").is_file() and (folder / "config.json").is_file() and not (
+        folder / "results.json").exists()
+
+
+def editor_state_table(folder: Path) -> Any:
+    """The train-editor run's view: what was trained on what, how long, and the validation curve."""
+    import json
+
+    from mllm_audit.report.tables import new_table
+    from mllm_audit.util.text import shown
+
+    try:
+        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AuditError(f"{folder / 'config.json'}: not a readable editor state ({type(e).__name__})") from None
+    if not isinstance(cfg, dict) or cfg.get("schema") != EDITOR_STATE_SCHEMA:
+        raise AuditError(f"{folder / 'config.json'}: not an editor state (schema {EDITOR_STATE_SCHEMA})")
+    model, suite = cfg.get("model") or {}, cfg.get("suite") or {}
+    table = new_table(f"train-editor: {cfg.get('editor', '?')} ({cfg.get('scope', '?')}) on "
+                      f"{model.get('name', '?')} / {suite.get('name', '?')}")
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    vals = cfg.get("val_history") or []
+    last = vals[-1] if vals else None
+    rows = [
+        ("untrained (negative control)", "yes" if cfg.get("untrained") else None),
+        ("variant", (cfg.get("hparams") or {}).get("variant")),
+        ("items (train / val)", f"{cfg.get('n_train', '?')} / {cfg.get('n_val', '?')}"),
+        ("steps run", cfg.get("steps_run")),
+        ("best step (val loss)", f"{cfg.get('best_step')} ({cfg['best_val_loss']:.4f})"
+         if isinstance(cfg.get("best_val_loss"), (int, float)) else cfg.get("best_step")),
+        ("stopped early", cfg.get("stopped_early")),
+        ("training time (s)", cfg.get("train_seconds")),
+        ("settings", ", ".join(f"{k}={v}" for k, v in (cfg.get("settings") or {}).items())),
+        ("hparams", ", ".join(f"{k}={v}" for k, v in (cfg.get("hparams") or {}).items())),
+        ("val loss (first -> last)", f"{_val(vals[0]):.4f} at step {vals[0].get('step')} -> {_val(last):.4f} at "
+                                     f"step {last.get('step')}" if vals and all(isinstance(v, dict) for v in vals)
+         and _val(vals[0]) is not None and _val(last) is not None else None),
+    ]
+    for k, v in rows:
+        if v is not None:
+            table.add_row(k, shown(v))
+    return table
+
+
+def _val(point: Any) -> float | None:
+    v = point.get("val_loss") if isinstance(point, dict) else None
+    return float(v) if isinstance(v, (int, float)) else None

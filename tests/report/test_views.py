@@ -69,3 +69,36 @@ def test_report_html_and_rescore_of_a_gen_scan_run(gen_run: Path, tmp_path: Path
     assert "<h2>Generation bias</h2>" in html and "gender (normalised)" in html
     assert run(["rescore", str(gen_run)]) == 0
     assert "reproduced exactly from 2 prompts" in capsys.readouterr().out
+
+
+def _state(folder: Path, schema: str = "mllm-audit/editor-state/v1") -> Path:
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    save_file({}, str(folder / "state.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "schema": schema, "editor": "mend", "scope": "text", "hparams": {"variant": "easyedit", "rank": 32},
+        "model": {"name": "toy"}, "suite": {"name": "toy"}, "n_train": 144, "n_val": 48, "steps_run": 300,
+        "best_step": 275, "best_val_loss": 0.0031, "stopped_early": True, "train_seconds": 67.5,
+        "settings": {"lr": 0.01}, "val_history": [{"step": 25, "val_loss": 0.12}, {"step": 300, "val_loss": 0.003}],
+    }))
+    return folder
+
+
+def test_report_shows_a_train_editor_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report` on a train-editor output (issue 18: it had no view and failed on the missing results.json)."""
+    assert run(["report", str(_state(tmp_path / "mend"))]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for want in ("train-editor: mend (text) on toy / toy", "144 / 48", "275 (0.0031)", "0.1200 at step 25 -> 0.0030"):
+        assert want in out
+
+
+def test_report_refuses_a_folder_that_is_not_an_editor_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Negative control: the same folder with another schema is one line, exit 2."""
+    assert run(["report", str(_state(tmp_path / "other", schema="something/else"))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an editor state" in err
