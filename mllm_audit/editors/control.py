@@ -42,7 +42,8 @@ class ShiftControl(Editor):
     name = "control-shift"
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
-        from mllm_audit.scoring.contract import Request, logprob_tensor
+        from mllm_audit.scoring.contract import Request
+        from mllm_audit.scoring.differentiable import logprob_tensor
 
         hp = {**DEFAULTS, **ctx.options}
         name = str(hp.get("parameter") or shift_parameter(adapter))

@@ -63,7 +63,8 @@ class FineTune(Editor):
         return names
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
-        from mllm_audit.scoring.contract import Request, logprob_tensor
+        from mllm_audit.scoring.contract import Request
+        from mllm_audit.scoring.differentiable import logprob_tensor
 
         hp = hyperparameters(adapter, ctx.options)
         params = select_parameters(adapter, self.modules(adapter, hp))

@@ -250,41 +250,5 @@ def _score_batch(
     return out
 
 
-def right_padded(
-    toks: Sequence[tuple[list[int], list[int]]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(prefix, continuation) id pairs as full right-padded sequences: ids, attention mask,
-    continuation mask and position ids. The layout every differentiable score uses (editors, toy
-    training), so what is trained or edited is exactly what `score` reads back."""
-    length = max(len(p) + len(c) for p, c in toks)
-    ids = torch.full((len(toks), length), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    tgt = torch.zeros_like(ids, dtype=torch.bool)
-    for b, (p, c) in enumerate(toks):
-        ids[b, : len(p) + len(c)] = torch.tensor(p + c)
-        mask[b, : len(p) + len(c)] = 1
-        tgt[b, len(p) : len(p) + len(c)] = True
-    return ids, mask, tgt, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def logprob_tensor(
-    adapter: Adapter,
-    requests: Sequence[Request],
-    features: dict[str, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable summed continuation log-probabilities [B] and token counts [B].
-
-    One right-padded forward over full sequences, gradients flowing to whatever the caller left
-    trainable (editors use this). `features` maps image keys to their encoded features; encode
-    them inside the caller's autograd context when the vision side is being edited.
-    """
-    dev = adapter.device
-    ids, mask, tgt, pos = (t.to(dev) for t in right_padded([tokenize(adapter, r) for r in requests], adapter.pad_id))
-    emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
-    logits, _ = adapter.lm(emb, mask, pos)
-    # Continuation positions only: image placeholders may lie outside the vocabulary (MiniGPT-4), and a
-    # softmax over every prefix position would cost memory for nothing.
-    sel = tgt[:, 1:]
-    logp = torch.log_softmax(logits[:, :-1][sel], dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
-    total = torch.zeros(len(requests), dtype=logp.dtype, device=dev).index_add(0, sel.nonzero(as_tuple=True)[0], logp)
-    return total, sel.sum(-1).to(logp.dtype)

@@ -220,14 +220,14 @@ class _Batcher:
 
 
 def _sequence_logp(adapter: Any, rows: list[Row], feats: Any) -> Any:
-    """Summed continuation log-probabilities per row, with scoring.logprob_tensor's exact layout.
+    """Summed continuation log-probabilities per row, with scoring.differentiable.logprob_tensor's exact layout.
 
     The output head runs on the continuation positions only (a few per row, of ~25 to ~110):
     the same numbers as full logits, at about two thirds of the step time.
     """
     import torch
 
-    from mllm_audit.scoring.contract import right_padded
+    from mllm_audit.scoring.differentiable import right_padded
 
     ids, mask, tgt, pos = right_padded([(p, c) for _, p, c, _ in rows], adapter.pad_id)
     emb = adapter.embed(ids, [feats[i] if i >= 0 else None for i, _, _, _ in rows])

@@ -94,7 +94,7 @@ def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
     # MiniGPT-4's image placeholder id lies outside the vocabulary).
     import torch
 
-    from mllm_audit.scoring.contract import logprob_tensor
+    from mllm_audit.scoring.differentiable import logprob_tensor
 
     keys = sorted({r.image for r in reqs if r.image})
     with torch.no_grad():

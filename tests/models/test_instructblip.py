@@ -14,7 +14,8 @@ from family_checks import (
 )
 
 from mllm_audit.models import load_model
-from mllm_audit.scoring.contract import Request, logprob_tensor, score, tokenize
+from mllm_audit.scoring.contract import Request, score, tokenize
+from mllm_audit.scoring.differentiable import logprob_tensor
 
 
 @pytest.fixture(scope="module")

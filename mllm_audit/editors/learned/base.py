@@ -131,7 +131,7 @@ def edit_loss_terms(margin: torch.Tensor, target: float) -> torch.Tensor:
 def pair_scores(adapter: Adapter, pairs: Sequence[tuple[Request, Request]], feats: dict[str, torch.Tensor]
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(margin, target NLL) per (less, more) pair: summed log-prob margin and the y_less mean token NLL."""
-    from mllm_audit.scoring.contract import logprob_tensor
+    from mllm_audit.scoring.differentiable import logprob_tensor
 
     flat = [r for pair in pairs for r in pair]
     lp, n = logprob_tensor(adapter, flat, feats)
@@ -192,7 +192,7 @@ class Data:
 def continuation_logprobs(
     adapter: Adapter, requests: Sequence[Request], features: dict[str, torch.Tensor]
 ) -> list[torch.Tensor]:
-    """Differentiable log-softmax [n, V] at each continuation position (scoring.logprob_tensor's layout)."""
+    """Differentiable log-softmax [n, V] at each continuation position (the layout of logprob_tensor)."""
     from mllm_audit.scoring.contract import tokenize
 
     toks = [tokenize(adapter, r) for r in requests]
@@ -216,7 +216,7 @@ def continuation_logprobs(
 def pair_margins(adapter: Adapter, pairs: Sequence[tuple[Request, Request]], feats: dict[str, torch.Tensor]
                  ) -> torch.Tensor:
     """logp(y_less) - logp(y_more) per (less, more) pair, summed token log-probs, differentiable."""
-    from mllm_audit.scoring.contract import logprob_tensor
+    from mllm_audit.scoring.differentiable import logprob_tensor
 
     flat = [r for pair in pairs for r in pair]
     lp, _ = logprob_tensor(adapter, flat, feats)
