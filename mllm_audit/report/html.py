@@ -256,9 +256,11 @@ def plot_disparity(series: list[Series]) -> Any:
 # ----------------------------------------------------------------------------------------- report
 
 
-def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> str:
-    """gen-scan: mean normalised bias per attribute (0 = balanced, 1 = one class only) with intervals,
-    per group of prompts, then each prompt's counts."""
+def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> tuple[str, int]:
+    """gen-scan: mean normalised bias per attribute (0 = balanced, 1 = one class only) with intervals
+    and the balanced model's floor, per group of prompts; then each prompt's bias, plotted, and its counts."""
+    from mllm_audit.metrics.generation import prompt_metrics
+
     summary = res.get("summary") or {}
     first = next(iter(summary.values()), {})
     attrs = [a for a, v in first.items() if isinstance(v, dict)]  # gender, race, gender_x_race
@@ -267,17 +269,53 @@ def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> str:
         cells = [_esc(label), _num(row.get("n_prompts"))]
         for a in attrs:
             m = row.get(a) or {}
-            cells.append(f"{_num(m.get('normalised'))} [{_num(m.get('ci_low'))}, {_num(m.get('ci_high'))}]")
+            cells.append(f"{_num(m.get('normalised'))} [{_num(m.get('ci_low'))}, {_num(m.get('ci_high'))}]"
+                         f" (floor {_num(m.get('floor'))})")
         cells.append(_num(row.get("understanding_skew")))
         rows.append(cells)
     head = ["group", "prompts", *[f"{a} (normalised)" for a in attrs], "understanding skew"]
-    per_prompt = [[_esc(s.get("prompt_id")), _num(s.get("n_person")),
-                   *[_esc(", ".join(f"{k} {v}" for k, v in (s.get("counts") or {}).get(a, {}).items())) for a in attrs]]
-                  for s in samples]
-    return ("<h2>Generation bias</h2><p>Mean over prompts of the normalised pairwise gap between group "
-            "frequencies (0 balanced, 1 a single group), 95 % bootstrap intervals.</p>"
-            + _table(head, rows) + "<h3>Per prompt</h3>"
-            + _table(["prompt", "people", *attrs], per_prompt, numeric_from=1))
+    attributes = res.get("attributes") or {}
+    per_prompt, bars = [], []
+    for s_ in samples:
+        m = prompt_metrics(s_, attributes) if attributes else {}
+        cells = [_esc(s_.get("prompt_id")), _num(s_.get("n_person"))]
+        for a in attrs:
+            r = m.get(a) or {}
+            counts = ", ".join(f"{k} {v}" for k, v in (s_.get("counts") or {}).get(a, {}).items())
+            cells.append(f"{_num(r.get('normalised'))}<br><small>{_esc(counts)}</small>")
+        per_prompt.append(cells)
+        g = m.get("gender") or {}
+        if _is_num(g.get("normalised")):
+            bars.append((str(s_.get("prompt_id")), g["normalised"], g.get("ci_low"), g.get("ci_high")))
+    floor = (first.get("gender") or {}).get("floor")
+    html = ("<h2>Generation bias</h2><p>Mean over prompts of the normalised pairwise gap between group "
+            "frequencies (0 balanced, 1 a single group), 95 % bootstrap intervals; floor: what a balanced "
+            "model scores at this many images.</p>" + _table(head, rows))
+    n = 0
+    if bars:
+        html += _png(plot_prompt_bias(bars, floor))
+        n = 1
+    html += "<h3>Per prompt</h3>" + _table(["prompt", "people", *attrs], per_prompt, numeric_from=1)
+    return html, n
+
+
+def plot_prompt_bias(bars: list[tuple[str, float, Any, Any]], floor: Any) -> Any:
+    """Per prompt, normalised gender bias with its 95 % interval; the balanced floor as a dashed line."""
+    bars = bars[:MAX_BARS]
+    fig = _figure(8, 0.3 * len(bars) + 1.4)
+    ax = fig.add_subplot()
+    y = list(range(len(bars)))[::-1]
+    vals = [b[1] for b in bars]
+    err = [[max(0.0, v - (lo if _is_num(lo) else v)) for v, (_, _, lo, _) in zip(vals, bars, strict=True)],
+           [max(0.0, (hi if _is_num(hi) else v) - v) for v, (_, _, _, hi) in zip(vals, bars, strict=True)]]
+    ax.barh(y, vals, xerr=err, color="#4f81bd", capsize=3, ecolor="#222222")
+    if _is_num(floor):
+        ax.axvline(float(floor), color="#c0504d", linestyle="--", linewidth=1, label=f"balanced floor {floor:.2f}")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(y, [_mpl(b[0]) for b in bars], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("normalised gender bias per prompt (0 balanced, 1 one group), 95 % interval")
+    return fig
 
 
 def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
@@ -300,13 +338,15 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     info = [
         ["run id", _esc(res.get("run_id", "?"))],
         ["folder", _esc(run.dir)],
-        ["model", _esc(", ".join(f"{k}={v}" for k, v in model.items() if v is not None))],
-        ["suite", _esc(", ".join(f"{k}={v}" for k, v in suite.items() if v is not None))],
+        ["model", _esc(_short_identity(model, ("name", "family", "dtype", "quantize", "revision", "templates_from")))],
+        ["suite", _esc(_short_identity(suite, ("name", "kind", "n_items", "n_prompts", "split", "content_hash")))],
         ["seed", _esc(res.get("seed", "?"))],
         ["versions", _esc(", ".join(f"{k} {v}" for k, v in (res.get("versions") or {}).items()))],
         ["timings (s)", _esc(", ".join(f"{k} {_num(v, '.1f')}" for k, v in timings.items()))],
     ]
     parts.append("<h2>Run</h2>" + _table(None, info, numeric_from=99))
+    full = json.dumps({"model": model, "suite": suite}, indent=1, default=str)
+    parts.append(f"<details><summary>full identity (every file's sha256)</summary><pre>{_esc(full)}</pre></details>")
     sections.append("Run")
 
     summary = res.get("summary")
@@ -318,7 +358,9 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         n_images += k
         sections.append(f"Study: {res.get('study')}")
     elif res.get("command") == "gen-scan":
-        parts.append(_gen_section(res, run.samples))
+        block, k = _gen_section(res, run.samples)
+        parts.append(block)
+        n_images += k
         sections.append("Generation bias")
         summary = None
     elif isinstance(summary, dict) and summary:
@@ -332,11 +374,11 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         parts.append(_png(plot_pct_biased(summary)))
         n_images += 1
         sections.append("% biased per group")
-    else:
+    elif res.get("command", "scan") == "scan":
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    if res.get("command") in ("gen-scan", "study"):
-        pass  # no likelihood margins: the section above is the run's result
+    if res.get("command") in ("gen-scan", "study") or (res.get("command") == "fix" and not run.samples):
+        pass  # no likelihood margins of their own: the sections above and below are the run's result
     elif run.samples:
         parts.append("<h2>Margins</h2>")
         sections.append("Margins")
@@ -353,7 +395,7 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         parts.append("<h2>Edit</h2>")
         sections.append("Edit")
         if isinstance(fix_metrics, dict) and fix_metrics:
-            parts.append(_table(["metric", "value"], [[_esc(k), _num(v)] for k, v in fix_metrics.items()]))
+            parts.append(_fix_metrics_table(fix_metrics, res.get("base_metrics") or {}))
         pairs = edit_pairs(read_jsonl(edits_path)) if edits_path.is_file() else []
         if pairs:
             flipped = sum(1 for _, a, b in pairs if a > 0 >= b)
@@ -409,3 +451,41 @@ def write_html_report(run_dir: Path, html_path: Path) -> HtmlReport:
     except OSError as e:
         raise AuditError(f"cannot write report {out}: {e.strerror}") from None
     return HtmlReport(out, n_images, sections)
+
+
+def _short_identity(block: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """The identity fields a reader compares at a glance; hashes cut to 12 characters (full ones below)."""
+    out = []
+    for k in keys:
+        v = block.get(k)
+        if v is None or v == "":
+            continue
+        text = str(v)
+        if k in ("revision", "content_hash"):
+            text = text.removeprefix("sha256:")[:12]
+        out.append(f"{k}={text}")
+    return ", ".join(out)
+
+
+def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
+    """Every metric the fix run wrote, once: unedited, edited, the change coloured by the metric's
+    declared direction (metrics/catalog.py), and the edited value's 95 % interval."""
+    from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO, better
+
+    known = [k for k in (*FIX_RATE_METRICS, *FIX_EXTRA_METRICS) if k in metrics or k in base]
+    others = [k for k in metrics if k not in known and not k.endswith(("_ci_low", "_ci_high"))]
+    rows = []
+    for k in (*known, *others):
+        e, b = metrics.get(k), base.get(k)
+        change, colour = "", ""
+        if _is_num(e) and _is_num(b):
+            d = float(e) - float(b)
+            good = better(k, d)
+            colour = "" if good is None or abs(d) < 1e-9 else ("#2e7d32" if good else "#c62828")
+            change = f'<span style="color:{colour}">{d:+.3f}</span>' if colour else f"{d:+.3f}"
+        lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")
+        ci = f"[{_num(lo)}, {_num(hi)}]" if _is_num(lo) and _is_num(hi) else ""
+        info = METRIC_INFO.get(k)
+        way = "" if info is None or info.higher_is_better is None else ("higher" if info.higher_is_better else "lower")
+        rows.append([_esc(k), "" if b is None else _num(b), "—" if e is None else _num(e), change, ci, way])
+    return _table(["metric", "unedited", "edited", "change", "95% interval", "better"], rows)

@@ -42,6 +42,12 @@ def test_html_of_a_fix_run_plots_before_after(fix_run: Path, tmp_path: Path) -> 
     html = (tmp_path / "fix.html").read_text()
     assert "No per-item before/after margins" not in html
     assert "3 items with margins before and after" in html
+    # One row per metric with unedited, edited, change and interval; no scan-only notes (issue 18, from the
+    # screenshot: every _ci_low/_ci_high was its own row and "results.json has no summary" was printed).
+    assert "<th>unedited</th><th>edited</th><th>change</th><th>95% interval</th>" in html
+    assert "reliability_ci_low" not in html and "has no summary" not in html and "No samples.jsonl" not in html
+    # The identity is short in the table and whole in the details block.
+    assert "revision=" in html and "full identity" in html
 
 
 def test_rescore_of_a_fix_run_reproduces_and_catches_an_edit(fix_run: Path, capsys: pytest.CaptureFixture) -> None:
@@ -57,6 +63,14 @@ def test_rescore_of_a_fix_run_reproduces_and_catches_an_edit(fix_run: Path, caps
         assert "all.reliability: stored 0.123" in capsys.readouterr().out
     finally:
         res.write_text(saved)
+
+
+def test_html_of_a_gen_scan_run_plots_each_prompt_against_the_floor(gen_run: Path, tmp_path: Path) -> None:
+    from mllm_audit.report.html import write_html_report
+
+    rep = write_html_report(gen_run, tmp_path / "gen.html")
+    html = rep.path.read_text()
+    assert rep.n_images == 1 and "(floor " in html and "Per prompt" in html
 
 
 def test_report_html_and_rescore_of_a_gen_scan_run(gen_run: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
