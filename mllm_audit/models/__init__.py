@@ -18,6 +18,7 @@ FAMILIES = {
     "instructblip": "mllm_audit.models.instructblip",
     "minigpt4": "mllm_audit.models.minigpt4",
     "janus": "mllm_audit.models.janus",
+    "emu3": "mllm_audit.models.emu3",
 }
 
 

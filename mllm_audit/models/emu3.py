@@ -1,0 +1,165 @@
+"""Emu3 (BAAI's unified next-token model) on transformers' `Emu3ForConditionalGeneration`.
+
+Understanding goes through the same scoring contract as every family. Emu3 has no vision tower:
+an image is VQ-encoded to codes, each code is mapped to its `<|visual token N|>` text id, one
+end-of-line token closes every row, and those ids are embedded by the text embedding table
+(`Emu3Model.get_image_features`). The processor writes the image into the prompt as
+`<|image start|>{h}*{w}<|image token|>` + `<image>` x h(w+1) + `<|extra_201|>` + `<|image end|>` and
+prepends BOS to the text; `prompt_ids` builds exactly that with the processor's own
+`replace_image_token`, and the features fill the `<image>` placeholders.
+
+One deviation, stated: the processor sizes each image by its own aspect ratio (`smart_resize`), so
+the number of image tokens varies per image; the scoring contract needs one count per model, so
+every image is first resized to the card's square `extra.image_size` (pixels; default 512, the
+area Emu3-Chat was trained at). On an image of that size the path is the stock one (the conformance
+test checks 1e-5 against `Emu3ForConditionalGeneration(input_ids, pixel_values, labels)`).
+
+Generation (text -> image) is not wired here: Emu3 samples images through the text head with a
+prefix-constrained logits processor and a negative-prompt CFG batch; `gen-scan` supports Janus.
+Also here: `save_tiny_emu3`, a random tiny Emu3 built from a config (tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import Adapter, LoadOptions, last_mlp
+from .cards import Card
+from .llava import ChatTemplateMixin
+from .loading import load_with_processor
+
+DEFAULT_IMAGE_SIZE = 512
+
+
+class Emu3Adapter(ChatTemplateMixin, Adapter):
+    processor: Any = None
+    image_size: int = DEFAULT_IMAGE_SIZE
+    token_grid: tuple[int, int] = (0, 0)  # (h, w) of the VQ code grid for an `image_size` square
+
+    @property
+    def max_positions(self) -> int | None:
+        n = getattr(self.model.config.text_config, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
+        """BOS + chat text with each `<image>` expanded by the processor's own rule, tokenized."""
+        text = self.chat_text(self.format_prompt(prompt, task), with_image)
+        if with_image:
+            ratio = self.processor.downsample_ratio
+            sizes = {"image_sizes": [[self.token_grid[0] * ratio, self.token_grid[1] * ratio]]}
+            text = text.replace(self.processor.image_token, self.processor.replace_image_token(sizes, 0))
+        return list(self.tokenizer(f"{self.processor.bos_token}{text}").input_ids)
+
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        return self.chat_text(self.format_prompt(prompt, task), with_image)
+
+    def resize(self, images: list[Any]) -> list[Any]:
+        """Every image to the card's square size (one token count per model; see the module docstring)."""
+        from PIL import Image
+
+        s = self.image_size
+        return [im.convert("RGB").resize((s, s), Image.Resampling.BICUBIC) for im in images]
+
+    def preprocess(self, images: list[Any]) -> torch.Tensor:
+        pv = self.processor.image_processor(self.resize(images), return_tensors="pt")["pixel_values"]
+        return pv.to(self.device, self.dtype)
+
+    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        sizes = torch.tensor([list(pixel_values.shape[-2:])] * pixel_values.shape[0], device=pixel_values.device)
+        feats = self.model.model.get_image_features(pixel_values=pixel_values, image_sizes=sizes).pooler_output
+        return torch.stack(list(feats))
+
+    def language_model(self) -> torch.nn.Module:
+        # The whole model: given inputs_embeds and no pixels it is the text model plus lm_head.
+        return self.model
+
+
+def token_grid(processor: Any, image_size: int) -> tuple[int, int]:
+    """(h, w) of the code grid the processor gives an `image_size` square image."""
+    from PIL import Image
+
+    out = processor.image_processor([Image.new("RGB", (image_size, image_size))], return_tensors="pt")
+    h, w = (int(x) for x in out["image_sizes"][0])
+    return h // processor.downsample_ratio, w // processor.downsample_ratio
+
+
+def load(card: Card, options: LoadOptions) -> Emu3Adapter:
+    from transformers import Emu3ForConditionalGeneration
+
+    from ..errors import AuditError
+
+    model, processor = load_with_processor(Emu3ForConditionalGeneration, card, options, ["vqmodel", "lm_head"])
+    cfg = model.config
+    if not card.edit:
+        card.edit = {"text_modules": last_mlp("model.text_model.layers", cfg.text_config.num_hidden_layers),
+                     "vision_modules": []}
+    size = int(card.extra.get("image_size", DEFAULT_IMAGE_SIZE))
+    grid = token_grid(processor, size)
+    factor = int(model.model.vqmodel.vision_spatial_factor)
+    if factor != processor.downsample_ratio:
+        raise AuditError(f"model {card.name!r}: VQ downsampling {factor} differs from the processor's "
+                         f"{processor.downsample_ratio} (image tokens would not match placeholders)")
+    adapter = Emu3Adapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
+                          image_token_id=int(cfg.image_token_id), n_image_tokens=grid[0] * (grid[1] + 1))
+    adapter.processor = processor
+    adapter.image_size = size
+    adapter.token_grid = grid
+    return adapter
+
+
+# ---- tiny Emu3 (tests) -------------------------------------------------------------------------------
+
+# One user turn, then the assistant cue: the shape of Emu3-Chat's template, written here.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}USER: "
+    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>{% endif %}{% endfor %}"
+    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}"
+    " {% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+SPECIALS = {"image_token": "<image>", "boi_token": "<|image start|>", "eoi_token": "<|image end|>",
+            "image_wrapper_token": "<|image token|>", "eof_token": "<|extra_201|>"}
+EOL = "<|extra_200|>"
+
+
+def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int = 32) -> Path:
+    """A random tiny Emu3 (+ processor) saved as a model folder, built the way the -hf checkpoints are:
+    a BPE tokenizer whose vocabulary holds `<|visual token N|>` for every code, and the config's
+    `vocabulary_map` read from it. The tokenizer adds no BOS itself (the processor prepends it)."""
+    from transformers import (
+        Emu3Config,
+        Emu3ForConditionalGeneration,
+        Emu3ImageProcessor,
+        Emu3Processor,
+        Emu3TextConfig,
+        Emu3VQVAEConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    from ..tiny import build_tokenizer
+
+    base = build_tokenizer().backend_tokenizer
+    base.post_processor = None  # Emu3's tokenizer adds no BOS; the processor writes it
+    tok = PreTrainedTokenizerFast(tokenizer_object=base, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>", extra_special_tokens=SPECIALS)
+    tok.add_tokens([EOL] + [f"<|visual token {i:06d}|>" for i in range(codebook)], special_tokens=True)
+    text = Emu3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, attention_dropout=0.0)
+    # GroupNorm takes 32 groups: channels multiples of 32; four levels = the processor's downsampling of 8.
+    vq = Emu3VQVAEConfig(codebook_size=codebook, embed_dim=4, latent_channels=4, base_channels=32,
+                         channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], hidden_size=32,
+                         num_attention_heads=1)
+    cfg = Emu3Config(vq_config=vq.to_dict(), text_config=text.to_dict(), vocabulary_map=dict(tok.get_vocab()))
+    torch.manual_seed(seed)
+    model = Emu3ForConditionalGeneration(cfg).eval()
+    improc = Emu3ImageProcessor(min_pixels=image_size * image_size, max_pixels=image_size * image_size,
+                                spatial_factor=8)
+    proc = Emu3Processor(image_processor=improc, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+    out = Path(out)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out
