@@ -22,6 +22,11 @@ Choices where the paper is silent or its code differs, stated:
   both halves rate near zero free to win after guidance multiplies their difference by s.
 - SFT also trains the augmented prompts ("a male", ...) on their own group's images
   (`augmented=True`) so that the adapter does not learn to ignore group words.
+- `anchor = λ` (ours, off by default) adds λ · KL(frozen base || adapted) of the guided next-image-token
+  distributions (scale `anchor_scale`) along the augmented rows' images: on a prompt that names the
+  group the base already draws what it should, so everything the fix is not meant to move (what the
+  image shows besides who) is pinned there, while the neutral prompts' choice of group stays free.
+  In both stages (SFT and BPO).
 Balanced data: a folder of labelled images (`labels.jsonl`: image, gender, race, occupation), each
 encoded to image tokens by the model's own VQ encoder (the paper's images come from FLUX.1-dev).
 """
@@ -60,6 +65,8 @@ class BalancedSettings:
     bpo_batch: int = 8
     beta: float = 1.0
     alpha_sft: float = 0.0
+    anchor: float = 0.0  # > 0: λ · KL(frozen base || adapted) on the augmented prompts' image tokens (ours)
+    anchor_scale: float = 5.0  # the guidance scale of the anchored mix (the card's; 0 = conditional only)
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -194,6 +201,32 @@ def guided_logprob(model: Any, rows: Sequence[Row], scale: float) -> Any:
     return g.gather(-1, codes.unsqueeze(-1)).squeeze(-1).mean(-1)
 
 
+def anchor_kl(model: Any, rows: Sequence[Row], scale: float) -> Any:
+    """Mean KL(frozen base || adapted) per image position of the guided mix, teacher-forced on `rows`."""
+    import torch
+
+    from ..imagetokens import image_token_logits
+
+    base = base_of(model)
+    dev = next(base.parameters()).device
+    codes = torch.tensor([r.codes for r in rows], device=dev)
+    prompts = [r.ids for r in rows] + [r.uncond for r in rows]
+
+    def mix(logits: Any) -> Any:
+        c, u = logits[: len(rows)], logits[len(rows) :]
+        return torch.log_softmax(u + scale * (c - u) if scale > 1 else c, -1)
+
+    with torch.no_grad(), model.disable_adapter():
+        ref = mix(image_token_logits(base, prompts, codes.repeat(2, 1)))
+    now = mix(image_token_logits(base, prompts, codes.repeat(2, 1)))
+    return (ref.exp() * (ref - now)).sum(-1).mean()
+
+
+def _anchor_batch(rows: Sequence[Row], n: int, rng: random.Random) -> list[Row]:
+    aug = [r for r in rows if not r.neutral]
+    return rng.sample(aug, min(n, len(aug))) if aug else []
+
+
 def bpo_loss(lp_i: Any, lp_j: Any, beta: float) -> Any:
     """β · mean log(1 + (σ(Δ) − ½)²), Δ = logit(p_i) − logit(p_j), p = exp(mean log-prob)."""
     import torch
@@ -224,6 +257,9 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
     """Stage 1: NLL of balanced image tokens (plus unconditional twins at `uncond_rate`)."""
     import torch
 
+    all_rows = rows
+    if s.anchor > 0 and all(r.neutral for r in rows):
+        raise AuditError("anchor: needs the augmented prompts' rows (set augmented=true)")
     rows = [r for r in rows if s.augmented or r.neutral]
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
@@ -243,6 +279,8 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
             loss = -mean_logprob(model, batch, unc).mean()
             if s.sft_guidance > 0:
                 loss = loss - guided_logprob(model, batch, s.sft_guidance).mean()
+            if s.anchor > 0 and (ab := _anchor_batch(all_rows, s.sft_batch, rng)):
+                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -280,6 +318,8 @@ def train_bpo(model: Any, rows: Sequence[Row], attributes: Sequence[str], s: Bal
             loss = bpo_loss(lp[: len(chunk)], lp[len(chunk) :], s.beta)
             if s.alpha_sft:
                 loss = loss - s.alpha_sft * lp.mean()
+            if s.anchor > 0 and (ab := _anchor_batch(rows, s.bpo_batch, rng)):
+                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
             opt.zero_grad()
             loss.backward()
             opt.step()
