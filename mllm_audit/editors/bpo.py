@@ -154,6 +154,96 @@ def rows_from_folder(adapter: Any, folder: Path, prompts: Sequence[Any], attribu
     return rows
 
 
+@dataclass
+class SelfGenerated:
+    """What drawing the balanced data from the model itself kept: per prompt, images drawn, images the
+    classifier agreed with, (gender, race) cells filled and images kept per cell."""
+
+    drawn: int = 0
+    agreed: int = 0
+    per_prompt: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"drawn": self.drawn, "agreed": self.agreed,
+                "agreement": self.agreed / self.drawn if self.drawn else None, "per_prompt": self.per_prompt}
+
+
+def _balanced_cells(cells: dict[tuple[str, ...], list[Any]], classes: list[list[str]]
+                    ) -> tuple[list[tuple[str, ...]], int, list[str]]:
+    """Cells to keep and images per cell so that the first attribute is exactly balanced within each
+    class of the second, and the second balanced over the classes where the first is complete.
+
+    Returns (cells, per-cell count, classes of the second attribute dropped for a missing cell).
+    One attribute: every class the same count (classes never drawn dropped).
+    """
+    if len(classes) == 1:
+        have = [(c,) for c in classes[0] if cells.get((c,))]
+        m = min((len(cells[k]) for k in have), default=0)
+        return have, m, [c for c in classes[0] if (c,) not in have]
+    first, second = classes[0], classes[1]
+    per = {r: min(len(cells.get((g, r), [])) for g in first) for r in second}
+    ok = [r for r in second if per[r] > 0]
+    m = min((per[r] for r in ok), default=0)
+    return [(g, r) for r in ok for g in first], m, [r for r in second if per[r] == 0]
+
+
+def rows_from_generations(adapter: Any, clf: Any, prompts: Sequence[Any], per_word: int = 16, seed: int = 0,
+                          batch_size: int = 64, augmented: bool = True) -> tuple[list[Row], SelfGenerated]:
+    """Balanced rows from the model's own drawings (a deviation: the paper's images come from FLUX.1-dev).
+
+    For each training prompt, `per_word` images of each augmented variant ("..., a male", "..., a black",
+    ...); an image is kept when the classifier sees a person of the class the variant asked for, and
+    labelled with the classifier's classes; then cells are cut to one size so that gender is exactly
+    balanced within each race and races are balanced (`_balanced_cells`); a race with an empty
+    (gender, race) cell is dropped and reported, never invented. Codes are the generated tokens.
+    """
+    import torch
+
+    from ..imagetokens import t2i_prompt_ids, unconditional_ids
+    from ..locate import VARIANT_WORDS, variant_prompt
+    from ..models.janus import derive_seed
+
+    attrs = [a for a in VARIANT_WORDS if a in clf.attributes]
+    if not attrs:
+        raise AuditError(f"classifier {clf.name!r}: classifies none of {', '.join(VARIANT_WORDS)}")
+    tk = adapter.tokenizer
+    report = SelfGenerated()
+
+    def unc(ids: list[int]) -> list[int]:
+        return unconditional_ids(ids, tk.bos_token_id, adapter.boi_token_id, adapter.pad_id)
+
+    rows: list[Row] = []
+    for p in prompts:
+        cells: dict[tuple[str, ...], list[list[int]]] = {}
+        for a in attrs:
+            for cls, word in VARIANT_WORDS[a].items():
+                text = variant_prompt(p.prompt, word)
+                codes: list[list[int]] = []
+                for b, start in enumerate(range(0, per_word, max(1, batch_size))):
+                    n = min(batch_size, per_word - start)
+                    codes.extend(adapter.generate_tokens([text] * n, derive_seed(seed, p.id, word, b)).tolist())
+                preds = clf.classify(adapter.decode_images(torch.tensor(codes)), batch_size)
+                report.drawn += len(codes)
+                for c, pr in zip(codes, preds, strict=True):
+                    if pr.person and pr.labels.get(a) == cls and all(x in pr.labels for x in attrs):
+                        report.agreed += 1
+                        cells.setdefault(tuple(pr.labels[x] for x in attrs), []).append(c)
+        keep, m, dropped = _balanced_cells(cells, [list(clf.attributes[a]) for a in attrs])
+        report.per_prompt[p.id] = {"cells": len(keep), "per_cell": m, "dropped": dropped}
+        ids = t2i_prompt_ids(adapter, p.prompt)
+        for key in keep:
+            labels = dict(zip(attrs, key, strict=True))
+            for c in cells[key][:m]:
+                rows.append(Row(ids, c, labels, p.id, True, unc(ids)))
+                if augmented:
+                    for a in attrs:
+                        vid = t2i_prompt_ids(adapter, variant_prompt(p.prompt, VARIANT_WORDS[a][labels[a]]))
+                        rows.append(Row(vid, c, labels, f"{p.id}/{VARIANT_WORDS[a][labels[a]]}", False, unc(vid)))
+    if not any(r.neutral for r in rows):
+        raise AuditError("self-generated balanced data: the classifier agreed with no drawn image")
+    return rows, report
+
+
 def bpo_pairs(rows: Sequence[Row], attributes: Sequence[str]) -> list[tuple[int, int]]:
     """Index pairs (i, j) of neutral rows of the same prompt that differ in exactly one attribute."""
     out = []
