@@ -14,8 +14,8 @@ of the over-drawn gender), before -> after.
 IKE changes no weights and FT-V edits the understanding aligner, which generation never reads, so
 both transfer nothing by construction. MEND / KE / SERAC need an editor state: `--states untrained`
 (default) uses each one's initialisation (`toy.evaluate.write_untrained_state`), `--states quick`
-trains it for `--train-steps` steps on these same understanding items (`train_editor`); neither is
-the meta-trained state of docs/editors.md, and the printed rows say which was used.
+trains it for `--train-steps` steps on the 16 train-occupation items (`train_editor`; all 24 are
+then edited); neither is the meta-trained state of docs/editors.md, and the rows say which was used.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def understanding_suite(folder: Path) -> Path:
         lines.append({"id": f"und/{o.name}", "task": "vqa", "bias_type": "gender", "image": "blank.png",
                       "prompt": QUESTION.format(occupation=o.name), "y_more": more, "y_less": less,
                       "meta": {"group": o.group}, "cluster": o.name,
+                      "split": "train" if o.group == "train" else "eval",
                       # A locality probe (a control occupation's question; SERAC's all-position
                       # scorer also needs one: with none it stacks an empty list).
                       "loc_prompt": QUESTION.format(occupation="writer"), "loc_answer": "unknown"})

@@ -56,3 +56,11 @@ def test_control_toy_loses_the_swapped_cells(setup) -> None:  # noqa: ANN001
     cells = {(r.labels["gender"], r.labels["race"]) for r in rows if r.neutral}
     assert ("female", "black") not in cells and ("female", "asian") not in cells  # never rendered: not invented
     assert all({"black", "asian"} <= set(ctl.per_prompt[p.id]["dropped"]) for p in prompts)
+
+
+def test_unknown_balanced_source_names_it() -> None:
+    from mllm_audit.errors import AuditError
+    from mllm_audit.unified_fix import run_unified_fix
+
+    with pytest.raises(AuditError, match="'flux'"):
+        run_unified_fix(balanced_from="flux")
