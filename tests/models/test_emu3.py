@@ -72,3 +72,15 @@ def test_cards_are_registered() -> None:
     for name, weights in (("emu3-chat", "Emu3-community/Emu3-Chat-hf"), ("emu3-gen", "BAAI/Emu3-Gen-hf")):
         card = resolve_card(name)
         assert card.family == "emu3" and card.weights == weights and card.extra["image_size"] == 512
+
+
+def test_generation_commands_refuse_emu3_in_one_line(adapter, tmp_path) -> None:  # noqa: ANN001
+    """Image generation is not wired for Emu3: gen-scan and fix --editor sft say so (no traceback)."""
+    from mllm_audit.errors import AuditError
+    from mllm_audit.generation import run_gen_scan
+    from mllm_audit.unified_fix import run_unified_fix
+
+    with pytest.raises(AuditError, match="does not generate images"):
+        run_gen_scan(adapter=adapter, output=tmp_path / "g")
+    with pytest.raises(AuditError, match="needs a VQ unified model"):
+        run_unified_fix(adapter=adapter, editor="sft", output=tmp_path / "f")
