@@ -376,8 +376,9 @@ def run_locate(
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
     if not hasattr(adapter, "generate_tokens") or not hasattr(adapter.model, "model") or not hasattr(
-            adapter.model.model, "vqmodel"):
-        raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model")
+            adapter.model.model, "vqmodel") or not hasattr(adapter.model.model, "generation_head"):
+        raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model "
+                         "with a generation head (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     out_dir = out_dir or default_run_dir("locate", adapter.card.name, the_suite.name)
     tok = tokenizer_tests(adapter, clf, folder, folds, seed) if folder is not None else None

@@ -155,7 +155,9 @@ def run_unified_fix(
         raise AuditError(f"--save {save}: folder exists and is not empty (nothing is overwritten)")
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
-    if not hasattr(adapter, "generate_images") or not hasattr(getattr(adapter.model, "model", None), "vqmodel"):
+    inner = getattr(adapter.model, "model", None)
+    needs = ((adapter, "generate_images"), (inner, "vqmodel"), (inner, "generation_head"))
+    if not all(hasattr(o, a) for o, a in needs):
         raise AuditError(f"model {adapter.card.name!r}: --editor {editor} needs a VQ unified model (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     fidelity_classifier = fidelity_classifier or suite_option(suite, "fidelity_classifier")

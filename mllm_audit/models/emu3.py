@@ -14,8 +14,15 @@ every image is first resized to the card's square `extra.image_size` (pixels; de
 area Emu3-Chat was trained at). On an image of that size the path is the stock one (the conformance
 test checks 1e-5 against `Emu3ForConditionalGeneration(input_ids, pixel_values, labels)`).
 
-Generation (text -> image) is not wired here: Emu3 samples images through the text head with a
-prefix-constrained logits processor and a negative-prompt CFG batch; `gen-scan` supports Janus.
+Generation (text -> image) samples through the text head with transformers' `generate`: the
+processor's generation prompt (`<|image start|>h*w<|image token|>`), a prefix constraint that allows
+only visual tokens inside a row, end-of-line after each row, then end-of-frame / end-of-image / EOS,
+and classifier-free guidance against the card's `extra.negative_prompt` (transformers' unbatched CFG
+processor), as transformers' Emu3 image-generation example does it: plain-text prompts (no chat turn),
+sampling and guidance scale from the checkpoint's generation config unless the card sets them.
+Tokens are mapped back to codes and decoded by the VQ model, then by the processor's `postprocess`.
+The generated image has the grid an `image_size` square takes when read (64 x 64 tokens at 512 px).
+
 Also here: `save_tiny_emu3`, a random tiny Emu3 built from a config (tests).
 """
 
@@ -32,6 +39,7 @@ from .llava import ChatTemplateMixin
 from .loading import load_with_processor
 
 DEFAULT_IMAGE_SIZE = 512
+GENERATION_KEYS = ("guidance_scale", "temperature", "do_sample", "top_k", "top_p")
 
 
 class Emu3Adapter(ChatTemplateMixin, Adapter):
@@ -75,6 +83,88 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
     def language_model(self) -> torch.nn.Module:
         # The whole model: given inputs_embeds and no pixels it is the text model plus lm_head.
         return self.model
+
+    # ---- generation ---------------------------------------------------------------------------
+    def generation_settings(self) -> dict[str, Any]:
+        """The checkpoint's generation config (Emu3-Gen-hf ships its sampling and CFG there), with the
+        card's `generation:` block over it."""
+        base = getattr(self.model, "generation_config", None)
+        cfg = base.to_dict() if base is not None else {}
+        gen = {k: cfg.get(k) for k in GENERATION_KEYS}
+        gen.update({k: v for k, v in self.card.generation.items() if k in GENERATION_KEYS})
+        return gen
+
+    def generation_text(self, prompt: str) -> str:
+        """The card-formatted prompt as plain text: transformers' Emu3 generation example sends no chat turn."""
+        return self.format_prompt(prompt, "t2i")
+
+    def generation_grid(self) -> tuple[int, int]:
+        """(h, w) in tokens of a generated image: the same grid an `image_size` square takes when read."""
+        return self.token_grid
+
+    def _allowed(self, start: int, h: int, w: int) -> Any:
+        """prefix_allowed_tokens_fn: visual tokens inside a row, end-of-line after each row of w, then
+        end-of-frame, end-of-image, EOS (the layout the processor and `decode_image_tokens` use)."""
+        vm = self.model.model.vocabulary_mapping
+        visual = list(vm.image_tokens)
+        tk = self.tokenizer
+        tail = [tk.convert_tokens_to_ids(tk.eof_token), tk.convert_tokens_to_ids(tk.eoi_token), tk.eos_token_id]
+
+        def allowed(_batch: int, ids: torch.Tensor) -> list[int]:
+            k = ids.shape[-1] - start
+            if k < h * (w + 1):
+                return [vm.eol_token_id] if (k + 1) % (w + 1) == 0 else visual
+            return [tail[k - h * (w + 1)]] if k - h * (w + 1) < len(tail) else [self.pad_id]
+
+        return allowed
+
+    @torch.no_grad()
+    def generate_tokens(self, prompts: list[str], seed: int) -> torch.Tensor:
+        """BPE image tokens [len(prompts), h (w + 1)] (rows end with end-of-line) for one batch, seeded."""
+        from transformers import GenerationConfig
+
+        h, w = self.generation_grid()
+        area = h * w * self.processor.downsample_ratio**2  # the processor turns a 1:1 area back into (h, w)
+        kw = {"return_for_image_generation": True, "image_area": area, "padding": True, "return_tensors": "pt"}
+        inputs = self.processor(text=[self.generation_text(p) for p in prompts], **kw)
+        # The negative prompt as transformers' example builds it: plain text, no image-start suffix.
+        negative = str(self.card.extra.get("negative_prompt", ""))
+        neg = self.processor(text=[negative] * len(prompts), padding=True, return_tensors="pt")
+        start = inputs["input_ids"].shape[1]
+        base = getattr(self.model, "generation_config", None)
+        cfg = GenerationConfig(**base.to_dict()) if base is not None else GenerationConfig()
+        cfg.update(**{k: v for k, v in self.generation_settings().items() if v is not None},
+                   max_new_tokens=h * (w + 1) + 3, num_beams=1, num_return_sequences=1, pad_token_id=self.pad_id,
+                   eos_token_id=self.tokenizer.eos_token_id)
+        torch.manual_seed(seed)
+        self.counters.forward_passes += 1
+        out = self.model.generate(
+            input_ids=inputs["input_ids"].to(self.device), attention_mask=inputs["attention_mask"].to(self.device),
+            generation_config=cfg, prefix_allowed_tokens_fn=self._allowed(start, h, w),
+            negative_prompt_ids=neg["input_ids"].to(self.device),
+            negative_prompt_attention_mask=neg["attention_mask"].to(self.device),
+        )
+        return out[:, start : start + h * (w + 1)]
+
+    @torch.no_grad()
+    def decode_images(self, tokens: torch.Tensor) -> list[Any]:
+        """BPE image tokens -> VQ codes -> pixels -> PIL images (the processor's own postprocess)."""
+        h, w = self.generation_grid()
+        codes = self.model.model.vocabulary_mapping.convert_bpe2img(tokens.reshape(-1, h, w + 1))
+        pixels = self.model.model.vqmodel.decode(codes.to(self.device)).float().cpu()
+        out = self.processor.postprocess(list(pixels), return_tensors="PIL.Image.Image")["pixel_values"]
+        return list(out)
+
+    def generate_images(self, prompts: list[str], n: int, seed: int, batch_size: int = 8) -> list[Any]:
+        """`n` images per prompt, prompt-major; batch b seeded with `derive_seed(seed, b)` (as Janus)."""
+        from .janus import derive_seed
+
+        rows = [p for p in prompts for _ in range(n)]
+        out: list[Any] = []
+        for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
+            part = rows[start : start + max(1, batch_size)]
+            out.extend(self.decode_images(self.generate_tokens(part, derive_seed(seed, b))))
+        return out
 
 
 def token_grid(processor: Any, image_size: int) -> tuple[int, int]:
@@ -135,6 +225,7 @@ def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int
         Emu3Processor,
         Emu3TextConfig,
         Emu3VQVAEConfig,
+        GenerationConfig,
         PreTrainedTokenizerFast,
     )
 
@@ -156,6 +247,8 @@ def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int
     cfg = Emu3Config(vq_config=vq.to_dict(), text_config=text.to_dict(), vocabulary_map=dict(tok.get_vocab()))
     torch.manual_seed(seed)
     model = Emu3ForConditionalGeneration(cfg).eval()
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+                                               eos_token_id=tok.eos_token_id, do_sample=True, guidance_scale=3.0)
     improc = Emu3ImageProcessor(min_pixels=image_size * image_size, max_pixels=image_size * image_size,
                                 spatial_factor=8)
     proc = Emu3Processor(image_processor=improc, tokenizer=tok, chat_template=CHAT_TEMPLATE)

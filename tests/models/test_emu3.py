@@ -72,15 +72,57 @@ def test_cards_are_registered() -> None:
     for name, weights in (("emu3-chat", "Emu3-community/Emu3-Chat-hf"), ("emu3-gen", "BAAI/Emu3-Gen-hf")):
         card = resolve_card(name)
         assert card.family == "emu3" and card.weights == weights and card.extra["image_size"] == 512
+    gen = resolve_card("emu3-gen")
+    assert gen.template("t2i").format(prompt="a doctor").endswith("best quality.") and gen.extra["negative_prompt"]
 
 
-def test_generation_commands_refuse_emu3_in_one_line(adapter, tmp_path) -> None:  # noqa: ANN001
-    """Image generation is not wired for Emu3: gen-scan and fix --editor sft say so (no traceback)."""
+def test_fix_and_locate_refuse_emu3_in_one_line(adapter, tmp_path) -> None:  # noqa: ANN001
+    """Balanced SFT / BPO and locate read a Janus-style generation head; Emu3 is refused, not crashed."""
     from mllm_audit.errors import AuditError
-    from mllm_audit.generation import run_gen_scan
+    from mllm_audit.locate import run_locate
     from mllm_audit.unified_fix import run_unified_fix
 
-    with pytest.raises(AuditError, match="does not generate images"):
-        run_gen_scan(adapter=adapter, output=tmp_path / "g")
     with pytest.raises(AuditError, match="needs a VQ unified model"):
         run_unified_fix(adapter=adapter, editor="sft", output=tmp_path / "f")
+    with pytest.raises(AuditError, match="generation head"):
+        run_locate(adapter=adapter, output=tmp_path / "l")
+
+
+def test_generation_layout_seeded_and_decoded(adapter) -> None:  # noqa: ANN001
+    """Rows of w visual tokens closed by end-of-line; same seed, same images; another seed, others."""
+    import numpy as np
+
+    h, w = adapter.generation_grid()
+    vm = adapter.model.model.vocabulary_mapping
+    toks = adapter.generate_tokens(["a photo of a doctor", "a photo"], seed=1)
+    assert toks.shape == (2, h * (w + 1))
+    rows = toks.reshape(2, h, w + 1)
+    assert (rows[..., -1] == vm.eol_token_id).all() and set(rows[..., :-1].flatten().tolist()) <= set(vm.image_tokens)
+    a = adapter.generate_images(["a photo of a doctor", "a photo"], n=2, seed=7, batch_size=4)
+    b = adapter.generate_images(["a photo of a doctor", "a photo"], n=2, seed=7, batch_size=4)
+    c = adapter.generate_images(["a photo of a doctor", "a photo"], n=2, seed=8, batch_size=4)
+    assert len(a) == 4 and a[0].size == (32, 32) and a[0].mode == "RGB"
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+    assert not all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, c, strict=True))
+
+
+def test_first_image_token_is_guided_argmax_of_the_stock_forward(adapter) -> None:  # noqa: ANN001
+    """Greedy: the first drawn token = argmax over visual tokens of s (log p_c - log p_u) + log p_u, with
+    p_c / p_u the stock forward's next-token distributions after the prompt / the negative prompt."""
+    adapter.card.generation = {"do_sample": False, "guidance_scale": 3.0}
+    adapter.card.extra["negative_prompt"] = "nurse"
+    try:
+        first = int(adapter.generate_tokens(["red"], seed=0)[0, 0])
+        kw = {"return_for_image_generation": True, "image_area": 32 * 32, "return_tensors": "pt"}
+        cond = adapter.processor(text=["red"], **kw)["input_ids"]  # plain text, as transformers' example
+        unc = adapter.processor(text=["nurse"], return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            lc = torch.log_softmax(adapter.model(input_ids=cond).logits[0, -1], -1)
+            lu = torch.log_softmax(adapter.model(input_ids=unc).logits[0, -1], -1)
+        visual = torch.tensor(adapter.model.model.vocabulary_mapping.image_tokens)
+        guided = (3.0 * (lc - lu) + lu)[visual]
+        assert first == int(visual[guided.argmax()])
+        assert first != int(visual[lc[visual].argmax()])  # the control: unguided, another token wins
+    finally:
+        adapter.card.generation = {}
+        adapter.card.extra.pop("negative_prompt")
