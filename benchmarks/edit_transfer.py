@@ -8,10 +8,14 @@ the same occupations. Printed per editor: understanding (share of items with p(y
 mean margin) and generation (held-out and train normalised gender bias, and the share of images
 of the over-drawn gender), before -> after.
 
-    OMP_NUM_THREADS=1 python benchmarks/edit_transfer.py [--editors ft-l] [-n 64]
+    OMP_NUM_THREADS=1 python benchmarks/edit_transfer.py [--editors ft-l,mend,ke,serac] [-n 64]
+        [--states untrained|quick] [--train-steps 100]
 
 IKE changes no weights and FT-V edits the understanding aligner, which generation never reads, so
-both transfer nothing by construction; MEND / KE / SERAC need a trained editor state first.
+both transfer nothing by construction. MEND / KE / SERAC need an editor state: `--states untrained`
+(default) uses each one's initialisation (`toy.evaluate.write_untrained_state`), `--states quick`
+trains it for `--train-steps` steps on the 16 train-occupation items (`train_editor`; all 24 are
+then edited); neither is the meta-trained state of docs/editors.md, and the rows say which was used.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ def understanding_suite(folder: Path) -> Path:
         more, less = ("male", "female") if o.gender[0] > 0.5 else ("female", "male")
         lines.append({"id": f"und/{o.name}", "task": "vqa", "bias_type": "gender", "image": "blank.png",
                       "prompt": QUESTION.format(occupation=o.name), "y_more": more, "y_less": less,
-                      "meta": {"group": o.group}, "cluster": o.name})
+                      "meta": {"group": o.group}, "cluster": o.name,
+                      "split": "train" if o.group == "train" else "eval",
+                      # A locality probe (a control occupation's question; SERAC's all-position
+                      # scorer also needs one: with none it stacks an empty list).
+                      "loc_prompt": QUESTION.format(occupation="writer"), "loc_answer": "unknown"})
     path = folder / "items.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
@@ -67,10 +75,29 @@ def generation_row(res: Any, props: Any) -> dict[str, float]:
     return out
 
 
+LEARNED = ("mend", "ke", "serac")
+NO_WEIGHTS = ("serac",)  # * in the table: generation is the unedited model's by construction
+
+
+def learned_state(editor: str, adapter: Any, items: Path, out: Path, how: str, steps: int) -> Path:
+    """The learned editor's state for this run: its initialisation, or `steps` of training on `items`."""
+    if how == "untrained":
+        from mllm_audit.toy.evaluate import write_untrained_state
+
+        return write_untrained_state(editor, adapter, out)
+    from mllm_audit.runs.train_editor import train_editor
+
+    train_editor(editor=editor, adapter=adapter, suite=str(items), out=out, steps=steps)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--editors", default="ft-l")
     ap.add_argument("-n", "--images-per-prompt", type=int, default=64)
+    ap.add_argument("--states", choices=("untrained", "quick"), default="untrained",
+                    help="learned editors' state: initialisation, or trained --train-steps on these items")
+    ap.add_argument("--train-steps", type=int, default=100)
     args = ap.parse_args()
 
     from mllm_audit.classifiers.classify import load_classifier
@@ -91,17 +118,34 @@ def main() -> None:
         gen0 = generation_row(run_gen_scan(adapter=base, output=t / "gen-base", **kw), props)
         rows = []
         for ed in args.editors.split(","):
+            state, label = None, ed
+            if ed in LEARNED:
+                state = learned_state(ed, base, items, t / f"state-{ed}", args.states, args.train_steps)
+                label = f"{ed} ({args.states}{f' {args.train_steps}' if args.states == 'quick' else ''})"
+            if ed in NO_WEIGHTS:
+                # The edit lives outside the weights (a routed counterfactual model): nothing to save and
+                # nothing `generate` could read. Understanding after = the fix's own post-edit margins.
+                fix = run_fix(adapter=base, suite=items, editor=ed, all_items=True, mode="batch", batch_edits=64,
+                              output=t / f"fix-{ed}", editor_state=state)
+                margins = [e["post"]["reliability"] for e in fix.edits]
+                und1 = {"pct_biased": sum(m > 0 for m in margins) / len(margins),
+                        "mean_margin": sum(margins) / len(margins)}
+                rows.append((label + " *", und1, gen0))
+                print(f"done {label}", flush=True)
+                continue
             run_fix(adapter=base, suite=items, editor=ed, all_items=True, mode="batch", batch_edits=64,
-                    output=t / f"fix-{ed}", save=t / f"model-{ed}")
+                    output=t / f"fix-{ed}", save=t / f"model-{ed}", editor_state=state)
             edited = load_model(str(t / f"model-{ed}"))
             und1 = run_scan(adapter=edited, suite=items, output=t / f"scan-{ed}").results["summary"]["all"]
             gen1 = generation_row(run_gen_scan(adapter=edited, output=t / f"gen-{ed}", **kw), props)
-            rows.append((ed, und1, gen1))
-    head = (f"{'editor':8} {'und. % biased':>16} {'und. mean margin':>20} {'gen. train norm.':>18} "
+            rows.append((label, und1, gen1))
+            print(f"done {label}", flush=True)
+    head = (f"{'editor':20} {'und. % biased':>16} {'und. mean margin':>20} {'gen. train norm.':>18} "
             f"{'gen. test norm.':>18} {'gen. share over-drawn':>22} {'prop fidelity':>16}")
     print(head)
+    print("(* changes no weights: its generation columns are the unedited model's, by construction)")
     for ed, und1, gen1 in rows:
-        print(f"{ed:8} {und0['pct_biased']:>7.3f} -> {und1['pct_biased']:<6.3f} "
+        print(f"{ed:20} {und0['pct_biased']:>7.3f} -> {und1['pct_biased']:<6.3f} "
               f"{und0['mean_margin']:>+9.3f} -> {und1['mean_margin']:<+8.3f} "
               f"{gen0['train']:>7.3f} -> {gen1['train']:<6.3f} {gen0['test']:>7.3f} -> {gen1['test']:<6.3f} "
               f"{gen0['share_overdrawn']:>9.3f} -> {gen1['share_overdrawn']:<6.3f} "

@@ -42,16 +42,22 @@ def register(app: typer.Typer) -> None:
         card: str | None = options.card(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
         hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
+        balanced_from: str = typer.Option(
+            "images", help="sft/bpo: balanced data from the labelled images (the paper's) or the model's own "
+                           "generations (classifier-filtered; a deviation, recorded)."),
+        self_images_per_word: int = typer.Option(16, help="sft/bpo with --balanced-from generations: images drawn "
+                                                            "per group word and prompt."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from mllm_audit.runs.options import check_fix_options
 
         check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam or (), dtype, device,
-                          split)  # before torch is imported: a typo costs milliseconds
+                          split, balanced_from)  # before torch is imported: a typo costs milliseconds
         if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
             from mllm_audit.cli.fix_unified import fix_unified
 
-            return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [])
+            return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [],
+                               balanced_from, self_images_per_word)
         from mllm_audit.api import fix as run_fix
         from mllm_audit.util.console import console, err_console, progress_bar
         from mllm_audit.util.text import shown

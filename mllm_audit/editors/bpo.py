@@ -22,6 +22,11 @@ Choices where the paper is silent or its code differs, stated:
   both halves rate near zero free to win after guidance multiplies their difference by s.
 - SFT also trains the augmented prompts ("a male", ...) on their own group's images
   (`augmented=True`) so that the adapter does not learn to ignore group words.
+- `anchor = λ` (ours, off by default) adds λ · KL(frozen base || adapted) of the guided next-image-token
+  distributions (scale `anchor_scale`) along the augmented rows' images: on a prompt that names the
+  group the base already draws what it should, so everything the fix is not meant to move (what the
+  image shows besides who) is pinned there, while the neutral prompts' choice of group stays free.
+  In both stages (SFT and BPO).
 Balanced data: a folder of labelled images (`labels.jsonl`: image, gender, race, occupation), each
 encoded to image tokens by the model's own VQ encoder (the paper's images come from FLUX.1-dev).
 """
@@ -32,10 +37,10 @@ import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from mllm_audit.editors.balanced import Row, bpo_pairs
 from mllm_audit.errors import AuditError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -61,6 +66,8 @@ class BalancedSettings:
     bpo_batch: int = 8
     beta: float = 1.0
     alpha_sft: float = 0.0
+    anchor: float = 0.0  # > 0: λ · KL(frozen base || adapted) on the augmented prompts' image tokens (ours)
+    anchor_scale: float = 5.0  # the guidance scale of the anchored mix (the card's; 0 = conditional only)
     seed: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,16 +76,6 @@ class BalancedSettings:
         return d
 
 
-@dataclass
-class Row:
-    """One training example: prompt ids, image token ids, and the image's groups."""
-
-    ids: list[int]
-    codes: list[int]
-    labels: dict[str, str]
-    prompt_key: str
-    neutral: bool = True
-    uncond: list[int] = field(default_factory=list)
 
 
 def lora_regex(targets: Sequence[str]) -> str:
@@ -106,63 +103,14 @@ def base_of(model: Any) -> Any:
 
 # ---- data -----------------------------------------------------------------------------------------------
 
-def rows_from_folder(adapter: Any, folder: Path, prompts: Sequence[Any], attributes: dict[str, list[str]],
-                     augmented: bool = True) -> list[Row]:
-    """Balanced rows: each labelled image of an occupation, under its neutral prompt (and its variants)."""
-    import torch
-
-    from mllm_audit.scoring.imagetokens import t2i_prompt_ids, unconditional_ids
-    from mllm_audit.suites.labelled import VARIANT_WORDS, _open_images, read_labelled_images, variant_prompt
-
-    labelled = read_labelled_images(folder, attributes)
-    by_occ: dict[str, list[dict[str, Any]]] = {}
-    for r in labelled:
-        if "occupation" not in r:
-            raise AuditError(f"{folder}/labels.jsonl: image {r['image']!r} has no 'occupation' (needed to train)")
-        by_occ.setdefault(str(r["occupation"]), []).append(r)
-    names = list(dict.fromkeys(r["image"] for r in labelled))
-    codes: dict[str, list[int]] = {}
-    with torch.no_grad():
-        for i in range(0, len(names), 32):
-            pv = adapter.preprocess(_open_images(Path(folder), names[i : i + 32]))
-            tok = adapter.model.model.vqmodel.encode(pv).image_tokens.reshape(pv.shape[0], -1)
-            codes.update(zip(names[i : i + 32], tok.tolist(), strict=True))
-    tk = adapter.tokenizer
-    rows: list[Row] = []
-    for p in prompts:
-        imgs = by_occ.get(p.occupation, [])
-        ids = t2i_prompt_ids(adapter, p.prompt)
-        unc = unconditional_ids(ids, tk.bos_token_id, adapter.boi_token_id, adapter.pad_id)
-        for r in imgs:
-            labels = {a: r[a] for a in attributes if a in r}
-            rows.append(Row(ids, codes[r["image"]], labels, p.id, True, unc))
-            if augmented:
-                for a, words in VARIANT_WORDS.items():
-                    if a in labels and labels[a] in words:
-                        vid = t2i_prompt_ids(adapter, variant_prompt(p.prompt, words[labels[a]]))
-                        rows.append(Row(vid, codes[r["image"]], labels, f"{p.id}/{words[labels[a]]}", False,
-                                        unconditional_ids(vid, tk.bos_token_id, adapter.boi_token_id,
-                                                          adapter.pad_id)))
-    if not any(r.neutral for r in rows):
-        raise AuditError(f"{folder}: no labelled image matches a training occupation")
-    return rows
 
 
-def bpo_pairs(rows: Sequence[Row], attributes: Sequence[str]) -> list[tuple[int, int]]:
-    """Index pairs (i, j) of neutral rows of the same prompt that differ in exactly one attribute."""
-    out = []
-    by_prompt: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        if r.neutral:
-            by_prompt.setdefault(r.prompt_key, []).append(i)
-    for idx in by_prompt.values():
-        for x in range(len(idx)):
-            for y in range(x + 1, len(idx)):
-                a, b = rows[idx[x]].labels, rows[idx[y]].labels
-                diff = [k for k in attributes if a.get(k) != b.get(k)]
-                if len(diff) == 1:
-                    out.append((idx[x], idx[y]))
-    return out
+
+
+
+
+
+
 
 
 # ---- losses ---------------------------------------------------------------------------------------------
@@ -195,6 +143,32 @@ def guided_logprob(model: Any, rows: Sequence[Row], scale: float) -> Any:
     return g.gather(-1, codes.unsqueeze(-1)).squeeze(-1).mean(-1)
 
 
+def anchor_kl(model: Any, rows: Sequence[Row], scale: float) -> Any:
+    """Mean KL(frozen base || adapted) per image position of the guided mix, teacher-forced on `rows`."""
+    import torch
+
+    from mllm_audit.scoring.imagetokens import image_token_logits
+
+    base = base_of(model)
+    dev = next(base.parameters()).device
+    codes = torch.tensor([r.codes for r in rows], device=dev)
+    prompts = [r.ids for r in rows] + [r.uncond for r in rows]
+
+    def mix(logits: Any) -> Any:
+        c, u = logits[: len(rows)], logits[len(rows) :]
+        return torch.log_softmax(u + scale * (c - u) if scale > 1 else c, -1)
+
+    with torch.no_grad(), model.disable_adapter():
+        ref = mix(image_token_logits(base, prompts, codes.repeat(2, 1)))
+    now = mix(image_token_logits(base, prompts, codes.repeat(2, 1)))
+    return (ref.exp() * (ref - now)).sum(-1).mean()
+
+
+def _anchor_batch(rows: Sequence[Row], n: int, rng: random.Random) -> list[Row]:
+    aug = [r for r in rows if not r.neutral]
+    return rng.sample(aug, min(n, len(aug))) if aug else []
+
+
 def bpo_loss(lp_i: Any, lp_j: Any, beta: float) -> Any:
     """β · mean log(1 + (σ(Δ) − ½)²), Δ = logit(p_i) − logit(p_j), p = exp(mean log-prob)."""
     import torch
@@ -225,6 +199,9 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
     """Stage 1: NLL of balanced image tokens (plus unconditional twins at `uncond_rate`)."""
     import torch
 
+    all_rows = rows
+    if s.anchor > 0 and all(r.neutral for r in rows):
+        raise AuditError("anchor: needs the augmented prompts' rows (set augmented=true)")
     rows = [r for r in rows if s.augmented or r.neutral]
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
@@ -244,6 +221,8 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
             loss = -mean_logprob(model, batch, unc).mean()
             if s.sft_guidance > 0:
                 loss = loss - guided_logprob(model, batch, s.sft_guidance).mean()
+            if s.anchor > 0 and (ab := _anchor_batch(all_rows, s.sft_batch, rng)):
+                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -281,6 +260,8 @@ def train_bpo(model: Any, rows: Sequence[Row], attributes: Sequence[str], s: Bal
             loss = bpo_loss(lp[: len(chunk)], lp[len(chunk) :], s.beta)
             if s.alpha_sft:
                 loss = loss - s.alpha_sft * lp.mean()
+            if s.anchor > 0 and (ab := _anchor_batch(rows, s.bpo_batch, rng)):
+                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -18,6 +18,7 @@ FAMILIES = {
     "instructblip": "mllm_audit.models.families.instructblip:load",
     "minigpt4": "mllm_audit.models.families.minigpt4:load",
     "janus": "mllm_audit.models.families.janus:load",
+    "emu3": "mllm_audit.models.families.emu3:load",
 }
 FAMILY_REGISTRY = Registry("model family", lazy(FAMILIES))
 

@@ -118,6 +118,7 @@ MODEL_TYPE_FAMILY = {
     "llava": "llava",
     "janus": "janus",
     "minigpt4": "minigpt4",
+    "emu3": "emu3",
 }
 
 
@@ -129,6 +130,7 @@ FAMILY_CARD = {
     "llava": "llava-1.5-7b",
     "minigpt4": "minigpt4",
     "janus": "janus-pro-1b",
+    "emu3": "emu3-chat",
 }
 
 # A card written into a model folder (by `fix --save`, `convert`): the folder scores as its source.

@@ -127,6 +127,8 @@ def run_fix(
     variant: str | None = None,
     serac_routing: str | None = None,
     hparam: Sequence[str] = (),
+    balanced_from: str = "images",
+    self_images_per_word: int = 16,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -141,9 +143,12 @@ def run_fix(
     go to results["saved_model"]["metrics"] and the manifest, beside the per-edit rows.
 
     `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
-    `hparam` as KEY=VALUE settings and `data_dir` the labelled images; it returns a UnifiedFixResult.
+    `hparam` as KEY=VALUE settings and `data_dir` the labelled images, or with `balanced_from`
+    "generations" the model's own drawings (`self_images_per_word` per group word); it returns a
+    UnifiedFixResult.
     """
-    check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split)
+    check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split,
+                      balanced_from)
     if editor in ("sft", "bpo"):
         from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
         from mllm_audit.runs.fix_unified import run_unified_fix
@@ -152,6 +157,7 @@ def run_fix(
         return run_unified_fix(model="toy-janus-v2" if model == "toy" else model,
                                suite="gen-toy-v2" if suite == "toy" else suite, editor=editor, images=data_dir,
                                output=output, save=save, seed=seed, settings=settings, device=device,
+                               balanced_from=balanced_from, self_images_per_word=self_images_per_word,
                                adapter=adapter, log=log)
     editor_options = dict(editor_options or {})
     if variant is not None:

@@ -114,21 +114,30 @@ def run_unified_fix(
     seed: int = 0,
     batch_size: int = 64,
     settings: Any = None,
+    balanced_from: str = "images",
+    self_images_per_word: int = 16,
     device: str = "cpu",
     adapter: Any = None,
     classifier_obj: Any = None,
     fidelity_obj: Any = None,
     log: Callable[[str], None] | None = None,
 ) -> UnifiedFixResult:
-    """Balanced SFT (+ BPO) with LoRA, each stage measured on the held-out prompts."""
+    """Balanced SFT (+ BPO) with LoRA, each stage measured on the held-out prompts.
+
+    `balanced_from`: "images" (the labelled folder: the paper's way) or "generations" (the model's own
+    drawings for the augmented prompts, kept where the classifier agrees: a deviation, recorded).
+    """
     from mllm_audit.classifiers.classify import load_classifier
-    from mllm_audit.editors.bpo import BalancedSettings, add_lora, pair_gap, rows_from_folder, train_bpo, train_sft
+    from mllm_audit.editors.balanced import rows_from_folder
+    from mllm_audit.editors.bpo import BalancedSettings, add_lora, pair_gap, train_bpo, train_sft
     from mllm_audit.models import load_model
     from mllm_audit.models.base import LoadOptions
     from mllm_audit.runs.gen_scan import load_gen_suite
     from mllm_audit.runs.locate import labelled_images_of, suite_option
 
     t0 = time.perf_counter()
+    if balanced_from not in ("images", "generations"):
+        raise AuditError(f"balanced data from {balanced_from!r}: expected images or generations")
     if editor not in UNIFIED_EDITORS:
         raise AuditError(f"unknown unified-model editor {editor!r} (known: {', '.join(UNIFIED_EDITORS)})")
     s = settings or BalancedSettings(seed=seed)
@@ -139,7 +148,7 @@ def run_unified_fix(
         raise AuditError(f"suite {the_suite.name!r}: needs prompts of group {train_group!r} (trained on) and "
                          "of other groups (held out, measured)")
     folder = Path(images) if images is not None else labelled_images_of(suite)
-    if folder is None:
+    if folder is None and balanced_from == "images":
         raise AuditError("balanced data: give --images DIR (labels.jsonl: image, gender, race, occupation)")
     out_dir = Path(output) if output is not None else None
     if out_dir is not None and (out_dir / "results.json").exists():
@@ -148,12 +157,19 @@ def run_unified_fix(
         raise AuditError(f"--save {save}: folder exists and is not empty (nothing is overwritten)")
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
-    if not adapter.generates_images or not hasattr(getattr(adapter.model, "model", None), "vqmodel"):
+    inner = getattr(adapter.model, "model", None)
+    if not adapter.generates_images or not all(hasattr(inner, a) for a in ("vqmodel", "generation_head")):
         raise AuditError(f"model {adapter.card.name!r}: --editor {editor} needs a VQ unified model (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     fidelity_classifier = fidelity_classifier or suite_option(suite, "fidelity_classifier")
     fid = fidelity_obj or (load_classifier(fidelity_classifier, device=device) if fidelity_classifier else None)
-    rows = rows_from_folder(adapter, folder, train, clf.attributes, augmented=s.augmented)
+    selfgen = None
+    if balanced_from == "generations":
+        from mllm_audit.editors.balanced import rows_from_generations
+
+        rows, selfgen = rows_from_generations(adapter, clf, train, self_images_per_word, seed, batch_size, s.augmented)
+    else:
+        rows = rows_from_folder(adapter, folder, train, clf.attributes, augmented=s.augmented)
     out_dir = out_dir or default_run_dir("fix", adapter.card.name, the_suite.name)
     attrs = [a for a in ("gender", "race") if a in clf.attributes]
     results: dict[str, Any] = {
@@ -162,7 +178,9 @@ def run_unified_fix(
         "suite": the_suite.identity(), "classifier": clf.identity(),
         "fidelity_classifier": fid.identity() if fid else None, "versions": versions(), "seed": seed,
         "options": {"images_per_prompt": images_per_prompt, "adherence_images": adherence_images,
-                    "train_group": train_group, "labelled_images": str(folder), "batch_size": batch_size,
+                    "train_group": train_group, "batch_size": batch_size, "balanced_from": balanced_from,
+                    "labelled_images": str(folder) if balanced_from == "images" else None,
+                    "self_generated": selfgen.as_dict() if selfgen else None,
                     "generation": adapter.generation_settings()},
         "train_prompts": [p.id for p in train], "held_out_prompts": [p.id for p in held],
         "n_rows": len(rows), "stages": {},

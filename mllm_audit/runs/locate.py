@@ -330,9 +330,10 @@ def run_locate(
     folder = Path(images) if images is not None else labelled_images_of(suite)
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
-    if not adapter.generates_images or not hasattr(adapter.model, "model") or not hasattr(
-            adapter.model.model, "vqmodel"):
-        raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model")
+    inner = getattr(adapter.model, "model", None)
+    if not adapter.generates_images or not all(hasattr(inner, a) for a in ("vqmodel", "generation_head")):
+        raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model "
+                         "with a generation head (janus)")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)
     out_dir = out_dir or default_run_dir("locate", adapter.card.name, the_suite.name)
     tok = tokenizer_tests(adapter, clf, folder, folds, seed) if folder is not None else None

@@ -121,7 +121,7 @@ def check_editor_name(editor: str, allowed: tuple[str, ...] | None = None, what:
 def check_fix_options(editor: str, mode: str = "single", batch_edits: int = 16, scope: str | None = None,
                       variant: str | None = None, serac_routing: str | None = None,
                       hparam: Sequence[str] = (), dtype: str = "fp32", device: str = "cpu",
-                      split: str | None = None) -> None:
+                      split: str | None = None, balanced_from: str = "images") -> None:
     """Every `fix` option that can be judged without loading anything."""
     check_editor_name(editor)
     check_load_options(dtype, device, split=split)
@@ -135,5 +135,9 @@ def check_fix_options(editor: str, mode: str = "single", batch_edits: int = 16, 
         raise AuditError(f"--set applies to --editor sft and bpo, not {editor}")
     if variant is not None and editor not in ("ft-l", "ft-v", "ike"):
         raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
+    if balanced_from not in ("images", "generations"):
+        raise AuditError(f"--balanced-from must be images or generations, got {balanced_from!r}")
+    if balanced_from != "images" and editor not in UNIFIED_EDITORS:
+        raise AuditError(f"--balanced-from applies to --editor sft and bpo, not {editor}")
     if serac_routing is not None and editor != "serac":
         raise AuditError(f"--serac-routing applies to --editor serac, not {editor}")

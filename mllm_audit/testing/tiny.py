@@ -281,3 +281,51 @@ def save_tiny_janus(out: Path, seed: int = 0, spec: TinyJanusSpec | None = None)
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return out
+
+
+def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int = 32) -> Path:
+    """A random tiny Emu3 (+ processor) saved as a model folder, built the way the -hf checkpoints are:
+    a BPE tokenizer whose vocabulary holds `<|visual token N|>` for every code, and the config's
+    `vocabulary_map` read from it. The tokenizer adds no BOS itself (the processor prepends it)."""
+    import torch
+    from transformers import (
+        Emu3Config,
+        Emu3ForConditionalGeneration,
+        Emu3ImageProcessor,
+        Emu3Processor,
+        Emu3TextConfig,
+        Emu3VQVAEConfig,
+        GenerationConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    from mllm_audit.models.families.emu3 import CHAT_TEMPLATE as EMU3_CHAT_TEMPLATE
+    from mllm_audit.models.families.emu3 import EOL
+    from mllm_audit.models.families.emu3 import SPECIALS as EMU3_SPECIALS
+    from mllm_audit.testing.tiny import build_tokenizer
+
+    base = build_tokenizer().backend_tokenizer
+    base.post_processor = None  # Emu3's tokenizer adds no BOS; the processor writes it
+    tok = PreTrainedTokenizerFast(tokenizer_object=base, bos_token="</s>", eos_token="</s>", pad_token="<pad>",
+                                  unk_token="<unk>", extra_special_tokens=EMU3_SPECIALS)
+    tok.add_tokens([EOL] + [f"<|visual token {i:06d}|>" for i in range(codebook)], special_tokens=True)
+    text = Emu3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                          pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                          eos_token_id=tok.eos_token_id, attention_dropout=0.0)
+    # GroupNorm takes 32 groups: channels multiples of 32; four levels = the processor's downsampling of 8.
+    vq = Emu3VQVAEConfig(codebook_size=codebook, embed_dim=4, latent_channels=4, base_channels=32,
+                         channel_multiplier=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], hidden_size=32,
+                         num_attention_heads=1)
+    cfg = Emu3Config(vq_config=vq.to_dict(), text_config=text.to_dict(), vocabulary_map=dict(tok.get_vocab()))
+    torch.manual_seed(seed)
+    model = Emu3ForConditionalGeneration(cfg).eval()
+    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+                                               eos_token_id=tok.eos_token_id, do_sample=True, guidance_scale=3.0)
+    improc = Emu3ImageProcessor(min_pixels=image_size * image_size, max_pixels=image_size * image_size,
+                                spatial_factor=8)
+    proc = Emu3Processor(image_processor=improc, tokenizer=tok, chat_template=EMU3_CHAT_TEMPLATE)
+    out = Path(out)
+    model.save_pretrained(out)
+    proc.save_pretrained(out)
+    return out

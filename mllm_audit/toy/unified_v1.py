@@ -96,7 +96,7 @@ def build_toy_janus(out: Path, prompts: list[dict[str, Any]], classifier_out: Pa
     # Reference image per code, for the classifier.
     codes = torch.arange(NO_PERSON_CODE + 1).unsqueeze(-1)
     refs = adapter.decode_images(codes)
-    from mllm_audit.classifiers.classify import save_toy_classifier
+    from mllm_audit.toy.classifier import save_toy_classifier
 
     labels = [
         {"person": 1, "gender": c // 4, "race": c % 4} if c < NO_PERSON_CODE else {"person": 0}

@@ -8,7 +8,8 @@ import re
 import pytest
 import torch
 
-from mllm_audit.editors.bpo import Row, bpo_loss, bpo_pairs, lora_regex, parse_overrides
+from mllm_audit.editors.balanced import Row, bpo_pairs
+from mllm_audit.editors.bpo import bpo_loss, lora_regex, parse_overrides
 from mllm_audit.errors import AuditError
 
 

@@ -14,6 +14,7 @@ CASES = [
     (["study", "batch", "--device", "tpu"], "--device"),
     (["locate", "--device", "cuda:x"], "--device"),
     (["scan", "--dtype", "fp33"], "--dtype"),
+    (["fix", "--editor", "ft-l", "--balanced-from", "generations"], "--balanced-from"),
 ]
 
 
