@@ -12,6 +12,7 @@ those it was started with.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,7 @@ def _train_editor(
     import torch
 
     from .editors import make_editor
-    from .editors.learned import CHECKPOINT_FILE, TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from .editors.learned import CHECKPOINT_FILE, TRAIN_DEFAULTS, Diverged, LearnedEditor, train_loop
     from .numbers import check_counts
     from .runs.folders import OutputFolder, check_new_output
     from .runs.record import model_identity, suite_identity, to_plain
@@ -127,6 +128,10 @@ def _train_editor(
         folder.commit()
         res.out = out
         return res
+    except Diverged:
+        folder.lock.release()
+        shutil.rmtree(folder.tmp, ignore_errors=True)  # its checkpoints lead to the same divergence
+        raise
     except STOPS as e:
         raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --out {out}") \
             from None

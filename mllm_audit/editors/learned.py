@@ -511,6 +511,25 @@ class Interrupted(Exception):
     """Raised by a step callback to stop a run after its last checkpoint (tests simulate a crash)."""
 
 
+class Diverged(AuditError):
+    """Training produced a non-finite loss or parameter: nothing of the run is worth keeping."""
+
+
+def _check_finite(what: str, value: float | None, net: torch.nn.Module, step: int, lr: float) -> None:
+    """Stop a run whose loss or editor parameters left the finite numbers (too high an lr, mostly)."""
+    bad = None
+    if value is not None and not torch.isfinite(torch.tensor(value)):
+        bad = f"{what} is {value}"
+    else:
+        for name, t in net.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = f"editor tensor {name} is not finite"
+                break
+    if bad:
+        raise Diverged(f"editor training diverged at step {step} with lr {lr:g} ({bad}): "
+                       f"train with a lower lr (e.g. {lr / 10:g})")
+
+
 # Test hook: seconds to sleep after each training step (lets tests kill a run part-way).
 STEP_DELAY_ENV = "MLLM_AUDIT_STEP_DELAY"
 
@@ -562,7 +581,8 @@ def train_loop(
     net = editor.require_net()
     steps, batch = int(settings["steps"]), int(settings["batch"])
     val_every, ckpt_every, patience = int(settings["val_every"]), int(settings["ckpt_every"]), int(settings["patience"])
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=float(settings["lr"]))
+    lr = float(settings["lr"])
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
     gen = torch.Generator().manual_seed(seed)
     data = Data(adapter, load_image)
     step, best_val, best_step, bad, seconds = 0, float("inf"), 0, 0, 0.0
@@ -619,15 +639,18 @@ def train_loop(
             t0 = time.perf_counter()
             idx = torch.randint(len(train_items), (batch,), generator=gen).tolist()
             loss, stats = editor.train_loss(adapter, [train_items[i] for i in idx], data)
+            _check_finite("the training loss", float(loss.detach()), net, step + 1, lr)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), float(settings["clip"]))
             opt.step()
             step += 1
+            _check_finite("the training loss", None, net, step, lr)
             history.append({"step": step, "loss": float(loss.detach()), **stats})
             vl: float | None = None
             if val_items and (step % val_every == 0 or step == steps):
                 vl = val_loss()
+                _check_finite("the validation loss", vl, net, step, lr)
                 val_history.append({"step": step, "val_loss": vl})
                 if vl < best_val - 1e-6:
                     best_val, best_step, bad = vl, step, 0
