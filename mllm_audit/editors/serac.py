@@ -160,12 +160,15 @@ class SERACEdited(Edited):
         return out
 
     def _full_score(self, requests: Sequence[Request], load: Any, batch_size: int) -> list[tuple[torch.Tensor, int]]:
-        """All-position log-probabilities (the easyedit locality protocol, editing.py), routed as `_score`."""
+        """All-position log-probabilities (the easyedit locality protocol, editing.py), routed as `_score`:
+        soft routing mixes the two models at every position of the request's own sequence."""
         from ..editing import all_position_logprobs
 
         data = Data(self.adapter, load)
         with torch.no_grad():
             best, which = scope_scores(self.mem_emb, self.editor.embed_requests(self.adapter, requests, data)).max(-1)
+        if self.routing == "soft":
+            return self._full_mix(requests, load, batch_size, best, which)
         inside = (best > float(self.editor.hp["threshold"])).tolist()
         out: list[Any] = [None] * len(requests)
         base_idx = [i for i, ok in enumerate(inside) if not ok]
@@ -179,6 +182,27 @@ class SERACEdited(Edited):
             with self.editor.counterfactual(self.adapter):
                 for i, d in zip(cf_idx, all_position_logprobs(cf, asked, load, batch_size), strict=True):
                     out[i] = d
+        return out
+
+    def _full_mix(self, requests: Sequence[Request], load: Any, batch_size: int, s: torch.Tensor,
+                  which: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+        """Soft routing over all positions: the counterfactual model's longer sequence (memory entry in
+        front) is aligned as easyedit_locality aligns it (image positions from the front, text from
+        the end), then mixed by s as `_mix` mixes the answer positions."""
+        from ..editing import all_position_logprobs
+
+        base = all_position_logprobs(self.adapter, list(requests), load, batch_size)
+        cf = self.editor.cf_model(self.adapter)
+        asked = [self.editor.cf_request(cf, self.memory[int(which[i])], r) for i, r in enumerate(requests)]
+        with self.editor.counterfactual(self.adapter):
+            alt = all_position_logprobs(cf, asked, load, batch_size)
+        eps = torch.finfo(torch.float32).eps
+        out: list[tuple[torch.Tensor, int]] = []
+        for i, ((b, n_img), (a, _)) in enumerate(zip(base, alt, strict=True)):
+            n_text = b.shape[0] - n_img
+            a = torch.cat([a[:n_img], a[a.shape[0] - n_text :]]) if n_text else a[:n_img]
+            w = float(s[i])
+            out.append((torch.log((1 - w) * b.exp() + w * a.exp() + eps), n_img))
         return out
 
 

@@ -185,3 +185,40 @@ def test_serac_soft_routing_mixes_and_hard_routing_does_not(toy, suite) -> None:
     assert not all(hard.routed)
     with pytest.raises(AuditError, match="serac-routing"):
         ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "both"}))
+
+
+def test_serac_easyedit_protocol_follows_the_routing(toy, suite) -> None:  # noqa: ANN001
+    """`full_score` (the easyedit locality protocol) mixes softly under soft routing; it used to route hard."""
+    from mllm_audit.editing import all_position_logprobs
+    from mllm_audit.scoring import Request
+
+    load = image_loader(suite)
+    item = _planted_eval(suite, 1)[0]
+    torch.manual_seed(0)
+    ed = make_editor("serac")
+    ed.setup(toy)
+    with torch.no_grad():
+        ed.require_net().lora_b[0].normal_(0, 0.5)
+    reqs = [Request(item.prompt, item.y_less, item.image, item.task),
+            Request(item.loc_prompt, item.loc_answer, None, None)]
+    base = all_position_logprobs(toy, reqs, load, 8)
+    soft = ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "soft"}))
+    soft.score(reqs, load, 8)  # the scope scores s of these requests
+    s = soft.weights
+    got = soft.full_score(reqs, load, 8)
+    cf = ed.cf_model(toy)
+    with ed.counterfactual(toy):
+        alt = all_position_logprobs(cf, [ed.cf_request(cf, _req(item), r) for r in reqs], load, 8)
+    eps = torch.finfo(torch.float32).eps
+    for i in range(2):
+        (b, n_img), (a, _) = base[i], alt[i]
+        assert got[i][1] == n_img and got[i][0].shape == b.shape
+        a = torch.cat([a[:n_img], a[a.shape[0] - (b.shape[0] - n_img):]])
+        torch.testing.assert_close(got[i][0], torch.log((1 - s[i]) * b.exp() + s[i] * a.exp() + eps),
+                                   atol=1e-5, rtol=1e-5)
+    assert 0 < s[1] < 1 and not torch.allclose(got[1][0], base[1][0], atol=1e-4)  # out of scope, still moved
+    hard = ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "hard"}))
+    got_h = hard.full_score(reqs, load, 8)
+    hard.score(reqs, load, 8)
+    assert not hard.routed[1]
+    torch.testing.assert_close(got_h[1][0], base[1][0])  # hard: out-of-scope exactly as the base model
