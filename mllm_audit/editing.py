@@ -462,6 +462,14 @@ def _run_fix(
     if scope is not None and hasattr(the_editor, "scope"):
         the_editor.scope = scope  # type: ignore[attr-defined]
     if getattr(the_editor, "needs_state", False):
+        if editor_state is None and adapter is None:
+            from .editor_states import card_state
+
+            editor_state = card_state(model, editor, scope, card)  # a state the model's card ships
+        if editor_state is None and adapter is not None:
+            from .editor_states import shipped_state
+
+            editor_state = shipped_state(adapter.card, editor, scope)
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
     if output is not None:
