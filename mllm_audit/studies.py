@@ -320,6 +320,13 @@ def run_study(
         from .models.base import LoadOptions
 
         adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+    if study != "cross-bias":  # cross-bias trains per bias type; the others take the card's shipped states
+        from .editor_states import shipped_state
+
+        for name in LEARNED:
+            shipped = shipped_state(adapter.card, name, None)
+            if shipped is not None and name not in states:
+                states[name] = shipped
     items, n_candidates = choose_items(adapter, the_suite, None, False, None, batch_size)
     if not items:
         raise AuditError(f"model {adapter.card.name!r} is biased on no eval item of suite {the_suite.name!r}")
@@ -337,6 +344,7 @@ def run_study(
         "schema": RESULTS_SCHEMA, "command": "study", "study": study, "run_id": run_id, "complete": False,
         "model": adapter.identity(), "suite": the_suite.identity(), "versions": versions(), "seed": seed,
         "editors": editors, "limit": limit,
+        "editor_states": {k: str(v) for k, v in states.items()} if study != "cross-bias" else {},
         "parity": "spread (max - min over groups) of log p(y_more) - log p(y_less) for the item's prompt on "
                   "each group's images of the same scenario and task (group means); computed in studies.py",
     }
