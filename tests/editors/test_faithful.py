@@ -120,14 +120,35 @@ def test_mend_feature_norm_centres_and_scales_each_feature() -> None:
     feat, rms = MendNet(shapes, 4, 1e-3, "feature"), MendNet(shapes, 4, 1e-3, "rms")
     for net in (feat, rms):
         net.train()
-        net._standardise_features(0, rows) if net.norm == "feature" else net._standardise(0, rows, 5)
+        net._standardise_features(0, rows, 5) if net.norm == "feature" else net._standardise(0, rows, 5)
         net.eval()
-    z = feat._standardise_features(0, rows)
+    z = feat._standardise_features(0, rows, 5)
     assert torch.allclose(z.mean(0), torch.zeros(8), atol=1e-4)
     assert torch.allclose(z.std(0), torch.ones(8), atol=1e-3)
     # The control (the earlier RMS scaling) leaves the means and the per-feature scales in place.
     zr = rms._standardise(0, rows, 5)
     assert float(zr.mean(0).abs().max()) > 0.5 and float(zr.std(0).max() / zr.std(0).min()) > 100
+
+
+def test_mend_feature_norm_leaves_out_features_that_never_varied() -> None:
+    """A ReLU unit dead on every training row has std 0; the first input that activated it was
+    multiplied by 1e8 and MEND trained on one bias type of the toy went to NaN."""
+    from mllm_audit.editors.mend import MendNet
+
+    torch.manual_seed(0)
+    net = MendNet({"a": (3, 5)}, 4, 1e-3, "feature")
+    rows = torch.randn(50, 8)
+    rows[:, 2] = 0.0  # input feature 2: never active in training
+    net.train()
+    net._standardise_features(0, rows, 5)
+    net.eval()
+    probe = torch.randn(1, 8)
+    probe[0, 2] = 1.0
+    z = net._standardise_features(0, probe, 5)
+    assert float(z.abs().max()) < 10 and float(z[0, 2]) == 0.0
+    kept = [0, 1, 3, 4, 5, 6, 7]  # every other feature is standardised as before
+    want = (probe - rows.mean(0)) / rows.std(0)
+    torch.testing.assert_close(z[0, kept], want[0, kept], atol=1e-3, rtol=1e-3)
 
 
 def test_ke_lagrange_multiplier_rises_only_while_kl_exceeds_the_margin(toy) -> None:  # noqa: ANN001
