@@ -60,7 +60,7 @@ def main() -> None:
                 learned = name in ("mend", "ke")
                 if learned:
                     from mllm_audit.editors import make_editor
-                    from mllm_audit.editors.learned.base import TRAIN_DEFAULTS, train_loop
+                    from mllm_audit.editors.learned.training import TRAIN_DEFAULTS, train_loop
 
                     ed = make_editor(name)
                     torch.manual_seed(0)

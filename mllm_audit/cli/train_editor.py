@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         ),
         variant: str | None = typer.Option(
             None, help="mend: easyedit (default) or margin; ke: decao (default) or margin. See docs/editors.md."),
+        lr: float | None = typer.Option(None, help="Learning rate (default: the editor's schedule; lower it when "
+                                                    "training diverges)."),
         quiet: bool = options.quiet(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
 
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
-                               counterfactual=counterfactual, variant=variant, on_step=on_step,
+                               counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
                                allow_outside_paths=allow_outside_paths)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "

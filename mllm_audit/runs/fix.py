@@ -189,6 +189,14 @@ def _run_fix(
     if scope is not None and the_editor.scope is not None:
         the_editor.scope = scope
     if the_editor.needs_state:
+        if editor_state is None and adapter is None:
+            from mllm_audit.editors.states import card_state
+
+            editor_state = card_state(model, editor, scope, card)  # a state the model's card ships
+        if editor_state is None and adapter is not None:
+            from mllm_audit.editors.states import shipped_state
+
+            editor_state = shipped_state(adapter.card, editor, scope)
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
     if output is not None:

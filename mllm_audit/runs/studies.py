@@ -228,7 +228,8 @@ def make_study_editor(
     given state (`states["name:scope"]`, or `states[name]` for the text side) or trained here on
     `train_items` (val split for early stopping)."""
     from mllm_audit.editors import make_editor
-    from mllm_audit.editors.learned.base import TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from mllm_audit.editors.learned.base import LearnedEditor
+    from mllm_audit.editors.learned.training import TRAIN_DEFAULTS, train_loop
     from mllm_audit.runs.score import image_loader
 
     ed = make_editor(name)
@@ -325,6 +326,13 @@ def run_study(
         from mllm_audit.models.base import LoadOptions
 
         adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+    if study != "cross-bias":  # cross-bias trains per bias type; the others take the card's shipped states
+        from mllm_audit.editors.states import shipped_state
+
+        for name in LEARNED:
+            shipped = shipped_state(adapter.card, name, None)
+            if shipped is not None and name not in states:
+                states[name] = shipped
     items, n_candidates = choose_items(adapter, the_suite, None, False, None, batch_size)
     if not items:
         raise AuditError(f"model {adapter.card.name!r} is biased on no eval item of suite {the_suite.name!r}")
@@ -342,6 +350,7 @@ def run_study(
         "schema": RESULTS_SCHEMA, "command": "study", "study": study, "run_id": run_id, "complete": False,
         "model": adapter.identity(), "suite": the_suite.identity(), "versions": versions(), "seed": seed,
         "editors": editors, "limit": limit,
+        "editor_states": {k: str(v) for k, v in states.items()} if study != "cross-bias" else {},
         "parity": "spread (max - min over groups) of log p(y_more) - log p(y_less) for the item's prompt on "
                   "each group's images of the same scenario and task (group means); computed in studies.py",
     }

@@ -12,6 +12,7 @@ those it was started with.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from mllm_audit.errors import AuditError
 from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
 if TYPE_CHECKING:
-    from mllm_audit.editors.learned.base import TrainResult
+    from mllm_audit.editors.learned.training import TrainResult
     from mllm_audit.models.base import Adapter
 
 LEARNED = LEARNED_EDITORS
@@ -41,9 +42,9 @@ def train_editor(
     allow_outside_paths: bool = False,
     counterfactual: str | None = None,
     variant: str | None = None,
+    lr: float | None = None,
     *,
     batch: int | None = None,
-    lr: float | None = None,
     val_every: int | None = None,
     patience: int | None = None,
     ckpt_every: int | None = None,
@@ -78,7 +79,8 @@ def _train_editor(
     import torch
 
     from mllm_audit.editors import make_editor
-    from mllm_audit.editors.learned.base import CHECKPOINT_FILE, TRAIN_DEFAULTS, LearnedEditor, train_loop
+    from mllm_audit.editors.learned.base import LearnedEditor
+    from mllm_audit.editors.learned.training import CHECKPOINT_FILE, TRAIN_DEFAULTS, Diverged, train_loop
     from mllm_audit.runs.record import model_identity, suite_identity, to_plain
     from mllm_audit.runs.score import check_images, image_loader
     from mllm_audit.runs.signals import STOPS, interrupted
@@ -138,6 +140,10 @@ def _train_editor(
         folder.commit()
         res.out = out
         return res
+    except Diverged:
+        folder.lock.release()
+        shutil.rmtree(folder.tmp, ignore_errors=True)  # its checkpoints lead to the same divergence
+        raise
     except STOPS as e:
         raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --out {out}") \
             from None

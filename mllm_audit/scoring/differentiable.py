@@ -82,3 +82,16 @@ def logprob_tensor(
     logp = torch.log_softmax(logits[:, :-1][sel], dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
     total = torch.zeros(len(requests), dtype=logp.dtype, device=dev).index_add(0, sel.nonzero(as_tuple=True)[0], logp)
     return total, sel.sum(-1).to(logp.dtype)
+
+
+def continuation_distributions(
+    adapter: Adapter, requests: Sequence[Request], features: dict[str, torch.Tensor]
+) -> list[torch.Tensor]:
+    """Differentiable log-softmax [n, V] at each continuation position, from the same right-padded
+    forward as `logprob_tensor` (the learned editors' locality loss reads these)."""
+    dev = adapter.device
+    toks = [tokenize(adapter, r) for r in requests]
+    ids, mask, _, pos = (t.to(dev) for t in right_padded(toks, adapter.pad_id))
+    emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
+    logits, _ = adapter.lm(emb, mask, pos)
+    return [torch.log_softmax(logits[b, len(p) - 1 : len(p) + len(c) - 1], dim=-1) for b, (p, c) in enumerate(toks)]

@@ -35,11 +35,12 @@ def metric_pairs(item: Item) -> dict[str, Pair]:
 
 
 def locality_requests(item: Item) -> dict[str, Request]:
-    """T-locality (the text prompt as written: no template, no image) and M-locality (the item's task
-    template on the unrelated image), where the item has them."""
+    """T-locality (the text prompt as written: no template, no image) and M-locality (a question about an
+    unrelated image, so the VQA template whatever the edited item's task: EasyEdit's CaptionDataset
+    formats `m_loc_q` with its "Question: {} Short answer:" prompt too), where the item has them."""
     loc: dict[str, Request] = {}
     if item.loc_prompt and item.loc_answer:
         loc["t_locality"] = Request(item.loc_prompt, item.loc_answer, None, None)
     if item.m_loc_prompt and item.m_loc_answer and item.m_loc_image:
-        loc["m_locality"] = Request(item.m_loc_prompt, item.m_loc_answer, item.m_loc_image, item.task)
+        loc["m_locality"] = Request(item.m_loc_prompt, item.m_loc_answer, item.m_loc_image, "vqa")
     return loc

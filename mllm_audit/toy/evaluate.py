@@ -8,6 +8,7 @@ from typing import Any
 from mllm_audit.scoring.contract import Request, continuation_text, next_token_logprobs, score
 from mllm_audit.suites.items import Item
 from mllm_audit.suites.requests import answer_pair
+from mllm_audit.suites.requests import locality_requests as item_locality
 
 
 def margins(
@@ -38,7 +39,7 @@ def locality_requests(items: Sequence[Item]) -> tuple[list[Request], list[Reques
     text: dict[tuple[str, str], Request] = {}
     mm: dict[tuple[str, str, str], Request] = {}
     for it in items:
-        for kind, r in locality_requests(it).items():
+        for kind, r in item_locality(it).items():
             if kind == "t_locality":
                 text.setdefault((r.prompt, r.continuation), r)
             else:

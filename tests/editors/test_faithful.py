@@ -120,14 +120,35 @@ def test_mend_feature_norm_centres_and_scales_each_feature() -> None:
     feat, rms = MendNet(shapes, 4, 1e-3, "feature"), MendNet(shapes, 4, 1e-3, "rms")
     for net in (feat, rms):
         net.train()
-        net._standardise_features(0, rows) if net.norm == "feature" else net._standardise(0, rows, 5)
+        net._standardise_features(0, rows, 5) if net.norm == "feature" else net._standardise(0, rows, 5)
         net.eval()
-    z = feat._standardise_features(0, rows)
+    z = feat._standardise_features(0, rows, 5)
     assert torch.allclose(z.mean(0), torch.zeros(8), atol=1e-4)
     assert torch.allclose(z.std(0), torch.ones(8), atol=1e-3)
     # The control (the earlier RMS scaling) leaves the means and the per-feature scales in place.
     zr = rms._standardise(0, rows, 5)
     assert float(zr.mean(0).abs().max()) > 0.5 and float(zr.std(0).max() / zr.std(0).min()) > 100
+
+
+def test_mend_feature_norm_leaves_out_features_that_never_varied() -> None:
+    """A ReLU unit dead on every training row has std 0; the first input that activated it was
+    multiplied by 1e8 and MEND trained on one bias type of the toy went to NaN."""
+    from mllm_audit.editors.learned.mend import MendNet
+
+    torch.manual_seed(0)
+    net = MendNet({"a": (3, 5)}, 4, 1e-3, "feature")
+    rows = torch.randn(50, 8)
+    rows[:, 2] = 0.0  # input feature 2: never active in training
+    net.train()
+    net._standardise_features(0, rows, 5)
+    net.eval()
+    probe = torch.randn(1, 8)
+    probe[0, 2] = 1.0
+    z = net._standardise_features(0, probe, 5)
+    assert float(z.abs().max()) < 10 and float(z[0, 2]) == 0.0
+    kept = [0, 1, 3, 4, 5, 6, 7]  # every other feature is standardised as before
+    want = (probe - rows.mean(0)) / rows.std(0)
+    torch.testing.assert_close(z[0, kept], want[0, kept], atol=1e-3, rtol=1e-3)
 
 
 def test_ke_lagrange_multiplier_rises_only_while_kl_exceeds_the_margin(toy) -> None:  # noqa: ANN001
@@ -185,3 +206,40 @@ def test_serac_soft_routing_mixes_and_hard_routing_does_not(toy, suite) -> None:
     assert not all(hard.routed)
     with pytest.raises(AuditError, match="serac-routing"):
         ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "both"}))
+
+
+def test_serac_easyedit_protocol_follows_the_routing(toy, suite) -> None:  # noqa: ANN001
+    """`full_score` (the easyedit locality protocol) mixes softly under soft routing; it used to route hard."""
+    from mllm_audit.scoring.contract import Request
+    from mllm_audit.scoring.differentiable import all_position_logprobs
+
+    load = image_loader(suite)
+    item = _planted_eval(suite, 1)[0]
+    torch.manual_seed(0)
+    ed = make_editor("serac")
+    ed.setup(toy)
+    with torch.no_grad():
+        ed.require_net().lora_b[0].normal_(0, 0.5)
+    reqs = [Request(item.prompt, item.y_less, item.image, item.task),
+            Request(item.loc_prompt, item.loc_answer, None, None)]
+    base = all_position_logprobs(toy, reqs, load, 8)
+    soft = ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "soft"}))
+    soft.score(reqs, load, 8)  # the scope scores s of these requests
+    s = soft.weights
+    got = soft.full_score(reqs, load, 8)
+    cf = ed.cf_model(toy)
+    with ed.counterfactual(toy):
+        alt = all_position_logprobs(cf, [ed.cf_request(cf, _req(item), r) for r in reqs], load, 8)
+    eps = torch.finfo(torch.float32).eps
+    for i in range(2):
+        (b, n_img), (a, _) = base[i], alt[i]
+        assert got[i][1] == n_img and got[i][0].shape == b.shape
+        a = torch.cat([a[:n_img], a[a.shape[0] - (b.shape[0] - n_img):]])
+        torch.testing.assert_close(got[i][0], torch.log((1 - s[i]) * b.exp() + s[i] * a.exp() + eps),
+                                   atol=1e-5, rtol=1e-5)
+    assert 0 < s[1] < 1 and not torch.allclose(got[1][0], base[1][0], atol=1e-4)  # out of scope, still moved
+    hard = ed.apply(toy, [_req(item)], EditContext(load_image=load, options={"routing": "hard"}))
+    got_h = hard.full_score(reqs, load, 8)
+    hard.score(reqs, load, 8)
+    assert not hard.routed[1]
+    torch.testing.assert_close(got_h[1][0], base[1][0])  # hard: out-of-scope exactly as the base model

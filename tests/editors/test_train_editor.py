@@ -110,12 +110,29 @@ def test_early_stopping_keeps_the_best_val_state(tiny_adapter, lsuite: Path, tmp
     from mllm_audit.runs.train_editor import train_editor
 
     # lr 0.5 forces early stopping; the earlier MEND variant stays finite there, the faithful one
-    # (per-feature normalisation) diverges to NaN, which train_loop cannot yet write to config.json.
+    # (per-feature normalisation) is the subject of the divergence test below.
     res = train_editor("mend", suite=str(lsuite), out=tmp_path / "es", adapter=tiny_adapter, steps=40, batch=2,
                        val_every=1, patience=1, lr=0.5, hparams={"variant": "margin"})
     assert res.stopped_early and res.steps_run < 40
     vals = {v["step"]: v["val_loss"] for v in res.val_history}
     assert vals[res.best_step] == min(vals.values())
+
+
+def test_divergence_stops_with_one_line_naming_the_lr(tiny_adapter, lsuite: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """MEND at lr 100 leaves the finite numbers at step 1 (the faithful MEND did at lr 0.5 before its
+    dead-feature guard); the old loop then crashed writing config.json."""
+    from mllm_audit.runs.train_editor import train_editor
+
+    out = tmp_path / "nan"
+    with pytest.raises(AuditError, match=r"diverged at step \d+ with lr 100 \(") as err:
+        train_editor("mend", suite=str(lsuite), out=out, adapter=tiny_adapter, steps=40, batch=2, val_every=1,
+                     patience=1, lr=100.0)
+    assert "\n" not in str(err.value)
+    assert not out.exists() and not (tmp_path / ".nan.partial").exists()  # no half state, no dead checkpoint
+    # the same run at a sane lr trains and writes its state (the check does not fire on finite runs)
+    ok = train_editor("mend", suite=str(lsuite), out=tmp_path / "ok", adapter=tiny_adapter, steps=2, batch=2,
+                      val_every=1, patience=1, lr=1e-3)
+    assert ok.steps_run == 2 and (tmp_path / "ok" / "config.json").is_file()
 
 
 def test_state_for_another_model_is_refused(tiny_adapter, lsuite: Path, tmp_path: Path) -> None:  # noqa: ANN001

@@ -334,3 +334,17 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
     )  # fmt: skip
     assert rc == 2
     assert "mllm-audit: error: VLStereoSet CSV not found" in capsys.readouterr().err
+
+
+def test_m_locality_probe_is_a_question_whatever_the_items_task() -> None:
+    """M-locality on a captioning item is asked with the VQA template (EasyEdit's CaptionDataset does the
+    same). Found in the restructure: fix asked it with the item's task (the IC template) while the toy
+    checks asked it with VQA; on the toy the IC-template probe keeps 0.50 top-1 answers against >= 0.90."""
+    from mllm_audit.suites.items import parse_item
+    from mllm_audit.suites.requests import locality_requests
+
+    base = {"id": "x", "bias_type": "gender", "image": "a.png", "prompt": "A photo of", "y_more": "a man",
+            "y_less": "a woman", "m_loc_image": "b.png", "m_loc_prompt": "What colour is it?", "m_loc_answer": "red"}
+    for task in ("ic", "vqa"):
+        req = locality_requests(parse_item({**base, "task": task}, "t"))["m_locality"]
+        assert req.task == "vqa" and req.image == "b.png"

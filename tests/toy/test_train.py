@@ -25,8 +25,9 @@ def suite(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="toy world v2 needs ~3000 steps (the shipped model); this 800-step "
-                   "two-seed check is not yet retuned for it (issue 17)")
+@pytest.mark.xfail(run=False, reason="toy world v2 needs ~3000 steps (the shipped model); 800 steps of v2 "
+                   "had not finished after 6.8 CPU minutes (one thread, measured), so no run under ~4 CPU minutes can "
+                   "pass this two-seed check (issue 17)")
 @pytest.mark.parametrize("seed", [1, 2])
 def test_short_training_recovers_the_planted_bias(seed: int, suite, tmp_path: Path) -> None:  # noqa: ANN001
     report = train_toy(tmp_path / "model", seed=seed, steps=SHORT_STEPS, ike_rows=0)

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from mllm_audit.editors.learned.base import Data, WeightEditor
+from mllm_audit.editors.learned.objective import Data
+from mllm_audit.editors.learned.weights import WeightEditor
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditRequest

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mllm_audit.editors.learned.base import Captured, Data, WeightEditor
+from mllm_audit.editors.learned.objective import Captured, Data
+from mllm_audit.editors.learned.weights import WeightEditor
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditRequest
@@ -83,7 +84,7 @@ class MendNet(torch.nn.Module):
                 self.register_buffer(f"stat{i}_ms", torch.zeros(2))
             self.register_buffer(f"stat{i}_n", torch.zeros(()))
 
-    def _standardise_features(self, i: int, u: torch.Tensor) -> torch.Tensor:
+    def _standardise_features(self, i: int, u: torch.Tensor, d_in: int) -> torch.Tensor:
         """(u - mean) / std per feature, with running statistics updated while training (MEND's norm).
 
         An untrained net (no statistics yet) uses this edit's own rows; with a single row there is
@@ -106,7 +107,19 @@ class MendNet(torch.nn.Module):
             mu, sd = u.detach().mean(0), u.detach().std(0)
         else:
             mu, sd = torch.zeros_like(u[0]), u.detach().pow(2).mean().sqrt().expand_as(u[0])
-        return (u - mu) / (sd + 1e-8)
+        return (u - mu) / (sd + 1e-8) * self._varied(sd, d_in)
+
+    @staticmethod
+    def _varied(sd: torch.Tensor, d_in: int) -> torch.Tensor:
+        """1 for features whose std is at least 1e-3 of their block's (x, delta) mean std, else 0.
+
+        A feature that never varied in training (a ReLU unit dead on every training row) has std 0;
+        the first input that activates it would be multiplied by 1e8 (MEND trained on one bias type
+        of the toy went to NaN within 25-75 steps at lr 3e-3 and 1e-2). Such features carry nothing
+        the network learned, so they are left out of the edit.
+        """
+        x, g = sd[:d_in], sd[d_in:]
+        return torch.cat([(x >= 1e-3 * x.mean()).to(sd.dtype), (g >= 1e-3 * g.mean()).to(sd.dtype)])
 
     def _standardise(self, i: int, u: torch.Tensor, d_in: int) -> torch.Tensor:
         """Divide x and delta each by a running RMS (updated while training, frozen when editing).
@@ -130,7 +143,8 @@ class MendNet(torch.nn.Module):
         key, slot = self.slot[name]
         # Gradients are orders of magnitude smaller than activations: normalise each feature.
         u = torch.cat([x, g], dim=-1)
-        u = self._standardise_features(i, u) if self.norm == "feature" else self._standardise(i, u, x.shape[-1])
+        d_in = x.shape[-1]
+        u = self._standardise_features(i, u, d_in) if self.norm == "feature" else self._standardise(i, u, d_in)
         xt, gt = self.maps[key](u, slot)
         return -self.log_lr[i].exp() * gt.T @ xt
 
@@ -145,6 +159,10 @@ class MEND(WeightEditor):
                    "init_lr": 1e-3},
     }
     legacy_variant = "margin"
+    # Toy world v2, faithful MEND, 24 eval edits: lr 1e-2 keeps the most multimodal locality (easyedit
+    # M-Loc 0.50, untrained 0.35; measured before the dead-feature guard: 1e-2 0.53, 1e-3 0.45,
+    # 1e-4 0.46), Reliability 1.00 at each.
+    train_defaults: dict[str, Any] = {"lr": 1e-2, "patience": 6}
 
     def build(self, adapter: Adapter, hp: dict[str, Any]) -> torch.nn.Module:
         self.hp = hp

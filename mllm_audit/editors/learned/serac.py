@@ -1,3 +1,4 @@
+# Over 350 lines: SERAC's scope classifier, counterfactual model and routing train and route together.
 """SERAC: an edit memory, a scope classifier, and a counterfactual model; base weights never change.
 
 - Memory: the edits themselves (prompt, image, target, avoided answer).
@@ -37,14 +38,8 @@ import torch.nn.functional as F
 
 from mllm_audit.editors.base import EditContext, Edited, EditRequest
 from mllm_audit.editors.ike import ike_prompt
-from mllm_audit.editors.learned.base import (
-    Data,
-    LearnedEditor,
-    edit_loss_terms,
-    item_locality,
-    item_pairs,
-    pair_margins,
-)
+from mllm_audit.editors.learned.base import LearnedEditor
+from mllm_audit.editors.learned.objective import Data, edit_loss_terms, item_locality, item_pairs, pair_margins
 from mllm_audit.errors import AuditError
 
 if TYPE_CHECKING:
@@ -167,12 +162,15 @@ class SERACEdited(Edited):
         return out
 
     def _full_score(self, requests: Sequence[Request], load: Any, batch_size: int) -> list[tuple[torch.Tensor, int]]:
-        """All-position log-probabilities (the easyedit locality protocol, editing.py), routed as `_score`."""
+        """All-position log-probabilities (the easyedit locality protocol, runs/fix.py), routed as `_score`:
+        soft routing mixes the two models at every position of the request's own sequence."""
         from mllm_audit.scoring.differentiable import all_position_logprobs
 
         data = Data(self.adapter, load)
         with torch.no_grad():
             best, which = scope_scores(self.mem_emb, self.editor.embed_requests(self.adapter, requests, data)).max(-1)
+        if self.routing == "soft":
+            return self._full_mix(requests, load, batch_size, best, which)
         inside = (best > float(self.editor.hp["threshold"])).tolist()
         out: list[Any] = [None] * len(requests)
         base_idx = [i for i, ok in enumerate(inside) if not ok]
@@ -186,6 +184,27 @@ class SERACEdited(Edited):
             with self.editor.counterfactual(self.adapter):
                 for i, d in zip(cf_idx, all_position_logprobs(cf, asked, load, batch_size), strict=True):
                     out[i] = d
+        return out
+
+    def _full_mix(self, requests: Sequence[Request], load: Any, batch_size: int, s: torch.Tensor,
+                  which: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
+        """Soft routing over all positions: the counterfactual model's longer sequence (memory entry in
+        front) is aligned as easyedit_locality aligns it (image positions from the front, text from
+        the end), then mixed by s as `_mix` mixes the answer positions."""
+        from mllm_audit.scoring.differentiable import all_position_logprobs
+
+        base = all_position_logprobs(self.adapter, list(requests), load, batch_size)
+        cf = self.editor.cf_model(self.adapter)
+        asked = [self.editor.cf_request(cf, self.memory[int(which[i])], r) for i, r in enumerate(requests)]
+        with self.editor.counterfactual(self.adapter):
+            alt = all_position_logprobs(cf, asked, load, batch_size)
+        eps = torch.finfo(torch.float32).eps
+        out: list[tuple[torch.Tensor, int]] = []
+        for i, ((b, n_img), (a, _)) in enumerate(zip(base, alt, strict=True)):
+            n_text = b.shape[0] - n_img
+            a = torch.cat([a[:n_img], a[a.shape[0] - n_text :]]) if n_text else a[:n_img]
+            w = float(s[i])
+            out.append((torch.log((1 - w) * b.exp() + w * a.exp() + eps), n_img))
         return out
 
 
@@ -282,7 +301,7 @@ class SERAC(LearnedEditor):
         anchors = [Request(it.prompt, it.y_less, it.image, it.task) for it in items]
         pos, pos_of = [], []
         for k, it in enumerate(items):
-            for less, _ in item_pairs(it):
+            for _, less in item_pairs(it):
                 pos.append(less)
                 pos_of.append(k)
         negs = [r for it in items for r in item_locality(it)]
@@ -319,15 +338,15 @@ class SERAC(LearnedEditor):
         cf_pairs = []
         for it in items:
             edit = EditRequest(it.id, it.prompt, it.y_less, it.y_more, it.image, it.task)
-            for less, more in item_pairs(it):
-                cf_pairs.append((self.cf_request(cf, edit, less), self.cf_request(cf, edit, more)))
+            for more, less in item_pairs(it):
+                cf_pairs.append((self.cf_request(cf, edit, more), self.cf_request(cf, edit, less)))
         with self.counterfactual(adapter):
             feats = self.cf_data(adapter, data).features([r.image for p in cf_pairs for r in p])
             margin = pair_margins(cf, cf_pairs, feats)
         l_cf = edit_loss_terms(margin, float(self.hp["target_margin"])).mean()
         loss = float(self.hp["c_scope"]) * l_scope + float(self.hp["c_cf"]) * l_cf
         stats = {"scope": float(l_scope.detach()), "cf": float(l_cf.detach()), "scope_acc": scope_acc,
-                 "acc": float((margin > 0).float().mean())}
+                 "acc": float((margin < 0).float().mean())}
         return loss, stats
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
