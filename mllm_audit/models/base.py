@@ -84,8 +84,11 @@ class Adapter:
 
     @property
     def max_positions(self) -> int | None:
-        """Longest sequence the language model takes (None when it does not say)."""
-        n = getattr(self.language_model().config, "max_position_embeddings", None)
+        """Longest sequence the language model takes (None when it does not say): the composite config's
+        text_config where it has one (Janus, Emu3), else the language model's own config."""
+        text = getattr(self.model.config, "text_config", None)
+        n = getattr(text, "max_position_embeddings", None) or getattr(self.language_model().config,
+                                                                      "max_position_embeddings", None)
         return int(n) if n else None
 
     def identity(self) -> dict[str, Any]:

@@ -146,7 +146,7 @@ def _recompute(saved: Path, base: Path, suite: Path, eval_ids: list[str]) -> dic
                 sums[name].append(float(margin < 0))
             for name, image, prompt, answer, task in (
                 ("t_locality", None, it["loc_prompt"], it["loc_answer"], None),
-                ("m_locality", it["m_loc_image"], it["m_loc_prompt"], it["m_loc_answer"], it["task"]),
+                ("m_locality", it["m_loc_image"], it["m_loc_prompt"], it["m_loc_answer"], "vqa"),  # a question
             ):
                 text = card.template(task).format(prompt=prompt)
                 pre, _ = _stock_logits(pre_m, proc, img(image) if image else None, text, answer)

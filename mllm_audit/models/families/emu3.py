@@ -47,11 +47,6 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
     image_size: int = DEFAULT_IMAGE_SIZE
     token_grid: tuple[int, int] = (0, 0)  # (h, w) of the VQ code grid for an `image_size` square
 
-    @property
-    def max_positions(self) -> int | None:
-        n = getattr(self.model.config.text_config, "max_position_embeddings", None)
-        return int(n) if n else None
-
     def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
         """BOS + chat text with each `<image>` expanded by the processor's own rule, tokenized."""
         text = self.chat_text(self.format_prompt(prompt, task), with_image)

@@ -46,11 +46,6 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
     eoi_token_id: int = -1
 
     # ---- understanding ------------------------------------------------------------------------
-    @property
-    def max_positions(self) -> int | None:
-        n = getattr(self.model.config.text_config, "max_position_embeddings", None)
-        return int(n) if n else None
-
     def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
         text = self.chat_text(self.format_prompt(prompt, task), with_image)
         if getattr(self.processor, "use_default_system_prompt", False):
