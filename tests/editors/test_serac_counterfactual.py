@@ -53,3 +53,14 @@ def test_serac_trains_and_answers_with_a_separate_counterfactual(tiny_blip2_dir:
     assert run(argv) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["complete"] and results["metrics"]["reliability"] is not None
+
+
+def test_scope_features_of_no_requests_are_empty_not_a_crash(tiny_adapter) -> None:  # noqa: ANN001
+    """A suite without locality probes gives SERAC no negatives; torch.stack([]) crashed (reported by #20)."""
+    from mllm_audit.editors import make_editor
+    from mllm_audit.editors.learned.objective import Data
+
+    ed = make_editor("serac")
+    feats = ed.request_features(tiny_adapter, [], Data(tiny_adapter, lambda _k: None))
+    width = tiny_adapter.input_embeddings().weight.shape[1]
+    assert tuple(feats.shape) == (0, 2 * width)

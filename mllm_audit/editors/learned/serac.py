@@ -224,6 +224,8 @@ class SERAC(LearnedEditor):
     def request_features(self, adapter: Adapter, requests: Sequence[Request], data: Data) -> torch.Tensor:
         """[N, 2H]: mean input-token embedding of the formatted prompt; mean image features (or 0)."""
         table = adapter.input_embeddings().weight.detach().float()
+        if not requests:  # a suite without locality probes has no negatives: an empty [0, 2H], not a crash
+            return torch.zeros((0, 2 * table.shape[1]))
         feats = data.features([r.image for r in requests])
         rows = []
         for r in requests:
