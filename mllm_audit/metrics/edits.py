@@ -169,7 +169,8 @@ PROTOCOL = {
     "v_generality": "same on (rephrase_image, prompt)",
     "t_locality": "protocol `answer`: text-only loc_prompt teacher-forced on loc_answer: top-1 agreement per "
     "answer position and KL(pre||post) of the next-token distributions, vs the unedited model",
-    "m_locality": "protocol `answer`: same on (m_loc_image, m_loc_prompt, m_loc_answer)",
+    "m_locality": "protocol `answer`: same on (m_loc_image, m_loc_prompt, m_loc_answer), the question asked with "
+    "the vqa template whatever the edited item's task (EasyEdit's CaptionDataset does the same)",
     "t_locality_easyedit": "protocol `easyedit`: share of ALL positions of the text probe (prompt and answer) "
     "whose top-1 token is unchanged; KL(pre||post) averaged over the same positions",
     "m_locality_easyedit": "protocol `easyedit`: the top-10 token lists compared rank by rank over ALL positions "
