@@ -169,6 +169,18 @@ def _anchor_batch(rows: Sequence[Row], n: int, rng: random.Random) -> list[Row]:
     return rng.sample(aug, min(n, len(aug))) if aug else []
 
 
+def _anchored_step(model: Any, loss: Any, rows: Sequence[Row], n: int, s: BalancedSettings, rng: random.Random,
+                   opt: Any, sched: Any) -> Any:
+    """Add the fidelity anchor (when on) to a stage's loss and take one optimiser step; the loss taken."""
+    if s.anchor > 0 and (ab := _anchor_batch(rows, n, rng)):
+        loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
+
+
 def bpo_loss(lp_i: Any, lp_j: Any, beta: float) -> Any:
     """β · mean log(1 + (σ(Δ) − ½)²), Δ = logit(p_i) − logit(p_j), p = exp(mean log-prob)."""
     import torch
@@ -221,12 +233,7 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
             loss = -mean_logprob(model, batch, unc).mean()
             if s.sft_guidance > 0:
                 loss = loss - guided_logprob(model, batch, s.sft_guidance).mean()
-            if s.anchor > 0 and (ab := _anchor_batch(all_rows, s.sft_batch, rng)):
-                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss = _anchored_step(model, loss, all_rows, s.sft_batch, s, rng, opt, sched)
             tot += float(loss) * len(batch)
         losses.append(tot / len(rows))
         if log:
@@ -260,12 +267,7 @@ def train_bpo(model: Any, rows: Sequence[Row], attributes: Sequence[str], s: Bal
             loss = bpo_loss(lp[: len(chunk)], lp[len(chunk) :], s.beta)
             if s.alpha_sft:
                 loss = loss - s.alpha_sft * lp.mean()
-            if s.anchor > 0 and (ab := _anchor_batch(rows, s.bpo_batch, rng)):
-                loss = loss + s.anchor * anchor_kl(model, ab, s.anchor_scale)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+            loss = _anchored_step(model, loss, rows, s.bpo_batch, s, rng, opt, sched)
             tot += float(loss) * len(chunk)
         losses.append(tot / len(pairs))
         if log:
