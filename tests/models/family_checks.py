@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,13 +20,6 @@ from mllm_audit.scoring.contract import Request, score, tokenize
 WORDS = ["doctor", "nurse", "pilot", "flight attendant", "kitchen", "office", "Paris", "red", "a b c", "two"]
 PROMPTS = ["Is this person a doctor or a nurse?", "a photo of", "What colour is the background?", "Question:"]
 
-# One user turn, then the assistant cue: the shape of llava-1.5-hf's template, written for the tests.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}{{ m['role'] | upper }}: "
-    "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
-    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
 
 
 def images(n: int, seed: int = 1) -> dict[str, Image.Image]:
@@ -104,127 +96,9 @@ def check_invariance(adapter: Any, n: int = 24, seed: int = 3) -> None:
     assert n_tok.tolist() == [float(s.n_tokens) for s in score(adapter, reqs, imgs.__getitem__, batch_size=8)]
 
 
-def tiny_tokenizer(extra_specials: list[str]) -> Any:
-    from mllm_audit.testing.tiny import build_tokenizer
-
-    tok = build_tokenizer()
-    tok.add_tokens(extra_specials, special_tokens=True)
-    return tok
 
 
-def llama_config(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=hidden * 2,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads // 2,
-        max_position_embeddings=256,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=1,
-        tie_word_embeddings=False,
-    )
 
 
-def save_tiny_llava(out: Path, seed: int = 0) -> Path:
-    """A random tiny LLaVA-1.5 (CLIP vision, Llama text) with its processor and chat template."""
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
-    tok = tiny_tokenizer(["<image>"])
-    image_id = tok.convert_tokens_to_ids("<image>")
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
-    cfg = LlavaConfig(
-        vision_config=vision.to_dict() | {"model_type": "clip_vision_model"},
-        text_config=llama_config(len(tok)).to_dict(),
-        image_token_id=image_id,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-        image_seq_length=16,
-    )
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(cfg).eval()
-    improc = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    proc = LlavaProcessor(
-        image_processor=improc,
-        tokenizer=tok,
-        patch_size=8,
-        chat_template=CHAT_TEMPLATE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-    )
-    model.save_pretrained(out)
-    proc.save_pretrained(out)
-    return out
 
 
-def save_tiny_instructblip(out: Path, seed: int = 0) -> Path:
-    """A random tiny InstructBLIP (Llama text) with its two tokenizers and processor."""
-    from transformers import (
-        BlipImageProcessorPil,
-        InstructBlipConfig,
-        InstructBlipForConditionalGeneration,
-        InstructBlipProcessor,
-        InstructBlipQFormerConfig,
-        InstructBlipVisionConfig,
-    )
-
-    from mllm_audit.testing.tiny import build_tokenizer
-
-    tok = tiny_tokenizer(["<image>"])
-    tok.image_token = "<image>"
-    qtok = build_tokenizer(vocab_size=300)
-    vision = InstructBlipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        initializer_range=0.02,
-    )
-    qformer = InstructBlipQFormerConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        encoder_hidden_size=32,
-        vocab_size=len(qtok),
-        max_position_embeddings=64,
-        pad_token_id=0,
-    )
-    cfg = InstructBlipConfig(
-        vision_config=vision.to_dict(),
-        qformer_config=qformer.to_dict(),
-        text_config=llama_config(len(tok)).to_dict(),
-        num_query_tokens=4,
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-    )
-    torch.manual_seed(seed)
-    model = InstructBlipForConditionalGeneration(cfg).eval()
-    with torch.no_grad():
-        model.query_tokens.normal_(0.0, 0.02)
-    improc = BlipImageProcessorPil(size={"height": 32, "width": 32})
-    proc = InstructBlipProcessor(
-        image_processor=improc, tokenizer=tok, qformer_tokenizer=qtok, num_query_tokens=4
-    )
-    model.save_pretrained(out)
-    proc.save_pretrained(out)
-    return out

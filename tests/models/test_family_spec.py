@@ -5,11 +5,10 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from family_checks import save_tiny_llava
-
 from mllm_audit.models.base import LoadOptions
 from mllm_audit.models.cards import Card
 from mllm_audit.models.families import llava
+from mllm_audit.testing.tiny import save_tiny_llava
 
 
 def test_loading_fills_a_copy_of_the_card(tmp_path: Path) -> None:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from family_checks import (
-    check_against_stock,
-    check_invariance,
-    images,
-    labels_for,
-    requests,
-    save_tiny_instructblip,
-)
+from family_checks import check_against_stock, check_invariance, images, labels_for, requests
 
 from mllm_audit.models import load_model
 from mllm_audit.scoring.contract import Request, score, tokenize
 from mllm_audit.scoring.differentiable import logprob_tensor
+from mllm_audit.testing.tiny import save_tiny_instructblip
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from family_checks import check_against_stock, check_invariance, labels_for, save_tiny_llava
+from family_checks import check_against_stock, check_invariance, labels_for
 
 from mllm_audit.models import load_model
 from mllm_audit.scoring.contract import Request, tokenize
+from mllm_audit.testing.tiny import save_tiny_llava
 
 
 @pytest.fixture(scope="module")

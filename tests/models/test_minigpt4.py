@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from family_checks import check_invariance, images, llama_config, requests
+from family_checks import check_invariance, images, requests
 from PIL import Image
 
 from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
 from mllm_audit.models.convert.minigpt4 import convert_minigpt4
 from mllm_audit.scoring.contract import Request, continuation_text, score
+from mllm_audit.testing.tiny import llama_config
 
 V, Q, T, HEADS, PATCH, GRID, NQ, FFN = 32, 32, 64, 4, 8, 4, 4, 64
 EVA_BLOCKS, Q_LAYERS = 40, 2  # EVA-CLIP-g's 40 blocks; the converter keeps 39, as LAVIS does

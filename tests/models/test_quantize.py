@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from family_checks import images, requests, save_tiny_instructblip, save_tiny_llava
+from family_checks import images, requests
 
 from mllm_audit.errors import AuditError
 from mllm_audit.models import load_model
 from mllm_audit.models.base import LoadOptions
 from mllm_audit.models.loading import keeps_full_precision
 from mllm_audit.scoring.contract import score
+from mllm_audit.testing.tiny import save_tiny_instructblip, save_tiny_llava
 
 QUANT_TOL = 0.05  # max |logp_8bit - logp_fp32| per request, nats
 BYTE_RATIO = 0.35
