@@ -176,15 +176,13 @@ def from_pretrained_checked(cls: Any, card: Card, options: LoadOptions, qconfig:
     return obj
 
 
-def load_with_processor(cls: Any, card: Card, options: LoadOptions, keep_fp32: list[str],
+def load_with_processor(cls: Any, card: Card, options: LoadOptions,
                         expected_missing: Sequence[str] = ()) -> tuple[Any, Any]:
-    """Model + AutoProcessor from the card's weights (`card.keep_fp32`, filled from the family's
-    FamilySpec, names the modules quantization leaves in full precision; `keep_fp32` is a default
-    for callers without a spec); `expected_missing` the keys the family may legitimately lack."""
+    """Model + AutoProcessor from the card's weights (`card.keep_fp32` names the modules quantization
+    leaves in full precision: callers fill it from their family's default first, on a copy);
+    `expected_missing` the keys the family may legitimately lack."""
     from transformers import AutoProcessor
 
-    if not card.keep_fp32 and keep_fp32:
-        card = dataclasses.replace(card, keep_fp32=list(keep_fp32))
     model = from_pretrained_checked(cls, card, options, quantization_config(card, options), expected_missing)
     return model, from_pretrained_checked(AutoProcessor, card, options, None)
 
@@ -207,7 +205,7 @@ class FamilySpec:
         import transformers
 
         card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or self.keep_fp32))
-        model, processor = load_with_processor(getattr(transformers, self.model_class), card, options, [])
+        model, processor = load_with_processor(getattr(transformers, self.model_class), card, options)
         card = dataclasses.replace(card, edit=dict(card.edit or self.default_edit(model)))
         cfg = model.config
         adapter = self.adapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,

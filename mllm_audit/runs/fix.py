@@ -43,7 +43,7 @@ import torch
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
 from mllm_audit.models.cards import write_folder_card
-from mllm_audit.runs.options import FIX_BATCH_SIZES, FIX_MODES, check_fix_options
+from mllm_audit.runs.options import check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
 from mllm_audit.runs.score import check_images, image_loader, score_items
@@ -59,7 +59,6 @@ if TYPE_CHECKING:
     from mllm_audit.editors.base import Edited, Editor
     from mllm_audit.models.base import Adapter
 
-MODES, BATCH_SIZES = FIX_MODES, FIX_BATCH_SIZES
 
 
 @dataclass

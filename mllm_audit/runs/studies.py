@@ -21,8 +21,8 @@ its IKE and MEND rows like the second):
 - `transfer`: S's items are edited all at once; the cell is the share of T's (unedited, for T != S)
   items that now prefer y_less: how far debiasing one type spills over into another.
 
-Each study writes a run folder: results.json (`command: study`, the table), records.jsonl (one line
-per measured item and setting) and report.html (the study's section of the HTML report).
+Each study writes a run folder: results.json (`command: study`, the table) and records.jsonl (one line
+per measured item and setting). `mllm-audit study` then renders report.html into it (report/studies.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mllm_audit.errors import AuditError
-from mllm_audit.runs.options import check_load_options
+from mllm_audit.runs.options import FIX_BATCH_SIZES, LEARNED_EDITORS, check_load_options
 
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditContext, Editor
@@ -45,11 +45,11 @@ if TYPE_CHECKING:
     from mllm_audit.suites.items import Item, Suite
 
 STUDIES = ("modules", "cross-bias", "batch")
-LEARNED = ("mend", "ke", "serac")
+LEARNED = LEARNED_EDITORS
 RATE_KEYS = ("reliability", "t_generality", "v_generality", "t_locality_top1", "m_locality_top1")
 TABLE_KEYS = (*RATE_KEYS, "t_locality_kl", "m_locality_kl", "parity_before", "parity_after", "parity_planted")
 MODULE_EDITORS = {"ft": ("ft-l", "ft-v"), "mend": ("mend", "mend"), "ke": ("ke", "ke")}
-BATCH_SIZES = (1, 4, 16, 64)
+BATCH_SIZES = FIX_BATCH_SIZES  # the paper's 1/4/16/64, the sizes fix --batch-edits takes
 CROSS_PROTOCOLS = ("fit", "transfer")
 
 

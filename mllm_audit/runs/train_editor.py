@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from mllm_audit.editors.learned.training import TrainResult
     from mllm_audit.models.base import Adapter
 
-LEARNED = LEARNED_EDITORS
 
 
 def train_editor(
@@ -93,7 +92,7 @@ def _train_editor(
     check_load_options(dtype, device)
     if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
         raise AuditError(f"lr must be a positive finite number, got {lr!r}")
-    check_editor_name(editor, LEARNED, "--editor (a learned editor)")
+    check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")
     if scope not in (None, "text", "vision"):
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
     if scope == "vision" and editor == "serac":

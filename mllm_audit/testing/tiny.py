@@ -111,7 +111,6 @@ def blip2_config(
 
 def save_tiny_blip2(out_dir: Path, seed: int = 0, tokenizer: Any = None, **config_kwargs: Any) -> Path:
     """Build a random tiny BLIP-2 (+ tokenizer and processor) and save it as a model folder."""
-    import torch
     from transformers import Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessorPil
 
     tok = tokenizer if tokenizer is not None else build_tokenizer()
@@ -140,7 +139,6 @@ def save_tiny_clip(out: Path, seed: int = 0, image_size: int = 32, width: int = 
 
     `width` is the embedding size: a least-squares head reads up to about `width` images exactly.
     """
-    import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
     tok = build_tokenizer(
@@ -265,7 +263,6 @@ def save_tiny_janus(out: Path, seed: int = 0, spec: TinyJanusSpec | None = None)
         image_token_id=image_id,
         tie_word_embeddings=False,
     )
-    import torch
 
     torch.manual_seed(seed)
     model = JanusForConditionalGeneration(cfg).eval()
@@ -290,7 +287,6 @@ def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int
     """A random tiny Emu3 (+ processor) saved as a model folder, built the way the -hf checkpoints are:
     a BPE tokenizer whose vocabulary holds `<|visual token N|>` for every code, and the config's
     `vocabulary_map` read from it. The tokenizer adds no BOS itself (the processor prepends it)."""
-    import torch
     from transformers import (
         Emu3Config,
         Emu3ForConditionalGeneration,
@@ -305,7 +301,6 @@ def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int
     from mllm_audit.models.families.emu3 import CHAT_TEMPLATE as EMU3_CHAT_TEMPLATE
     from mllm_audit.models.families.emu3 import EOL
     from mllm_audit.models.families.emu3 import SPECIALS as EMU3_SPECIALS
-    from mllm_audit.testing.tiny import build_tokenizer
 
     base = build_tokenizer().backend_tokenizer
     base.post_processor = None  # Emu3's tokenizer adds no BOS; the processor writes it
@@ -336,6 +331,10 @@ def save_tiny_emu3(out: Path, seed: int = 0, codebook: int = 16, image_size: int
 
 # ---- tiny LLaVA and InstructBLIP (the conformance tests' families) ----------------------------
 
+# The vision tower both share: 32x32 images, 8x8 patches (16 patches), 2 layers of width 32.
+TINY_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+               "image_size": 32, "patch_size": 8}
+
 # One user turn, then the assistant cue: the shape of llava-1.5-hf's template, written for the tests.
 LLAVA_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | upper }}: "
@@ -346,7 +345,6 @@ LLAVA_CHAT_TEMPLATE = (
 
 
 def tiny_tokenizer(extra_specials: list[str]) -> Any:
-    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = build_tokenizer()
     tok.add_tokens(extra_specials, special_tokens=True)
@@ -383,15 +381,7 @@ def save_tiny_llava(out: Path, seed: int = 0) -> Path:
 
     tok = tiny_tokenizer(["<image>"])
     image_id = tok.convert_tokens_to_ids("<image>")
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        projection_dim=32,
-    )
+    vision = CLIPVisionConfig(**TINY_VISION, projection_dim=32)
     cfg = LlavaConfig(
         vision_config=vision.to_dict() | {"model_type": "clip_vision_model"},
         text_config=llama_config(len(tok)).to_dict(),
@@ -427,20 +417,11 @@ def save_tiny_instructblip(out: Path, seed: int = 0) -> Path:
         InstructBlipVisionConfig,
     )
 
-    from mllm_audit.testing.tiny import build_tokenizer
 
     tok = tiny_tokenizer(["<image>"])
     tok.image_token = "<image>"
     qtok = build_tokenizer(vocab_size=300)
-    vision = InstructBlipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=32,
-        patch_size=8,
-        initializer_range=0.02,
-    )
+    vision = InstructBlipVisionConfig(**TINY_VISION, initializer_range=0.02)
     qformer = InstructBlipQFormerConfig(
         hidden_size=32,
         num_hidden_layers=2,

@@ -126,3 +126,9 @@ def test_first_image_token_is_guided_argmax_of_the_stock_forward(adapter) -> Non
     finally:
         adapter.card.generation = {}
         adapter.card.extra.pop("negative_prompt")
+
+
+def test_loading_fills_the_full_precision_modules_on_a_copy(adapter) -> None:  # noqa: ANN001
+    """The adapter's card names the modules quantization keeps in full precision (so a saved folder card
+    does too); the family default fills a copy, as every FamilySpec family does."""
+    assert adapter.card.keep_fp32 == ["vqmodel", "lm_head"]

@@ -176,9 +176,10 @@ def load(card: Card, options: LoadOptions) -> Emu3Adapter:
 
     from mllm_audit.errors import AuditError
 
-    model, processor = load_with_processor(Emu3ForConditionalGeneration, card, options, ["vqmodel", "lm_head"])
+    # The card is not changed: family defaults fill a copy the adapter carries (and `fix --save` writes).
+    card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or ("vqmodel", "lm_head")))
+    model, processor = load_with_processor(Emu3ForConditionalGeneration, card, options)
     cfg = model.config
-    # The card is not changed: the family default fills a copy the adapter carries.
     card = dataclasses.replace(card, edit=dict(card.edit or {
         "text_modules": last_mlp("model.text_model.layers", cfg.text_config.num_hidden_layers),
         "vision_modules": []}))
