@@ -159,7 +159,7 @@ def classifiers_dir() -> Path:
     return adapters_dir() / "classifiers"
 
 
-CLASSIFIERS = Registry("classifier", yaml_folder(classifiers_dir))
+CLASSIFIERS = Registry("classifier", yaml_folder(classifiers_dir, group="mllm_audit.classifiers"))
 
 
 def registered_classifiers() -> dict[str, Path]:

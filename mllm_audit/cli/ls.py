@@ -69,7 +69,7 @@ def model_rows() -> list[tuple[str, ...]]:
     from mllm_audit.models.cards import read_card, registered_cards
     from mllm_audit.util.resources import adapters_dir
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, path in registered_cards().items():
         card = read_card(path)
         if card.weights.startswith(str(adapters_dir())):
@@ -83,7 +83,7 @@ def model_rows() -> list[tuple[str, ...]]:
 def suite_rows() -> list[tuple[str, ...]]:
     from mllm_audit.suites.items import registered_suites, suite_info
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, path in registered_suites().items():
         info = suite_info(path)
         licence = str(info.get("license", "?"))

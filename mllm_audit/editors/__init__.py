@@ -21,7 +21,7 @@ EDITORS = {
 }
 
 
-REGISTRY = Registry("editor", lazy(EDITORS))
+REGISTRY = Registry("editor", lazy(EDITORS, "mllm_audit.editors"))  # plugins: docs/plugins.md
 
 
 def make_editor(name: str) -> Editor:

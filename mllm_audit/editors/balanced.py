@@ -89,7 +89,7 @@ def _balanced_cells(cells: dict[tuple[str, ...], list[Any]], classes: list[list[
     One attribute: every class the same count (classes never drawn dropped).
     """
     if len(classes) == 1:
-        have = [(c,) for c in classes[0] if cells.get((c,))]
+        have: list[tuple[str, ...]] = [(c,) for c in classes[0] if cells.get((c,))]
         m = min((len(cells[k]) for k in have), default=0)
         return have, m, [c for c in classes[0] if (c,) not in have]
     first, second = classes[0], classes[1]

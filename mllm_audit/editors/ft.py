@@ -57,7 +57,7 @@ class FineTune(Editor):
 
         if hp.get("modules"):
             return list(hp["modules"])
-        names = adapter.module_names(self.scope)
+        names = adapter.module_names(self.scope or "text")
         if self.scope == "text" and hp.get("text_scope") == "last_layer":
             return whole_last_layer(adapter, names)
         return names
@@ -88,11 +88,11 @@ class FineTune(Editor):
             frozen = None if vision else _features(adapter, keys, images, grad=False)
             for _ in range(int(hp["steps"])):
                 feats = _features(adapter, keys, images, grad=True) if vision else frozen
-                lp_t, n_t = logprob_tensor(adapter, target, feats)
+                lp_t, n_t = logprob_tensor(adapter, target, feats or {})
                 loss = (-lp_t / n_t).mean()
                 if stop_margin is not None:
                     with torch.no_grad():
-                        lp_a, _ = logprob_tensor(adapter, avoid, feats)
+                        lp_a, _ = logprob_tensor(adapter, avoid, feats or {})
                     if bool(((lp_t - lp_a) > float(stop_margin)).all()):
                         break
                 if stop_loss is not None and float(loss.detach()) < float(stop_loss):

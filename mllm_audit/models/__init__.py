@@ -20,7 +20,7 @@ FAMILIES = {
     "janus": "mllm_audit.models.families.janus:load",
     "emu3": "mllm_audit.models.families.emu3:load",
 }
-FAMILY_REGISTRY = Registry("model family", lazy(FAMILIES))
+FAMILY_REGISTRY = Registry("model family", lazy(FAMILIES, "mllm_audit.families"))  # plugins too
 
 
 def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
@@ -33,8 +33,9 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     card = resolve_card(spec, options.card)
     if options.revision:
         card.revision = options.revision  # loaded at this commit, and recorded as the run's revision
-    if card.family not in FAMILIES:
-        raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(FAMILIES)})")
+    known = FAMILY_REGISTRY.names()
+    if card.family not in known:
+        raise AuditError(f"model {spec!r}: family {card.family!r} is not supported ({', '.join(known)})")
     from mllm_audit.util.console import status
 
     with status(f"loading {card.name} ({card.family}) on {options.device}"):

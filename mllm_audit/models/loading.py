@@ -211,7 +211,7 @@ class FamilySpec:
         adapter = self.adapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
                                image_token_id=int(cfg.image_token_id),
                                n_image_tokens=int(self.n_image_tokens(cfg, processor)))
-        adapter.processor = processor
+        adapter.processor = processor  # type: ignore[attr-defined]  # families that use it declare it
         if self.finish is not None:
             self.finish(adapter)
         return adapter

@@ -105,7 +105,7 @@ def edit_pairs(edits: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
 
     `fix` writes the edited prompt's margin under `reliability` in `pre`/`post` (the quantity the
     reliability metric thresholds at 0)."""
-    out = []
+    out: list[tuple[str, float, float]] = []
     for e in edits:
         pre, post = e.get("pre"), e.get("post")
         if not (isinstance(pre, dict) and isinstance(post, dict)):
@@ -262,7 +262,7 @@ def _gen_section(res: dict[str, Any], samples: list[dict[str, Any]]) -> tuple[st
     from mllm_audit.metrics.generation import prompt_metrics
 
     summary = res.get("summary") or {}
-    first = next(iter(summary.values()), {})
+    first: Any = next(iter(summary.values()), {})
     attrs = [a for a, v in first.items() if isinstance(v, dict)]  # gender, race, gender_x_race
     rows = []
     for label, row in summary.items():

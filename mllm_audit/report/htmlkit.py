@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 
 def _esc(x: Any) -> str:
@@ -27,7 +27,7 @@ def _pct(x: Any) -> str:
     return _num(100.0 * float(x), ".1f") if _is_num(x) else _esc(x)
 
 
-def _is_num(x: Any) -> bool:
+def _is_num(x: Any) -> TypeGuard[float]:  # a finite number, bools excluded
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 

@@ -132,7 +132,7 @@ def editor_state_table(folder: Path) -> Any:
     table.add_column("field")
     table.add_column("value", overflow="fold")
     vals = cfg.get("val_history") or []
-    last = vals[-1] if vals else None
+    last: Any = vals[-1] if vals else None
     rows = [
         ("untrained (negative control)", "yes" if cfg.get("untrained") else None),
         ("variant", (cfg.get("hparams") or {}).get("variant")),

@@ -152,7 +152,7 @@ def run_fix(
         from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
         from mllm_audit.runs.fix_unified import run_unified_fix
 
-        settings = BalancedSettings(**{"seed": seed, **parse_overrides(list(hparam))})
+        settings = BalancedSettings(**{"seed": seed, **parse_overrides(list(hparam))})  # type: ignore[arg-type]
         return run_unified_fix(model="toy-janus-v2" if model == "toy" else model,
                                suite="gen-toy-v2" if suite == "toy" else suite, editor=editor, images=data_dir,
                                output=output, save=save, seed=seed, settings=settings, device=device,
@@ -303,7 +303,7 @@ def _edit_and_measure(
                 for i in range(len(items)):
                     stack.append(the_editor.apply(adapter, [requests[i]], ctx))
                     touched.update(stack[-1].touched)
-                    done = measure(list(range(i + 1)), _Chain(adapter, stack))
+                    done = measure(list(range(i + 1)), _Chain(adapter, stack))  # type: ignore[arg-type]
                     curve.append({"step": i + 1, **aggregate(done)})
                     if tick:
                         tick(1)

@@ -169,7 +169,7 @@ def run_unified_fix(
 
         rows, selfgen = rows_from_generations(adapter, clf, train, self_images_per_word, seed, batch_size, s.augmented)
     else:
-        rows = rows_from_folder(adapter, folder, train, clf.attributes, augmented=s.augmented)
+        rows = rows_from_folder(adapter, folder, train, clf.attributes, augmented=s.augmented)  # type: ignore[arg-type]
     out_dir = out_dir or default_run_dir("fix", adapter.card.name, the_suite.name)
     attrs = [a for a in ("gender", "race") if a in clf.attributes]
     results: dict[str, Any] = {
@@ -181,7 +181,7 @@ def run_unified_fix(
                     "train_group": train_group, "batch_size": batch_size, "balanced_from": balanced_from,
                     "labelled_images": str(folder) if balanced_from == "images" else None,
                     "self_generated": selfgen.as_dict() if selfgen else None,
-                    "generation": adapter.generation_settings()},
+                    "generation": adapter.generation_settings()},  # type: ignore[union-attr]
         "train_prompts": [p.id for p in train], "held_out_prompts": [p.id for p in held],
         "n_rows": len(rows), "stages": {},
     }

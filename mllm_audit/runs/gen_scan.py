@@ -95,7 +95,7 @@ def _is_generation_suite(p: Path) -> bool:
         return False
 
 
-GEN_SUITES = Registry("generation suite", yaml_folder(suites_dir, _is_generation_suite))
+GEN_SUITES = Registry("generation suite", yaml_folder(suites_dir, _is_generation_suite, "mllm_audit.suites"))
 
 
 def registered_gen_suites() -> dict[str, Path]:
@@ -270,7 +270,7 @@ def _check_resume(old: dict[str, Any], new: dict[str, Any], out_dir: Path) -> No
     for key, label in keys:
         a, b = old.get(key), new.get(key)
         if key == "suite":
-            a, b = (a or {}).get("content_hash"), b["content_hash"]
+            a, b = (a or {}).get("content_hash"), b["content_hash"]  # type: ignore[index]
         if key == "options":  # --limit may grow between runs; everything else shapes the images
             a, b = ({k: v for k, v in (x or {}).items() if k != "limit"} for x in (a, b))
         if a != b:

@@ -77,7 +77,7 @@ def probe_cv(x: np.ndarray, y: np.ndarray, k: int, folds: int = 5, l2: float = 1
     import torch
 
     rng = np.random.default_rng(seed)
-    fold = np.zeros(len(y), dtype=int)
+    fold: Any = np.zeros(len(y), dtype=int)
     for c in range(k):  # stratified: each class dealt round-robin over the folds after a shuffle
         idx = np.flatnonzero(y == c)
         fold[rng.permutation(idx)] = np.arange(len(idx)) % folds
@@ -211,7 +211,7 @@ def lm_test_prompt(adapter: Any, clf: Any, prompt: Any, n: int, seed: int, batch
             toks = _draw(adapter, variant_prompt(prompt.prompt, word), n, derive_seed(seed, prompt.id, word),
                          batch_size)
             jsd[c] = jsd_base2(hist_n, torch.bincount(toks.flatten(), minlength=size).tolist())
-        closest = min(jsd, key=jsd.get) if jsd else None
+        closest = min(jsd, key=lambda k: jsd[k]) if jsd else None
         ambiguous = share < 1.0 / len(classes) + min_margin
         rec["attributes"][a] = {"counts": counts, "majority": major, "majority_share": share, "jsd": jsd,
                                 "closest": closest, "skipped": ambiguous,
@@ -344,7 +344,7 @@ def run_locate(
         "options": {"images_per_prompt": images_per_prompt, "batch_size": batch_size, "limit": limit,
                     "min_margin": min_margin, "min_parity": min_parity, "folds": folds,
                     "labelled_images": str(folder) if folder else None,
-                    "generation": adapter.generation_settings()},
+                    "generation": adapter.generation_settings()},  # type: ignore[union-attr]
         "tokenizer": _json_safe(tok),
     }
     records = []

@@ -110,9 +110,9 @@ LEARNED_EDITORS = ("mend", "ke", "serac")
 
 def check_editor_name(editor: str, allowed: tuple[str, ...] | None = None, what: str = "--editor") -> None:
     """The editor registry's names (no editor module is imported: a typo costs milliseconds)."""
-    from mllm_audit.editors import EDITORS
+    from mllm_audit.editors import REGISTRY
 
-    known = allowed if allowed is not None else (*EDITORS, *UNIFIED_EDITORS)
+    known = allowed if allowed is not None else (*REGISTRY.names(), *UNIFIED_EDITORS)  # plugins included
     if editor not in known:
         raise AuditError(f"unknown editor {editor!r} (known: {', '.join(known)})" if allowed is None
                          else f"{what} must be one of {', '.join(known)}, got {editor!r}")

@@ -41,7 +41,7 @@ def probes_for(item: Item, neighbours: Sequence[Item] = ()) -> Probe:
     loc = locality_requests(item)
     for j, q in enumerate(item.meta.get("perception") or []):
         loc[f"perception:{j}"] = Request(q["prompt"], q["answer"], item.image, "vqa")
-    full = {k: loc[k] for k in ("t_locality", "m_locality") if k in loc}
+    full: dict[str, Request] = {k: loc[k] for k in ("t_locality", "m_locality") if k in loc}
     return Probe(pairs, loc, full)
 
 

@@ -159,7 +159,7 @@ def run_scan(
     revision: str | None = None,
     *,
     adapter: Adapter | None = None,
-    progress: Callable[[int, int], Callable[[int], None]] | None = None,
+    progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> ScanResult:
     """Scan `suite` under `model`; returns the run folder, results and samples.
 
@@ -182,7 +182,7 @@ def run_scan(
 def _run_scan(
     model: str, suite: str, data_dir: Path | None, output: Path | None, batch_size: int, limit: int | None,
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
-    trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
+    trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
     revision: str | None = None,
 ) -> ScanResult:
@@ -237,7 +237,7 @@ def _run_scan(
 def _scan_locked(
     adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
-    seed: int, progress: Callable[[int, int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+    seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
 ) -> ScanResult:
     old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
@@ -300,7 +300,7 @@ def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[st
 
 def _score_chunks(
     adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
-    sizer: BatchSize, progress: Callable[[int, int], Callable[[int], None]] | None,
+    sizer: BatchSize, progress: Callable[[int], Callable[[int], None]] | None,
 ) -> list[dict[str, Any]]:
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"

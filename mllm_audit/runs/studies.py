@@ -379,7 +379,7 @@ def run_study(
                     name = MODULE_EDITORS[fam][0 if scope == "text" else 1]
                     ed = make_study_editor(name, adapter, the_suite, scope, train_all,
                                            states_dir / f"{name}-{scope}", states, train_steps, seed)
-                    label = {"editor": fam, "module": module, "edited_as": name}
+                    label: dict[str, Any] = {"editor": fam, "module": module, "edited_as": name}
                     add(Setting(label, ed, ctx_for(train_all), [[it] for it in chosen]), label)
         elif study == "cross-bias":
             types = list(dict.fromkeys(it.bias_type for it in items))
@@ -405,7 +405,8 @@ def run_study(
                             setting = Setting(label, ed, ctx, [[it] for it in per_type[tgt]])
                         else:
                             tgt_items = per_type[tgt]
-                            setting = Setting(label, ed, ctx, [per_type[src]], measure=lambda _c, t=tgt_items: t)
+                            setting = Setting(label, ed, ctx, [per_type[src]],
+                                              measure=lambda _c, t=tgt_items: t)  # type: ignore[misc]
                         add(setting, label)
         else:  # batch
             for name in editors:

@@ -128,7 +128,7 @@ def _train_editor(
     if int(settings["steps"]) < 1:
         raise AuditError(f"--steps must be at least 1, got {settings['steps']}")
     suite_ident = suite_identity(the_suite, train_items + val_items)
-    identity = {"model": adapter.identity(), "suite": to_plain(suite_ident), "dtype": dtype}
+    identity: dict[str, Any] = {"model": adapter.identity(), "suite": to_plain(suite_ident), "dtype": dtype}
     extra = {"suite": to_plain(suite_ident), "n_train": len(train_items), "n_val": len(val_items)}
     model_identity(identity["model"])  # type-checked like every run record's
     tmp = folder.open()

@@ -150,7 +150,7 @@ def _run(
     for i, (r, (prefix, _)) in enumerate(zip(requests, toks, strict=True)):
         groups.setdefault((r.image, tuple(prefix)), []).append(i)
     # Distinct images in first-seen order, taken in chunks; text-only groups form their own chunk.
-    images = list(dict.fromkeys(k[0] for k in groups if k[0] is not None))
+    images: list[str | None] = list(dict.fromkeys(k[0] for k in groups if k[0] is not None))
     chunks: list[list[str | None]] = [images[i : i + IMAGE_CHUNK] for i in range(0, len(images), IMAGE_CHUNK)]
     if any(k[0] is None for k in groups):
         chunks.append([None])

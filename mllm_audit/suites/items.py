@@ -238,7 +238,7 @@ def parse_item(obj: Any, where: str) -> Item:
     for a, b in (("loc_prompt", "loc_answer"), ("m_loc_prompt", "m_loc_answer"), ("m_loc_image", "m_loc_prompt")):
         if (obj.get(a) is None) != (obj.get(b) is None):
             raise AuditError(f"{where}: fields {a!r} and {b!r} go together")
-    kwargs = {k: obj.get(k) for k in _ALLOWED}
+    kwargs: dict[str, Any] = {k: obj.get(k) for k in _ALLOWED}
     kwargs["meta"] = obj.get("meta") or {}
     return Item(**kwargs)
 
@@ -278,7 +278,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return read_yaml_mapping(path)
 
 
-SUITES = Registry("suite", yaml_folder(suites_dir))
+SUITES = Registry("suite", yaml_folder(suites_dir, group="mllm_audit.suites"))
 
 
 def registered_suites() -> dict[str, Path]:

@@ -74,7 +74,7 @@ class Occupation:
 
 def occupations(balanced: bool = False) -> list[Occupation]:
     """The world's occupations with their planted (post-guidance) gender and race distributions."""
-    out = []
+    out: list[Occupation] = []
     for group, names in (("train", TRAIN), ("test", TEST), ("control", CONTROL)):
         for i, name in enumerate(names):
             idx = len(out)

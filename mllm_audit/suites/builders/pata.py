@@ -42,7 +42,7 @@ def _caption_list(obj: Any, attr: str) -> list[str] | None:
     """The captions of one attribute from a `pos` / `neg` object ([] if absent), None if malformed."""
     if not isinstance(obj, dict):
         return None
-    value = next((obj[k] for k in _PATA_KEYS[attr] if k in obj), [])
+    value: Any = next((obj[k] for k in _PATA_KEYS[attr] if k in obj), [])
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         return None
     return [c.strip() for c in value if c.strip()]
