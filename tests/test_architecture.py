@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runs",),  # scan, fix, gen-scan, train-editor, studies: each writes a run record
     ("report",),  # what a run looks like to a person
     ("gate",),  # a release decision over a run record
+    ("integrations",),  # harnesses (lmms-eval, lm-eval, inspect_ai) and model cards over runs and adapters
     ("api",),  # one function per command
     ("cli",),  # argument parsing over the api
 )

@@ -1,0 +1,115 @@
+"""An lmms-eval model whose `loglikelihood` is this tool's exact likelihood contract.
+
+lmms-eval's own VLM models score a multiple-choice answer by the mean loss over the prompt-and-answer
+forward (its LLaVA model: issue #370), so their choices are not log-probabilities. This model answers
+every `loglikelihood` request with scoring.contract: the summed log-probability of the continuation
+tokens given the image and the prompt, each image encoded once, prefixes shared through the KV cache,
+for whatever family loads (`pretrained` = a card name, card path or model folder, as `--model`).
+`generate_until` decodes greedily through the same adapter (integrations/generate.py).
+
+Registered through lmms-eval's entry-point group `lmms_eval.models` (pyproject.toml), so
+
+    lmms-eval --model mllm_audit --model_args pretrained=toy,batch_size=16 --tasks ...
+
+A request's prompt template: the doc's `mllm_audit_task` field (the exported suites carry it,
+integrations/harness_tasks.py), else the `prompt_task` model argument, else the card's default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+
+from mllm_audit.errors import AuditError
+
+CHUNK = 256  # requests whose per-position distributions are held at once (for is_greedy)
+
+
+class MllmAuditLMM(lmms):
+    """lmms-eval's `lmms` over any model this tool loads."""
+
+    is_simple = True
+
+    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
+                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
+                 adapter: Any = None, **kwargs: Any) -> None:
+        super().__init__()
+        if adapter is None:
+            from mllm_audit.models import load_model
+            from mllm_audit.models.base import LoadOptions
+
+            adapter = load_model(str(pretrained), LoadOptions(dtype=dtype, device=device, card=card))
+        self.adapter = adapter
+        self.batch_size = int(batch_size)
+        self.prompt_task = prompt_task
+        self.max_new_tokens = int(max_new_tokens)
+
+    # ---- what lmms-eval hands a simple model ------------------------------------------------------
+    def _doc(self, task: str, split: str, doc_id: int) -> Any:
+        return self.task_dict[task][split][doc_id]
+
+    def _image(self, doc_to_visual: Callable[[Any], Any] | None, doc: Any, where: str) -> Any | None:
+        visuals = doc_to_visual(doc) if doc_to_visual is not None else None
+        visuals = [v for v in (visuals or []) if v is not None]
+        if len(visuals) > 1:
+            raise AuditError(f"{where}: {len(visuals)} images in one request; the likelihood contract takes one")
+        return visuals[0] if visuals else None
+
+    def _template_task(self, doc: Any) -> str | None:
+        task = doc.get("mllm_audit_task") if isinstance(doc, dict) else None
+        return str(task) if task else self.prompt_task
+
+    def requests_of(self, instances: list[Instance]) -> tuple[list[Any], dict[str, Any]]:
+        """The contract's requests for lmms-eval loglikelihood instances, and their images by key."""
+        from mllm_audit.scoring.contract import Request
+
+        reqs, images = [], {}
+        for inst in instances:
+            context, target, doc_to_visual, doc_id, task, split = inst.args[:6]
+            doc = self._doc(task, split, doc_id)
+            continuation = target if isinstance(target, str) else str(target(doc))
+            key = f"{task}\x00{split}\x00{doc_id}"
+            if key not in images:
+                images[key] = self._image(doc_to_visual, doc, f"{task}/{split}/{doc_id}")
+            image = key if images[key] is not None else None
+            reqs.append(Request(prompt=context, continuation=continuation, image=image, task=self._template_task(doc)))
+        return reqs, images
+
+    # ---- the three request types ------------------------------------------------------------------------
+    def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
+        """(summed log-probability of the continuation, whether it is the greedy path), per request."""
+        import torch
+
+        from mllm_audit.scoring.contract import next_token_logprobs, tokenize
+
+        reqs, images = self.requests_of(requests)
+        out: list[tuple[float, bool]] = []
+        for start in range(0, len(reqs), CHUNK):
+            part = reqs[start : start + CHUNK]
+            dists = next_token_logprobs(self.adapter, part, images.__getitem__, self.batch_size)
+            for req, dist in zip(part, dists, strict=True):
+                cont = torch.tensor(tokenize(self.adapter, req)[1], dtype=torch.long)
+                lps = dist.gather(-1, cont.unsqueeze(-1)).squeeze(-1)
+                out.append((float(lps.sum()), bool((dist.argmax(-1) == cont).all())))
+        return out
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Greedy answers through the adapter (no sampling: a harness run is then reproducible)."""
+        from mllm_audit.integrations.generate import greedy_text
+
+        out = []
+        for inst in requests:
+            context, gen_kwargs, doc_to_visual, doc_id, task, split = inst.args[:6]
+            doc = self._doc(task, split, doc_id)
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            n = int(gen_kwargs.get("max_new_tokens") or self.max_new_tokens)
+            image = self._image(doc_to_visual, doc, f"{task}/{split}/{doc_id}")
+            out.append(greedy_text(self.adapter, context, self._template_task(doc), image, n, until))
+        return out
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
+        raise NotImplementedError("mllm_audit answers single-round requests (loglikelihood, generate_until)")
