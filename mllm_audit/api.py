@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.gate.evaluate import gate
+from mllm_audit.integrations.harness_tasks import export_suite
 from mllm_audit.models import load_model
 from mllm_audit.report.compare import compare_runs as compare
 from mllm_audit.report.views import rescore_run as rescore
@@ -28,7 +29,7 @@ from mllm_audit.suites.items import load_suite
 from mllm_audit.toy.train import train_toy
 
 __all__ = [
-    "compare", "fix", "frame_suite", "gate", "gen_scan", "load_model", "load_suite", "locate", "report",
+    "compare", "export_suite", "fix", "frame_suite", "gate", "gen_scan", "load_model", "load_suite", "locate", "report",
     "rescore", "scan", "study", "train_editor", "train_toy",
 ]
 

@@ -138,6 +138,27 @@ def frame_cmd(
     ))
 
 
+@suites_app.command("export")
+def export_cmd(
+    out: Path = typer.Argument(..., help="Task folder to write (new, or an empty folder)."),
+    suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
+    format: str = typer.Option("lmms-eval", "--format", help="lmms-eval or lm-eval task files."),
+    split: str | None = typer.Option(None, "--split", help="Only this split's items (default: all, as scan)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                             help="Allow the suite to name files outside its folder."),
+) -> None:
+    """Write the suite as harness task files: the same % biased as `scan`, from lmms-eval or lm-eval."""
+    from rich.console import Console
+
+    from mllm_audit.api import export_suite
+    from mllm_audit.util.text import shown
+
+    r = export_suite(out, suite, format, split, data_dir, allow_outside_paths)
+    Console().print(shown(f"{r['n_items']} items -> {r['out']} ({r['format']} task {r['task']}); run with "
+                          f"--include_path {r['out']} --tasks {r['task']}"))
+
+
 def register(app: typer.Typer) -> None:
     """Add the `suites` group."""
     app.add_typer(suites_app, name="suites")
