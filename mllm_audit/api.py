@@ -15,6 +15,7 @@ from typing import Any
 
 from mllm_audit.gate.evaluate import gate
 from mllm_audit.integrations.harness_tasks import export_suite
+from mllm_audit.integrations.modelcard import card
 from mllm_audit.models import load_model
 from mllm_audit.report.compare import compare_runs as compare
 from mllm_audit.report.views import rescore_run as rescore
@@ -29,8 +30,9 @@ from mllm_audit.suites.items import load_suite
 from mllm_audit.toy.train import train_toy
 
 __all__ = [
-    "compare", "export_suite", "fix", "frame_suite", "gate", "gen_scan", "load_model", "load_suite", "locate", "report",
+    "compare", "fix", "frame_suite", "gate", "gen_scan", "load_model", "load_suite", "locate", "report",
     "rescore", "scan", "study", "train_editor", "train_toy",
+    "card", "export_suite",
 ]
 
 

@@ -20,7 +20,7 @@ COMMANDS = {
     "scan": "scan", "fix": "fix", "gate": "gate", "report": "report", "compare": "compare",
     "rescore": "rescore", "gen-scan": "gen_scan", "locate": "locate", "train-editor": "train_editor",
     "study": "study", "suites frame": "frame_suite", "toy train": "train_toy",
-    "suites export": "export_suite",
+    "suites export": "export_suite", "card": "card",
 }
 CLI_ONLY = {"quiet"}
 # Commands with no API function, and why.

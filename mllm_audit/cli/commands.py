@@ -6,6 +6,7 @@ Command modules import only typer at load time: the work is imported inside each
 from __future__ import annotations
 
 from mllm_audit.cli import (
+    card,
     convert,
     fix,
     gate,
@@ -33,4 +34,5 @@ ALL_COMMANDS = [
     locate.register,
     train_editor.register,
     study.register,
+    card.register,
 ]
