@@ -23,10 +23,6 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
-from mllm_audit.errors import AuditError
-
-CHUNK = 256  # requests whose per-position distributions are held at once (for is_greedy)
-
 
 class MllmAuditLMM(lmms):
     """lmms-eval's `lmms` over any model this tool loads."""
@@ -52,11 +48,9 @@ class MllmAuditLMM(lmms):
         return self.task_dict[task][split][doc_id]
 
     def _image(self, doc_to_visual: Callable[[Any], Any] | None, doc: Any, where: str) -> Any | None:
-        visuals = doc_to_visual(doc) if doc_to_visual is not None else None
-        visuals = [v for v in (visuals or []) if v is not None]
-        if len(visuals) > 1:
-            raise AuditError(f"{where}: {len(visuals)} images in one request; the likelihood contract takes one")
-        return visuals[0] if visuals else None
+        from mllm_audit.integrations.likelihood import one_image
+
+        return one_image(doc_to_visual(doc) if doc_to_visual is not None else None, where)
 
     def _template_task(self, doc: Any) -> str | None:
         task = doc.get("mllm_audit_task") if isinstance(doc, dict) else None
@@ -81,20 +75,10 @@ class MllmAuditLMM(lmms):
     # ---- the three request types ------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """(summed log-probability of the continuation, whether it is the greedy path), per request."""
-        import torch
-
-        from mllm_audit.scoring.contract import next_token_logprobs, tokenize
+        from mllm_audit.integrations.likelihood import loglikelihoods
 
         reqs, images = self.requests_of(requests)
-        out: list[tuple[float, bool]] = []
-        for start in range(0, len(reqs), CHUNK):
-            part = reqs[start : start + CHUNK]
-            dists = next_token_logprobs(self.adapter, part, images.__getitem__, self.batch_size)
-            for req, dist in zip(part, dists, strict=True):
-                cont = torch.tensor(tokenize(self.adapter, req)[1], dtype=torch.long)
-                lps = dist.gather(-1, cont.unsqueeze(-1)).squeeze(-1)
-                out.append((float(lps.sum()), bool((dist.argmax(-1) == cont).all())))
-        return out
+        return loglikelihoods(self.adapter, reqs, images.__getitem__, self.batch_size)
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Greedy answers through the adapter (no sampling: a harness run is then reproducible)."""

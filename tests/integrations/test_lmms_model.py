@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +125,21 @@ def test_generate_until_stops_at_the_stop_string(tiny_adapter) -> None:  # noqa:
                        metadata={"task": "bias_toy", "doc_id": 0, "repeats": 1})
         (short,) = lm.generate_until([cut])
         assert stop not in short and text.startswith(short)
+
+
+def test_lmms_eval_finds_the_model_through_the_declared_entry_point(tmp_path: Path) -> None:
+    """pyproject's `lmms_eval.models` entry point, installed as pip lays it out, is what lmms-eval's
+    registry resolves `--model mllm_audit` to."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[2]
+    eps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["lmms_eval.models"]
+    info = tmp_path / "site" / "mllm_audit_probe-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mllm-audit-probe\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[lmms_eval.models]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    code = ("from lmms_eval.models import get_model; c = get_model('mllm_audit'); "
+            "print(c.__module__ + '.' + c.__name__)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(root)])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "mllm_audit.integrations.lmms_model.MllmAuditLMM"

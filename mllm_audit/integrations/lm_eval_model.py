@@ -1,0 +1,78 @@
+"""An lm-eval model whose `loglikelihood` is this tool's contract, images included.
+
+lm-eval's `hf-multimodal` refuses loglikelihood requests that carry images; this model answers them
+(lm-eval passes `(context, continuation, {"visual": [image]})` for a task with `doc_to_image`), so the
+task files `suites export --format lm-eval` writes run in lm-eval itself. lm-eval has no entry-point
+group for models: importing this module registers `mllm_audit` with lm-eval's own `register_model`,
+and the Python API takes an instance:
+
+    lm_eval.simple_evaluate(model=MllmAuditLM(pretrained="toy"), tasks=[...], task_manager=...)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+
+
+@register_model("mllm_audit")
+class MllmAuditLM(LM):
+    """lm-eval's `LM` over any model this tool loads (`pretrained` = card name, card path or folder)."""
+
+    MULTIMODAL = True  # lm-eval's flag: tasks with doc_to_image may run on this model
+
+    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
+                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
+                 adapter: Any = None, **kwargs: Any) -> None:
+        super().__init__()
+        if adapter is None:
+            from mllm_audit.models import load_model
+            from mllm_audit.models.base import LoadOptions
+
+            adapter = load_model(str(pretrained), LoadOptions(dtype=dtype, device=device, card=card))
+        self.adapter = adapter
+        self.batch_size = int(batch_size)
+        self.prompt_task = prompt_task
+        self.max_new_tokens = int(max_new_tokens)
+
+    def _parts(self, inst: Instance, k: int) -> tuple[Any, Any, str | None]:
+        """(argument k, the request's image, its template task) of an lm-eval instance."""
+        from mllm_audit.integrations.likelihood import one_image
+
+        args = inst.args
+        extra = args[2] if len(args) > 2 and isinstance(args[2], dict) else {}
+        doc = inst.doc if isinstance(inst.doc, dict) else {}
+        where = f"{inst.task_name}/{inst.doc_id}"
+        return args[k], one_image(extra.get("visual"), where), (doc.get("mllm_audit_task") or self.prompt_task)
+
+    def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        from mllm_audit.integrations.likelihood import loglikelihoods
+        from mllm_audit.scoring.contract import Request
+
+        reqs, images = [], {}
+        for inst in requests:
+            cont, image, task = self._parts(inst, 1)
+            key = None
+            if image is not None:
+                key = f"{inst.task_name}\x00{inst.doc_id}"
+                images.setdefault(key, image)
+            reqs.append(Request(prompt=str(inst.args[0]), continuation=str(cont), image=key, task=task))
+        return loglikelihoods(self.adapter, reqs, images.__getitem__, self.batch_size)
+
+    def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError("mllm_audit scores continuations given a prompt, not whole documents")
+
+    def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:
+        from mllm_audit.integrations.generate import greedy_text
+
+        out = []
+        for inst in requests:
+            gen_kwargs, image, task = self._parts(inst, 1)
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            n = int(gen_kwargs.get("max_gen_toks") or gen_kwargs.get("max_new_tokens") or self.max_new_tokens)
+            out.append(greedy_text(self.adapter, str(inst.args[0]), task, image, n, until))
+        return out
