@@ -44,3 +44,23 @@ def one_image(visuals: Any, where: str) -> Any | None:
     if len(found) > 1:
         raise AuditError(f"{where}: {len(found)} images in one request; the likelihood contract takes one")
     return found[0] if found else None
+
+
+class BridgeModel:
+    """What a harness model of this tool holds, whichever harness: the adapter (loaded from `pretrained`,
+    a card name, card path or model folder, or given), the scoring batch size, the template task for
+    docs without `mllm_audit_task`, and the generation length. Mixed in before the harness's base class."""
+
+    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
+                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
+                 adapter: Any = None, **kwargs: Any) -> None:
+        super().__init__()
+        if adapter is None:
+            from mllm_audit.models import load_model
+            from mllm_audit.models.base import LoadOptions
+
+            adapter = load_model(str(pretrained), LoadOptions(dtype=dtype, device=device, card=card))
+        self.adapter = adapter
+        self.batch_size = int(batch_size)
+        self.prompt_task = prompt_task
+        self.max_new_tokens = int(max_new_tokens)

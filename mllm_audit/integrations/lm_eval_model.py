@@ -17,26 +17,14 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from mllm_audit.integrations.likelihood import BridgeModel
+
 
 @register_model("mllm_audit")
-class MllmAuditLM(LM):
+class MllmAuditLM(BridgeModel, LM):
     """lm-eval's `LM` over any model this tool loads (`pretrained` = card name, card path or folder)."""
 
     MULTIMODAL = True  # lm-eval's flag: tasks with doc_to_image may run on this model
-
-    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
-                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
-                 adapter: Any = None, **kwargs: Any) -> None:
-        super().__init__()
-        if adapter is None:
-            from mllm_audit.models import load_model
-            from mllm_audit.models.base import LoadOptions
-
-            adapter = load_model(str(pretrained), LoadOptions(dtype=dtype, device=device, card=card))
-        self.adapter = adapter
-        self.batch_size = int(batch_size)
-        self.prompt_task = prompt_task
-        self.max_new_tokens = int(max_new_tokens)
 
     def _parts(self, inst: Instance, k: int) -> tuple[Any, Any, str | None]:
         """(argument k, the request's image, its template task) of an lm-eval instance."""
@@ -52,7 +40,8 @@ class MllmAuditLM(LM):
         from mllm_audit.integrations.likelihood import loglikelihoods
         from mllm_audit.scoring.contract import Request
 
-        reqs, images = [], {}
+        reqs: list[Request] = []
+        images: dict[str, Any] = {}
         for inst in requests:
             cont, image, task = self._parts(inst, 1)
             key = None

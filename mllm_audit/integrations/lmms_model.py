@@ -23,25 +23,13 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
+from mllm_audit.integrations.likelihood import BridgeModel
 
-class MllmAuditLMM(lmms):
+
+class MllmAuditLMM(BridgeModel, lmms):
     """lmms-eval's `lmms` over any model this tool loads."""
 
     is_simple = True
-
-    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
-                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
-                 adapter: Any = None, **kwargs: Any) -> None:
-        super().__init__()
-        if adapter is None:
-            from mllm_audit.models import load_model
-            from mllm_audit.models.base import LoadOptions
-
-            adapter = load_model(str(pretrained), LoadOptions(dtype=dtype, device=device, card=card))
-        self.adapter = adapter
-        self.batch_size = int(batch_size)
-        self.prompt_task = prompt_task
-        self.max_new_tokens = int(max_new_tokens)
 
     # ---- what lmms-eval hands a simple model ------------------------------------------------------
     def _doc(self, task: str, split: str, doc_id: int) -> Any:
