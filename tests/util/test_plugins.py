@@ -130,3 +130,14 @@ def test_plugin_family_is_accepted_by_load_model(site: Path, tmp_path: Path) -> 
     card.write_text(text.replace(family_line, "family: fam-unknown"))
     with pytest.raises(AuditError, match="family 'fam-unknown' is not supported"):
         load_model(str(card))
+
+
+def test_a_plugin_editor_that_does_not_import_is_one_line_naming_the_plugin(site: Path) -> None:
+    install(site, "gone-plugin", {"mllm_audit.editors": {"gone-ed": "gone_mod_missing:Editor"}}, {})
+    reg = Registry("editor", lazy({}, "mllm_audit.editors"))
+    assert "gone-ed" in reg.names()  # listing needs no import
+    with pytest.raises(AuditError, match=r"editor 'gone-ed' from plugin gone-plugin 0.1.0 does not load"):
+        reg.get("gone-ed")
+    # negative control: a built-in that fails to import is not dressed up as a plugin's failure
+    with pytest.raises(ImportError):
+        Registry("editor", lazy({"x": "gone_mod_missing:Editor"}, "mllm_audit.editors")).get("x")
