@@ -79,7 +79,12 @@ def _ours(entry: Any) -> bool:
 
 
 def _fmt(v: Any) -> str:
-    return "—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    """A table cell: numbers to 3 places; user text (group, model and suite names) on one line, pipes escaped."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return " ".join(str(v).split()).replace("|", "\\|").replace("`", "'")
 
 
 def section(runs: list[dict[str, Any]]) -> str:
@@ -94,14 +99,15 @@ def section(runs: list[dict[str, Any]]) -> str:
         if res["command"] == "fix":
             head += f": editor `{(res.get('editor') or {}).get('name')}`, {res.get('n_edits')} edits"
         lines += [head, "",
-                  f"Model `{model.get('name')}` (revision `{model.get('revision')}`, {model.get('dtype')}); suite "
-                  f"`{suite['name']}` (sha256 `{str(suite.get('content_hash'))[:12]}`), finished "
+                  f"Model `{_fmt(model.get('name'))}` (revision `{_fmt(model.get('revision'))}`, "
+                  f"{_fmt(model.get('dtype'))}); suite `{_fmt(suite['name'])}` "
+                  f"(sha256 `{str(suite.get('content_hash'))[:12]}`), finished "
                   f"{res.get('finished_at') or res.get('created')}.", "",
                   "| group | metric | value | 95 % interval | n |", "| --- | --- | --- | --- | --- |"]
         for g, m, v, lo, hi, n in _rows(res):
             pct = m == "pct_biased"  # shown in percent, as the scan prints it
             f = (lambda x: "—" if x is None else f"{100 * x:.1f} %") if pct else _fmt
-            lines.append(f"| {g} | {m} | {f(v)} | {f(lo)} – {f(hi)} | {_fmt(n)} |")
+            lines.append(f"| {_fmt(g)} | {m} | {f(v)} | {f(lo)} – {f(hi)} | {_fmt(n)} |")
         lines.append("")
     return "\n".join(lines + [END]) + "\n"
 
