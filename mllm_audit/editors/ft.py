@@ -57,7 +57,7 @@ class FineTune(Editor):
 
         if hp.get("modules"):
             return list(hp["modules"])
-        names = adapter.module_names(self.scope or "text")
+        names = adapter.module_names(self.scope)  # type: ignore[arg-type]
         if self.scope == "text" and hp.get("text_scope") == "last_layer":
             return whole_last_layer(adapter, names)
         return names

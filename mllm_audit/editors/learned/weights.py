@@ -86,7 +86,7 @@ class WeightEditor(LearnedEditor):
         all_lin = {n: m for n, m in adapter.model.named_modules() if isinstance(m, torch.nn.Linear)}
         if names:
             return {n: all_lin[n] for n in names}
-        return linear_modules(adapter, self.scope or "text", int(self.hp.get("text_layers", 1)),
+        return linear_modules(adapter, self.scope, int(self.hp.get("text_layers", 1)),  # type: ignore[arg-type]
                               int(self.hp.get("vision_layers", 1)))
 
     def captured(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> tuple[Captured, torch.Tensor]:
