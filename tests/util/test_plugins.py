@@ -114,6 +114,15 @@ def test_plugin_suite_is_a_yaml_path_or_a_function_returning_one(site: Path) -> 
     assert reg["plug"] == reg["plug2"] == site / "plug_suite.yaml" and "toy" in reg
 
 
+def test_plugin_classifier_card_is_listed(site: Path) -> None:
+    (site / "plug_clf.yaml").write_text("kind: linear-head\n")
+    install(site, "clf-plugin", {"mllm_audit.classifiers": {"plug-clf": "clf_mod:PATH"}},
+            {"clf_mod.py": "from pathlib import Path\nPATH = Path(__file__).with_name('plug_clf.yaml')\n"})
+    from mllm_audit.classifiers.classify import registered_classifiers
+
+    assert registered_classifiers()["plug-clf"] == site / "plug_clf.yaml"
+
+
 def test_plugin_family_is_accepted_by_load_model(site: Path, tmp_path: Path) -> None:
     """A card naming a plugin's family reaches the plugin's `load`; an unknown family is still refused."""
     install(site, "fam-plugin", {"mllm_audit.families": {"fam-x": "fam_mod:load"}},
