@@ -108,6 +108,28 @@ def test_is_greedy_marks_the_argmax_continuation(toy) -> None:  # noqa: ANN001
     assert greedy_a and not greedy_b and lp_a > lp_b
 
 
+def test_greedy_generation_equals_the_stock_generate(toy) -> None:  # noqa: ANN001
+    """generate_until's decoder (prompt ids, image features, KV cache through the adapter) gives the tokens
+    of transformers' own greedy `generate`; negative control: another item's stock tokens differ."""
+    from mllm_audit.integrations.generate import greedy_ids
+    from mllm_audit.suites.items import load_image
+
+    adapter, suite = toy
+    vqa = next(it for it in suite.items if it.task == "vqa")
+    ic = next(it for it in suite.items if it.task == "ic")
+
+    def stock(it) -> list[int]:  # noqa: ANN001
+        inputs = adapter.processor(images=load_image(suite.image_path(it.image)),
+                                   text=adapter.format_prompt(it.prompt, it.task), return_tensors="pt")
+        with torch.no_grad():
+            out = adapter.model.generate(**inputs, max_new_tokens=6, do_sample=False, num_beams=1)
+        return out[0].tolist()[-6:]
+
+    ours = greedy_ids(adapter, vqa.prompt, vqa.task, load_image(suite.image_path(vqa.image)), 6)
+    assert ours == stock(vqa)
+    assert ours != stock(ic)
+
+
 def test_generate_until_stops_at_the_stop_string(tiny_adapter) -> None:  # noqa: ANN001
     docs = _docs()[:1]
     lm = MllmAuditLMM(adapter=tiny_adapter, max_new_tokens=6)
