@@ -50,19 +50,28 @@ class RunWriter:
     def __init__(
         self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False
     ) -> None:
-        """`append=True` continues an existing samples file (resume, shard files) instead of starting it."""
+        """`append=True` continues an existing samples file (resume, shard files) instead of starting it.
+
+        Every run folder goes through here, so here the output guard's rules hold for all of them: a
+        fresh run starts only in a new or empty folder (util/folders.check_run_folder), and the folder
+        is locked against a second writer unless the command already holds its lock."""
+        from mllm_audit.util.folders import RunLock, check_run_folder, held_by_this_process
+
         self.dir = Path(out_dir)
         self.run_id = run_id
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise AuditError(f"cannot create output folder {self.dir}: {e.strerror}") from None
+        self._lock: RunLock | None = None
+        if not append:
+            check_run_folder(self.dir, "run", resume=False)
+        if not held_by_this_process(self.dir):
+            self._lock = RunLock(self.dir, "run").acquire()
         self.samples_path = self.dir / samples_name
         self.results_path = self.dir / "results.json"
         try:
             self.samples_path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.samples_path, "a" if append else "w", encoding="utf-8")
         except OSError as e:
+            if self._lock is not None:
+                self._lock.release()
             raise AuditError(f"cannot write {self.samples_path}: {e.strerror}") from None
 
     def write_results(self, results: Mapping[str, Any]) -> None:
@@ -77,6 +86,9 @@ class RunWriter:
     def close(self) -> None:
         if not self._fh.closed:
             self._fh.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunWriter:
         return self

@@ -259,16 +259,27 @@ def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` in one step (temporary file beside it, fsync, rename): a reader sees the old
     file or the new one, never half of either, even after a crash."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """atomic_write_text for bytes. A full disk, a read-only folder or a refused permission is one
+    line naming the file (util/outputs.named_faults): the previous file, if any, is left as it was."""
+    from mllm_audit.util.outputs import named_faults
+
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    kept = f"{path.name} is unchanged" if path.exists() else "nothing was written"
+    with named_faults(path, kept):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:
