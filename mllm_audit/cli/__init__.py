@@ -35,6 +35,17 @@ for _register in ALL_COMMANDS:
     _register(app)
 
 
+@app.callback()
+def _options(
+    rehash: bool = typer.Option(False, "--rehash", help="Hash every model and image file again (ignore the cache)."),
+) -> None:
+    """Options for every command (given before it: `mllm-audit --rehash scan ...`)."""
+    if rehash:
+        from mllm_audit.util.identity import REHASH_ENV
+
+        os.environ[REHASH_ENV] = "1"  # read by util/identity.HashCache
+
+
 def _fail(message: str, code: int = 2) -> int:
     from mllm_audit.util.text import shown
 

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )
         try:
-            write_html_report(res.run_dir, res.run_dir / "report.html", True, created=(res.run_dir,))
+            write_html_report(res.run_dir, res.run_dir / "report.html")
         except AuditError:  # matplotlib missing: the run folder is still complete
             pass
         header, rows = table_rows(res.results)

@@ -439,12 +439,14 @@ def write_html_report(run_dir: Path, html_path: Path, overwrite: bool = False, *
                       created: tuple[Path, ...] = ()) -> HtmlReport:
     """Write the self-contained report for `run_dir` to `html_path` (atomically, through the output
     guard util/outputs.py: an existing file is replaced only if it is an earlier report and `overwrite`;
-    `created` names a run folder this command made itself, where the report may go)."""
+    the report may go into the run folder it shows, or one in `created`, and no other run's folder)."""
     import importlib.util
 
     from mllm_audit.util import outputs
 
-    out = outputs.check_file(Path(html_path), "html-report", "--html", overwrite, created)
+    if not Path(run_dir).is_dir():
+        raise AuditError(f"run folder not found: {run_dir}")
+    out = outputs.check_file(Path(html_path), "html-report", "--html", overwrite, (*created, Path(run_dir)))
     if importlib.util.find_spec("matplotlib") is None:
         raise AuditError('report --html needs matplotlib: pip install "mllm-audit[report]"')
     doc, n_images, sections = build_html(Path(run_dir))

@@ -423,9 +423,15 @@ def suite_identity(suite: Any, items: Any = None) -> SuiteIdentity:
 
     base = dict(suite.identity())
     if items is not None:
-        refs = [ref for it in items for ref in iter_image_refs(it)]
+        refs = [ref for it in items for ref in (*iter_image_refs(it), *_meta_image_refs(it))]
         base.update(images_digest(suite.images_root, refs, suite.image_path))
     return _build(SuiteIdentity, _with_extra(SuiteIdentity, base, "suite"), "suite")
+
+
+def _meta_image_refs(item: Any) -> list[str]:
+    """Images an item names in its meta that a run also reads (fix's parity: the mirror images)."""
+    mirrors = (getattr(item, "meta", None) or {}).get("mirrors") or []
+    return [str(m["image"]) for m in mirrors if isinstance(m, dict) and m.get("image")]
 
 
 def new_record(command: str, run_id: str, model: ModelIdentity, suite: SuiteIdentity, seed: int | None,

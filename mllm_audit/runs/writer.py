@@ -53,16 +53,15 @@ class RunWriter:
         """`append=True` continues an existing samples file (resume, shard files) instead of starting it.
 
         Every run folder goes through here, so here the output guard's rules hold for all of them: a
-        fresh run starts only in a new or empty folder (util/folders.check_run_folder), and the folder
-        is locked against a second writer unless the command already holds its lock."""
+        fresh run of a command that did not lock the folder itself (and so did not check it) starts only
+        in a new or empty folder (util/folders.check_run_folder), and locks it against a second writer."""
         from mllm_audit.util.folders import RunLock, check_run_folder, held_by_this_process
 
         self.dir = Path(out_dir)
         self.run_id = run_id
         self._lock: RunLock | None = None
-        if not append:
+        if not append and not held_by_this_process(self.dir):  # a command that locked the folder checked it
             check_run_folder(self.dir, "run", resume=False)
-        if not held_by_this_process(self.dir):
             self._lock = RunLock(self.dir, "run").acquire()
         self.samples_path = self.dir / samples_name
         self.results_path = self.dir / "results.json"

@@ -264,8 +264,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """atomic_write_text for bytes. A full disk, a read-only folder or a refused permission is one
-    line naming the file (util/outputs.named_faults): the previous file, if any, is left as it was."""
-    from mllm_audit.util.outputs import named_faults
+    line naming the file (util/faults.py): the previous file, if any, is left as it was."""
+    from mllm_audit.util.faults import named_faults
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -90,13 +90,9 @@ def check_new_output(folder: Path, flag: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from mllm_audit.util.outputs import pid_alive
+
+    return pid_alive(pid)
 
 
 _HELD: set[Path] = set()  # folders this process holds a RunLock on
@@ -232,7 +228,8 @@ class OutputFolder:
     def commit(self) -> Path:
         """Write the manifest, then rename the whole folder into place (the lock file is dropped first;
         an earlier output of the same kind, allowed by `overwrite`, is moved aside and removed)."""
-        from mllm_audit.util.outputs import named_faults, write_manifest
+        from mllm_audit.util.faults import named_faults
+        from mllm_audit.util.outputs import write_manifest
 
         self._check()  # nothing appeared there meanwhile
         write_manifest(self.tmp, self.kind, self.command)

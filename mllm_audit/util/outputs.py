@@ -17,17 +17,16 @@ frame`, `suites build`, `study`, `convert`, `fix --save`, `train-editor --out`):
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.util.faults import named_faults
 
 MANIFEST_NAME = ".mllm-audit-output.json"
 MARKER = "mllm-audit-output:"
@@ -39,8 +38,6 @@ _PROTECTED = (
     ("checkpoint.pt", "editor state"), ("items.jsonl", "suite"),
 )
 _WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
-NAMED_FAULTS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-                errno.EDQUOT: "disk quota exceeded", errno.EPERM: "operation not permitted"}
 
 
 def check_name(name: str, flag: str = "--name") -> str:
@@ -194,33 +191,11 @@ def write_text(path: Path, text: str, kind: str, what_kept: str = "nothing was r
     return path
 
 
-def fault_message(e: OSError, path: Path | str | None, kept: str) -> str | None:
-    """One line for a fault of the system (disk full, read-only, no permission), or None for others."""
-    why = NAMED_FAULTS.get(e.errno or 0)
-    if why is None:
-        return None
-    where = e.filename if e.filename else path
-    return f"cannot write {where}: {why}; {kept}"
-
-
-@contextlib.contextmanager
-def named_faults(path: Path | str | None, kept: str = "nothing was replaced") -> Iterator[None]:
-    """Turn ENOSPC / EROFS / EACCES (and quota, EPERM) inside the block into one AuditError line (exit 2)."""
-    try:
-        yield
-    except OSError as e:
-        msg = fault_message(e, path, kept)
-        if msg is None:
-            raise
-        raise AuditError(msg) from None
-
-
 def clean_leftovers(target: Path, log: Any = None) -> list[Path]:
     """Remove temporary folders beside `target` that an interrupted run of the same command left
     (`.NAME.tmp-PID`, `.NAME.old-PID` whose process is gone): each is named through `log` (default: a line on stderr)
     and returned."""
     from mllm_audit.util.console import note
-    from mllm_audit.util.folders import _pid_alive
 
     target = Path(target)
     parent = target.parent if str(target.parent) else Path(".")
@@ -230,12 +205,23 @@ def clean_leftovers(target: Path, log: Any = None) -> list[Path]:
     stem = glob_escape(target.name)
     for tmp in [*parent.glob(f".{stem}.tmp-*"), *parent.glob(f".{stem}.old-*")]:
         pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)) or not tmp.is_dir():
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)) or not tmp.is_dir():
             continue
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
         (log or note)(f"removed {tmp}, left by an interrupted earlier run")
     return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Is process `pid` running (on this machine)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def glob_escape(name: str) -> str:

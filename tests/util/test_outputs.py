@@ -36,7 +36,7 @@ OUTPUT_CASES: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("fix", "save"): ("folder", ["fix", "--editor", "ft-l", "--save", "{T}", "-o", "{D}/run"]),
     ("gate", "junit"): ("file", ["gate", "-p", "{P}", "-r", "{D}/norun", "--junit", "{T}"]),
     ("gate", "output"): ("folder", ["gate", "-p", "{P}", "-m", "toy", "-s", "toy", "-o", "{T}"]),
-    ("report", "html"): ("file", ["report", "{D}/norun", "--html", "{T}"]),
+    ("report", "html"): ("file", ["report", "{D}", "--html", "{T}"]),
     ("gen-scan", "output"): ("folder", ["gen-scan", "-o", "{T}"]),
     ("locate", "output"): ("folder", ["locate", "-o", "{T}"]),
     ("train-editor", "out"): ("folder", ["train-editor", "--editor", "mend", "-o", "{T}"]),
