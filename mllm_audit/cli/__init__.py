@@ -74,6 +74,11 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except OSError as e:  # a file the system refused (read-only, name too long, symlink loop): name it
+        from mllm_audit.util.faults import describe_fault
+
+        fault = describe_fault(e)  # disk full, read-only, no permission: exit 2, never a traceback
+        if fault and not os.environ.get("MLLM_AUDIT_DEBUG"):
+            return _fail(fault)
         if os.environ.get("MLLM_AUDIT_DEBUG") or e.filename is None:
             raise
         name = str(e.filename)
@@ -86,6 +91,11 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the one place that turns surprises into one line
         if os.environ.get("MLLM_AUDIT_DEBUG"):
             raise
+        from mllm_audit.util.faults import describe_fault
+
+        fault = describe_fault(e)  # safetensors / torch report a full disk in their own exception types
+        if fault:
+            return _fail(fault)
         return _fail(f"internal error: {type(e).__name__}: {e} (set MLLM_AUDIT_DEBUG=1 for the traceback)")
     finally:
         set_feedback(False)  # library calls after a CLI call (tests, notebooks) stay silent

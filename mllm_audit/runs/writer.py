@@ -60,6 +60,7 @@ class RunWriter:
         self.dir = Path(out_dir)
         self.run_id = run_id
         self._lock: RunLock | None = None
+        self._writing: Any = None
         if not append and not held_by_this_process(self.dir):  # a command that locked the folder checked it
             check_run_folder(self.dir, "run", resume=False)
             self._lock = RunLock(self.dir, "run").acquire()
@@ -72,6 +73,11 @@ class RunWriter:
             if self._lock is not None:
                 self._lock.release()
             raise AuditError(f"cannot write {self.samples_path}: {e.strerror}") from None
+        from mllm_audit.util.faults import writing
+
+        self._writing = writing(self.samples_path, "the samples written before it are kept (--resume continues "
+                                                   "a scan or gen-scan)")
+        self._writing.__enter__()
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         atomic_write_json(self.results_path, results)
@@ -82,7 +88,14 @@ class RunWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def close(self) -> None:
+    def close(self, *exc: Any) -> None:
+        """Close the samples file and drop the lock; `exc` (from __exit__) marks a failed writer."""
+        if self._writing is not None:
+            try:
+                self._writing.__exit__(*(exc or (None, None, None)))
+            except BaseException:  # noqa: BLE001, S110 - the caller's exception, re-raised by it
+                pass
+            self._writing = None
         if not self._fh.closed:
             self._fh.close()
         if self._lock is not None:
@@ -92,5 +105,5 @@ class RunWriter:
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.close(*exc)

@@ -33,8 +33,16 @@ def check_safetensors_files(folder: Path) -> None:
 
     A safetensors file starts with an 8-byte little-endian header length and a JSON header; a
     pickle starts with 0x80 and a torch.save archive with `PK`. Checked from the first bytes only.
+    A folder whose weights are only pickles (pytorch_model.bin, *.pt) is refused naming the file:
+    loading it would unpickle it.
     """
-    for f in sorted(Path(folder).glob("*.safetensors")):
+    tensors = sorted(Path(folder).glob("*.safetensors"))
+    if not tensors:
+        pickles = sorted(f for suffix in (".bin", ".pt", ".pth", ".ckpt") for f in Path(folder).glob(f"*{suffix}"))
+        if pickles:
+            raise AuditError(f"weights file {pickles[0]} is a pickle (no .safetensors in {folder}); mllm-audit "
+                             "never unpickles weights: convert it to safetensors first")
+    for f in tensors:
         with open(f, "rb") as fh:
             head = fh.read(9)
         size = f.stat().st_size

@@ -20,8 +20,10 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.util.faults import writing
 
 LOCK_NAME = ".mllm-audit.lock"
 RESULTS_NAME = "results.json"
@@ -205,6 +207,7 @@ class OutputFolder:
         self.stable = stable
         self.lock = RunLock(self.tmp, command)
         self.committed = False
+        self._writing: Any = None
 
     def _check(self) -> None:
         from mllm_audit.util.outputs import check_folder, refuse_inside
@@ -223,6 +226,16 @@ class OutputFolder:
         if not self.stable and self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.lock.acquire()
+        if self.stable:  # a checkpoint being replaced when the run was killed: the last whole one stays
+            from mllm_audit.util.console import note
+
+            for left in sorted(self.tmp.glob("*.tmp")):
+                left.unlink()
+                note(f"removed {left}, left by an interrupted earlier run")
+        kept = (f"the checkpoints so far are kept in {self.tmp} (--resume continues)" if self.stable
+                else f"the unfinished folder is removed; {self.target} is not written")
+        self._writing = writing(self.tmp, kept)
+        self._writing.__enter__()
         return self.tmp
 
     def commit(self) -> Path:
@@ -233,6 +246,7 @@ class OutputFolder:
 
         self._check()  # nothing appeared there meanwhile
         write_manifest(self.tmp, self.kind, self.command)
+        self._end_writing()
         self.lock.release()
         with named_faults(self.tmp, f"the unfinished output is in {self.tmp}; {self.target} is unchanged"):
             for f in self.tmp.rglob("*"):
@@ -249,8 +263,19 @@ class OutputFolder:
         self.committed = True
         return self.target
 
+    def _end_writing(self) -> None:
+        if self._writing is not None:
+            import sys
+
+            try:
+                self._writing.__exit__(*sys.exc_info())  # an exception in flight marks this writer as failed
+            except BaseException:  # noqa: BLE001, S110 - the same exception, re-raised by the caller
+                pass
+            self._writing = None
+
     def abandon(self) -> None:
         """Drop an unfinished temporary folder (not a stable one: it holds the checkpoints)."""
+        self._end_writing()
         self.lock.release()
         if not self.stable and not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
