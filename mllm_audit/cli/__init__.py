@@ -38,8 +38,15 @@ for _register in ALL_COMMANDS:
 @app.callback()
 def _options(
     rehash: bool = typer.Option(False, "--rehash", help="Hash every model and image file again (ignore the cache)."),
+    max_pixels: int = typer.Option(
+        0, "--max-pixels", min=0, help="Reduce larger images to this many pixels as they are decoded (default 4000000)."
+    ),
 ) -> None:
     """Options for every command (given before it: `mllm-audit --rehash scan ...`)."""
+    if max_pixels:
+        from mllm_audit.suites.items import MAX_PIXELS_ENV
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels)  # read by suites.items.load_image, recorded in the identity
     if rehash:
         from mllm_audit.util.identity import REHASH_ENV
 

@@ -443,6 +443,9 @@ def suite_identity(suite: Any, items: Any = None) -> SuiteIdentity:
     if items is not None:
         refs = [ref for it in items for ref in (*iter_image_refs(it), *_meta_image_refs(it))]
         base.update(images_digest(suite.images_root, refs, suite.image_path))
+        from mllm_audit.suites.items import pixel_budget
+
+        base["max_pixels"] = pixel_budget()  # larger images are reduced to it: part of what was scored
     return _build(SuiteIdentity, _with_extra(SuiteIdentity, base, "suite"), "suite")
 
 
