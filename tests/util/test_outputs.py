@@ -240,3 +240,20 @@ def test_leftover_temporary_folders_are_cleaned_and_named(tmp_path: Path) -> Non
     assert outputs.clean_leftovers(tmp_path / "edited", lines.append) == [dead]
     assert not dead.exists() and live.exists()
     assert lines == [f"removed {dead}, left by an interrupted earlier run"]
+
+
+def test_step_summary_is_never_a_runs_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """$GITHUB_STEP_SUMMARY is appended to by protocol, but not when it names a file inside a run."""
+    from runfolders import make_run, rows
+
+    run_dir = make_run(tmp_path / "run", rows("gender", 4, {0}))
+    policy = tmp_path / "p.yaml"
+    policy.write_text("checks:\n  - {name: all, metric: pct_biased, max: 60}\n")
+    before = (run_dir / "results.json").read_bytes()
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(run_dir / "results.json"))
+    assert run(["gate", "-p", str(policy), "-r", str(run_dir)]) == 2
+    assert "holds a run" in capsys.readouterr().err and (run_dir / "results.json").read_bytes() == before
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))  # negative control: appended
+    assert run(["gate", "-p", str(policy), "-r", str(run_dir)]) == 0
+    assert "mllm-audit gate: passed" in (tmp_path / "summary.md").read_text()
