@@ -257,3 +257,28 @@ def test_step_summary_is_never_a_runs_file(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))  # negative control: appended
     assert run(["gate", "-p", str(policy), "-r", str(run_dir)]) == 0
     assert "mllm-audit gate: passed" in (tmp_path / "summary.md").read_text()
+
+
+def test_output_folder_cleans_a_killed_runs_leftover_and_replaces_only_its_own_kind(tmp_path: Path) -> None:
+    """What `convert`, `fix --save` and `toy train` write through: util/folders.OutputFolder."""
+    from mllm_audit.util.folders import OutputFolder
+
+    target = tmp_path / "converted"
+    left = tmp_path / ".converted.tmp-999999999"  # a killed convert's folder (no such process)
+    left.mkdir()
+    (left / "model.safetensors").write_bytes(b"half")
+    folder = OutputFolder(target, "--out", "convert")
+    tmp = folder.open()
+    assert not left.exists()
+    (tmp / "config.json").write_text("{}")
+    folder.commit()
+    assert outputs.read_manifest(target)["kind"] == "convert"
+    again = OutputFolder(target, "--out", "convert")
+    with pytest.raises(AuditError, match="refusing to overwrite"):
+        again.open()
+    replace = OutputFolder(target, "--out", "convert", overwrite=True)
+    (replace.open() / "config.json").write_text('{"v": 2}')
+    replace.commit()
+    assert (target / "config.json").read_text() == '{"v": 2}' and not list(tmp_path.glob(".converted.*"))
+    with pytest.raises(AuditError, match="holds a convert written by mllm-audit, not a toy-model"):
+        OutputFolder(target, "--out", "toy train", kind="toy-model", overwrite=True).open()
