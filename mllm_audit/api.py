@@ -36,12 +36,13 @@ __all__ = [
 ]
 
 
-def report(run_dir: Path, html: Path | None = None, all_items: bool = False, *, console: Any = None) -> Any:
+def report(run_dir: Path, html: Path | None = None, all_items: bool = False, overwrite: bool = False, *,
+           console: Any = None) -> Any:
     """Print a run's summary (any run type) to `console`, or with `html` write the one-file HTML report."""
     if html is not None:
         from mllm_audit.report.html import write_html_report
 
-        return write_html_report(Path(run_dir), Path(html))
+        return write_html_report(Path(run_dir), Path(html), overwrite)
     from mllm_audit.report.views import render_run
 
     if console is None:

@@ -15,4 +15,12 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     || "$py" -m pip install -q torch==2.13.0
 fi
 "$py" -m pip install -q -e ".${1:+[$1]}"
+# Say which torch build is installed and what it costs on disk (a CUDA build is several GB).
+"$py" - >&2 <<'PY'
+import os, torch
+root = os.path.dirname(torch.__file__)
+size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU"
+print(f"torch {torch.__version__} ({build} build): {size / 2**20:.0f} MiB in {root}")
+PY
 echo "ready: .venv/bin/mllm-audit (or: source .venv/bin/activate)" >&2

@@ -35,6 +35,24 @@ for _register in ALL_COMMANDS:
     _register(app)
 
 
+@app.callback()
+def _options(
+    rehash: bool = typer.Option(False, "--rehash", help="Hash every model and image file again (ignore the cache)."),
+    max_pixels: int = typer.Option(
+        0, "--max-pixels", min=0, help="Reduce larger images to this many pixels as they are decoded (default 4000000)."
+    ),
+) -> None:
+    """Options for every command (given before it: `mllm-audit --rehash scan ...`)."""
+    if max_pixels:
+        from mllm_audit.suites.items import MAX_PIXELS_ENV
+
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels)  # read by suites.items.load_image, recorded in the identity
+    if rehash:
+        from mllm_audit.util.identity import REHASH_ENV
+
+        os.environ[REHASH_ENV] = "1"  # read by util/identity.HashCache
+
+
 def _fail(message: str, code: int = 2) -> int:
     from mllm_audit.util.text import shown
 
@@ -63,6 +81,11 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
     except OSError as e:  # a file the system refused (read-only, name too long, symlink loop): name it
+        from mllm_audit.util.faults import describe_fault
+
+        fault = describe_fault(e)  # disk full, read-only, no permission: exit 2, never a traceback
+        if fault and not os.environ.get("MLLM_AUDIT_DEBUG"):
+            return _fail(fault)
         if os.environ.get("MLLM_AUDIT_DEBUG") or e.filename is None:
             raise
         name = str(e.filename)
@@ -75,6 +98,11 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the one place that turns surprises into one line
         if os.environ.get("MLLM_AUDIT_DEBUG"):
             raise
+        from mllm_audit.util.faults import describe_fault
+
+        fault = describe_fault(e)  # safetensors / torch report a full disk in their own exception types
+        if fault:
+            return _fail(fault)
         return _fail(f"internal error: {type(e).__name__}: {e} (set MLLM_AUDIT_DEBUG=1 for the traceback)")
     finally:
         set_feedback(False)  # library calls after a CLI call (tests, notebooks) stay silent

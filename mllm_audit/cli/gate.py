@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         suite: str | None = typer.Option(None, "--suite", "-s", help="Suite to scan (default: policy)."),
         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML (a testcase per check)."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder for the fresh scan."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier --junit file at that path."),
     ) -> None:
         """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
         from rich.console import Console
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.gate.ci import github_error_lines, render_outcome
         from mllm_audit.gate.evaluate import gate as run_gate
 
-        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output)
+        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
+                            overwrite=overwrite)
         render_outcome(outcome, Console(highlight=False))
         if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
             for line in github_error_lines(outcome):

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
         run_dir: Path = typer.Argument(..., help="Run folder (with results.json)."),
         html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report here."),
         all_items: bool = typer.Option(False, "--all", help="Every per-item line of a fix run (default: 20)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier --html report at that path."),
     ) -> None:
         """Show a run's summary, or write it as one HTML file with embedded plots."""
         from rich.console import Console
@@ -22,7 +23,7 @@ def register(app: typer.Typer) -> None:
         if html is not None:
             from mllm_audit.report.html import write_html_report
 
-            rep = write_html_report(run_dir, html)
+            rep = write_html_report(run_dir, html, overwrite)
             from mllm_audit.util.text import shown
 
             Console(stderr=True, highlight=False).print(shown(f"wrote {rep.path} ({rep.n_images} plots)"))

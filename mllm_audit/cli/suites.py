@@ -71,11 +71,12 @@ def build_vlstereoset_cmd(
     images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
     out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + vlstereoset.yaml)."),
     name: str = typer.Option("vlstereoset", "--name", help="Suite name."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
 ) -> None:
     """Image captioning suite: stereotype vs anti-stereotype caption."""
     from mllm_audit.suites.builders.vlstereoset import build_vlstereoset
 
-    _build(build_vlstereoset, csv, images, out, name=name)
+    _build(build_vlstereoset, csv, images, out, name=name, overwrite=overwrite)
 
 
 @build_app.command("pata")
@@ -95,22 +96,27 @@ def build_pata_cmd(
         "negative and positive sentence (the debias-editing paper's construction).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the caption choices."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
 ) -> None:
     """Image captioning suite: negative vs positive caption per protected attribute."""
     from mllm_audit.suites.builders.pata import build_pata
 
-    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed)
+    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed,
+           overwrite=overwrite)
 
 
 @build_app.command("pairs")
 def build_pairs_cmd(
     src: Path = typer.Option(..., "--src", help="PAIRS folder (questions.jsonl + images/)."),
-    out: Path = typer.Option(..., "--out", help="Suite folder to write (may equal --src)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Suite folder to write (may equal --src if that is an earlier build)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
 ) -> None:
     """(Re)generate the pairs-vqa suite folder from PAIRS."""
     from mllm_audit.suites.builders.pairs import build_pairs
 
-    _print_report(build_pairs(src, out).to_dict())
+    _print_report(build_pairs(src, out, overwrite).to_dict())
 
 
 @suites_app.command("frame")
@@ -123,13 +129,15 @@ def frame_cmd(
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
                                              help="Allow the suite to name files outside its folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier framing at --out."),
 ) -> None:
     """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
     from rich.console import Console
 
     from mllm_audit.suites.frame import frame_run
 
-    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
+    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths,
+                  overwrite=overwrite)
     from mllm_audit.util.text import shown
 
     Console().print(shown(

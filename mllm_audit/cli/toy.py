@@ -21,12 +21,16 @@ def register(app: typer.Typer) -> None:
         write_suite: Path = typer.Option(
             None, "--write-suite", help="Also write the toy suite here (DIR/items.jsonl, DIR/images, DIR.yaml)."
         ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="Replace an earlier toy model at --out (and toy suite at --write-suite)."
+        ),
     ) -> None:
         """Train the toy model deterministically (about two minutes on 2 CPU cores)."""
         from mllm_audit.toy.train import train_toy
 
         report = train_toy(
-            out, seed=seed, steps=steps, write_suite=write_suite, log=lambda line: typer.echo(line, err=True)
+            out, seed=seed, steps=steps, write_suite=write_suite, overwrite=overwrite,
+            log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(
             f"trained {report.n_params} parameters in {report.seconds:.1f}s "

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from mllm_audit.gate.evaluate import GateOutcome
 
 
+JUNIT_KIND = "gate-junit"
+
+
 def write_junit(outcome: GateOutcome, path: Path) -> None:
     """One <testcase> per check; a failing check carries a <failure> with the measured numbers."""
     import xml.etree.ElementTree as ET
@@ -41,9 +44,12 @@ def write_junit(outcome: GateOutcome, path: Path) -> None:
         if el.text:
             el.text = xml_safe(el.text)
     ET.indent(root)
+    from mllm_audit.util import outputs
+
+    doc = ('<?xml version="1.0" encoding="utf-8"?>\n' + outputs.marker_line(JUNIT_KIND, "<!--") + "\n"
+           + ET.tostring(root, encoding="unicode") + "\n")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+        outputs.write_text(path, doc, JUNIT_KIND)
     except OSError as e:
         raise AuditError(f"cannot write JUnit file {path}: {e.strerror}") from None
 
@@ -76,6 +82,9 @@ def step_summary_markdown(outcome: GateOutcome) -> str:
 
 
 def append_step_summary(outcome: GateOutcome, path: Path) -> None:
+    from mllm_audit.util import outputs
+
+    outputs.check_append(path, "$GITHUB_STEP_SUMMARY")
     try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(step_summary_markdown(outcome))

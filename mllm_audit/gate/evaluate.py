@@ -14,6 +14,7 @@ from typing import Any
 from mllm_audit.errors import AuditError
 from mllm_audit.gate.ci import append_step_summary, write_junit
 from mllm_audit.gate.policy import Check, Policy, _fmt, load_policy
+from mllm_audit.gate.verify import verify_baseline, verify_run
 from mllm_audit.metrics.bias import FIX_METRICS, summarize_group
 from mllm_audit.metrics.stats import PairedDiff, paired_runs
 from mllm_audit.runs.record import READABLE_SCHEMAS, RunRecord
@@ -158,12 +159,16 @@ def evaluate(policy: Policy, run_dir: Path) -> GateOutcome:
     if policy.suite is not None and policy.suite != suite_name:
         want = policy.suite
         raise AuditError(f"{policy.path}: policy is for suite {want!r}, run {run.dir} used {suite_name!r}")
-    check_coverage(policy, RunRecord.from_dict(run.results, str(run.dir / "results.json")), run.dir)
+    record = RunRecord.from_dict(run.results, str(run.dir / "results.json"))
+    check_coverage(policy, record, run.dir)
+    verify_run(policy, run.results, record, run.dir)  # gate/verify.py: the record follows from its samples
     outcome = GateOutcome(policy, run.dir, str((run.results.get("model") or {}).get("name", "?")), suite_name)
     baselines: dict[Path, Any] = {}
     for check in policy.checks:
         if check.baseline is not None:
-            outcome.results.append(_evaluate_baseline(run, check, baselines))
+            result = _evaluate_baseline(run, check, baselines)
+            result.detail += verify_baseline(policy, check.name, record, baselines[check.baseline])  # verify.py
+            outcome.results.append(result)
         else:
             outcome.results.append(_evaluate_bound(run, check))
     return outcome
@@ -176,6 +181,7 @@ def gate(
     suite: str | None = None,
     junit: Path | None = None,
     output: Path | None = None,
+    overwrite: bool = False,
     *,
     step_summary: Path | None = None,
 ) -> GateOutcome:
@@ -185,6 +191,17 @@ def gate(
     `step_summary` defaults to `$GITHUB_STEP_SUMMARY`; JUnit goes to `junit` when given.
     """
     pol = load_policy(policy)
+    if junit is not None:  # before any scan: an existing file that is not an earlier JUnit is refused
+        from mllm_audit.gate.ci import JUNIT_KIND
+        from mllm_audit.util.outputs import check_file
+
+        check_file(Path(junit), JUNIT_KIND, "--junit", overwrite)
+    summary_env = os.environ.get("GITHUB_STEP_SUMMARY")
+    target = step_summary if step_summary is not None else (Path(summary_env) if summary_env else None)
+    if target is not None:
+        from mllm_audit.util.outputs import check_append
+
+        check_append(target, "$GITHUB_STEP_SUMMARY")
     if report is not None and (model is not None or suite is not None):
         raise AuditError("give either --report RUN_DIR or --model/--suite for a fresh scan, not both")
     if report is None:
@@ -199,8 +216,6 @@ def gate(
     outcome = evaluate(pol, Path(report))
     if junit is not None:
         write_junit(outcome, Path(junit))
-    summary_env = os.environ.get("GITHUB_STEP_SUMMARY")
-    target = step_summary if step_summary is not None else (Path(summary_env) if summary_env else None)
     if target is not None:
         append_step_summary(outcome, target)
     return outcome

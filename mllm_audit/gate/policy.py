@@ -5,11 +5,12 @@ are bounded in percent (metrics/catalog.py); a bound between 0 and 1 is refused 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.gate.verify import PIN_KEYS
 from mllm_audit.metrics.bias import ALL, FIX_METRICS
 from mllm_audit.metrics.catalog import PERCENT_METRICS, SUMMARY_METRICS
 from mllm_audit.metrics.stats import PAIRED_METRICS
@@ -20,7 +21,7 @@ from mllm_audit.util.text import clipped
 METRICS = SUMMARY_METRICS + FIX_METRICS
 
 
-_TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash")
+_TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash", *PIN_KEYS, "baseline_may_differ")
 
 
 _CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")
@@ -70,6 +71,8 @@ class Policy:
     description: str = ""
     accept_subset: bool = False  # a run scored on part of the suite (--limit, --split) may be gated
     suite_hash: str | None = None  # pinned content hash of the suite's items
+    pins: dict[str, str] = field(default_factory=dict)  # model_revision, templates_hash (gate/verify.py)
+    baseline_may_differ: bool = False  # compare with a baseline of other suite content or coverage
 
 
 def _number(where: str, key: str, value: Any) -> float:
@@ -188,8 +191,11 @@ def load_policy(path: Path | str) -> Policy:
         if c.name in seen:
             raise AuditError(f"{path}: two checks are named {c.name!r}; names must be unique")
         seen.add(c.name)
+    from mllm_audit.gate.verify import read_pins
+
+    pins, may_differ = read_pins(data, path)
     return Policy(path=path, checks=checks, suite=suite, description=description, accept_subset=accept_subset,
-                  suite_hash=suite_hash)
+                  suite_hash=suite_hash, pins=pins, baseline_may_differ=may_differ)
 
 
 def _fmt(x: float | None) -> str:

@@ -435,19 +435,24 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     return doc, n_images, sections
 
 
-def write_html_report(run_dir: Path, html_path: Path) -> HtmlReport:
-    """Write the self-contained report for `run_dir` to `html_path` (atomically)."""
+def write_html_report(run_dir: Path, html_path: Path, overwrite: bool = False, *,
+                      created: tuple[Path, ...] = ()) -> HtmlReport:
+    """Write the self-contained report for `run_dir` to `html_path` (atomically, through the output
+    guard util/outputs.py: an existing file is replaced only if it is an earlier report and `overwrite`;
+    the report may go into the run folder it shows, or one in `created`, and no other run's folder)."""
     import importlib.util
 
+    from mllm_audit.util import outputs
+
+    if not Path(run_dir).is_dir():
+        raise AuditError(f"run folder not found: {run_dir}")
+    out = outputs.check_file(Path(html_path), "html-report", "--html", overwrite, (*created, Path(run_dir)))
     if importlib.util.find_spec("matplotlib") is None:
         raise AuditError('report --html needs matplotlib: pip install "mllm-audit[report]"')
     doc, n_images, sections = build_html(Path(run_dir))
-    out = Path(html_path)
-    from mllm_audit.util.files import atomic_write_text
-
+    doc = doc.replace("<!DOCTYPE html>\n", "<!DOCTYPE html>\n" + outputs.marker_line("html-report", "<!--") + "\n", 1)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, doc)
+        outputs.write_text(out, doc, "html-report")
     except OSError as e:
         raise AuditError(f"cannot write report {out}: {e.strerror}") from None
     return HtmlReport(out, n_images, sections)

@@ -73,6 +73,12 @@ def rescore_run(run_dir: Path, write: bool = False) -> Any:
 
     run = load_run(run_dir, need_samples=False)
     cmd = command_of(run.results)
+    if write:  # a record whose samples do not cover what it claims is not rewritten (runs/coverage.py)
+        from mllm_audit.runs.coverage import check_claimed_coverage
+        from mllm_audit.runs.record import RunRecord
+
+        record = RunRecord.from_dict(run.results, str(run.dir / "results.json"))
+        check_claimed_coverage(cmd, record.coverage, run.dir)
     if cmd == "scan":
         return rescore(run_dir, write=write)
     if cmd == "gen-scan":

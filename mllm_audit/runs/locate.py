@@ -325,8 +325,10 @@ def run_locate(
     for p in prompts:
         variant_prompt(p.prompt, "x")  # every prompt must have a "person" to replace
     out_dir = Path(output) if output is not None else None
-    if out_dir is not None and (out_dir / "results.json").exists():
-        raise AuditError(f"{out_dir} already holds a run: choose another --output")
+    if out_dir is not None:  # a model, suite or user's folder is never a run folder (util/folders.py)
+        from mllm_audit.util.folders import check_run_folder
+
+        check_run_folder(out_dir, "locate", resume=False)
     folder = Path(images) if images is not None else labelled_images_of(suite)
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))

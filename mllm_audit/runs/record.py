@@ -33,6 +33,11 @@ from mllm_audit.errors import AuditError
 from mllm_audit.util.identity import first_difference
 
 RESULTS_SCHEMA = "mllm-audit/results/v2"
+# Margins (and log-probabilities) of a run agree with those of any other batch size, and of an
+# uninterrupted run when resumed, within this many nats; not bit for bit: fp32 matmuls of other
+# padded shapes round differently (6.7e-6 on the toy suite, batch 1 vs 16 and 64). Stored in every record that
+# `new_record` makes (`margin_tolerance`) and asserted by tests/runs/test_exactness.py.
+MARGIN_TOLERANCE = 1e-5
 READABLE_SCHEMAS = ("mllm-audit/results/v1", RESULTS_SCHEMA)
 SCHEMA_FILE = "run-record.schema.json"
 
@@ -387,10 +392,23 @@ def _short(v: Any) -> str:
     return s if len(s) <= 24 else s[:21] + "..."
 
 
-def check_resume(old: RunRecord, new: Identity, run_dir: Path, command: str, verb: str = "run") -> None:
-    """Refuse to continue a run whose model, suite or score options differ, naming the first field."""
+def check_resume(old: RunRecord, new: Identity, run_dir: Path, command: str, verb: str = "run",
+                 selection: tuple[str | None, int | None] | None = None) -> None:
+    """Refuse to continue a run whose model, suite or score options differ, naming the first field.
+
+    `selection` (split, limit) of the resuming run is compared first: another --limit or --split
+    selects other items (and so other images), which is not a change of the suite's content."""
     if old.header.command != command:
         raise AuditError(f"cannot resume {run_dir}: it holds a {old.header.command!r} run, not {command}")
+    if selection is not None and old.coverage is not None and (old.coverage.split, old.coverage.limit) != selection:
+        def flags(split: str | None, limit: int | None) -> str:
+            given = [f"--split {split}"] if split else []
+            given += [f"--limit {limit}"] if limit is not None else []
+            return " ".join(given) or "no --split or --limit"
+
+        was = flags(old.coverage.split, old.coverage.limit)
+        raise AuditError(f"cannot resume {run_dir}: it was {verb} with {was}, this run gives {flags(*selection)}; "
+                         "resume with the same selection")
     before = old.identity.as_dict()
     now = new.as_dict()
     for part in ("model", "suite", "score_options"):
@@ -423,9 +441,18 @@ def suite_identity(suite: Any, items: Any = None) -> SuiteIdentity:
 
     base = dict(suite.identity())
     if items is not None:
-        refs = [ref for it in items for ref in iter_image_refs(it)]
+        refs = [ref for it in items for ref in (*iter_image_refs(it), *_meta_image_refs(it))]
         base.update(images_digest(suite.images_root, refs, suite.image_path))
+        from mllm_audit.suites.items import pixel_budget
+
+        base["max_pixels"] = pixel_budget()  # larger images are reduced to it: part of what was scored
     return _build(SuiteIdentity, _with_extra(SuiteIdentity, base, "suite"), "suite")
+
+
+def _meta_image_refs(item: Any) -> list[str]:
+    """Images an item names in its meta that a run also reads (fix's parity: the mirror images)."""
+    mirrors = (getattr(item, "meta", None) or {}).get("mirrors") or []
+    return [str(m["image"]) for m in mirrors if isinstance(m, dict) and m.get("image")]
 
 
 def new_record(command: str, run_id: str, model: ModelIdentity, suite: SuiteIdentity, seed: int | None,
@@ -437,7 +464,7 @@ def new_record(command: str, run_id: str, model: ModelIdentity, suite: SuiteIden
     header = Header(command=command, run_id=run_id, versions=versions(), seed=seed,
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return RunRecord(header, Identity(model, suite, dict(score_options or {})), dict(options or {}), coverage,
-                     None, Finish(), dict(payload or {}))
+                     None, Finish(), {"margin_tolerance": MARGIN_TOLERANCE, **dict(payload or {})})
 
 
 def versions() -> dict[str, str]:

@@ -107,7 +107,8 @@ def _reusable(rec: dict[str, Any], wanted: set[str]) -> bool:
     )
 
 
-def _previous_samples(out_dir: Path, items: list[Item], identity: Identity) -> tuple[
+def _previous_samples(out_dir: Path, items: list[Item], identity: Identity,
+                      selection: tuple[str | None, int | None] | None = None) -> tuple[
     str | None, dict[str, dict[str, Any]]
 ]:
     """(run_id, reusable samples by item id) of the run in `out_dir`; nothing when there is none.
@@ -118,7 +119,7 @@ def _previous_samples(out_dir: Path, items: list[Item], identity: Identity) -> t
     if not (out_dir / "results.json").is_file():
         return None, {}
     old = read_record(out_dir)
-    check_resume(old, identity, out_dir, "scan", verb="scanned")
+    check_resume(old, identity, out_dir, "scan", verb="scanned", selection=selection)
     wanted = {it.id for it in items}
     found: dict[str, dict[str, Any]] = {}
     files = [out_dir / "samples.jsonl", *sorted((out_dir / SHARDS_DIR).glob("rank*.jsonl"))]
@@ -239,7 +240,7 @@ def _scan_locked(
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
     seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
 ) -> ScanResult:
-    old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
+    old_run_id, reused = _previous_samples(out_dir, items, identity, (split, limit)) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
     out_dir = procs.broadcast(out_dir)
     if procs.is_main:

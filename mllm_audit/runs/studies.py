@@ -295,6 +295,7 @@ def run_study(
     from mllm_audit.runs.score import check_images, image_loader
     from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
     from mllm_audit.suites.items import load_suite
+    from mllm_audit.util.folders import RunLock, check_run_folder
 
     t0 = time.perf_counter()
     if study not in STUDIES:
@@ -315,8 +316,8 @@ def run_study(
     if unknown:
         known = MODULE_EDITORS if study == "modules" else EDITORS
         raise AuditError(f"study {study}: unknown editor {unknown[0]!r} (known: {', '.join(known)})")
-    if output is not None and (Path(output) / "results.json").exists():
-        raise AuditError(f"{output} already holds a run (results.json): choose another --output")
+    if output is not None:  # a model, suite or editor-state folder is never a run folder (util/folders.py)
+        check_run_folder(Path(output), "study", resume=False)
     states = {k: Path(v) for k, v in (editor_state or {}).items()}
     the_suite = load_suite(suite, data_dir=data_dir)
     check_images(the_suite, the_suite.items)
@@ -337,8 +338,12 @@ def run_study(
     if not items:
         raise AuditError(f"model {adapter.card.name!r} is biased on no eval item of suite {the_suite.name!r}")
     out_dir = Path(output) if output else default_run_dir(f"study-{study}", adapter.card.name, the_suite.name)
-    if (out_dir / "results.json").exists():
-        raise AuditError(f"{out_dir} already holds a run (results.json): choose another --output")
+    lock = RunLock(out_dir, f"study {study}").acquire()  # one writer; released when the run ends
+    try:
+        check_run_folder(out_dir, "study", resume=False)  # again, now that no one else can write it
+    except AuditError:
+        lock.release()
+        raise
     run_id = new_run_id()
     engine = Engine(adapter, the_suite, batch_size)
     load = image_loader(the_suite)
@@ -358,7 +363,7 @@ def run_study(
     def ctx_for(train_items: Sequence[Item]) -> EditContext:
         return EditContext(load_image=load, train_items=list(train_items), options={})
 
-    with RunWriter(out_dir, run_id, samples_name="records.jsonl") as writer:
+    with lock, RunWriter(out_dir, run_id, samples_name="records.jsonl") as writer:
         writer.write_results(results)
 
         def add(setting: Setting, row_label: dict[str, Any]) -> None:

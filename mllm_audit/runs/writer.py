@@ -50,20 +50,34 @@ class RunWriter:
     def __init__(
         self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False
     ) -> None:
-        """`append=True` continues an existing samples file (resume, shard files) instead of starting it."""
+        """`append=True` continues an existing samples file (resume, shard files) instead of starting it.
+
+        Every run folder goes through here, so here the output guard's rules hold for all of them: a
+        fresh run of a command that did not lock the folder itself (and so did not check it) starts only
+        in a new or empty folder (util/folders.check_run_folder), and locks it against a second writer."""
+        from mllm_audit.util.folders import RunLock, check_run_folder, held_by_this_process
+
         self.dir = Path(out_dir)
         self.run_id = run_id
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise AuditError(f"cannot create output folder {self.dir}: {e.strerror}") from None
+        self._lock: RunLock | None = None
+        self._writing: Any = None
+        if not append and not held_by_this_process(self.dir):  # a command that locked the folder checked it
+            check_run_folder(self.dir, "run", resume=False)
+            self._lock = RunLock(self.dir, "run").acquire()
         self.samples_path = self.dir / samples_name
         self.results_path = self.dir / "results.json"
         try:
             self.samples_path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.samples_path, "a" if append else "w", encoding="utf-8")
         except OSError as e:
+            if self._lock is not None:
+                self._lock.release()
             raise AuditError(f"cannot write {self.samples_path}: {e.strerror}") from None
+        from mllm_audit.util.faults import writing
+
+        self._writing = writing(self.samples_path, "the samples written before it are kept (--resume continues "
+                                                   "a scan or gen-scan)")
+        self._writing.__enter__()
 
     def write_results(self, results: Mapping[str, Any]) -> None:
         atomic_write_json(self.results_path, results)
@@ -74,12 +88,22 @@ class RunWriter:
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
-    def close(self) -> None:
+    def close(self, *exc: Any) -> None:
+        """Close the samples file and drop the lock; `exc` (from __exit__) marks a failed writer."""
+        if self._writing is not None:
+            try:
+                self._writing.__exit__(*(exc or (None, None, None)))
+            except BaseException:  # noqa: BLE001, S110 - the caller's exception, re-raised by it
+                pass
+            self._writing = None
         if not self._fh.closed:
             self._fh.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> RunWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.close(*exc)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.suites.items import sample_margin
-from mllm_audit.util.files import write_yaml
 from mllm_audit.util.numbers import finite_or_none
 
 
@@ -35,8 +34,11 @@ def frame_for_model(samples: list[dict], items: list[Any]) -> list[dict]:
     return out
 
 
+FRAME_KIND = "suite-frame"
+
+
 def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None,
-              allow_outside_paths: bool = False) -> dict[str, Any]:
+              allow_outside_paths: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """`suites frame`: write the framed items to `out` plus a suite YAML beside it that finds the images.
 
     The YAML (`out` with suffix .yaml) points `images_dir` at the original suite's images (linked
@@ -53,6 +55,11 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     run_dir, out = Path(run_dir), Path(out)
     if out.suffix != ".jsonl":
         raise AuditError(f"--out {out}: expected a .jsonl file name")
+    from mllm_audit.util import outputs
+
+    yaml_path = out.with_suffix(".yaml")  # the YAML carries the marker for both files (util/outputs.py)
+    outputs.check_file(yaml_path, FRAME_KIND, "--out", overwrite)
+    outputs.check_file(out, FRAME_KIND, "--out", overwrite, owner=yaml_path)
     samples = read_jsonl(run_dir / "samples.jsonl")
     loaded = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     framed = frame_for_model(samples, loaded.items)
@@ -74,8 +81,10 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     if loaded.extra.get("group_by"):
         header["group_by"] = loaded.extra["group_by"]
     images_inside(out.parent, header, framed, f"{out.stem}-images")
-    yaml_path = out.with_suffix(".yaml")
-    write_yaml(yaml_path, header)
+    import yaml
+
+    body = yaml.safe_dump(dict(header), sort_keys=False, allow_unicode=True)
+    outputs.write_text(yaml_path, outputs.marker_line(FRAME_KIND) + "\n" + body, FRAME_KIND)
     n_swapped = sum(1 for d in framed if d["meta"]["frame"]["swapped"])
     return {
         "items": len(framed),

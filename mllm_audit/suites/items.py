@@ -12,6 +12,7 @@ Everything is validated on load; any problem is an `AuditError` naming file, lin
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,12 @@ SPLITS = ("train", "val", "eval")
 # Pixel budget checked from the header before any decode (decompression-bomb guard).
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Pixels an image keeps once decoded (`--max-pixels`, MLLM_AUDIT_MAX_PIXELS): a larger one is reduced
+# while it is decoded (JPEG decodes at the reduced scale), aspect kept, so a batch of camera images
+# holds at most batch size x this many pixels instead of their full resolution. 4 MP is 15 times the
+# largest model input here (Emu3's 512 x 512); images at or under it are untouched.
+DEFAULT_MAX_PIXELS = 4_000_000
+MAX_PIXELS_ENV = "MLLM_AUDIT_MAX_PIXELS"
 # Decoders PIL may use: the common raster formats only (no EPS/PostScript, which shells out).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_META_DEPTH = 16
@@ -169,8 +176,15 @@ def _regular_file(path: Path, what: str) -> None:
         raise AuditError(f"{what} {path} is not a regular file ({kind})")
 
 
-def load_image(path: Path) -> Any:
-    """Open an image as RGB after checking its size and format; errors name the file."""
+def pixel_budget() -> int:
+    """Pixels a decoded image may keep (`--max-pixels`; DEFAULT_MAX_PIXELS when not set)."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_MAX_PIXELS
+
+
+def load_image(path: Path, max_pixels: int | None = None) -> Any:
+    """Open an image as RGB after checking its size and format; errors name the file. An image over
+    `max_pixels` (default: pixel_budget()) is reduced while decoding, so it never stays at full size."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _regular_file(path, "image")
@@ -187,7 +201,11 @@ def load_image(path: Path) -> Any:
             if w * h > MAX_IMAGE_PIXELS:
                 raise AuditError(f"image has {w}x{h} pixels, over the {MAX_IMAGE_PIXELS} limit: {path}")
             probe.verify()
+        budget = pixel_budget() if max_pixels is None else max_pixels
         with Image.open(path, formats=IMAGE_FORMATS) as img:
+            if w * h > budget:  # thumbnail() decodes a JPEG at the reduced scale (draft) and reduces in place
+                scale = (budget / (w * h)) ** 0.5
+                img.thumbnail((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.LANCZOS)
             # The camera's "rotate 90" tag, applied as transformers.image_utils.load_image does.
             return ImageOps.exif_transpose(img).convert("RGB")
     except AuditError:

@@ -245,6 +245,7 @@ def train_toy(
     seed: int = 0,
     steps: int | None = None,
     write_suite: Path | None = None,
+    overwrite: bool = False,
     *,
     pool_size: int = 3000,
     log: Any = None,
@@ -257,11 +258,18 @@ def train_toy(
     Deterministic for a given seed and thread count: fixed seeds, deterministic algorithms, two
     threads. Scenes are drawn from a pre-rendered pool that is disjoint in seed from the suite's.
     """
-    import torch
-
+    from mllm_audit.toy.outputs import train_guarded
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--steps": steps}, seed)
+    return train_guarded(Path(out), write_suite, overwrite,  # the output guard: util/outputs.py
+                         lambda save_dir: _train_toy(save_dir, seed, steps, write_suite, pool_size, log, ike_rows))
+
+
+def _train_toy(out: Path, seed: int, steps: int | None, write_suite: Path | None, pool_size: int, log: Any,
+               ike_rows: int) -> TrainReport:
+    import torch
+
     steps = DEFAULT_STEPS if steps is None else steps
     t0 = time.perf_counter()
     # Fixed threads and deterministic kernels for this run only (the caller's settings come back).

@@ -33,8 +33,16 @@ def check_safetensors_files(folder: Path) -> None:
 
     A safetensors file starts with an 8-byte little-endian header length and a JSON header; a
     pickle starts with 0x80 and a torch.save archive with `PK`. Checked from the first bytes only.
+    A folder whose weights are only pickles (pytorch_model.bin, *.pt) is refused naming the file:
+    loading it would unpickle it.
     """
-    for f in sorted(Path(folder).glob("*.safetensors")):
+    tensors = sorted(Path(folder).glob("*.safetensors"))
+    if not tensors:
+        pickles = sorted(f for suffix in (".bin", ".pt", ".pth", ".ckpt") for f in Path(folder).glob(f"*{suffix}"))
+        if pickles:
+            raise AuditError(f"weights file {pickles[0]} is a pickle (no .safetensors in {folder}); mllm-audit "
+                             "never unpickles weights: convert it to safetensors first")
+    for f in tensors:
         with open(f, "rb") as fh:
             head = fh.read(9)
         size = f.stat().st_size
@@ -259,16 +267,27 @@ def read_appended_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace `path` in one step (temporary file beside it, fsync, rename): a reader sees the old
     file or the new one, never half of either, even after a crash."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """atomic_write_text for bytes. A full disk, a read-only folder or a refused permission is one
+    line naming the file (util/faults.py): the previous file, if any, is left as it was."""
+    from mllm_audit.util.faults import named_faults
+
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    kept = f"{path.name} is unchanged" if path.exists() else "nothing was written"
+    with named_faults(path, kept):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def atomic_write_json(path: Path, data: Mapping[str, Any]) -> None:

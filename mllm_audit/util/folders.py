@@ -20,8 +20,10 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.util.faults import writing
 
 LOCK_NAME = ".mllm-audit.lock"
 RESULTS_NAME = "results.json"
@@ -61,10 +63,16 @@ def check_run_folder(folder: Path, command: str, resume: bool, flag: str = "--ou
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise AuditError(f"{flag} {path} exists and is not a folder")
+    from mllm_audit.util.outputs import refuse_inside
+
+    refuse_inside(path, flag)  # a run inside a model folder would change the model's identity
     kind = folder_kind(path)
     if kind in ("model", "editor-state", "suite"):
         raise AuditError(f"{flag} {path} holds a {kind.replace('-', ' ')}; a run is never written there "
                          "(choose another folder)")
+    if kind == "files":  # the output guard's rule (util/outputs.py): a folder of the user's is not taken over
+        raise AuditError(f"{flag} {path} holds files mllm-audit did not write; refusing to write a run "
+                         "there (choose a new or empty folder)")
     if kind == "run":
         other = read_command(path)
         if not resume:
@@ -84,13 +92,17 @@ def check_new_output(folder: Path, flag: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from mllm_audit.util.outputs import pid_alive
+
+    return pid_alive(pid)
+
+
+_HELD: set[Path] = set()  # folders this process holds a RunLock on
+
+
+def held_by_this_process(folder: Path) -> bool:
+    """Does this process already hold the lock of `folder` (a second lock would block on itself)?"""
+    return Path(folder).resolve() in _HELD
 
 
 class RunLock:
@@ -127,6 +139,7 @@ class RunLock:
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
         self._fd = fd
+        _HELD.add(self.folder.resolve())
         return self
 
     def _holder(self) -> str:
@@ -140,6 +153,7 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
+        _HELD.discard(self.folder.resolve())
         try:
             self.path.unlink(missing_ok=True)
         except OSError:
@@ -179,38 +193,89 @@ class OutputFolder:
     and an unfinished folder is removed on error.
     """
 
-    def __init__(self, target: Path, flag: str, command: str, stable: bool = False) -> None:
+    def __init__(self, target: Path, flag: str, command: str, stable: bool = False, kind: str | None = None,
+                 overwrite: bool = False) -> None:
+        """`kind` names the output in its manifest (util/outputs.py; default: the command); an earlier
+        output of that kind is replaced only with `overwrite`."""
         self.target = Path(target)
         self.flag = flag
+        self.command = command
+        self.kind = kind or command.replace(" ", "-")
+        self.overwrite = overwrite
         suffix = "partial" if stable else f"tmp-{os.getpid()}"
         self.tmp = self.target.parent / f".{self.target.name}.{suffix}"
         self.stable = stable
         self.lock = RunLock(self.tmp, command)
         self.committed = False
+        self._writing: Any = None
+
+    def _check(self) -> None:
+        from mllm_audit.util.outputs import check_folder, refuse_inside
+
+        refuse_inside(self.target, self.flag)
+        if self.overwrite:
+            check_folder(self.target, self.kind, self.flag, overwrite=True)
+        else:
+            check_new_output(self.target, self.flag)
 
     def open(self) -> Path:
-        check_new_output(self.target, self.flag)
+        from mllm_audit.util.outputs import clean_leftovers
+
+        self._check()
+        clean_leftovers(self.target)  # temporary folders of a killed earlier run, named on stderr
         if not self.stable and self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.lock.acquire()
+        if self.stable:  # a checkpoint being replaced when the run was killed: the last whole one stays
+            from mllm_audit.util.console import note
+
+            for left in sorted(self.tmp.glob("*.tmp")):
+                left.unlink()
+                note(f"removed {left}, left by an interrupted earlier run")
+        kept = (f"the checkpoints so far are kept in {self.tmp} (--resume continues)" if self.stable
+                else f"the unfinished folder is removed; {self.target} is not written")
+        self._writing = writing(self.tmp, kept)
+        self._writing.__enter__()
         return self.tmp
 
     def commit(self) -> Path:
-        """Rename the whole folder into place (the lock file is dropped first)."""
-        check_new_output(self.target, self.flag)  # nothing appeared there meanwhile
+        """Write the manifest, then rename the whole folder into place (the lock file is dropped first;
+        an earlier output of the same kind, allowed by `overwrite`, is moved aside and removed)."""
+        from mllm_audit.util.faults import named_faults
+        from mllm_audit.util.outputs import write_manifest
+
+        self._check()  # nothing appeared there meanwhile
+        write_manifest(self.tmp, self.kind, self.command)
+        self._end_writing()
         self.lock.release()
-        for f in self.tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        if self.target.is_dir():
-            self.target.rmdir()  # empty (checked above)
-        os.replace(self.tmp, self.target)
+        with named_faults(self.tmp, f"the unfinished output is in {self.tmp}; {self.target} is unchanged"):
+            for f in self.tmp.rglob("*"):
+                if f.is_file():
+                    with open(f, "rb") as fh:
+                        os.fsync(fh.fileno())
+            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+            if self.target.is_dir() and any(self.target.iterdir()):
+                os.replace(self.target, old)  # an earlier output of this kind (checked above)
+            elif self.target.is_dir():
+                self.target.rmdir()  # empty (checked above)
+            os.replace(self.tmp, self.target)
+        shutil.rmtree(old, ignore_errors=True)
         self.committed = True
         return self.target
 
+    def _end_writing(self) -> None:
+        if self._writing is not None:
+            import sys
+
+            try:
+                self._writing.__exit__(*sys.exc_info())  # an exception in flight marks this writer as failed
+            except BaseException:  # noqa: BLE001, S110 - the same exception, re-raised by the caller
+                pass
+            self._writing = None
+
     def abandon(self) -> None:
         """Drop an unfinished temporary folder (not a stable one: it holds the checkpoints)."""
+        self._end_writing()
         self.lock.release()
         if not self.stable and not self.committed:
             shutil.rmtree(self.tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ from mllm_audit.errors import AuditError
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_OTHER_DTYPES = ("F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64")  # sub-byte or rare: sizes not checked here
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -47,6 +48,8 @@ def safetensors_header(path: Path) -> dict[str, Any]:
             width = _DTYPE_BYTES.get(str(info["dtype"]))
         except (KeyError, TypeError, ValueError):
             raise AuditError(f"weights file {path}: tensor {name!r} has a corrupt header entry") from None
+        if width is None and str(info["dtype"]) not in _OTHER_DTYPES:
+            raise AuditError(f"weights file {path}: tensor {name!r} has unknown dtype {str(info['dtype'])[:20]!r}")
         if not 0 <= start <= end <= data:
             raise AuditError(f"weights file {path}: tensor {name!r} lies past the end of the file (truncated?)")
         if width is not None and (end - start) != count * width:

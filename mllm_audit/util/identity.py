@@ -2,8 +2,12 @@
 
 Every byte counts: a model changed in the middle of one weight file is another model, so files are
 hashed whole (sha256, streamed). Hashing a 15 GB model takes a minute, so digests are cached in a
-sidecar file keyed by the file's resolved path, size, mtime and inode: a second run of the same
-files reads the cache, and any change to a file (which moves its size or mtime) hashes it again.
+sidecar file keyed by the file's resolved path, size, mtime, inode *and ctime*: `touch -d` can set
+mtime back after an in-place edit, but not ctime (the kernel sets it on every change), so a file
+changed in place is hashed again. The cache is read with a size cap (a huge, damaged or hostile
+cache costs a re-hash, never a hang or the memory), only regular files are hashed (a FIFO or a
+device named as a weight is refused), entries of files that are gone are pruned when it is written,
+and `--rehash` (or MLLM_AUDIT_REHASH=1) ignores it for one run.
 """
 
 from __future__ import annotations
@@ -11,16 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from mllm_audit.errors import AuditError
 
 # Files whose bytes change what a model computes: weights, configs, tokenizers, remote code.
 MODEL_FILE_SUFFIXES = (
     ".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".json", ".model", ".txt", ".tiktoken", ".py", ".yaml",
 )
 CACHE_ENV = "MLLM_AUDIT_HASH_CACHE"
+REHASH_ENV = "MLLM_AUDIT_REHASH"
+MAX_CACHE_BYTES = 32 << 20  # about 150,000 entries; a larger cache is ignored (and rewritten pruned)
+MAX_CACHE_ENTRIES = 100_000
 _CHUNK = 8 << 20
+_STAMP = ("size", "mtime_ns", "ctime_ns", "inode")
 
 
 def cache_path() -> Path:
@@ -32,11 +43,44 @@ def cache_path() -> Path:
     return base / "mllm-audit" / "file-hashes.json"
 
 
-class HashCache:
-    """sha256 digests of files, remembered by (path, size, mtime_ns, inode)."""
+def rehash_requested() -> bool:
+    """`--rehash` (the CLI sets MLLM_AUDIT_REHASH=1): ignore cached digests, hash every file again."""
+    return os.environ.get(REHASH_ENV, "") not in ("", "0")
 
-    def __init__(self, path: Path | None = None) -> None:
+
+def _read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """The cache's entries, or {} when it is missing, not a regular file, over the cap or damaged."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CACHE_BYTES:
+            return {}
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CACHE_BYTES + 1)
+        data = json.loads(raw) if len(raw) <= MAX_CACHE_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, dict)}
+
+
+def file_stamp(path: Path) -> dict[str, int]:
+    """What the cache keys a file by; a file that is not a regular file is refused, naming it."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise AuditError(f"cannot read {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise AuditError(f"{path} is not a regular file (a FIFO, device or folder); refusing to hash it")
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
+
+
+class HashCache:
+    """sha256 digests of files, remembered by (path, size, mtime_ns, ctime_ns, inode)."""
+
+    def __init__(self, path: Path | None = None, rehash: bool | None = None) -> None:
         self.path = path or cache_path()
+        self.rehash = rehash_requested() if rehash is None else rehash
         self._entries: dict[str, dict[str, Any]] | None = None
         self._dirty = False
         self.hits = 0
@@ -44,44 +88,41 @@ class HashCache:
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
-            try:
-                data = json.loads(self.path.read_text(encoding="utf-8"))
-                self._entries = data if isinstance(data, dict) else {}
-            except (OSError, ValueError):
-                self._entries = {}  # a missing or damaged cache only costs a re-hash
+            self._entries = {} if self.rehash else _read_cache(self.path)
         return self._entries
 
     def sha256(self, file: Path) -> str:
         """The full sha256 of `file` (hex), from the cache when the file is unchanged."""
         real = Path(file).resolve()
-        st = real.stat()
+        stamp = file_stamp(real)
         key = str(real)
-        stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
         entry = self._load().get(key)
-        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in stamp.items()) and entry.get("sha256"):
+        if isinstance(entry, dict) and all(entry.get(k) == stamp[k] for k in _STAMP) and entry.get("sha256"):
             self.hits += 1
             return str(entry["sha256"])
         self.misses += 1
         digest = sha256_file(real)
+        if file_stamp(real) != stamp:  # changed while being read: do not remember a digest of neither
+            raise AuditError(f"{real} changed while it was being hashed; run again once it is written")
         self._load()[key] = {**stamp, "sha256": digest}
         self._dirty = True
         return digest
 
     def save(self) -> None:
-        """Write the cache back (atomically; a cache that cannot be written is skipped)."""
+        """Write the cache back (atomically; a cache that cannot be written is skipped), keeping other
+        processes' entries and pruning those whose files are gone or over MAX_CACHE_ENTRIES (oldest first)."""
         if not self._dirty or self._entries is None:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            current: dict[str, Any] = {}
-            try:  # another process may have added entries meanwhile: keep them
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-                current = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                pass
+            current = _read_cache(self.path)  # another process may have added entries meanwhile: keep them
             current.update(self._entries)
+            kept = {k: v for k, v in current.items() if os.path.isfile(k)}
+            if len(kept) > MAX_CACHE_ENTRIES:
+                newest = sorted(kept, key=lambda k: kept[k].get("ctime_ns") or 0)[-MAX_CACHE_ENTRIES:]
+                kept = {k: kept[k] for k in newest}
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(current), encoding="utf-8")
+            tmp.write_text(json.dumps(kept), encoding="utf-8")
             os.replace(tmp, self.path)
             self._dirty = False
         except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -200,8 +201,13 @@ checks:
     baseline: runs/v1.2
     max_increase: 1.0
 """)
+    with pytest.raises(AuditError, match=r"baseline .*v1.2 differs from the run \(coverage 24 items \(all\) vs "
+                                         r"25 items \(all\)\); not comparing"):
+        gate(pol, report=cand)  # the candidate scored one item more: another coverage (gate/verify.py)
+    pol.write_text("baseline_may_differ: true\n" + pol.read_text())
     outcome = gate(pol, report=cand)
     strict, loose = outcome.results
+    assert strict.detail.endswith("[baseline differs: coverage 24 items (all) vs 25 items (all)]")
     assert strict.paired is not None and strict.paired.n == 24  # the extra item is not shared
     assert strict.value == pytest.approx(100 * 4 / 24)  # percentage points
     assert strict.paired.mean_a == 0.25 and strict.paired.mean_b == pytest.approx(10 / 24)
@@ -229,8 +235,14 @@ def test_group_rows_and_fix_metrics(tmp_path: Path) -> None:
     items = rows("gender", 10, {0, 1, 2}, meta={"condition": "planted"}) + rows(
         "race", 10, {0}, meta={"condition": "control"}
     ) + [(f"g-c{i}", "gender", f"gc{i}", 1.0 if i < 5 else -1.0, {"condition": "control"}) for i in range(10)]
-    fixed = make_run(tmp_path / "fix", items, group_by="condition",
-                     extra={"command": "fix", "metrics": {"reliability": 0.9, "t_locality_kl": 0.02}})
+    from mllm_audit.metrics.edits import aggregate
+
+    # The gate recomputes a fix run's metrics from edits.jsonl (gate/verify.py): 9 of 10 edits reliable.
+    edits = [{"item_id": f"e{i}", "cluster": f"c{i}", "reliability": 1.0 if i else 0.0, "t_generality": None,
+              "v_generality": None, "t_locality": {"top1": 1.0, "kl": 0.02}, "m_locality": None} for i in range(10)]
+    metrics = {k: v for k, v in aggregate(edits).items() if v is not None}
+    fixed = make_run(tmp_path / "fix", items, group_by="condition", extra={"command": "fix", "metrics": metrics})
+    (fixed / "edits.jsonl").write_text("".join(json.dumps(e) + "\n" for e in edits))
     pol = write_policy(tmp_path / "p.yaml", """
 checks:
   - {name: planted, bias_type: gender/planted, metric: pct_biased, max: 30}

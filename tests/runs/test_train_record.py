@@ -76,7 +76,7 @@ def test_out_is_renamed_into_place_only_when_whole(tiny_adapter, suite: Path, tm
     train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter,
                  on_step=lambda *a: seen.append(out.exists()), **QUICK)
     assert seen and not any(seen)  # while training, nothing under the target name
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "state.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".mllm-audit-output.json", "config.json", "state.safetensors"]
     assert not (tmp_path / ".state.partial").exists()
     with pytest.raises(AuditError, match="refusing to overwrite"):
         train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, **QUICK)

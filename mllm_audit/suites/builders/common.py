@@ -101,8 +101,28 @@ def render_items(items: Iterable[Mapping[str, Any]]) -> bytes:
 
 
 def write_items(path: Path, items: Sequence[Mapping[str, Any]]) -> None:
+    from mllm_audit.util.files import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(render_items(items))
+    atomic_write_bytes(path, render_items(items))
+
+
+BUILD_KIND = "suite-build"
+
+
+def claim_out(out_dir: Path, name: str | None, overwrite: bool, command: str) -> Path:
+    """The output guard for `suites build --out` (util/outputs.py): `--name` is a plain name; OUT is
+    new, empty, or an earlier build (an unfinished one, stopped for missing images, is continued; a
+    finished one is replaced only with `--overwrite`). Marks OUT as this build's before writing."""
+    from mllm_audit.util import outputs
+
+    if name is not None:
+        outputs.check_name(name, "--name")
+    out_dir = outputs.check_folder(Path(out_dir), BUILD_KIND, "--out", overwrite)
+    with outputs.named_faults(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+    outputs.write_manifest(out_dir, BUILD_KIND, command, complete=False)
+    return out_dir
 
 
 def _read_json(path: Path) -> Any:
@@ -249,9 +269,11 @@ def _finish(report: BuildReport, out_dir: Path, items: list[dict[str, Any]], hea
     _write_suite_yaml(out_dir, header)
     report.n_items = len(items)
     report.n_images = len({it["image"] for it in items})
-    (out_dir / "build_report.json").write_text(
-        json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    from mllm_audit.util.files import atomic_write_text
+    from mllm_audit.util.outputs import write_manifest
+
+    atomic_write_text(out_dir / "build_report.json", json.dumps(report.to_dict(), indent=2) + "\n")
+    write_manifest(out_dir, BUILD_KIND, f"suites build {report.name}", complete=True)
 
 
 # --- PAIRS ----------------------------------------------------------------------------------

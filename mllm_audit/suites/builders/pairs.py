@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.suites.builders.common import BuildReport, _read_json, pick, slug, write_items
+from mllm_audit.suites.builders.common import (
+    BUILD_KIND,
+    BuildReport,
+    _read_json,
+    claim_out,
+    pick,
+    slug,
+    write_items,
+)
 
 PAIRS_PERSONS = ("black_man", "black_woman", "white_man", "white_woman")
 PAIRS_BIAS_TYPE = "gender-race"
@@ -141,15 +149,15 @@ def _existing(first: Path, fallback: Path) -> Path:
     return first if first.is_file() else fallback
 
 
-def build_pairs(src: Path, out_dir: Path) -> BuildReport:
+def build_pairs(src: Path, out_dir: Path, overwrite: bool = False) -> BuildReport:
     """Copy PAIRS (images, questions, upstream documents) from `src` into `out_dir` and write items.jsonl.
 
-    With `src == out_dir` it only regenerates items.jsonl from the copy already there.
+    With `src == out_dir` (an earlier build, and `overwrite`) it only regenerates items.jsonl there.
     """
     src, out_dir = Path(src), Path(out_dir)
     if not (src / "questions.jsonl").is_file() or not (src / "images").is_dir():
         raise AuditError(f"{src} does not look like PAIRS (needs questions.jsonl and images/)")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out(out_dir, None, overwrite, "suites build pairs")
     if src.resolve() != out_dir.resolve():
         for name in _PAIRS_COPY:
             if (src / name).is_file():
@@ -161,6 +169,9 @@ def build_pairs(src: Path, out_dir: Path) -> BuildReport:
     report.n_rows = len(_read_pairs_questions(out_dir / "questions.jsonl"))
     report.n_items = len(items)
     report.n_images = len({it["image"] for it in items})
+    from mllm_audit.util.outputs import write_manifest
+
+    write_manifest(out_dir, BUILD_KIND, "suites build pairs", complete=True)
     return report
 
 

@@ -18,6 +18,7 @@ from mllm_audit.suites.builders.common import (
     _images_dir_entry,
     _place_images,
     _read_json,
+    claim_out,
     pick,
 )
 
@@ -128,6 +129,7 @@ def build_pata(
     name: str = "pata",
     protocol: str = "pairs",
     seed: int = 0,
+    overwrite: bool = False,
 ) -> BuildReport:
     """Build an IC suite from PATA: negative (biased) vs positive (unbiased) caption per image.
 
@@ -141,6 +143,7 @@ def build_pata(
     files_lst, captions_json, out_dir = Path(files_lst), Path(captions_json), Path(out_dir)
     if not files_lst.is_file():
         raise AuditError(f"PATA file list not found: {files_lst}")
+    claim_out(out_dir, name, overwrite, "suites build pata")
     report = BuildReport(name=name, out_dir=str(out_dir))
     captions = read_pata_captions(captions_json, report)
     images = _Images(images_dir)

@@ -17,6 +17,7 @@ from mllm_audit.suites.builders.common import (
     _Images,
     _images_dir_entry,
     _place_images,
+    claim_out,
     pick,
 )
 
@@ -63,7 +64,7 @@ def _csv_columns(csv_path: Path, header: list[str]) -> dict[str, int]:
 
 
 def build_vlstereoset(
-    csv_path: Path, images_dir: Path | None, out_dir: Path, name: str = "vlstereoset"
+    csv_path: Path, images_dir: Path | None, out_dir: Path, name: str = "vlstereoset", overwrite: bool = False
 ) -> BuildReport:
     """Build an IC suite from the VLStereoSet CSV: y_more = stereotype caption, y_less = anti-stereotype.
 
@@ -77,6 +78,7 @@ def build_vlstereoset(
     if not csv_path.is_file():
         raise AuditError(f"VLStereoSet CSV not found: {csv_path}")
     images = _Images(images_dir)
+    claim_out(out_dir, name, overwrite, "suites build vlstereoset")
     report = BuildReport(name=name, out_dir=str(out_dir))
     try:
         text = csv_path.read_text(encoding="utf-8-sig")  # -sig: the published file starts with a BOM
