@@ -118,9 +118,9 @@ def export_suite(out: Path, suite: str = "toy", format: str = "lmms-eval", split
 
     if format not in FORMATS:
         raise AuditError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise AuditError(f"{out} already exists and is not an empty folder; export writes a new one")
+    from mllm_audit.util import outputs
+
+    out = outputs.check_folder(Path(out), "harness tasks", "--out")  # a new or empty folder: export never replaces
     the_suite = load_suite(suite, data_dir, allow_outside_paths)
     if the_suite.kind != "likelihood":
         raise AuditError(f"suite {the_suite.name!r} is a {the_suite.kind} suite; only likelihood suites export")
@@ -138,6 +138,7 @@ def export_suite(out: Path, suite: str = "toy", format: str = "lmms-eval", split
         (tmp / data.name).write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
         (tmp / f"{name}.yaml").write_text(task_yaml(name, data, format, the_suite.description), encoding="utf-8")
         (tmp / "utils.py").write_text(UTILS, encoding="utf-8")
+        outputs.write_manifest(tmp, "harness tasks", "suites export")
         if out.exists():
             out.rmdir()  # empty, checked above
         tmp.rename(out)

@@ -145,6 +145,8 @@ def card(runs: list[Path], out: Path | None = None, update: Path | None = None) 
     into) or `update` (a model folder whose README.md is created or merged into). Atomic."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from mllm_audit.util import outputs
+    from mllm_audit.util.faults import named_faults
     from mllm_audit.util.files import atomic_write_text
 
     if (out is None) == (update is None):
@@ -154,8 +156,10 @@ def card(runs: list[Path], out: Path | None = None, update: Path | None = None) 
     if update is not None and not Path(update).is_dir():
         raise AuditError(f"--update {update}: not a folder")
     path = Path(out) if out is not None else Path(update) / "README.md"  # type: ignore[arg-type]
+    if out is not None:  # --update writes README.md, which is outside a model's identity (util/identity)
+        outputs.refuse_inside(path, "--out")
+    old = _existing(path, must_be_card=out is not None)  # the target is checked before any run is read
     recs = [_run(Path(r)) for r in runs]
-    old = _existing(path, must_be_card=out is not None)
     data = old.data if old is not None else ModelCardData()
     kept = [e for e in (data.eval_results or []) if not _ours(e)]
     ours = [e for res in recs for e in eval_results(res)]
@@ -164,6 +168,7 @@ def card(runs: list[Path], out: Path | None = None, update: Path | None = None) 
     data.tags = list(dict.fromkeys([*(data.tags or []), SOURCE, "bias-audit"]))
     body = old.text if old is not None else f"# {data.model_name}\n"
     new = ModelCard(f"---\n{data.to_yaml()}\n---\n{_merge_text(body, section(recs))}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, str(new))
+    with named_faults(path, "the card was left as it was"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, str(new))
     return {"path": str(path), "eval_results": len(ours), "kept_eval_results": len(kept), "runs": len(recs)}

@@ -15,7 +15,7 @@ from mllm_audit.integrations.harness_tasks import export_suite
 def test_export_refuses_an_existing_folder_and_a_bad_format(tmp_path: Path) -> None:
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep")
-    with pytest.raises(AuditError, match="not an empty folder"):
+    with pytest.raises(AuditError, match="refusing to overwrite"):
         export_suite(tmp_path / "full", "toy")
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep"
     with pytest.raises(AuditError, match="--format must be one of lmms-eval, lm-eval"):

@@ -27,7 +27,11 @@ INPUT_OPTIONS = {
     ("suites frame", "data_dir"), ("suites build vlstereoset", "csv"), ("suites build vlstereoset", "images"),
     ("suites build pata", "files"), ("suites build pata", "captions"), ("suites build pata", "images"),
     ("suites build pairs", "src"), ("convert minigpt4", "vit"), ("convert minigpt4", "qformer"),
-    ("convert minigpt4", "proj"), ("convert minigpt4", "llama"),
+    ("convert minigpt4", "proj"), ("convert minigpt4", "llama"), ("card", "runs"), ("suites export", "data_dir"),
+}
+# Output options that merge into what the user has, by design, and why that is safe.
+MERGE_OPTIONS = {
+    ("card", "update"): "adds the audit to MODEL_FOLDER/README.md, which is outside the model's identity",
 }
 # Output options: the argv that writes to {T}; "file" targets get a user's file, "folder" a model folder.
 OUTPUT_CASES: dict[tuple[str, str], tuple[str, list[str]]] = {
@@ -50,6 +54,8 @@ OUTPUT_CASES: dict[tuple[str, str], tuple[str, list[str]]] = {
                                              "{C}", "--llama", "{D}", "--out", "{T}"]),
     ("toy train", "out"): ("folder", ["toy", "train", "--out", "{T}"]),
     ("toy train", "write_suite"): ("folder", ["toy", "train", "--out", "{D}/model", "--write-suite", "{T}"]),
+    ("card", "out"): ("file", ["card", "{D}/norun", "--out", "{T}"]),
+    ("suites export", "out"): ("folder", ["suites", "export", "{T}"]),
 }
 
 
@@ -73,12 +79,18 @@ def path_options(command: typer.Typer | object) -> set[tuple[str, str]]:
 
 
 def unclassified(command: typer.Typer) -> set[tuple[str, str]]:
-    return path_options(command) - INPUT_OPTIONS - set(OUTPUT_CASES)
+    return path_options(command) - INPUT_OPTIONS - set(OUTPUT_CASES) - set(MERGE_OPTIONS)
 
 
 def test_every_path_option_is_classified() -> None:
     assert unclassified(app) == set()
     assert set(OUTPUT_CASES) <= path_options(app)  # no stale entry
+
+
+def test_a_merge_option_writes_outside_the_model_identity() -> None:
+    from mllm_audit.util.identity import MODEL_FILE_SUFFIXES
+
+    assert ".md" not in MODEL_FILE_SUFFIXES  # card --update's README.md does not change what a model is
 
 
 def _inputs(tmp: Path) -> dict[str, str]:
