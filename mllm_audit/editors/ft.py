@@ -111,6 +111,7 @@ class FineTune(Editor):
                 p.requires_grad_(flags[n])
             adapter.model.train(was_training)
             opt.zero_grad(set_to_none=True)
+        edited.steps = self.steps_taken  # type: ignore[attr-defined]  # edits.jsonl `steps` (edit_effects reads it)
         return edited
 
 

@@ -102,6 +102,13 @@ class CompareRow:
     pct_biased: PairedDiff
     mean_margin: PairedDiff
 
+    def verdict(self, key: str) -> str:
+        """`overshoot` (B crossed balance: 50 % biased, 0 nats), `closer`, `farther` or `same`."""
+        from mllm_audit.metrics.catalog import verdict
+
+        d = getattr(self, key)
+        return "nan" if math.isnan(d.diff) else verdict(key, d.mean_a, d.mean_b)
+
 
 @dataclass
 class Comparison:
@@ -125,7 +132,8 @@ class Comparison:
             "notes": self.notes,
             "warnings": self.warnings,
             "rows": {
-                r.label: {"pct_biased": r.pct_biased.to_dict(), "mean_margin": r.mean_margin.to_dict()}
+                r.label: {"pct_biased": {**r.pct_biased.to_dict(), "verdict": r.verdict("pct_biased")},
+                          "mean_margin": {**r.mean_margin.to_dict(), "verdict": r.verdict("mean_margin")}}
                 for r in self.rows
             },
         }
@@ -193,20 +201,25 @@ def template_differences(a: Run, b: Run) -> list[str]:
     return out
 
 
+def _word(word: str) -> str:
+    return f"[bold red]{word}[/]" if word == "overshoot" else word
+
+
 def _p_text(p: float) -> str:
     return "nan" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
 def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
-    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
-    more bias is red, less is green, bold when p < alpha."""
+    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta, p and the verdict
+    against balance per group; a move toward balance is green, away from it (or past it: an
+    overshoot) red, bold when p < alpha."""
 
     from mllm_audit.util.text import shown as escape
 
-    def delta(d: PairedDiff, scale: float, fmt: str) -> str:
+    def delta(d: PairedDiff, scale: float, fmt: str, word: str) -> str:
         if math.isnan(d.diff):
             return "nan"
-        color = "red" if d.diff > 0 else "green" if d.diff < 0 else "default"
+        color = "green" if word == "closer" else "red" if word in ("farther", "overshoot") else "default"
         style = f"bold {color}" if d.p_value < alpha else color
         return f"[{style}]{d.diff * scale:+{fmt}}[/]"
 
@@ -220,17 +233,18 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
     ):
         table = new_table(f"{title}, B - A on {cmp.n_shared} shared items")
         table.add_column("group", no_wrap=True)
-        for col in ("n", "A", "B", f"delta ({unit})", "p"):
+        for col in ("n", "A", "B", f"delta ({unit})", "p", "to balance"):
             table.add_column(col, justify="right", no_wrap=True)
         for r in cmp.rows:
             d = getattr(r, key)
             table.add_row(
                 escape(r.label), str(d.n), f"{scale * d.mean_a:{fmt}}", f"{scale * d.mean_b:{fmt}}",
-                delta(d, scale, fmt), _p_text(d.p_value), end_section=(r.label == ALL),
+                delta(d, scale, fmt, r.verdict(key)), _p_text(d.p_value), _word(r.verdict(key)),
+                end_section=(r.label == ALL),
             )
         console.print(table)
-    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B",
-                  soft_wrap=True)
+    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B; "
+                  "balance is 50 % biased and 0 nats: overshoot = B moved past it", soft_wrap=True)
     for note in cmp.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 

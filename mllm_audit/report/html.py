@@ -480,7 +480,7 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
         change, colour = "", ""
         if _is_num(e) and _is_num(b):
             d = float(e) - float(b)
-            good = better(k, d)
+            good = better(k, d, float(b))
             colour = "" if good is None or abs(d) < 1e-9 else ("#2e7d32" if good else "#c62828")
             change = f'<span style="color:{colour}">{d:+.3f}</span>' if colour else f"{d:+.3f}"
         lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")

@@ -78,7 +78,7 @@ def metrics_table(results: dict[str, Any]) -> Any:
             table.add_row(key, "—", f"{e:.3f}", "—")
             continue
         d = e - b
-        good = better(key, d)
+        good = better(key, d, b)
         style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
         table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
     return table

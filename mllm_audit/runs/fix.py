@@ -294,8 +294,12 @@ def _edit_and_measure(
         def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
             post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size, edited.score,
                             getattr(edited, "full_score", None))
+            from mllm_audit.metrics.edits import flag_opposite_targets
+
             fx = edit_effects(edited)
-            return [edit_record(items[i], pre[i], p, len(edited.touched), fx) for i, p in zip(idx, post, strict=True)]
+            recs = [edit_record(items[i], pre[i], p, len(edited.touched), fx) for i, p in zip(idx, post, strict=True)]
+            flag_opposite_targets(recs, [items[i] for i in idx])  # edits made together (batch, sequential)
+            return recs
 
         if mode == "sequential":
             stack: list[Edited] = []
@@ -422,7 +426,9 @@ def _save_edited(
         post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
         rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
         metrics = aggregate(rows, intervals=True)  # the same keys as the run's `metrics`
-        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))]
+        # Effect sizes belong to each edit call (one edit's norm vs the batch's), not to the model: not compared.
+        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))
+                   and k.removesuffix("_ci_low").removesuffix("_ci_high") not in _EFFECT_KEYS]
         tmp = folder.open()
         adapter.model.save_pretrained(tmp)
         proc = getattr(adapter, "processor", None)
@@ -456,6 +462,9 @@ def _save_edited(
         if not folder.committed:
             folder.abandon()
         edited.restore()
+
+
+_EFFECT_KEYS = ("weight_delta_norm", "steps", "opposite_targets")
 
 
 def _close(a: float | None, b: float | None) -> bool:
