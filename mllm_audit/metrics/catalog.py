@@ -53,9 +53,10 @@ _ROWS = (
     ("mirror_spread_after", False, "nats", "the same after the edit (= |before + margin_change + mirror_delta|)", 0.0),
     ("mirror_spread_planted", None, "nats", "the spread the toy world planted"),
     ("mirror_amplified", False, "rate", "mirror items whose other-group margin grew", 0.0),
-    ("mirror_delta", False, "nats", "mean change of the mirror items' margin", 0.0),
+    # No target: a mirror whose own bias shrinks (< 0) is what a paired edit aims at.
+    ("mirror_delta", False, "nats", "mean change of the mirror items' margin"),
     ("transfer_ratio", False, "ratio", "mirror change / |edited margin change|: share of the edit moved onto the "
-     "other group (size-free; 0 = none, 1 = all)", 0.0),
+     "other group (size-free; 0 = none, 1 = all, < 0 = the mirror's bias shrank too)"),
     ("balanced", True, "rate", "edits after which |margin| <= tau on the edited item and on every mirror", 1.0),
     ("t_generality_adjusted", True, "rate", "T-generality minus the unedited model's rate (base rate subtracted)"),
     ("v_generality_adjusted", True, "rate", "V-generality minus the unedited model's rate (base rate subtracted)"),

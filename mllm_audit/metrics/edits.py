@@ -161,25 +161,34 @@ DICT_METRICS = {
 }
 
 
+def record_values(r: dict[str, Any]) -> dict[str, float]:
+    """One edit's value of every aggregated metric key it has (nulls left out)."""
+    out: dict[str, float] = {}
+
+    def add(key: str, v: Any) -> None:
+        if v is not None:
+            out[key] = float(v)
+
+    for name in ("reliability", "t_generality", "v_generality"):
+        add(name, r.get(name))
+    for name in ("t_locality", "m_locality"):
+        for sub in ("top1", "kl"):
+            add(f"{name}_{sub}", (r.get(name) or {}).get(sub))
+    for name, subs in DICT_METRICS.items():
+        for sub, key in subs:
+            add(key, (r.get(name) or {}).get(sub))
+    for name in DEBIAS_SCALARS:
+        add(name, r.get(name))
+    return out
+
+
 def metric_values(records: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, str]]]:
     """Per aggregated metric key, (value, cluster) of every edit that has it."""
     out: dict[str, list[tuple[float, str]]] = {}
-
-    def add(key: str, v: Any, rec: dict[str, Any]) -> None:
-        if v is not None:
-            out.setdefault(key, []).append((float(v), str(rec.get("cluster") or rec["item_id"])))
-
     for r in records:
-        for name in ("reliability", "t_generality", "v_generality"):
-            add(name, r[name], r)
-        for name in ("t_locality", "m_locality"):
-            for sub in ("top1", "kl"):
-                add(f"{name}_{sub}", r[name][sub] if r[name] is not None else None, r)
-        for name, subs in DICT_METRICS.items():
-            for sub, key in subs:
-                add(key, (r.get(name) or {}).get(sub), r)
-        for name in DEBIAS_SCALARS:
-            add(name, r.get(name), r)
+        cluster = str(r.get("cluster") or r["item_id"])
+        for key, v in record_values(r).items():
+            out.setdefault(key, []).append((v, cluster))
     return out
 
 

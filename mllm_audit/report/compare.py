@@ -139,12 +139,20 @@ class Comparison:
         }
 
 
-def compare_runs(run_a: Path | str, run_b: Path | str, *, n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
+def compare_runs(run_a: Path | str, run_b: Path | str, cluster: str = "image", *, n_boot: int = N_BOOT,
+                 seed: int = SEED) -> Any:
     """Per-group paired deltas (B - A) of pct_biased and mean_margin on items both runs scored.
 
     Rows are labelled with run A's grouping; the `all` row comes last. Runs sharing no item are an
-    error: there is nothing to pair.
+    error: there is nothing to pair. Two fix runs (edits.jsonl) are compared per metric instead
+    (report/compare_edits.py), their intervals resampling `cluster`s (image or scenario).
     """
+    from mllm_audit.report.compare_edits import compare_edit_runs, is_fix_run
+
+    if is_fix_run(run_a) or is_fix_run(run_b):
+        if not (is_fix_run(run_a) and is_fix_run(run_b)):
+            raise AuditError(f"compare needs two fix runs or two scans: {run_a} and {run_b} are one of each")
+        return compare_edit_runs(run_a, run_b, cluster, n_boot=n_boot, seed=seed)
     a, b = load_run(run_a), load_run(run_b)
     ids_b = {str(s["item_id"]) for s in b.samples}
     shared_a = [s for s in a.samples if str(s["item_id"]) in ids_b]
@@ -209,12 +217,17 @@ def _p_text(p: float) -> str:
     return "nan" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
+def render_comparison(cmp: Any, console: Any, alpha: float = 0.05) -> None:
     """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta, p and the verdict
     against balance per group; a move toward balance is green, away from it (or past it: an
     overshoot) red, bold when p < alpha."""
 
     from mllm_audit.util.text import shown as escape
+
+    if not isinstance(cmp, Comparison):
+        from mllm_audit.report.compare_edits import render_edit_comparison
+
+        return render_edit_comparison(cmp, console, alpha)
 
     def delta(d: PairedDiff, scale: float, fmt: str, word: str) -> str:
         if math.isnan(d.diff):
