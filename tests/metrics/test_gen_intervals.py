@@ -15,7 +15,8 @@ from mllm_audit.metrics.generation import normalised_bias, prompt_interval
 
 GENERATORS = {
     ("gender", "balanced"): [0.5, 0.5], ("gender", "mild"): [0.6, 0.4], ("gender", "strong"): [0.9, 0.1],
-    ("race", "balanced"): [0.25] * 4, ("race", "mild"): [0.35, 0.25, 0.2, 0.2], ("race", "strong"): [0.7, 0.1, 0.1, 0.1],
+    ("race", "balanced"): [0.25] * 4, ("race", "mild"): [0.35, 0.25, 0.2, 0.2],
+    ("race", "strong"): [0.7, 0.1, 0.1, 0.1],
 }
 N, DRAWS = 64, 300
 
