@@ -10,6 +10,7 @@ overshoot (moved past it).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,33 +83,36 @@ def compare_edit_runs(run_a: Path | str, run_b: Path | str, cluster: str = "imag
     """B - A per metric on the edits both runs made, with a paired cluster-bootstrap interval and p."""
     from mllm_audit.metrics.bias import FIX_DEBIAS_METRICS, FIX_METRICS
     from mllm_audit.metrics.catalog import verdict
-    from mllm_audit.metrics.edits import record_values
 
     if cluster not in CLUSTERS:
         raise AuditError(f"--cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
     a, b = load_edit_run(run_a), load_edit_run(run_b)
-    by_b = {e["item_id"]: e for e in b.edits}
-    shared = [(e, by_b[e["item_id"]]) for e in a.edits if e["item_id"] in by_b]
-    if not shared:
+    n_shared = len({e["item_id"] for e in a.edits} & {e["item_id"] for e in b.edits})
+    if not n_shared:
         raise AuditError(f"fix runs {a.dir} and {b.dir} edited no item in common; nothing to pair")
     notes = []
-    if len(shared) < max(len(a.edits), len(b.edits)):
-        notes.append(f"{len(a.edits)} edits in A, {len(b.edits)} in B: compared on the {len(shared)} shared items")
+    if n_shared < max(len(a.edits), len(b.edits)):
+        notes.append(f"{len(a.edits)} edits in A, {len(b.edits)} in B: compared on the {n_shared} shared items")
+    rows = paired_edits(a.edits, b.edits, (*FIX_METRICS, *FIX_DEBIAS_METRICS), cluster, n_boot=n_boot, seed=seed)
+    verdicts = {k: verdict(k, d.mean_a, d.mean_b) for k, d in rows.items()}
+    return EditComparison(a, b, cluster, n_shared, rows, verdicts, notes)
+
+
+def paired_edits(edits_a: Sequence[dict[str, Any]], edits_b: Sequence[dict[str, Any]], keys: Sequence[str],
+                 cluster: str = "image", *, n_boot: int = N_BOOT, seed: int = SEED) -> dict[str, PairedDiff]:
+    """Per metric key, B - A over the edits both lists made (by item_id) where both have a value."""
+    from mllm_audit.metrics.edits import record_values
+
+    by_b = {e["item_id"]: e for e in edits_b}
+    shared = [(record_values(e), record_values(by_b[e["item_id"]]), _cluster_of(e, cluster))
+              for e in edits_a if e["item_id"] in by_b]
     rows: dict[str, PairedDiff] = {}
-    verdicts: dict[str, str] = {}
-    for key in (*FIX_METRICS, *FIX_DEBIAS_METRICS):
-        va, vb, cl = [], [], []
-        for ea, eb in shared:
-            xa, xb = record_values(ea).get(key), record_values(eb).get(key)
-            if xa is not None and xb is not None:
-                va.append(xa)
-                vb.append(xb)
-                cl.append(_cluster_of(ea, cluster))
-        if va:
-            d = paired_bootstrap(va, vb, cl, n_boot=n_boot, seed=seed)
-            rows[key] = d
-            verdicts[key] = verdict(key, d.mean_a, d.mean_b)
-    return EditComparison(a, b, cluster, len(shared), rows, verdicts, notes)
+    for key in keys:
+        trip = [(va[key], vb[key], c) for va, vb, c in shared if key in va and key in vb]
+        if trip:
+            rows[key] = paired_bootstrap([t[0] for t in trip], [t[1] for t in trip], [t[2] for t in trip],
+                                         n_boot=n_boot, seed=seed)
+    return rows
 
 
 def render_edit_comparison(cmp: EditComparison, console: Any, alpha: float = 0.05) -> None:
