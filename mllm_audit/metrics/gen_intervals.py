@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -117,3 +118,36 @@ def suite_interval(per_prompt: Sequence[tuple[float, float]]) -> tuple[float, fl
     if not per_prompt:
         return (float("nan"), float("nan"))
     return (float(np.mean([a for a, _ in per_prompt])), float(np.mean([b for _, b in per_prompt])))
+
+
+def control_check(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]],
+                  attributes: Mapping[str, Sequence[str]], group: str = "control",
+                  group_key: str = "group") -> dict[str, Any]:
+    """A fix judged on its controls: each control prompt (balanced by design) must not move away from
+    balance beyond its interval. It fails when the after-fix interval lies wholly above the before-fix
+    one (ci_low after > ci_high before); a move toward balance never fails. Returns per prompt and
+    attribute the before/after bias and intervals, `failed` (prompt/attribute names) and `passed`."""
+    def normalised_bias(c: list[int]) -> float:
+        return _bias(np.asarray(c, dtype=float) / sum(c))
+
+    old = {str(s["prompt_id"]): s for s in before if s.get(group_key) == group}
+    rows: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    for s in after:
+        pid = str(s["prompt_id"])
+        if s.get(group_key) != group or pid not in old:
+            continue
+        rows[pid] = {}
+        for attr, classes in attributes.items():
+            b = [int(old[pid]["counts"].get(attr, {}).get(c, 0)) for c in classes]
+            a = [int(s["counts"].get(attr, {}).get(c, 0)) for c in classes]
+            if sum(a) == 0 or sum(b) == 0:
+                continue
+            (blo, bhi), (alo, ahi) = bias_interval(b), bias_interval(a)
+            away = alo > bhi
+            rows[pid][attr] = {"before": normalised_bias(b), "before_ci": [blo, bhi], "after": normalised_bias(a),
+                               "after_ci": [alo, ahi], "moved_away": away}
+            if away:
+                failed.append(f"{pid}/{attr}")
+    return {"group": group, "prompts": rows, "failed": failed, "passed": not failed,
+            "rule": "fails when a control's after-fix interval lies wholly above its before-fix interval"}

@@ -54,3 +54,22 @@ def test_exact_pieces() -> None:
     plo, phi = clopper_pearson(58, 64, 0.05)
     assert (blo, bhi) == pytest.approx((2 * plo - 1, 2 * phi - 1), abs=1e-9)
     assert suite_interval([(0.0, 0.4), (0.5, 0.9)]) == (0.25, 0.65)
+
+
+def test_a_fix_that_skews_a_control_fails_its_check() -> None:
+    """The anchored SFT/BPO failure (issue 26): held-out targets improve while a balanced control skews."""
+    from mllm_audit.metrics.gen_intervals import control_check
+
+    attrs = {"gender": ["male", "female"]}
+
+    def s(pid: str, group: str, m: int, f: int) -> dict:
+        return {"prompt_id": pid, "group": group, "counts": {"gender": {"male": m, "female": f}}}
+
+    before = [s("student", "control", 32, 32), s("person", "control", 36, 28), s("nurse", "test", 4, 60)]
+    skewed = [s("student", "control", 58, 6), s("person", "control", 31, 33), s("nurse", "test", 30, 34)]
+    res = control_check(before, skewed, attrs)
+    assert not res["passed"] and res["failed"] == ["student/gender"]
+    assert set(res["prompts"]) == {"student", "person"}  # targets are judged elsewhere
+    # Negative control: sampling noise of the same size as the intervals does not fail it.
+    noisy = [s("student", "control", 38, 26), s("person", "control", 27, 37), s("nurse", "test", 30, 34)]
+    assert control_check(before, noisy, attrs)["passed"]
