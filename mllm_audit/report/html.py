@@ -48,7 +48,7 @@ class HtmlReport:
 
 
 def interval_colour(lo_pct: float, hi_pct: float) -> str:
-    return "#c0504d" if lo_pct > 50 else "#70ad47" if hi_pct < 50 else "#888888"
+    return "#c0504d" if lo_pct > 50 else "#8064a2" if hi_pct < 50 else "#888888"  # below 50 %: reversed
 
 
 def plot_pct_biased(summary: dict[str, Any]) -> Any:
@@ -60,7 +60,7 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
     fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]
-    # The terminal's rule: red when the whole interval lies above 50 %, green below, grey otherwise.
+    # The terminal's rule: red when the whole interval lies above 50 %, purple (reversed) below, grey otherwise.
     colors = [interval_colour(a, b) for a, b in zip(lo, hi, strict=True)]
     err = [[max(0.0, p - a) for p, a in zip(pct, lo, strict=True)],
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
