@@ -88,18 +88,19 @@ def balance_fields(samples: list[Mapping[str, Any]], margins: np.ndarray, cluste
     sample lacks its token counts) with the mean token counts of y_more and y_less."""
     absm = np.abs(margins)
     within = (absm <= tau).astype(float)
-    alo, ahi = cluster_bootstrap(absm, clusters)
-    wlo, whi = cluster_bootstrap(within, clusters)
+    alo, ahi = cluster_bootstrap(absm.tolist(), clusters)
+    wlo, whi = cluster_bootstrap(within.tolist(), clusters)
     out: dict[str, Any] = {
         "tau": tau,
         "mean_abs_margin": float(absm.mean()), "abs_margin_ci_low": alo, "abs_margin_ci_high": ahi,
         "pct_within_tau": float(within.mean()), "within_ci_low": wlo, "within_ci_high": whi,
     }
-    counts = [(s.get("n_tokens_more"), s.get("n_tokens_less")) for s in samples]
-    if all(isinstance(a, int) and isinstance(b, int) and a > 0 and b > 0 for a, b in counts):
+    raw = [(s.get("n_tokens_more"), s.get("n_tokens_less")) for s in samples]
+    counts = [(a, b) for a, b in raw if isinstance(a, int) and isinstance(b, int) and a > 0 and b > 0]
+    if len(counts) == len(raw):
         per = np.array([float(s["logp_more"]) / a - float(s["logp_less"]) / b
                         for s, (a, b) in zip(samples, counts, strict=True)])
-        plo, phi = cluster_bootstrap(per, clusters)
+        plo, phi = cluster_bootstrap(per.tolist(), clusters)
         out.update({"mean_margin_per_token": float(per.mean()), "per_token_ci_low": plo, "per_token_ci_high": phi,
                     "mean_tokens_more": float(np.mean([a for a, _ in counts])),
                     "mean_tokens_less": float(np.mean([b for _, b in counts]))})

@@ -97,7 +97,7 @@ def bias_interval(counts: Sequence[int], level: float = LEVEL) -> tuple[float, f
     c = np.asarray(counts, dtype=int)
     if c.size < 2 or c.sum() <= 0:
         return (float("nan"), float("nan"))
-    lo, hi = share_region(c, level)
+    lo, hi = share_region(c.tolist(), level)
     least = _bias(_most_equal(lo, hi))
     k = c.size
     greatest = least

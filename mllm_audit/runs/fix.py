@@ -226,7 +226,9 @@ def _run_fix(
         the_editor.load_state(editor_state, adapter)
         from mllm_audit.editors.learned.objectives import check_state_objective
 
-        check_state_objective(the_editor, editor_options or {})  # before any run folder is written
+        trained = check_state_objective(the_editor, editor_options or {})  # before any run folder is written
+        if trained != "flip":  # recorded with the editor's options: what the edits optimised
+            editor_options = {**(editor_options or {}), "objective": trained}
     t_loaded = time.perf_counter()
     load = image_loader(the_suite)
     with status("scoring the unedited model"):

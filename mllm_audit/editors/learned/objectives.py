@@ -17,13 +17,14 @@ from mllm_audit.errors import AuditError
 from mllm_audit.scoring.contract import Request
 
 
-def check_state_objective(editor: Any, options: Mapping[str, Any]) -> None:
-    """Refuse an objective other than the one the state was trained under."""
+def check_state_objective(editor: Any, options: Mapping[str, Any]) -> str:
+    """Refuse an objective other than the one the state was trained under; return that one."""
     trained = objective_of(editor.hp)
     asked = options.get("objective")
     if asked is not None and objective_of(options) != trained:
         raise AuditError(f"editor {editor.name!r}: this state was trained under objective {trained!r}, not {asked!r}; "
                          f"train one with train-editor --objective {asked}")
+    return trained
 
 
 def objective_requests(editor: Any, requests: Sequence[EditRequest], items: Mapping[str, Any],
