@@ -284,6 +284,12 @@ def _same(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
+# Summary fields added after runs were first written (issue 26): absent from an older run, not wrong.
+LATER_FIELDS = frozenset(("tau", "mean_abs_margin", "abs_margin_ci_low", "abs_margin_ci_high", "pct_within_tau",
+                          "within_ci_low", "within_ci_high", "mean_margin_per_token", "per_token_ci_low",
+                          "per_token_ci_high", "mean_tokens_more", "mean_tokens_less"))
+
+
 def diff_summaries(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> list[str]:
     """Every row/field where the stored summary differs from the recomputed one (exact match)."""
     if not isinstance(stored, dict):
@@ -301,6 +307,8 @@ def diff_summaries(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> list
             out.append(f"row {label!r}: stored value is not an object")
             continue
         for key in [*frow, *(k for k in srow if k not in frow)]:
+            if key not in srow and key in LATER_FIELDS:
+                continue  # a run written before the field existed: nothing stored to disagree with
             if key not in srow:
                 out.append(f"{label}.{key}: missing from the stored summary")
             elif key not in frow:

@@ -27,3 +27,22 @@ def test_a_run_pushed_past_balance_is_an_overshoot(tmp_path: Path, capsys: pytes
     assert "overshoot" in out
     assert run(["compare", str(a), str(near)]) == 0
     assert "overshoot" not in capsys.readouterr().out.split("balance is 50 %")[0]
+
+
+def test_rescore_of_a_run_written_before_the_balance_fields(tmp_path: Path) -> None:
+    """An older run lacks mean_abs_margin & co.: rescore still reproduces it; a changed number still fails."""
+    import json
+
+    from mllm_audit.report.compare import LATER_FIELDS, rescore
+
+    run_dir = make_run(tmp_path / "old", rows("gender", 10, {1, 2}))
+    path = run_dir / "results.json"
+    res = json.loads(path.read_text())
+    for row in res["summary"].values():
+        for k in LATER_FIELDS:
+            row.pop(k)
+    path.write_text(json.dumps(res))
+    assert rescore(run_dir).matches
+    res["summary"]["all"]["mean_margin"] = 0.5  # negative control: a real disagreement
+    path.write_text(json.dumps(res))
+    assert rescore(run_dir).mismatches == ["all.mean_margin: stored 0.5, recomputed -0.6"]
