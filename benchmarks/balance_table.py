@@ -53,8 +53,8 @@ def main() -> None:
     import torch
 
     from mllm_audit.metrics.edits import aggregate
+    from mllm_audit.metrics.paired_edits import paired_edits
     from mllm_audit.models import load_model
-    from mllm_audit.report.compare_edits import paired_edits
     from mllm_audit.runs.fix import run_fix
     from mllm_audit.toy.evaluate import write_untrained_state
     from mllm_audit.util.identity import model_digest

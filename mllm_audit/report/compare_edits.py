@@ -10,15 +10,13 @@ overshoot (moved past it).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.metrics.stats import N_BOOT, SEED, PairedDiff, paired_bootstrap
-
-CLUSTERS = ("image", "scenario")
+from mllm_audit.metrics.paired_edits import CLUSTERS, paired_edits
+from mllm_audit.metrics.stats import N_BOOT, SEED, PairedDiff
 
 
 @dataclass
@@ -69,15 +67,6 @@ def load_edit_run(run_dir: Path | str) -> EditRun:
     return EditRun(path, results, edits)
 
 
-def _cluster_of(rec: dict[str, Any], cluster: str) -> str:
-    if cluster == "scenario":
-        scen = (rec.get("meta") or {}).get("scenario")
-        if scen is None:
-            raise AuditError(f"--cluster scenario: edit {rec['item_id']!r} has no meta.scenario")
-        return str(scen)
-    return str(rec.get("cluster") or rec["item_id"])
-
-
 def compare_edit_runs(run_a: Path | str, run_b: Path | str, cluster: str = "image", *, n_boot: int = N_BOOT,
                       seed: int = SEED) -> EditComparison:
     """B - A per metric on the edits both runs made, with a paired cluster-bootstrap interval and p."""
@@ -96,23 +85,6 @@ def compare_edit_runs(run_a: Path | str, run_b: Path | str, cluster: str = "imag
     rows = paired_edits(a.edits, b.edits, (*FIX_METRICS, *FIX_DEBIAS_METRICS), cluster, n_boot=n_boot, seed=seed)
     verdicts = {k: verdict(k, d.mean_a, d.mean_b) for k, d in rows.items()}
     return EditComparison(a, b, cluster, n_shared, rows, verdicts, notes)
-
-
-def paired_edits(edits_a: Sequence[dict[str, Any]], edits_b: Sequence[dict[str, Any]], keys: Sequence[str],
-                 cluster: str = "image", *, n_boot: int = N_BOOT, seed: int = SEED) -> dict[str, PairedDiff]:
-    """Per metric key, B - A over the edits both lists made (by item_id) where both have a value."""
-    from mllm_audit.metrics.edits import record_values
-
-    by_b = {e["item_id"]: e for e in edits_b}
-    shared = [(record_values(e), record_values(by_b[e["item_id"]]), _cluster_of(e, cluster))
-              for e in edits_a if e["item_id"] in by_b]
-    rows: dict[str, PairedDiff] = {}
-    for key in keys:
-        trip = [(va[key], vb[key], c) for va, vb, c in shared if key in va and key in vb]
-        if trip:
-            rows[key] = paired_bootstrap([t[0] for t in trip], [t[1] for t in trip], [t[2] for t in trip],
-                                         n_boot=n_boot, seed=seed)
-    return rows
 
 
 def render_edit_comparison(cmp: EditComparison, console: Any, alpha: float = 0.05) -> None:
