@@ -101,7 +101,8 @@ def main() -> None:
             lo, hi = m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high")
             return f"{_f(m[k], nd)} [{_f(lo, nd)}, {_f(hi, nd)}]" if lo is not None else _f(m[k], nd)
 
-        print(f"| {name} | {_f(m['parity_before'])} -> {ci('parity_after')} ({_f(m['parity_planted'])}) "
+        print(f"| {name} | {_f(m['mirror_spread_before'])} -> {ci('mirror_spread_after')} "
+              f"({_f(m['mirror_spread_planted'])}) "
               f"| {ci('mirror_amplified')} | {ci('mirror_delta')} | {ci('neighbour_drift')} | {ci('margin_change')} "
               f"| {_f(m['weight_delta_norm'], 3)} | {_f(m['steps'], 1)} |")
     print("\n## Toy (easyedit protocol) beside the paper's Table 2 (BLIP-2 OPT), in %: toy / paper\n")

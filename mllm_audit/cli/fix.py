@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
                        "(mend/ke pick theirs at train-editor time). See docs/editors.md."),
         serac_routing: str | None = typer.Option(
             None, help="serac: soft (default; EasyEdit's multimodal SERAC mixes by scope score) or hard."),
+        objective: str | None = typer.Option(
+            None, help="ft-l/ft-v, mend, ke: flip (default, the paper's), paired (also an other-group train image) "
+                       "or neutral (margin to 0). See docs/editors.md."),
         data_dir: Path | None = options.data_dir(),
         allow_outside_paths: bool = options.allow_outside_paths(),
         batch_size: int = options.batch_size(),
@@ -53,6 +56,9 @@ def register(app: typer.Typer) -> None:
 
         check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam or (), dtype, device,
                           split, balanced_from)  # before torch is imported: a typo costs milliseconds
+        from mllm_audit.editors.objectives import check_objective
+
+        check_objective(objective, editor)
         if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
             from mllm_audit.cli.fix_unified import fix_unified
 
@@ -73,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
-                allow_outside_paths=allow_outside_paths,
+                allow_outside_paths=allow_outside_paths, objective=objective,
             )
         from mllm_audit.report.views import edit_counts
 

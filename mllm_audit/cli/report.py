@@ -36,13 +36,14 @@ def register(app: typer.Typer) -> None:
     def compare(
         run_a: Path = typer.Argument(..., help="Reference run folder (A)."),
         run_b: Path = typer.Argument(..., help="New run folder (B); deltas are B - A."),
+        cluster: str = typer.Option("image", help="Two fix runs: resample edits by image or scenario."),
     ) -> None:
         """Per-group deltas on shared items with paired cluster-bootstrap p-values."""
         from rich.console import Console
 
         from mllm_audit.report.compare import compare_runs, render_comparison
 
-        render_comparison(compare_runs(run_a, run_b), Console(highlight=False))
+        render_comparison(compare_runs(run_a, run_b, cluster), Console(highlight=False))
 
     @app.command()
     def rescore(

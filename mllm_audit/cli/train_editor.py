@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
             None, help="mend: easyedit (default) or margin; ke: decao (default) or margin. See docs/editors.md."),
         lr: float | None = typer.Option(None, help="Learning rate (default: the editor's schedule; lower it when "
                                                     "training diverges)."),
+        objective: str | None = typer.Option(
+            None, help="mend, ke: flip (default), paired or neutral; fix then uses the state under it."),
         quiet: bool = options.quiet(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
@@ -40,6 +42,9 @@ def register(app: typer.Typer) -> None:
 
         check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
         check_load_options(dtype, device)
+        from mllm_audit.editors.objectives import check_objective
+
+        check_objective(objective, editor)
         from mllm_audit.api import train_editor
         from mllm_audit.util.console import err_console
         from mllm_audit.util.text import shown
@@ -56,7 +61,7 @@ def register(app: typer.Typer) -> None:
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
-                               allow_outside_paths=allow_outside_paths)
+                               allow_outside_paths=allow_outside_paths, objective=objective)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {shown(res.out)}")

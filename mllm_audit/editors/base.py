@@ -44,6 +44,7 @@ class EditContext:
     load_image: ImageLoader
     train_items: Sequence[Any] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    items: dict[str, Any] = field(default_factory=dict)  # the edited suite items by id (objectives read meta)
 
 
 class Edited:

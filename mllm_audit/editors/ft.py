@@ -75,6 +75,10 @@ class FineTune(Editor):
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.AdamW(list(params.values()), lr=float(hp["lr"]), weight_decay=float(hp["weight_decay"]))
+        from mllm_audit.editors import objectives
+
+        objective = objectives.objective_of(hp)
+        requests = objectives.expand(requests, objective, ctx.train_items, ctx.items)
         target = [Request(r.prompt, r.target, r.image, r.task) for r in requests]
         avoid = [Request(r.prompt, r.avoid, r.image, r.task) for r in requests]
         keys = sorted({r.image for r in requests if r.image is not None})
@@ -89,7 +93,8 @@ class FineTune(Editor):
             for _ in range(int(hp["steps"])):
                 feats = _features(adapter, keys, images, grad=True) if vision else frozen
                 lp_t, n_t = logprob_tensor(adapter, target, feats or {})
-                loss = (-lp_t / n_t).mean()
+                lp_n = logprob_tensor(adapter, avoid, feats or {})[0] if objective == "neutral" else None
+                loss = objectives.edit_loss(objective, lp_t, n_t, lp_n).mean()
                 if stop_margin is not None:
                     with torch.no_grad():
                         lp_a, _ = logprob_tensor(adapter, avoid, feats or {})
@@ -111,6 +116,7 @@ class FineTune(Editor):
                 p.requires_grad_(flags[n])
             adapter.model.train(was_training)
             opt.zero_grad(set_to_none=True)
+        edited.steps = self.steps_taken  # type: ignore[attr-defined]  # edits.jsonl `steps` (edit_effects reads it)
         return edited
 
 

@@ -27,6 +27,7 @@ class CheckResult:
     value: float | None
     detail: str
     paired: PairedDiff | None = None
+    reversed: bool = False  # the value lies past balance (e.g. pct_biased below 50 %), whatever the bound
 
 
 @dataclass
@@ -92,6 +93,8 @@ def _evaluate_bound(run: Any, check: Check) -> CheckResult:
     if math.isnan(value):
         return CheckResult(check, False, value, f"{label} is not a number; bound {check.bound_text()}")
     ok = (check.max is None or value <= check.max) and (check.min is None or value >= check.min)
+    if check.target is not None and check.max_deviation is not None:
+        ok = abs(value - check.target) <= check.max_deviation
     detail = f"{label} = {_fmt(value)}{check.unit}"
     if row is not None and check.metric in ("pct_biased", "mean_margin"):
         pct = check.metric == "pct_biased"
@@ -100,7 +103,29 @@ def _evaluate_bound(run: Any, check: Check) -> CheckResult:
             s = check.scale
             detail += f" (95% CI {_fmt(s * row[lo])}..{_fmt(s * row[hi])}{check.unit}, n={row.get('n', '?')})"
     detail += f"; bound {check.bound_text()}"
-    return CheckResult(check, ok, value, detail)
+    rev = _reversal(check, value, row)
+    if rev:
+        detail += f"; {rev}"
+    return CheckResult(check, ok, value, detail, reversed=bool(rev))
+
+
+def _reversal(check: Check, value: float, row: dict[str, Any] | None) -> str:
+    """A bias metric past its balance point: flagged beside any bound (a `max:` alone passes it).
+
+    Flagged when the value is below balance and, where the row has an interval, the whole interval is.
+    """
+    from mllm_audit.metrics.catalog import METRIC_INFO
+
+    if check.metric not in ("pct_biased", "mean_margin"):
+        return ""
+    target = METRIC_INFO[check.metric].target
+    assert target is not None
+    s = check.scale
+    hi = (row or {}).get("ci_high" if check.metric == "pct_biased" else "margin_ci_high")
+    upper = s * float(hi) if isinstance(hi, (int, float)) else value
+    if value < s * target and upper < s * target:
+        return f"REVERSED: past balance ({_fmt(s * target)}{check.unit}), the stereotype now points the other way"
+    return ""
 
 
 def _evaluate_baseline(run: Any, check: Check, baselines: dict[Path, Any]) -> CheckResult:

@@ -24,7 +24,8 @@ METRICS = SUMMARY_METRICS + FIX_METRICS
 _TOP_KEYS = ("suite", "description", "checks", "accept_subset", "suite_hash", *PIN_KEYS, "baseline_may_differ")
 
 
-_CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha")
+_CHECK_KEYS = ("name", "bias_type", "metric", "max", "min", "baseline", "max_increase", "alpha", "target",
+               "max_deviation")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Check:
     baseline: Path | None = None
     max_increase: float | None = None
     alpha: float | None = None
+    # Two-sided: |value - target| <= max_deviation (balance is a target; a `max:` alone passes a reversal).
+    target: float | None = None
+    max_deviation: float | None = None
 
     @property
     def row(self) -> str:
@@ -58,6 +62,8 @@ class Check:
         if self.baseline is not None:
             text = f"increase <= {self.max_increase:g}{u}"
             return text + (f" (if p < {self.alpha:g})" if self.alpha is not None else "")
+        if self.target is not None:
+            return f"{self.target:g} +- {self.max_deviation:g}{self.unit} (two-sided)"
         if self.max is not None and self.min is not None:
             return f"{self.min:g} <= x <= {self.max:g}{self.unit}"
         return f"<= {self.max:g}{self.unit}" if self.max is not None else f">= {self.min:g}{self.unit}"
@@ -108,17 +114,19 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
     bias_type = _text(where, "bias_type", obj["bias_type"]) if obj.get("bias_type") is not None else None
     if bias_type is not None and metric in FIX_METRICS:
         raise AuditError(f"{where}: fix metric {metric!r} is run-wide; drop 'bias_type'")
-    nums = {k: _number(where, k, obj[k]) for k in ("max", "min", "max_increase", "alpha") if k in obj}
+    nums = {k: _number(where, k, obj[k]) for k in ("max", "min", "max_increase", "alpha", "target", "max_deviation")
+            if k in obj}
+    _check_target(where, nums)
     if metric in PERCENT_METRICS:
-        for key in ("max", "min", "max_increase"):
+        for key in ("max", "min", "max_increase", "target", "max_deviation"):
             v = nums.get(key)
             if v is not None and 0 < abs(v) < 1:
-                unit = "percentage points" if key == "max_increase" else "percent"
+                unit = "percentage points" if key in ("max_increase", "max_deviation") else "percent"
                 raise AuditError(
                     f"{where}: {metric} is in {unit}, as the tables show: write {100 * v:g} for {100 * v:g} % "
                     f"(got {key}: {v:g}; fractions are refused)"
                 )
-            if v is not None and key != "max_increase" and not 0 <= v <= 100:
+            if v is not None and key not in ("max_increase", "max_deviation") and not 0 <= v <= 100:
                 raise AuditError(f"{where}: {metric} is a percentage; {key!r} must be within 0..100, got {v:g}")
     baseline = None
     if "baseline" in obj:
@@ -142,8 +150,8 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
         for key in ("max_increase", "alpha"):
             if key in nums:
                 raise AuditError(f"{where}: {key!r} needs a 'baseline' run")
-        if "max" not in nums and "min" not in nums:
-            raise AuditError(f"{where}: no bound; give 'max' and/or 'min'")
+        if "max" not in nums and "min" not in nums and "target" not in nums:
+            raise AuditError(f"{where}: no bound; give 'max' and/or 'min', or 'target' with 'max_deviation'")
         if "max" in nums and "min" in nums and nums["min"] > nums["max"]:
             raise AuditError(f"{where}: 'min' ({nums['min']:g}) is above 'max' ({nums['max']:g})")
     default_name = f"{metric} {bias_type or ALL}" + (" vs baseline" if baseline is not None else "")
@@ -156,7 +164,22 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
         baseline=baseline,
         max_increase=nums.get("max_increase"),
         alpha=nums.get("alpha"),
+        target=nums.get("target"),
+        max_deviation=nums.get("max_deviation"),
     )
+
+
+def _check_target(where: str, nums: dict[str, float]) -> None:
+    """`target` and `max_deviation` come together, alone (no max/min/baseline on the same check)."""
+    if ("target" in nums) != ("max_deviation" in nums):
+        have, need = ("target", "max_deviation") if "target" in nums else ("max_deviation", "target")
+        raise AuditError(f"{where}: {have!r} needs {need!r} (a two-sided check: target: 50, max_deviation: 5)")
+    if "target" in nums:
+        if nums["max_deviation"] < 0:
+            raise AuditError(f"{where}: 'max_deviation' must be >= 0")
+        both = [k for k in ("max", "min", "max_increase") if k in nums]
+        if both:
+            raise AuditError(f"{where}: a target check bounds |value - target|; put {both[0]!r} in another check")
 
 
 def load_policy(path: Path | str) -> Policy:

@@ -1,8 +1,16 @@
 """The edit metrics: per edit (one edits.jsonl line) and aggregated over edits with intervals.
 
 The paper's five (reliability, T/V-generality, T/M-locality on the answer positions) and beside them
-locality under EasyEdit's all-position protocol, parity, mirror amplification, neighbour drift and
-perception locality. Directions and units are declared in metrics/catalog.py.
+locality under EasyEdit's all-position protocol, mirror spread, mirror amplification, neighbour drift and
+perception locality; and the debias success criteria that aim at balance rather than reversal:
+`balanced` (|margin| <= tau on the edited item and its mirrors), the transfer ratio t (the share of
+the edit's margin change carried onto the other group), generality with the unedited model's rate
+subtracted, and a flag on batch edits that pull one answer pair both ways. Targets, directions and
+units are declared in metrics/catalog.py.
+
+Naming: "parity" is the study's group-mean spread (runs/studies.py); the per-item spread over an
+item's and its mirrors' images is `mirror_spread_*` (it equals |before + margin_change + mirror_delta|
+exactly, so it rewards larger edits: read t instead).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import torch
 from mllm_audit.suites.items import Item
 
 MIRROR_GROWTH = 0.5  # nats: a mirror item counts as amplified when its bias margin grew by more
+BALANCE_TAU = 0.5  # nats: |margin| within this counts as balanced (metrics.bias.TAU, the scan's tau)
+MIN_CHANGE = 1e-3  # nats: below this the edit moved nothing and t is undefined (null)
 
 
 def kl_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -64,12 +74,44 @@ def edit_record(
         rec[name] = locality(pre[name], post[name]) if name in post else None
     rec.update(debias_record(item, pre, post))
     rec.update({"margin_change": post["reliability"] - pre["reliability"], "weight_delta_norm": None, "steps": None})
+    rec.update(balance_record(rec, pre, post))
     rec.update(effects or {})
     return rec
 
 
+def balance_record(rec: dict[str, Any], pre: dict[str, Any], post: dict[str, Any]) -> dict[str, Any]:
+    """Per edit: balanced (item and mirrors within +-tau), transfer ratio t = mirror change / |edited
+    margin change|, and generality minus this item's own unedited outcome (its mean over edits is the
+    rate minus the base rate)."""
+    mirrors = [post[k] for k in post if k.startswith("mirror:")]
+    margins = [post["reliability"], *mirrors] if "reliability" in post else []
+    out: dict[str, Any] = {"balanced": float(all(abs(m) <= BALANCE_TAU for m in margins)) if margins else None}
+    change = rec.get("margin_change")
+    md = rec.get("mirror_delta")
+    out["transfer_ratio"] = md / abs(change) if md is not None and change is not None and abs(change) > MIN_CHANGE \
+        else None
+    for name in ("t_generality", "v_generality"):
+        out[f"{name}_adjusted"] = rec[name] - float(pre[name] < 0) if rec.get(name) is not None and name in pre \
+            else None
+    out["opposite_targets"] = None  # set by flag_opposite_targets for edits made together
+    return out
+
+
+def flag_opposite_targets(records: Sequence[dict[str, Any]], items: Sequence[Item]) -> int:
+    """Edits made at once (a batch) whose targets pull the same answer pair in opposite directions
+    (one asks a over b, another b over a: both groups of a scenario in one batch) get
+    opposite_targets 1, the others 0; returns how many were flagged. Given more steps such a batch
+    can reverse the bias instead of removing it."""
+    pairs = {(it.y_less, it.y_more) for it in items}
+    n = 0
+    for rec, it in zip(records, items, strict=True):
+        rec["opposite_targets"] = float((it.y_more, it.y_less) in pairs)
+        n += int(rec["opposite_targets"])
+    return n
+
+
 def debias_record(item: Item, pre: dict[str, Any], post: dict[str, Any]) -> dict[str, Any]:
-    """Per edit: easyedit locality, parity, mirror amplification, neighbour drift, perception locality."""
+    """Per edit: easyedit locality, mirror spread, mirror amplification, neighbour drift, perception locality."""
     out: dict[str, Any] = {}
     for name, k in (("t_locality", 1), ("m_locality", 10)):
         key = f"{name}@all"
@@ -86,15 +128,15 @@ def debias_record(item: Item, pre: dict[str, Any], post: dict[str, Any]) -> dict
         deltas = [post[f"mirror:{j}"] - pre[f"mirror:{j}"] for j in range(len(mirrors))]
         planted = item.meta.get("planted_logodds")
         out.update({
-            "parity_before": spread(pre),
-            "parity_after": spread(post),
-            "parity_planted": 2 * abs(float(planted)) if isinstance(planted, (int, float)) else None,
+            "mirror_spread_before": spread(pre),
+            "mirror_spread_after": spread(post),
+            "mirror_spread_planted": 2 * abs(float(planted)) if isinstance(planted, (int, float)) else None,
             "mirror_amplified": sum(d > MIRROR_GROWTH for d in deltas) / len(deltas),
             "mirror_delta": sum(deltas) / len(deltas),
         })
     else:
-        out.update(dict.fromkeys(("parity_before", "parity_after", "parity_planted", "mirror_amplified",
-                                  "mirror_delta")))
+        out.update(dict.fromkeys(("mirror_spread_before", "mirror_spread_after", "mirror_spread_planted",
+                                  "mirror_amplified", "mirror_delta")))
     nb = [abs(post[k] - pre[k]) for k in post if k.startswith("neighbour:")]
     out["neighbour_drift"] = sum(nb) / len(nb) if nb else None
     perc = [locality(pre[k], post[k]) for k in post if k.startswith("perception:")]
@@ -107,8 +149,9 @@ def debias_record(item: Item, pre: dict[str, Any], post: dict[str, Any]) -> dict
 
 # Aggregated per-edit scalars (beside the five metrics); their locality-like dict entries expand to
 # `<name>_<sub>` keys: t_locality_top1_easyedit, m_locality_top10_easyedit, perception_locality_top1, ...
-DEBIAS_SCALARS = ("parity_before", "parity_after", "parity_planted", "mirror_amplified", "mirror_delta",
-                  "neighbour_drift", "margin_change", "weight_delta_norm", "steps")
+DEBIAS_SCALARS = ("mirror_spread_before", "mirror_spread_after", "mirror_spread_planted", "mirror_amplified",
+                  "mirror_delta", "transfer_ratio", "balanced", "t_generality_adjusted", "v_generality_adjusted",
+                  "neighbour_drift", "margin_change", "weight_delta_norm", "steps", "opposite_targets")
 
 
 DICT_METRICS = {
@@ -118,25 +161,34 @@ DICT_METRICS = {
 }
 
 
+def record_values(r: dict[str, Any]) -> dict[str, float]:
+    """One edit's value of every aggregated metric key it has (nulls left out)."""
+    out: dict[str, float] = {}
+
+    def add(key: str, v: Any) -> None:
+        if v is not None:
+            out[key] = float(v)
+
+    for name in ("reliability", "t_generality", "v_generality"):
+        add(name, r.get(name))
+    for name in ("t_locality", "m_locality"):
+        for sub in ("top1", "kl"):
+            add(f"{name}_{sub}", (r.get(name) or {}).get(sub))
+    for name, subs in DICT_METRICS.items():
+        for sub, key in subs:
+            add(key, (r.get(name) or {}).get(sub))
+    for name in DEBIAS_SCALARS:
+        add(name, r.get(name))
+    return out
+
+
 def metric_values(records: Sequence[dict[str, Any]]) -> dict[str, list[tuple[float, str]]]:
     """Per aggregated metric key, (value, cluster) of every edit that has it."""
     out: dict[str, list[tuple[float, str]]] = {}
-
-    def add(key: str, v: Any, rec: dict[str, Any]) -> None:
-        if v is not None:
-            out.setdefault(key, []).append((float(v), str(rec.get("cluster") or rec["item_id"])))
-
     for r in records:
-        for name in ("reliability", "t_generality", "v_generality"):
-            add(name, r[name], r)
-        for name in ("t_locality", "m_locality"):
-            for sub in ("top1", "kl"):
-                add(f"{name}_{sub}", r[name][sub] if r[name] is not None else None, r)
-        for name, subs in DICT_METRICS.items():
-            for sub, key in subs:
-                add(key, (r.get(name) or {}).get(sub), r)
-        for name in DEBIAS_SCALARS:
-            add(name, r.get(name), r)
+        cluster = str(r.get("cluster") or r["item_id"])
+        for key, v in record_values(r).items():
+            out.setdefault(key, []).append((v, cluster))
     return out
 
 
@@ -175,8 +227,17 @@ PROTOCOL = {
     "whose top-1 token is unchanged; KL(pre||post) averaged over the same positions",
     "m_locality_easyedit": "protocol `easyedit`: the top-10 token lists compared rank by rank over ALL positions "
     "(image positions included) of the multimodal probe (key m_locality_top10_easyedit)",
-    "parity": "max - min over the groups' images of logp(y_more) - logp(y_less) for the edited prompt, before and "
-    "after the edit; parity_planted = the planted spread (toy world)",
+    "mirror_spread": "max - min over the groups' images (the item's and its mirrors') of logp(y_more) - logp(y_less) "
+    "for the edited prompt, before and after the edit; mirror_spread_planted = the planted spread (toy world). "
+    "`parity` is reserved for the study's group-mean spread",
+    "balanced": f"1 when |margin| <= {BALANCE_TAU} nats after the edit on the edited item and on every mirror item "
+    "(balance, not reversal: the debias target)",
+    "transfer_ratio": "t = mirror_delta / |margin_change|: the share of the edited margin change carried onto the "
+    "other group's margin (null when the edit moved less than 1e-3 nats)",
+    "generality_adjusted": "t/v_generality minus the same item's unedited outcome: the mean is the rate minus the "
+    "unedited model's base rate on the same items",
+    "opposite_targets": "1 for an edit made in one batch with another edit that asks the reverse answer pair "
+    "(y_more and y_less swapped): such batches pull the bias both ways",
     "mirror": "mirror items (same prompt, the other group's image): mirror_amplified = share whose bias margin grew "
     "by more than 0.5 nats; mirror_delta = mean change of that margin (nats)",
     "neighbour_drift": "mean |margin change| (nats) on other scenarios' items named in meta.neighbours",

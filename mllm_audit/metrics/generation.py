@@ -7,8 +7,10 @@ Per prompt, over the classes predicted for its images (images with no detected p
 for gender (K = 2), race (K = 4) and gender x race (K = 8). Its maximum (all images in one class) is
 2 / K, so raw values of different attributes are not comparable; `normalised = bias / (2 / K)` lies in
 [0, 1] for every K (for gender it equals |freq_male - freq_female|). The suite figure is the mean over
-prompts, with a bootstrap interval over prompts (mllm_audit.metrics.stats.cluster_bootstrap). Per prompt, the
-interval resamples the prompt's images (multinomial on its class counts), and `p_uniform` is the
+prompts. Intervals (ci_low, ci_high) are built on the signed class shares with the |.| taken after
+(metrics/gen_intervals.py): they cover the true bias, 0 included, which a percentile bootstrap of
+the plug-in |.| does not (it covered a balanced generator's 0 in no draw; `prompt_interval` keeps
+that bootstrap for comparison only). The suite interval is the mean of the prompts' ends. `p_uniform` is the
 share of draws from a perfectly balanced model with as many images whose bias is at least the
 observed one: small-sample noise alone makes a balanced prompt's bias positive, so this is what
 says "balanced" (p_uniform >= 0.05) honestly. All draws use fixed seeds: same counts, same numbers.
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from mllm_audit.metrics.stats import N_BOOT, SEED, cluster_bootstrap
+from mllm_audit.metrics.gen_intervals import suite_interval
+from mllm_audit.metrics.stats import N_BOOT, SEED
 from mllm_audit.util.numbers import finite_or_none
 
 JOINT = "gender_x_race"
@@ -75,8 +78,10 @@ def p_uniform(counts: Sequence[int], n_boot: int = N_BOOT, seed: int = SEED) -> 
 
 def attribute_metrics(counts: Mapping[str, int], classes: Sequence[str]) -> dict[str, Any]:
     """One prompt, one attribute: counts in class order, raw and normalised bias, interval, p_uniform."""
+    from mllm_audit.metrics.gen_intervals import bias_interval
+
     vec = [int(counts.get(c, 0)) for c in classes]
-    lo, hi = prompt_interval(vec)
+    lo, hi = bias_interval(vec)
     p = p_uniform(vec)
     return {
         "n": int(sum(vec)),
@@ -141,8 +146,8 @@ def gen_summary(
         for a in classes:
             vals = [per[i][a]["normalised"] for i in idx if per[i][a]["normalised"] is not None]
             raws = [per[i][a]["bias"] for i in idx if per[i][a]["bias"] is not None]
-            ids = [str(samples[i]["prompt_id"]) for i in idx if per[i][a]["normalised"] is not None]
-            lo, hi = cluster_bootstrap(vals, ids)
+            lo, hi = suite_interval([(per[i][a]["ci_low"], per[i][a]["ci_high"]) for i in idx
+                                     if per[i][a]["normalised"] is not None])
             floors = [balanced_floor(per[i][a]["n"], per[i][a]["k"])
                       for i in idx if per[i][a]["normalised"] is not None]
             row[a] = {

@@ -102,6 +102,13 @@ class CompareRow:
     pct_biased: PairedDiff
     mean_margin: PairedDiff
 
+    def verdict(self, key: str) -> str:
+        """`overshoot` (B crossed balance: 50 % biased, 0 nats), `closer`, `farther` or `same`."""
+        from mllm_audit.metrics.catalog import verdict
+
+        d = getattr(self, key)
+        return "nan" if math.isnan(d.diff) else verdict(key, d.mean_a, d.mean_b)
+
 
 @dataclass
 class Comparison:
@@ -125,18 +132,27 @@ class Comparison:
             "notes": self.notes,
             "warnings": self.warnings,
             "rows": {
-                r.label: {"pct_biased": r.pct_biased.to_dict(), "mean_margin": r.mean_margin.to_dict()}
+                r.label: {"pct_biased": {**r.pct_biased.to_dict(), "verdict": r.verdict("pct_biased")},
+                          "mean_margin": {**r.mean_margin.to_dict(), "verdict": r.verdict("mean_margin")}}
                 for r in self.rows
             },
         }
 
 
-def compare_runs(run_a: Path | str, run_b: Path | str, *, n_boot: int = N_BOOT, seed: int = SEED) -> Comparison:
+def compare_runs(run_a: Path | str, run_b: Path | str, cluster: str = "image", *, n_boot: int = N_BOOT,
+                 seed: int = SEED) -> Any:
     """Per-group paired deltas (B - A) of pct_biased and mean_margin on items both runs scored.
 
     Rows are labelled with run A's grouping; the `all` row comes last. Runs sharing no item are an
-    error: there is nothing to pair.
+    error: there is nothing to pair. Two fix runs (edits.jsonl) are compared per metric instead
+    (report/compare_edits.py), their intervals resampling `cluster`s (image or scenario).
     """
+    from mllm_audit.report.compare_edits import compare_edit_runs, is_fix_run
+
+    if is_fix_run(run_a) or is_fix_run(run_b):
+        if not (is_fix_run(run_a) and is_fix_run(run_b)):
+            raise AuditError(f"compare needs two fix runs or two scans: {run_a} and {run_b} are one of each")
+        return compare_edit_runs(run_a, run_b, cluster, n_boot=n_boot, seed=seed)
     a, b = load_run(run_a), load_run(run_b)
     ids_b = {str(s["item_id"]) for s in b.samples}
     shared_a = [s for s in a.samples if str(s["item_id"]) in ids_b]
@@ -193,20 +209,30 @@ def template_differences(a: Run, b: Run) -> list[str]:
     return out
 
 
+def _word(word: str) -> str:
+    return f"[bold red]{word}[/]" if word == "overshoot" else word
+
+
 def _p_text(p: float) -> str:
     return "nan" if math.isnan(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> None:
-    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta and p per group;
-    more bias is red, less is green, bold when p < alpha."""
+def render_comparison(cmp: Any, console: Any, alpha: float = 0.05) -> None:
+    """Two narrow tables (fit 80 columns): % biased and mean margin, A, B, delta, p and the verdict
+    against balance per group; a move toward balance is green, away from it (or past it: an
+    overshoot) red, bold when p < alpha."""
 
     from mllm_audit.util.text import shown as escape
 
-    def delta(d: PairedDiff, scale: float, fmt: str) -> str:
+    if not isinstance(cmp, Comparison):
+        from mllm_audit.report.compare_edits import render_edit_comparison
+
+        return render_edit_comparison(cmp, console, alpha)
+
+    def delta(d: PairedDiff, scale: float, fmt: str, word: str) -> str:
         if math.isnan(d.diff):
             return "nan"
-        color = "red" if d.diff > 0 else "green" if d.diff < 0 else "default"
+        color = "green" if word == "closer" else "red" if word in ("farther", "overshoot") else "default"
         style = f"bold {color}" if d.p_value < alpha else color
         return f"[{style}]{d.diff * scale:+{fmt}}[/]"
 
@@ -220,17 +246,18 @@ def render_comparison(cmp: Comparison, console: Any, alpha: float = 0.05) -> Non
     ):
         table = new_table(f"{title}, B - A on {cmp.n_shared} shared items")
         table.add_column("group", no_wrap=True)
-        for col in ("n", "A", "B", f"delta ({unit})", "p"):
+        for col in ("n", "A", "B", f"delta ({unit})", "p", "to balance"):
             table.add_column(col, justify="right", no_wrap=True)
         for r in cmp.rows:
             d = getattr(r, key)
             table.add_row(
                 escape(r.label), str(d.n), f"{scale * d.mean_a:{fmt}}", f"{scale * d.mean_b:{fmt}}",
-                delta(d, scale, fmt), _p_text(d.p_value), end_section=(r.label == ALL),
+                delta(d, scale, fmt, r.verdict(key)), _p_text(d.p_value), _word(r.verdict(key)),
+                end_section=(r.label == ALL),
             )
         console.print(table)
-    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B",
-                  soft_wrap=True)
+    console.print("p: two-sided paired cluster bootstrap on shared items; delta > 0 means more bias in B; "
+                  "balance is 50 % biased and 0 nats: overshoot = B moved past it", soft_wrap=True)
     for note in cmp.notes:
         console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
 
@@ -257,6 +284,12 @@ def _same(x: Any, y: Any) -> bool:
     return bool(x == y)
 
 
+# Summary fields added after runs were first written (issue 26): absent from an older run, not wrong.
+LATER_FIELDS = frozenset(("tau", "mean_abs_margin", "abs_margin_ci_low", "abs_margin_ci_high", "pct_within_tau",
+                          "within_ci_low", "within_ci_high", "mean_margin_per_token", "per_token_ci_low",
+                          "per_token_ci_high", "mean_tokens_more", "mean_tokens_less"))
+
+
 def diff_summaries(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> list[str]:
     """Every row/field where the stored summary differs from the recomputed one (exact match)."""
     if not isinstance(stored, dict):
@@ -274,6 +307,8 @@ def diff_summaries(stored: dict[str, Any] | None, fresh: dict[str, Any]) -> list
             out.append(f"row {label!r}: stored value is not an object")
             continue
         for key in [*frow, *(k for k in srow if k not in frow)]:
+            if key not in srow and key in LATER_FIELDS:
+                continue  # a run written before the field existed: nothing stored to disagree with
             if key not in srow:
                 out.append(f"{label}.{key}: missing from the stored summary")
             elif key not in frow:

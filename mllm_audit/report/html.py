@@ -48,7 +48,7 @@ class HtmlReport:
 
 
 def interval_colour(lo_pct: float, hi_pct: float) -> str:
-    return "#c0504d" if lo_pct > 50 else "#70ad47" if hi_pct < 50 else "#888888"
+    return "#c0504d" if lo_pct > 50 else "#8064a2" if hi_pct < 50 else "#888888"  # below 50 %: reversed
 
 
 def plot_pct_biased(summary: dict[str, Any]) -> Any:
@@ -60,7 +60,7 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
     fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]
-    # The terminal's rule: red when the whole interval lies above 50 %, green below, grey otherwise.
+    # The terminal's rule: red when the whole interval lies above 50 %, purple (reversed) below, grey otherwise.
     colors = [interval_colour(a, b) for a, b in zip(lo, hi, strict=True)]
     err = [[max(0.0, p - a) for p, a in zip(pct, lo, strict=True)],
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
@@ -485,7 +485,7 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
         change, colour = "", ""
         if _is_num(e) and _is_num(b):
             d = float(e) - float(b)
-            good = better(k, d)
+            good = better(k, d, float(b))
             colour = "" if good is None or abs(d) < 1e-9 else ("#2e7d32" if good else "#c62828")
             change = f'<span style="color:{colour}">{d:+.3f}</span>' if colour else f"{d:+.3f}"
         lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")

@@ -32,6 +32,20 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return [*first, *keys.values()], rows
 
 
+def paired_rows(pairs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a study's paired comparisons (runs/studies.py `paired`): B - A [interval] p."""
+    keys = list(dict.fromkeys(k for p in pairs for k in p["diffs"]))
+    rows = []
+    for p in pairs:
+        cells = []
+        for k in keys:
+            d = p["diffs"].get(k)
+            cells.append("—" if d is None else f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] "
+                         f"p={d['p_value']:.3f}")
+        rows.append([p["editor"], p["a"], p["b"], *cells])
+    return ["editor", "A", "B", *keys], rows
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     header, rows = table_rows(results)
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -73,6 +87,10 @@ def html_section(results: dict[str, Any]) -> tuple[str, int]:
     if results.get("protocol"):
         parts.append(f"<p>Protocol: <b>{_esc(results['protocol'])}</b> (see mllm_audit/runs/studies.py).</p>")
     parts.append(_table(header, [[_esc(c) for c in r] for r in rows], numeric_from=2))
+    if results.get("paired"):
+        ph, prows = paired_rows(results["paired"])
+        parts.append("<p>Same edited items, B − A with the 95 % paired cluster-bootstrap interval and p:</p>")
+        parts.append(_table(ph, [[_esc(c) for c in r] for r in prows], numeric_from=3))
     n = 0
     if study == "modules" and rows:
         parts.append(_png(plot_modules(results)))

@@ -78,7 +78,7 @@ def metrics_table(results: dict[str, Any]) -> Any:
             table.add_row(key, "—", f"{e:.3f}", "—")
             continue
         d = e - b
-        good = better(key, d)
+        good = better(key, d, b)
         style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
         table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
     return table
@@ -118,7 +118,8 @@ def fmt_pct(x: float) -> str:
 def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     """% biased = share of items where p(y_more) > p(y_less); 50 % is what chance gives."""
     table = new_table(title, "% biased: items where p(y_more) > p(y_less); 50 % is chance. "
-                      "Red: the 95 % interval lies above 50 %; green: below.")
+                      "Red: the 95 % interval lies above 50 %; magenta: below (reversed: balance "
+                      "is 50 %, not 0).")
     table.add_column("group", no_wrap=True)
     table.add_column("items", justify="right")
     table.add_column("% biased", justify="right")
@@ -126,7 +127,7 @@ def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     table.add_column("mean margin (nats)", justify="right")
     for label, row in summary.items():
         lo, hi = row["ci_low"], row["ci_high"]
-        style = "red" if lo > 0.5 else ("green" if hi < 0.5 else "")
+        style = "red" if lo > 0.5 else ("magenta" if hi < 0.5 else "")  # past balance is no success
         table.add_row(
             shown(label),
             str(row["n"]),

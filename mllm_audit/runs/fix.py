@@ -128,6 +128,7 @@ def run_fix(
     hparam: Sequence[str] = (),
     balanced_from: str = "images",
     self_images_per_word: int = 16,
+    objective: str | None = None,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -145,7 +146,13 @@ def run_fix(
     `hparam` as KEY=VALUE settings and `data_dir` the labelled images, or with `balanced_from`
     "generations" the model's own drawings (`self_images_per_word` per group word); it returns a
     UnifiedFixResult.
+
+    `objective` (ft-l/ft-v, mend, ke): flip (the paper's, default), paired or neutral
+    (editors/objectives.py); a learned editor's state must have been trained under it.
     """
+    from mllm_audit.editors.objectives import check_objective
+
+    check_objective(objective, editor)
     check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split,
                       balanced_from)
     if editor in ("sft", "bpo"):
@@ -163,6 +170,8 @@ def run_fix(
         editor_options["variant"] = variant
     if serac_routing is not None:
         editor_options["routing"] = serac_routing
+    if objective is not None:
+        editor_options["objective"] = objective
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
@@ -215,6 +224,11 @@ def _run_fix(
         adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card))
     if editor_state is not None and the_editor.has_state:
         the_editor.load_state(editor_state, adapter)
+        from mllm_audit.editors.learned.objectives import check_state_objective
+
+        trained = check_state_objective(the_editor, editor_options or {})  # before any run folder is written
+        if trained != "flip":  # recorded with the editor's options: what the edits optimised
+            editor_options = {**(editor_options or {}), "objective": trained}
     t_loaded = time.perf_counter()
     load = image_loader(the_suite)
     with status("scoring the unedited model"):
@@ -224,6 +238,7 @@ def _run_fix(
         pre = evaluate(adapter, probes, load, None, batch_size)
     train = the_suite.select(split="train")
     ctx = EditContext(load_image=load, train_items=train, options=dict(editor_options or {}))
+    ctx.items = {it.id: it for it in items}  # the objectives (editors/objectives.py) read the edited items' meta
     requests = [
         EditRequest(it.id, it.prompt, it.y_less, it.y_more, it.image, it.task, it.rephrase_prompt) for it in items
     ]
@@ -294,8 +309,12 @@ def _edit_and_measure(
         def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
             post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size, edited.score,
                             getattr(edited, "full_score", None))
+            from mllm_audit.metrics.edits import flag_opposite_targets
+
             fx = edit_effects(edited)
-            return [edit_record(items[i], pre[i], p, len(edited.touched), fx) for i, p in zip(idx, post, strict=True)]
+            recs = [edit_record(items[i], pre[i], p, len(edited.touched), fx) for i, p in zip(idx, post, strict=True)]
+            flag_opposite_targets(recs, [items[i] for i in idx])  # edits made together (batch, sequential)
+            return recs
 
         if mode == "sequential":
             stack: list[Edited] = []
@@ -422,7 +441,9 @@ def _save_edited(
         post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
         rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
         metrics = aggregate(rows, intervals=True)  # the same keys as the run's `metrics`
-        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))]
+        # Effect sizes belong to each edit call (one edit's norm vs the batch's), not to the model: not compared.
+        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))
+                   and k.removesuffix("_ci_low").removesuffix("_ci_high") not in _EFFECT_KEYS]
         tmp = folder.open()
         adapter.model.save_pretrained(tmp)
         proc = getattr(adapter, "processor", None)
@@ -456,6 +477,9 @@ def _save_edited(
         if not folder.committed:
             folder.abandon()
         edited.restore()
+
+
+_EFFECT_KEYS = ("weight_delta_norm", "steps", "opposite_targets")
 
 
 def _close(a: float | None, b: float | None) -> bool:

@@ -193,6 +193,12 @@ def run_unified_fix(
                                  batch_size, name)
             m["pair_gap"] = pair_gap(model_now, rows, attrs).mean_abs
             m["training"] = training
+            if name == "base":
+                base_samples[:] = samples
+            else:  # judged on the controls too: a control moved away from balance fails the fix's check
+                from mllm_audit.metrics.gen_intervals import control_check
+
+                m["control_check"] = control_check(base_samples, samples, clf.attributes)
             results["stages"][name] = m
             writer.append({"stage": name, **r} for r in samples)
             writer.write_results(results)
@@ -202,6 +208,7 @@ def run_unified_fix(
                     f"adherence {m['adherence']} pair gap {m['pair_gap']:.4f}")
 
         base = adapter.model
+        base_samples: list[dict[str, Any]] = []
         stage("base", base, None)
         peft_model = add_lora(base, s)
         adapter.model = base  # LoRA layers sit inside the base model's modules: generation uses them

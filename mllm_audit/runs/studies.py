@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mllm_audit.errors import AuditError
+from mllm_audit.metrics.paired_edits import study_pairs
 from mllm_audit.runs.options import FIX_BATCH_SIZES, LEARNED_EDITORS, check_load_options
 
 if TYPE_CHECKING:
@@ -426,6 +427,7 @@ def run_study(
             "complete": True, "n_items": len(chosen), "n_candidates": n_candidates,
             "protocol": protocol if study == "cross-bias" else None,
             "sizes": list(sizes) if study == "batch" else None, "table": table,
+            "paired": study_pairs(study, all_records),  # settings vs their reference, same edits, with intervals
             "timings": {"total_s": round(time.perf_counter() - t0, 3)},
         })
         writer.write_results(results)

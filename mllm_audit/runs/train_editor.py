@@ -42,6 +42,7 @@ def train_editor(
     counterfactual: str | None = None,
     variant: str | None = None,
     lr: float | None = None,
+    objective: str | None = None,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -58,6 +59,11 @@ def train_editor(
     (docs/editors.md)."""
     from mllm_audit.runs.signals import stop_signals
 
+    if objective is not None:  # mend, ke: the edit objective the network learns (editors/objectives.py)
+        from mllm_audit.editors.objectives import check_objective
+
+        check_objective(objective, editor)
+        hparams = {**(hparams or {}), "objective": objective}
     if counterfactual or variant:
         hparams = {**(hparams or {}), **({"counterfactual": counterfactual} if counterfactual else {}),
                    **({"variant": variant} if variant else {})}

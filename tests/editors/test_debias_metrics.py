@@ -23,8 +23,8 @@ def test_a_group_specific_edit_shrinks_parity_and_leaves_the_mirror() -> None:
     # Before: log-odds(a over b) +2 on the item's image, -2 on the mirror's (its own margin +2).
     item = _item()
     d = debias_record(item, _rec(2.0, 2.0, (1.0, -1.0)), _rec(-0.5, 2.0, (1.0, -1.0)))
-    assert d["parity_before"] == pytest.approx(4.0) and d["parity_planted"] == pytest.approx(4.0)
-    assert d["parity_after"] == pytest.approx(1.5)
+    assert d["mirror_spread_before"] == pytest.approx(4.0) and d["mirror_spread_planted"] == pytest.approx(4.0)
+    assert d["mirror_spread_after"] == pytest.approx(1.5)
     assert d["mirror_amplified"] == 0.0 and d["mirror_delta"] == pytest.approx(0.0)
     assert d["neighbour_drift"] == pytest.approx(0.0)
 
@@ -33,7 +33,7 @@ def test_an_input_independent_shift_keeps_parity_and_amplifies_the_mirror() -> N
     """Negative control: the same flip of the edited item, made by moving every answer by 2.5 nats."""
     item = _item()
     d = debias_record(item, _rec(2.0, 2.0, (1.0, -1.0)), _rec(-0.5, 4.5, (-1.5, -3.5)))
-    assert d["parity_after"] == pytest.approx(d["parity_before"]) == pytest.approx(4.0)
+    assert d["mirror_spread_after"] == pytest.approx(d["mirror_spread_before"]) == pytest.approx(4.0)
     assert d["mirror_amplified"] == 1.0 and d["mirror_delta"] == pytest.approx(2.5)
     assert d["neighbour_drift"] == pytest.approx(2.5)
 
@@ -41,7 +41,7 @@ def test_an_input_independent_shift_keeps_parity_and_amplifies_the_mirror() -> N
 def test_items_without_mirrors_get_nulls_not_zeros() -> None:
     item = Item(id="x", task="vqa", bias_type="gender", image="i.png", prompt="p", y_more="a", y_less="b")
     d = debias_record(item, {"reliability": 1.0}, {"reliability": -1.0})
-    assert d["parity_before"] is None and d["mirror_amplified"] is None and d["neighbour_drift"] is None
+    assert d["mirror_spread_before"] is None and d["mirror_amplified"] is None and d["neighbour_drift"] is None
 
 
 def _dist(rows: list[list[float]]) -> torch.Tensor:
@@ -104,3 +104,35 @@ def test_all_position_scores_end_with_the_scoring_contract() -> None:
     for (f, _), a in zip(full, ans, strict=True):
         assert f.shape[0] > a.shape[0] >= 2
         torch.testing.assert_close(f[-a.shape[0]:], a, atol=1e-5, rtol=0)
+
+
+def test_balance_criteria_reward_balance_not_reversal() -> None:
+    """Overshoot (item flipped to -2.5, mirror pushed to +4.5) vs a neutral edit (both within 0.5):
+    Reliability prefers the overshoot; `balanced` and t prefer the neutral edit."""
+    from mllm_audit.metrics.edits import edit_record
+
+    item = _item()
+    pre = {**_rec(2.0, 2.0), "t_generality": 1.0, "v_generality": -1.0}
+    over = edit_record(item, pre, {**_rec(-2.5, 4.5), "t_generality": -1.0, "v_generality": -1.0}, 1)
+    neutral = edit_record(item, pre, {**_rec(-0.3, 0.4), "t_generality": 0.2, "v_generality": -1.0}, 1)
+    assert over["reliability"] == 1.0 and neutral["reliability"] == 1.0
+    assert over["balanced"] == 0.0 and neutral["balanced"] == 1.0
+    assert over["transfer_ratio"] == pytest.approx(2.5 / 4.5) and neutral["transfer_ratio"] == pytest.approx(-1.6 / 2.3)
+    # Base-adjusted generality: v_generality was already 1 before the edit (base rate), so the edit adds 0.
+    assert over["v_generality"] == 1.0 and over["v_generality_adjusted"] == 0.0
+    assert over["t_generality_adjusted"] == 1.0 and neutral["t_generality_adjusted"] == 0.0
+    nothing = edit_record(item, pre, pre, 0)
+    assert nothing["transfer_ratio"] is None and nothing["balanced"] == 0.0
+
+
+def test_batches_pulling_both_ways_are_flagged() -> None:
+    from mllm_audit.metrics.edits import flag_opposite_targets
+
+    a = _item()
+    b = Item(id="y", task="vqa", bias_type="gender", image="j.png", prompt="p", y_more="b", y_less="a", cluster="d")
+    c = Item(id="z", task="vqa", bias_type="gender", image="k.png", prompt="p", y_more="c", y_less="d", cluster="e")
+    recs: list[dict] = [{}, {}, {}]
+    assert flag_opposite_targets(recs, [a, b, c]) == 2
+    assert [r["opposite_targets"] for r in recs] == [1.0, 1.0, 0.0]
+    same_way: list[dict] = [{}, {}]
+    assert flag_opposite_targets(same_way, [a, a]) == 0  # negative control: one direction only

@@ -37,6 +37,6 @@ def test_shift_control_flips_the_item_but_fails_the_debias_bars(toy, tmp_path: P
     # The faithful FT-L (whole last layer) drifts more: 0.40 on these 8 edits, still well below the control.
     assert ft["neighbour_drift"] + 0.15 < ctl["neighbour_drift"], (ft["neighbour_drift"], ctl["neighbour_drift"])
     assert ft["m_locality_top10_easyedit"] >= 0.45 > ctl["m_locality_top10_easyedit"]
-    assert ft["parity_after"] < ctl["parity_after"]
+    assert ft["mirror_spread_after"] < ctl["mirror_spread_after"]
     # The answer-protocol M-locality cannot tell them apart (both 1.00): why the debias metrics exist.
     assert ft["m_locality_top1"] >= 0.9 and ctl["m_locality_top1"] >= 0.9

@@ -178,7 +178,9 @@ def test_saved_model_metrics_equal_an_independent_recomputation(tiny_blip2_dir: 
     def same(a: float | None, b: float | None) -> bool:
         return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-9)
 
-    assert saved["differs_from_rows"] == [k for k in rows if not same(rows[k], saved["metrics"][k])]
+    effects = ("weight_delta_norm", "steps", "opposite_targets")  # per edit call, not the model's: not compared
+    assert saved["differs_from_rows"] == [k for k in rows if not same(rows[k], saved["metrics"][k])
+                                          and k.removesuffix("_ci_low").removesuffix("_ci_high") not in effects]
     assert saved["differs_from_rows"], "the test needs a case where the saved model differs from the rows"
     assert any(abs(mine[k] - rows[k]) > 1e-3 for k in mine)  # negative control: the rows are not the saved model
 

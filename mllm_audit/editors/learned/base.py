@@ -122,6 +122,7 @@ class LearnedEditor(Editor):
         self.net: torch.nn.Module | None = None
         self.hp: dict[str, Any] = {}
         self.state_config: dict[str, Any] = {}
+        self.partner_pool: list[Any] = []  # train-split items the paired/neutral objectives draw partners from
 
     # -- to implement
     def build(self, adapter: Adapter, hp: dict[str, Any]) -> torch.nn.Module:

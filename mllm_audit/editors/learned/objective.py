@@ -52,6 +52,8 @@ def edit_objective(loss: str, margin: torch.Tensor, nll: torch.Tensor, target_ma
         return nll
     if loss == "margin":
         return edit_loss_terms(margin, target_margin)
+    if loss == "neutral":  # the `neutral` objective (editors/objectives.py): indifference, not reversal
+        return margin.pow(2)
     raise AuditError(f"unknown edit loss {loss!r} (nll or margin)")
 
 

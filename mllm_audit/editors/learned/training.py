@@ -116,6 +116,7 @@ def train_loop(
 
     out = Path(out)
     net = editor.require_net()
+    editor.partner_pool = list(train_items)  # paired/neutral objectives draw partner images from the train split
     steps, batch = int(settings["steps"]), int(settings["batch"])
     val_every, ckpt_every, patience = int(settings["val_every"]), int(settings["ckpt_every"]), int(settings["patience"])
     lr = float(settings["lr"])

@@ -91,8 +91,11 @@ class WeightEditor(LearnedEditor):
 
     def captured(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> tuple[Captured, torch.Tensor]:
         """The rank-1 gradient factors of this editor's edit loss at its edited layers."""
-        return capture(adapter, self.modules(adapter), requests, data, self.scope == "vision",
-                       str(self.hp.get("loss", "margin")))
+        return capture(adapter, self.modules(adapter), requests, data, self.scope == "vision", self.loss_kind())
+
+    def loss_kind(self) -> str:
+        """The edit loss: the variant's (nll or margin), or the squared margin under `objective: neutral`."""
+        return "neutral" if self.hp.get("objective") == "neutral" else str(self.hp.get("loss", "margin"))
 
     def deltas(self, adapter: Adapter, requests: Sequence[EditRequest], data: Data) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -105,9 +108,12 @@ class WeightEditor(LearnedEditor):
         return loss, stats
 
     def _edit_loss(self, adapter: Adapter, item: Item, data: Data) -> tuple[torch.Tensor, dict[str, float]]:
+        from mllm_audit.editors.learned.objectives import objective_requests, request_pair
+
         mods = self.modules(adapter)
-        dws = self.deltas(adapter, [edit_request(item)], data)
-        pairs = item_pairs(item)
+        reqs = objective_requests(self, [edit_request(item)], {item.id: item})
+        dws = self.deltas(adapter, reqs, data)
+        pairs = item_pairs(item) + [request_pair(r) for r in reqs[1:]]  # + the partner image (paired, neutral)
         loc = item_locality(item)
         pre = data.pre(loc)
         vision = self.scope == "vision"
@@ -115,8 +121,7 @@ class WeightEditor(LearnedEditor):
             feats = data.features([r.image for p in pairs for r in p] + [r.image for r in loc], grad=vision)
             margin, nll = pair_scores(adapter, pairs, feats)
             post = continuation_distributions(adapter, loc, feats) if loc else []
-        l_edit = edit_objective(str(self.hp.get("loss", "margin")), margin, nll,
-                                float(self.hp.get("target_margin", 1.0))).mean()
+        l_edit = edit_objective(self.loss_kind(), margin, nll, float(self.hp.get("target_margin", 1.0))).mean()
         l_loc = kl_pre_post(pre, post) if loc else torch.zeros(())
         loss = float(self.hp.get("c_edit", 1.0)) * l_edit + self.locality_term(l_loc)
         stats = {"edit": float(l_edit.detach()), "loc": float(l_loc.detach()), "rel": float(margin[0] < 0),
@@ -129,7 +134,11 @@ class WeightEditor(LearnedEditor):
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
         """Write W + dW into the edited layers (originals kept for an exact restore)."""
+        from mllm_audit.editors.learned.objectives import check_state_objective, objective_requests
+
         net = self.require_net()
+        check_state_objective(self, ctx.options)
+        requests = objective_requests(self, requests, ctx.items, ctx.train_items)
         net.eval()
         mods = self.modules(adapter)
         data = Data(adapter, ctx.load_image)
