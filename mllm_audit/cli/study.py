@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from mllm_audit.cli import options
-from mllm_audit.report.tables import new_table
 
 
 def register(app: typer.Typer) -> None:
@@ -40,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.api import study as run_study
         from mllm_audit.errors import AuditError
         from mllm_audit.report.html import write_html_report
-        from mllm_audit.report.studies import table_rows
+        from mllm_audit.report.studies import study_table
         from mllm_audit.util.console import console, err_console
 
         states: dict[str, Path] = {}
@@ -62,12 +61,6 @@ def register(app: typer.Typer) -> None:
             write_html_report(res.run_dir, res.run_dir / "report.html")
         except AuditError:  # matplotlib missing: the run folder is still complete
             pass
-        header, rows = table_rows(res.results)
-        table = new_table(f"study {study} on {res.results['model']['name']} / {res.results['suite']['name']} "
-                          f"({res.results['n_items']} items)")
-        for h in header:
-            table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")
-        for r in rows:
-            table.add_row(*r)
+        table = study_table(res.results)
         console.print(table)
         err_console.print(f"{res.results['timings']['total_s']:.1f} s -> {res.run_dir} (report.html inside)")

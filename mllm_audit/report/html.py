@@ -321,15 +321,22 @@ def plot_prompt_bias(bars: list[tuple[str, float, Any, Any]], floor: Any) -> Any
 def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     """The report's HTML text, how many images it embeds, and the section titles."""
     from mllm_audit.report.compare import load_run
+    from mllm_audit.report.htmlruns import editor_state_page, locate_section, unified_section, what_ran_table
+    from mllm_audit.report.runinfo import run_kind, run_title
+    from mllm_audit.report.views import is_editor_state
     from mllm_audit.util.files import read_jsonl
 
+    if is_editor_state(Path(run_dir)):  # train-editor writes a state folder, not a run folder
+        body, n_state, state_sections, state_title = editor_state_page(Path(run_dir))
+        return _document(state_title, [f"<h1>{_esc(state_title)}</h1>", body]), n_state, state_sections
     run = load_run(run_dir, need_samples=False)
     res = run.results
+    kind = run_kind(res)
     model = res.get("model") or {}
     suite = res.get("suite") or {}
-    title = f"mllm-audit {res.get('command', 'run')}: {model.get('name', '?')} on {suite.get('name', '?')}"
-    parts = [f"<h1>{_esc(title)}</h1>"]
-    sections: list[str] = []
+    title = f"mllm-audit {run_title(res)}"
+    parts = [f"<h1>{_esc(title)}</h1>", what_ran_table(res)]
+    sections: list[str] = []  # "What ran" heads every page; sections are what the run type adds
     n_images = 0
     if not run.complete:
         parts.append('<p class="warn">This run is <b>incomplete</b> (results.json says complete: false); '
@@ -350,7 +357,17 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     sections.append("Run")
 
     summary = res.get("summary")
-    if res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
+    if kind == "fix-unified":
+        block, k = unified_section(res)
+        parts.append(block)
+        n_images += k
+        sections.append("Generation bias per stage")
+        summary = None
+    elif kind == "locate":
+        parts.append(locate_section(res))
+        sections += ["Tokenizer", "Language model", "Verdict"]
+        summary = None
+    elif res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
         from mllm_audit.report.studies import html_section
 
         block, k = html_section(res)
@@ -377,7 +394,7 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     elif res.get("command", "scan") == "scan":
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    if res.get("command") in ("gen-scan", "study") or (res.get("command") == "fix" and not run.samples):
+    if kind in ("gen-scan", "study", "fix-unified", "locate") or (kind == "fix" and not run.samples):
         pass  # no likelihood margins of their own: the sections above and below are the run's result
     elif run.samples:
         parts.append("<h2>Margins</h2>")
@@ -426,13 +443,13 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
             raw = raw[:20000] + "\n..."
         parts.append(f"<details><summary>raw disparity block</summary><pre>{_esc(raw)}</pre></details>")
 
-    doc = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(parts)
-        + "\n</body></html>\n"
-    )
-    return doc, n_images, sections
+    return _document(title, parts), n_images, sections
+
+
+def _document(title: str, parts: list[str]) -> str:
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts)
+            + "\n</body></html>\n")
 
 
 def write_html_report(run_dir: Path, html_path: Path) -> HtmlReport:

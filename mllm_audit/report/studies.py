@@ -32,6 +32,20 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return [*first, *keys.values()], rows
 
 
+def study_table(results: dict[str, Any]) -> Any:
+    """The study's console table (the `study` command and `report` of a study run print the same)."""
+    from mllm_audit.report.tables import new_table
+
+    header, rows = table_rows(results)
+    table = new_table(f"study {results.get('study')} on {(results.get('model') or {}).get('name', '?')} / "
+                      f"{(results.get('suite') or {}).get('name', '?')} ({results.get('n_items', '?')} items)")
+    for h in header:
+        table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     header, rows = table_rows(results)
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]

@@ -254,31 +254,35 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
 
 
 def fix_table(results: dict[str, Any]) -> Any:
-    """Stages side by side: held-out and control bias (with floor), fidelity, adherence, understanding."""
-    t = new_table(f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
-                  f"(held out: {len(results['held_out_prompts'])} prompts)")
-    cols = ["stage"]
+    """Stages side by side, one column each (base, sft, sft+bpo: fits 80 columns whatever the groups): held-out
+    and control bias with its floor, fidelity, adherence, understanding, pair gap, one row per number."""
     stages = results["stages"]
-    groups = [g for g in next(iter(stages.values()))["summary"] if g != "all"] or ["all"]
+    t = new_table(f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
+                  f"(held out: {len(results['held_out_prompts'])} prompts)",
+                  "norm.: normalised generation bias, 0 balanced, 1 one group only; floor: a balanced model's "
+                  "value at this many images. Fidelity and adherence 0..1, higher is better.")
+    t.add_column("measure", overflow="fold")
+    for name in stages:
+        t.add_column(name, justify="right")
+    first = next(iter(stages.values()))
+    groups = [g for g in first["summary"] if g != "all"] or ["all"]
     attrs = [a for a in ("gender", "race") if a in results["classifier"]["attributes"]]
+
+    def cell(v: Any, fmt: str = ".3f") -> str:
+        return "-" if v is None else format(v, fmt)
+
     for g in groups:
-        cols += [f"{g} {a} norm. (floor)" for a in attrs]
-    cols += ["fidelity", "adherence", "und. p(unknown) / skew", "pair gap"]
-    for c in cols:
-        t.add_column(c, justify="right")
-    for name, m in stages.items():
-        cells = [name]
-        for g in groups:
-            for a in attrs:
-                r = m["summary"][g].get(a, {})
-                v, f = r.get("normalised"), r.get("floor")
-                cells.append("-" if v is None else f"{v:.3f} ({f:.3f})" if f is not None else f"{v:.3f}")
-        fv = m["fidelity"] if m["fidelity"] is not None else m.get("clip_score")
-        cells.append("-" if fv is None else f"{fv:.3f}")
-        cells.append(", ".join(f"{a} {v:.3f}" for a, v in m["adherence"].items() if v is not None) or "-")
-        s_all = m["summary"]["all"]
-        u, k = s_all.get("understanding_p_unknown"), s_all.get("understanding_skew")
-        cells.append("-" if u is None else f"{u:.2f} / {k:.2f}")
-        cells.append(f"{m['pair_gap']:.4f}")
-        t.add_row(*cells)
+        for a in attrs:
+            floor = (first["summary"][g].get(a) or {}).get("floor")
+            label = f"{g} {a} norm." + (f" (floor {floor:.3f})" if floor is not None else "")
+            t.add_row(label, *[cell((m["summary"][g].get(a) or {}).get("normalised")) for m in stages.values()])
+    t.add_row("fidelity", *[cell(m["fidelity"] if m["fidelity"] is not None else m.get("clip_score"))
+                            for m in stages.values()])
+    for a in dict.fromkeys(a for m in stages.values() for a in m["adherence"]):
+        t.add_row(f"adherence {a}", *[cell(m["adherence"].get(a)) for m in stages.values()])
+    t.add_row("understanding p(unknown)", *[cell(m["summary"]["all"].get("understanding_p_unknown"), ".2f")
+                                            for m in stages.values()])
+    t.add_row("understanding skew", *[cell(m["summary"]["all"].get("understanding_skew"), ".2f")
+                                      for m in stages.values()])
+    t.add_row("pair gap", *[cell(m.get("pair_gap"), ".4f") for m in stages.values()])
     return t

@@ -1,0 +1,105 @@
+"""`report` and `report --html` on a real run of every type the tool writes (scan, fix in each mode,
+fix --editor sft, gen-scan, locate, study, train-editor), each page naming what ran (editor, mode, edits,
+state, objective) in its title and header. The runs are the commands' own, on the toy models."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mllm_audit.cli import run
+from mllm_audit.report.runinfo import KINDS, run_kind, run_title, what_ran
+
+COMMANDS = {
+    "scan": ["scan", "--limit", "24"],
+    "fix-single": ["fix", "--limit", "2"],
+    "fix-batch": ["fix", "--limit", "4", "--mode", "batch", "--batch-edits", "4"],
+    "fix-sequential": ["fix", "--limit", "3", "--mode", "sequential"],
+    "fix-sft": ["fix", "--editor", "sft", "--set", "sft_epochs=1"],
+    "gen-scan": ["gen-scan", "--model", "toy-janus", "--suite", "gen-toy", "-n", "4", "--limit", "2"],
+    "locate": ["locate", "-n", "8", "--limit", "3", "--folds", "2"],
+    "study": ["study", "batch", "--limit", "2", "--sizes", "1,2", "--editors", "ft-l"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("every-run")
+    out: dict[str, Path] = {}
+    for name, argv in COMMANDS.items():
+        out[name] = base / name
+        quiet = [] if name == "study" else ["-q"]  # study has no progress bar to silence
+        assert run([*argv, *quiet, "-o", str(out[name])]) == 0, name
+    out["train-editor"] = base / "mend"
+    assert run(["train-editor", "--editor", "mend", "--steps", "3", "--out", str(out["train-editor"])]) == 0
+    return out
+
+
+def _results(folder: Path) -> dict:
+    name = "results.json" if (folder / "results.json").is_file() else "config.json"
+    return json.loads((folder / name).read_text())
+
+
+def test_every_kind_has_a_real_run() -> None:
+    kinds = {"fix-single": "fix", "fix-batch": "fix", "fix-sequential": "fix", "fix-sft": "fix-unified"}
+    assert sorted({kinds.get(n, n) for n in [*COMMANDS, "train-editor"]}) == sorted(KINDS)
+
+
+@pytest.mark.parametrize("name", [*COMMANDS, "train-editor"])
+def test_report_and_html_name_what_ran(runs: dict[str, Path], name: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    folder = runs[name]
+    res = _results(folder)
+    capsys.readouterr()
+    assert run(["report", str(folder)]) == 0, capsys.readouterr().err
+    console = capsys.readouterr().out
+    page = tmp_path / f"{name}.html"
+    assert run(["report", str(folder), "--html", str(page)]) == 0, capsys.readouterr().err
+    html = page.read_text(encoding="utf-8")
+    title = run_title(res)
+    assert f"<title>mllm-audit {title}</title>" in html and f"<h1>mllm-audit {title}</h1>" in html
+    fields = dict(what_ran(res))
+    if run_kind(res) in ("fix", "fix-unified", "train-editor"):
+        for key in ("editor", "mode", "edits" if "edits" in fields else "steps", "state", "objective"):
+            assert f"<td>{key}</td><td>{fields[key]}</td>" in html.replace("&#x27;", "'"), key
+    if run_kind(res) in ("fix", "fix-unified", "study", "locate"):
+        assert " ".join(title.split()) in " ".join(console.split())
+    assert "Traceback" not in console
+
+
+def test_fix_pages_of_different_modes_differ_in_their_titles(runs: dict[str, Path]) -> None:
+    """Negative control of the naming check: two ft-l runs that differ only in mode get different titles,
+    and a title without the mode (the old page: "fix: toy on toy") would not pass the check above."""
+    titles = {run_title(_results(runs[n])) for n in ("fix-single", "fix-batch", "fix-sequential")}
+    assert len(titles) == 3
+    assert all(re.search(r"single|batch|sequential", t) for t in titles)
+    assert "fix: toy on toy" not in titles
+
+
+def test_unified_and_locate_reports_show_their_numbers(runs: dict[str, Path],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The KeyError/unknown-type failures of the old report: the numbers of each run are on the page."""
+    capsys.readouterr()
+    assert run(["report", str(runs["fix-sft"])]) == 0
+    out = capsys.readouterr().out
+    stages = _results(runs["fix-sft"])["stages"]
+    assert list(stages) == ["base", "sft"]
+    assert f"{stages['sft']['pair_gap']:.4f}" in out
+    loc = _results(runs["locate"])
+    assert run(["report", str(runs["locate"])]) == 0
+    assert f"verdict: {loc['verdict']}" in capsys.readouterr().out
+
+
+def test_an_unknown_run_type_is_one_line(tmp_path: Path, runs: dict[str, Path], capsys) -> None:  # noqa: ANN001
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    res = _results(runs["scan"])
+    res["command"] = "teleport"
+    (folder / "results.json").write_text(json.dumps(res))
+    (folder / "samples.jsonl").write_text("")
+    capsys.readouterr()
+    assert run(["report", str(folder)]) == 2
+    assert "does not know run type 'teleport'" in capsys.readouterr().err
