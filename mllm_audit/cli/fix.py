@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from mllm_audit.cli import options
-from mllm_audit.report.tables import diff_line, metrics_table, saved_model_line
+from mllm_audit.report.headline import print_headline
+from mllm_audit.report.tables import diff_line, metrics_table, saved_model_table
 
 
 def register(app: typer.Typer) -> None:
@@ -75,17 +76,14 @@ def register(app: typer.Typer) -> None:
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
                 allow_outside_paths=allow_outside_paths,
             )
-        from mllm_audit.report.views import edit_counts
-
         if not res.edits:
             err_console.print(
                 "nothing to edit: the model prefers y_less on every selected item "
                 "(--all edits every item; --split picks another split)"
             )
             return
+        print_headline(console, res.results, res.edits)  # what it did to bias and what it broke, first
         console.print(metrics_table(res.results))
-        fixed, still = edit_counts(res.edits)
-        console.print(f"{fixed} fixed, {still} still biased of {len(res.edits)} edits")
         t = res.results["timings"]
         n = res.results["n_edits"]
         err_console.print(
@@ -93,6 +91,7 @@ def register(app: typer.Typer) -> None:
         )
         saved = res.results.get("saved_model")
         if saved:
-            err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
+            for part in saved_model_table(saved, res.results["metrics"]):
+                err_console.print(part, soft_wrap=True)
 
 

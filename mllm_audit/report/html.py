@@ -409,11 +409,21 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     fix_metrics = res.get("metrics")
     edits_path = run.dir / "edits.jsonl"
     if isinstance(fix_metrics, dict) or edits_path.is_file():
+        from mllm_audit.report.htmlruns import fix_headline_html, plot_sequential_curve, saved_model_html
+
         parts.append("<h2>Edit</h2>")
         sections.append("Edit")
+        edit_recs = read_jsonl(edits_path) if edits_path.is_file() else []
+        parts.append(fix_headline_html(res, edit_recs))
+        saved = res.get("saved_model") or {}
         if isinstance(fix_metrics, dict) and fix_metrics:
-            parts.append(_fix_metrics_table(fix_metrics, res.get("base_metrics") or {}))
-        pairs = edit_pairs(read_jsonl(edits_path)) if edits_path.is_file() else []
+            parts.append(_fix_metrics_table(fix_metrics, res.get("base_metrics") or {}, saved.get("metrics")))
+        if saved:
+            parts.append(saved_model_html(saved, fix_metrics or {}))
+        if res.get("sequential_curve"):
+            parts.append("<h3>Sequential curve</h3>" + _png(plot_sequential_curve(res["sequential_curve"])))
+            n_images += 1
+        pairs = edit_pairs(edit_recs)
         if pairs:
             flipped = sum(1 for _, a, b in pairs if a > 0 >= b)
             worse = sum(1 for _, a, b in pairs if a <= 0 < b)
@@ -484,9 +494,10 @@ def _short_identity(block: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(out)
 
 
-def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
+def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any], saved: dict[str, Any] | None = None) -> str:
     """Every metric the fix run wrote, once: unedited, edited, the change coloured by the metric's
-    declared direction (metrics/catalog.py), and the edited value's 95 % interval."""
+    declared direction (metrics/catalog.py), the edited value's 95 % interval, and with --save the
+    saved model's own value."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO, better
 
     known = [k for k in (*FIX_RATE_METRICS, *FIX_EXTRA_METRICS) if k in metrics or k in base]
@@ -504,5 +515,9 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
         ci = f"[{_num(lo)}, {_num(hi)}]" if _is_num(lo) and _is_num(hi) else ""
         info = METRIC_INFO.get(k)
         way = "" if info is None or info.higher_is_better is None else ("higher" if info.higher_is_better else "lower")
-        rows.append([_esc(k), "" if b is None else _num(b), "—" if e is None else _num(e), change, ci, way])
-    return _table(["metric", "unedited", "edited", "change", "95% interval", "better"], rows)
+        row = [_esc(k), "" if b is None else _num(b), "—" if e is None else _num(e), change, ci, way]
+        if saved is not None:
+            row.append("—" if saved.get(k) is None else _num(saved.get(k)))
+        rows.append(row)
+    head = ["metric", "unedited", "edited", "change", "95% interval", "better"]
+    return _table(head + (["saved model"] if saved is not None else []), rows)

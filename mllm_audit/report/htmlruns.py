@@ -140,3 +140,53 @@ def editor_state_page(folder: Path) -> tuple[str, int, list[str], str]:
     full = json.dumps({k: cfg.get(k) for k in ("model", "suite")}, indent=1, default=str)
     body.append(f"<details><summary>full identity</summary><pre>{_esc(full)}</pre></details>")
     return "\n".join(body), n, ["Training"], "mllm-audit " + run_title(cfg)
+
+
+def fix_headline_html(res: dict[str, Any], edits: list[dict[str, Any]]) -> str:
+    """The fix page's lead: what the edit did to bias and what it broke (report/headline.py), then warnings."""
+    from mllm_audit.report.headline import fix_headline
+
+    h = fix_headline(res, edits)
+    broke = ("<p class=\"warn\"><b>Broke (beyond tolerance):</b> " + "; ".join(_esc(b) for b in h.broke) + "</p>"
+             if h.broke else f"<p><b>{_esc(h.lines()[1])}</b></p>")
+    warns = "".join(f'<p class="warn">Warning: {_esc(w)}</p>' for w in h.warnings)
+    return f"<p><b>{_esc(h.bias)}</b></p>{broke}{warns}"
+
+
+CURVE_METRICS = ("reliability", "t_generality", "v_generality", "t_locality_top1", "m_locality_top1",
+                 "perception_locality_top1", "mirror_amplified")
+
+
+def plot_sequential_curve(curve: list[dict[str, Any]]) -> Any:
+    """Sequential mode: after each edit, the metrics of all edits so far (rates 0..1) against the edit count."""
+    fig = _figure(7.5, 3.6)
+    ax = fig.add_subplot()
+    steps = [int(p.get("step", i + 1)) for i, p in enumerate(curve)]
+    for k in CURVE_METRICS:
+        ys = [p.get(k) for p in curve]
+        if any(_is_num(y) for y in ys):
+            ax.plot(steps, [float(y) if _is_num(y) else float("nan") for y in ys], marker="o", markersize=3, label=k)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xticks(steps if len(steps) <= 20 else steps[:: max(1, len(steps) // 10)])
+    ax.set_xlabel("edits applied so far (sequential)")
+    ax.set_ylabel("rate over the edits so far (0..1)")
+    ax.set_title("Sequential editing: metrics as edits accumulate")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    return fig
+
+
+def saved_model_html(saved: dict[str, Any], rows: dict[str, Any]) -> str:
+    """The saved model: how it was built, its name and folder, and a compact table where it differs."""
+    head = (f"<h3>Saved model</h3><p><b>{_esc(saved.get('name') or '')}</b> in {_esc(saved.get('path'))}: "
+            f"{_esc(saved.get('n_edits'))} edits, {_esc(saved.get('how') or 'every edit applied at once')}. Its own "
+            "metrics are the <i>saved model</i> column above.</p>")
+    differs = [k for k in saved.get("differs_from_rows") or [] if not k.endswith(("_ci_low", "_ci_high"))]
+    if not differs:
+        return head + "<p>It measures the same as the rows.</p>"
+    body = []
+    for k in differs:
+        a, b = rows.get(k), (saved.get("metrics") or {}).get(k)
+        d = f"{float(b) - float(a):+.3f}" if _is_num(a) and _is_num(b) else "—"
+        body.append([_esc(k), _num(a), _num(b), d])
+    return head + f"<p>It differs from the rows in {len(differs)} metrics:</p>" + _table(
+        ["metric", "rows", "saved model", "saved - rows"], body)

@@ -42,15 +42,27 @@ def diff_line(rec: dict[str, Any]) -> str:
     return head + "  ".join(loc)
 
 
-def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
-    """What the saved model itself measures, and where that differs from the per-edit rows above."""
+def saved_model_table(saved: dict[str, Any], rows: dict[str, Any]) -> list[Any]:
+    """What the saved model itself measures: one line (how it was built, where), and where it differs
+    from the per-edit rows a compact table of those metrics (rows, saved, difference) instead of a paragraph."""
     from mllm_audit.util.text import shown as escape
 
-    head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
+    how = saved.get("how") or f"{saved['n_edits']} edits applied at once"
+    head = f"saved model {escape(saved.get('name') or '')} ({saved['n_edits']} edits; {escape(how)}) -> " \
+           f"{escape(saved['path'])}"
+    differs = [k for k in saved["differs_from_rows"] if not k.endswith(("_ci_low", "_ci_high"))]
     if not saved["differs_from_rows"]:
-        return f"{head}: measures the same as the rows above"
-    parts = [f"{k} {_num(saved['metrics'].get(k))} (rows: {_num(rows.get(k))})" for k in saved["differs_from_rows"]]
-    return f"[yellow]{head} differs from the rows above[/]: " + ", ".join(parts)
+        return [f"{head}: measures the same as the rows above"]
+    if not differs:
+        return [f"{head}: the same metrics as the rows above; only their intervals differ"]
+    table = new_table("", "rows: the per-edit measurements above; saved: the saved model measured itself")
+    table.add_column("metric differing", overflow="fold")
+    for c in ("rows", "saved", "saved - rows"):
+        table.add_column(c, justify="right")
+    for k in differs:
+        a, b = rows.get(k), saved["metrics"].get(k)
+        table.add_row(k, _num(a), _num(b), "—" if a is None or b is None else f"{b - a:+.3f}")
+    return [f"[yellow]{head} differs from the rows above in {len(differs)} metrics[/]:", table]
 
 
 def _num(x: Any) -> str:
@@ -58,7 +70,8 @@ def _num(x: Any) -> str:
 
 
 def metrics_table(results: dict[str, Any]) -> Any:
-    """Every metric the fix run wrote, base -> edited; a change coloured by the metric's declared direction."""
+    """Every metric the fix run wrote, base -> edited (a change coloured by the metric's declared direction),
+    and with --save the saved model's own value beside the rows."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, better
 
     table = new_table(f"{results['editor']['name']} on {results['model']['name']} / "
@@ -67,20 +80,21 @@ def metrics_table(results: dict[str, Any]) -> Any:
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")
     table.add_column("delta", justify="right")
+    saved = (results.get("saved_model") or {}).get("metrics")
+    if saved is not None:
+        table.add_column("saved", justify="right")
     base, edited = results.get("base_metrics") or {}, results.get("metrics") or {}
     extra = [k for k in FIX_EXTRA_METRICS if edited.get(k) is not None or base.get(k) is not None]
     for key in (*FIX_RATE_METRICS, *extra):
         b, e = base.get(key), edited.get(key)
-        if e is None:
-            table.add_row(key, "—" if b is None else f"{b:.3f}", "—", "—")
-            continue
-        if b is None:
-            table.add_row(key, "—", f"{e:.3f}", "—")
+        tail = [] if saved is None else [_num(saved.get(key))]
+        if e is None or b is None:
+            table.add_row(key, _num(b), _num(e), "—", *tail)
             continue
         d = e - b
         good = better(key, d)
         style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
-        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
+        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}", *tail)
     return table
 
 

@@ -15,13 +15,6 @@ def command_of(results: dict[str, Any]) -> str:
     return str(results.get("command") or "scan")
 
 
-def edit_counts(edits: list[dict[str, Any]]) -> tuple[int, int]:
-    """(fixed, still biased) over the edits whose reliability was measured."""
-    fixed = sum(1 for e in edits if e.get("reliability") == 1.0)
-    measured = sum(1 for e in edits if e.get("reliability") is not None)
-    return fixed, measured - fixed
-
-
 def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
     """The run's own tables under a header naming what ran (report/runinfo.py): bias per group (scan),
     metrics and per-item diffs (fix), stages (fix --editor sft|bpo), skew (gen-scan), the probes and
@@ -78,6 +71,10 @@ def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: boo
     from mllm_audit.util.files import read_jsonl
 
     edits = read_jsonl(run_dir / "edits.jsonl") if (run_dir / "edits.jsonl").is_file() else []
+    from mllm_audit.report.headline import print_headline
+    from mllm_audit.report.tables import saved_model_table
+
+    print_headline(console, res, edits)  # what the edit did to bias and what it broke, before any table
     console.print(metrics_table(res))
     shown = edits if all_items else edits[:MAX_ITEM_LINES]
     for rec in shown:
@@ -85,8 +82,10 @@ def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: boo
             console.print(diff_line(rec), soft_wrap=True)
     if len(shown) < len(edits):
         console.print(f"... and {len(edits) - len(shown)} more edits (--all shows every one)")
-    fixed, still = edit_counts(edits)
-    console.print(f"{fixed} fixed, {still} still biased of {len(edits)} edits (margin = log p(y_more) - log p(y_less))")
+    console.print("margin = log p(y_more) - log p(y_less), in nats")
+    if res.get("saved_model"):
+        for part in saved_model_table(res["saved_model"], res.get("metrics") or {}):
+            console.print(part, soft_wrap=True)
 
 
 def rescore_run(run_dir: Path, write: bool = False) -> Any:

@@ -42,7 +42,7 @@ import torch
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
-from mllm_audit.models.cards import write_folder_card
+from mllm_audit.runs.fix_save import save_edited
 from mllm_audit.runs.options import check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
@@ -51,8 +51,7 @@ from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id
 from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.util.console import note, status
-from mllm_audit.util.files import atomic_write_json
-from mllm_audit.util.folders import OutputFolder, RunLock, check_new_output, check_run_folder
+from mllm_audit.util.folders import RunLock, check_new_output, check_run_folder
 from mllm_audit.util.identity import model_digest
 
 if TYPE_CHECKING:
@@ -137,9 +136,9 @@ def run_fix(
 ) -> Any:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 
-    `save` writes the model with every edit applied at once, under a temporary name renamed into
-    place when whole (manifest included), and measures that saved model itself: its five metrics
-    go to results["saved_model"]["metrics"] and the manifest, beside the per-edit rows.
+    `save` writes the model that results["saved_model"]["metrics"] measured (runs/fix_save.py): in
+    sequential mode the run's own final model (every edit, one after another), in single and batch
+    mode every edit applied at once; under a new card name (base name + edit), beside the rows.
 
     `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
     `hparam` as KEY=VALUE settings and `data_dir` the labelled images, or with `balanced_from`
@@ -285,6 +284,7 @@ def _edit_and_measure(
     t_edits = time.perf_counter()
     records: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
+    saved: dict[str, Any] | None = None
     note(f"fix: {len(items)} edits with {the_editor.name} ({mode}) -> {out_dir}")
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
         record.write(out_dir)
@@ -308,6 +308,10 @@ def _edit_and_measure(
                     if tick:
                         tick(1)
                 records = done if items else []
+                if save is not None and items:  # exactly the model the rows measured: the accumulated edits
+                    saved = save_edited(adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre,
+                                        load, batch_size, aggregate(records, intervals=True),
+                                        applied=_Chain(adapter, stack))
             finally:
                 for e in reversed(stack):
                     e.restore()
@@ -337,8 +341,10 @@ def _edit_and_measure(
         if _fingerprint(adapter) != snapshot:
             raise AuditError("internal: the model was not restored exactly after editing")
         metrics = aggregate(records, intervals=True)
-        if save is not None:
-            record.payload["saved_model"] = _save_edited(
+        if saved is not None:  # sequential: saved above, the rows' own final model
+            record.payload["saved_model"] = saved
+        elif save is not None:  # single / batch: the rows measure several models; the one saved has every edit
+            record.payload["saved_model"] = save_edited(
                 adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre, load, batch_size, metrics
             )
             if _fingerprint(adapter) != snapshot:
@@ -388,9 +394,18 @@ class _Chain:
 
     def __init__(self, adapter: Adapter, stack: list[Edited]) -> None:
         self.adapter = adapter
+        self.stack = stack
         self.touched = sorted({n for e in stack for n in e.touched})
         self.transform = type(stack[0]).combine(stack)
         self.score = type(stack[0]).combine_score(stack)
+
+    def delta(self) -> dict[str, torch.Tensor]:
+        """The accumulated weight change: each weight against its value before the first edit touching it."""
+        out: dict[str, torch.Tensor] = {}
+        for e in self.stack:
+            for name, d in e.delta().items():
+                out.setdefault(name, d)
+        return out
 
 
 def _fingerprint(adapter: Adapter) -> int:
@@ -402,61 +417,3 @@ def _fingerprint(adapter: Adapter) -> int:
         h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
                  if p.dtype != torch.bfloat16 else p.detach().float().cpu().numpy().tobytes())
     return int(h.hexdigest()[:15], 16)
-
-
-def _save_edited(
-    adapter: Adapter, editor: Editor, requests: Sequence[Any], ctx: Any, out: Path, record: RunRecord,
-    items: Sequence[Item], probes: Sequence[Probe], pre: Sequence[dict[str, Any]], load: Callable[[str], Any],
-    batch_size: int, row_metrics: dict[str, float | None],
-) -> dict[str, Any]:
-    """Apply all edits as one batch, measure that model, save it with its manifest, then restore.
-
-    The folder is built under a temporary name and renamed into place only when the weights,
-    processor and manifest are all written: a killed save leaves nothing loadable under `out`.
-    """
-    edited = editor.apply(adapter, list(requests), ctx)
-    folder = OutputFolder(out, "--save", "fix")
-    try:
-        if not edited.touched:
-            raise AuditError(f"editor {editor.name!r} changes no weights; there is nothing to --save")
-        post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
-        rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
-        metrics = aggregate(rows, intervals=True)  # the same keys as the run's `metrics`
-        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))]
-        tmp = folder.open()
-        adapter.model.save_pretrained(tmp)
-        proc = getattr(adapter, "processor", None)
-        (proc or adapter.tokenizer).save_pretrained(tmp)
-        # The card (templates included) travels with the weights: `scan --model OUT` is prompted as before.
-        write_folder_card(adapter.card, tmp, f"{adapter.card.name} edited by mllm-audit fix --editor {editor.name}")
-        delta = edited.delta()
-        saved = {
-            "path": str(out),
-            "n_edits": len(requests),
-            "how": "every edit applied at once (one batch of all items), measured on the same items",
-            "metrics": metrics,
-            "differs_from_rows": differs,
-        }
-        atomic_write_json(
-            tmp / "mllm-audit-edit.json",
-            {
-                "schema": "mllm-audit/edited-model/v2",
-                "run_id": record.header.run_id,
-                "base_model": record.identity.as_dict()["model"],
-                "suite": record.identity.as_dict()["suite"],
-                "editor": record.payload["editor"],
-                "items": [r.item_id for r in requests],
-                "metrics": metrics,
-                "changed": {n: {"shape": list(d.shape), "l2": float(d.float().norm())} for n, d in delta.items()},
-            },
-        )
-        folder.commit()
-        return saved
-    finally:
-        if not folder.committed:
-            folder.abandon()
-        edited.restore()
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-9)

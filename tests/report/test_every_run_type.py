@@ -103,3 +103,24 @@ def test_an_unknown_run_type_is_one_line(tmp_path: Path, runs: dict[str, Path], 
     capsys.readouterr()
     assert run(["report", str(folder)]) == 2
     assert "does not know run type 'teleport'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["fix-single", "fix-batch", "fix-sequential"])
+def test_fix_pages_lead_with_bias_and_what_broke(runs: dict[str, Path], name: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from mllm_audit.report.headline import fix_headline
+
+    res = _results(runs[name])
+    edits = [json.loads(x) for x in (runs[name] / "edits.jsonl").read_text().splitlines()]
+    h = fix_headline(res, edits)
+    page = tmp_path / "p.html"
+    assert run(["report", str(runs[name]), "--html", str(page)]) == 0
+    html = page.read_text()
+    lead = html.index("bias: "), html.index("roke"), html.index("<th>metric</th>")
+    assert lead[0] < lead[1] < lead[2]  # bias, then what broke, then the table
+    assert ("Sequential curve" in html) == (name == "fix-sequential")
+    capsys.readouterr()
+    assert run(["report", str(runs[name])]) == 0
+    out = capsys.readouterr().out
+    assert out.index(h.bias[:30]) < out.index("┃ metric")
+    assert ("broke (beyond tolerance):" in out) == bool(h.broke)
