@@ -42,19 +42,24 @@ def register(app: typer.Typer) -> None:
         seed: int = options.seed("Random seed."),
         card: str | None = options.card(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
-        hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
+        hparam: list[str] | None = typer.Option(None, "--set", help="An editor setting, KEY=VALUE (an unknown KEY "
+                                                "is refused listing the editor's; docs/editors.md)."),
         balanced_from: str = typer.Option(
             "images", help="sft/bpo: balanced data from the labelled images (the paper's) or the model's own "
                            "generations (classifier-filtered; a deviation, recorded)."),
         self_images_per_word: int = typer.Option(16, help="sft/bpo with --balanced-from generations: images drawn "
                                                             "per group word and prompt."),
+        hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (FT, IKE; MEND, "
+                                                 "KE, SERAC at train-editor): each field mapped or refused."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from mllm_audit.runs.options import check_fix_options
 
+        editor = editor.lower()  # the docs write FT-L
+
         check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam or (), dtype, device,
                           split, balanced_from)  # before torch is imported: a typo costs milliseconds
-        if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
+        if editor in ("sft", "bpo") and hparams_file is None:  # unified models' generation: its own path
             from mllm_audit.cli.fix_unified import fix_unified
 
             return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [],
@@ -74,7 +79,7 @@ def register(app: typer.Typer) -> None:
                 editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
-                allow_outside_paths=allow_outside_paths,
+                allow_outside_paths=allow_outside_paths, hparam=hparam or (), hparams_file=hparams_file,
             )
         if not res.edits:
             err_console.print(

@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
             None, help="mend: easyedit (default) or margin; ke: decao (default) or margin. See docs/editors.md."),
         lr: float | None = typer.Option(None, help="Learning rate (default: the editor's schedule; lower it when "
                                                     "training diverges)."),
+        hparam: list[str] | None = typer.Option(None, "--set", help="A training setting, KEY=VALUE (an unknown "
+                                                "KEY is refused listing the editor's)."),
+        hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (MEND, KE, "
+                                                 "SERAC): each field mapped or refused."),
         quiet: bool = options.quiet(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
@@ -38,8 +42,12 @@ def register(app: typer.Typer) -> None:
 
         from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
+        editor = editor.lower()
         check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
         check_load_options(dtype, device)
+        from mllm_audit.editors.hparams import resolve_settings
+
+        resolve_settings(editor, hparam or (), hparams_file, train=True)
         from mllm_audit.api import train_editor
         from mllm_audit.util.console import err_console
         from mllm_audit.util.text import shown
@@ -56,6 +64,7 @@ def register(app: typer.Typer) -> None:
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
+                               hparam=hparam or (), hparams_file=hparams_file,
                                allow_outside_paths=allow_outside_paths)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "

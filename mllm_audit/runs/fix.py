@@ -127,6 +127,7 @@ def run_fix(
     hparam: Sequence[str] = (),
     balanced_from: str = "images",
     self_images_per_word: int = 16,
+    hparams_file: Path | None = None,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -143,10 +144,15 @@ def run_fix(
     `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
     `hparam` as KEY=VALUE settings and `data_dir` the labelled images, or with `balanced_from`
     "generations" the model's own drawings (`self_images_per_word` per group word); it returns a
-    UnifiedFixResult.
+    UnifiedFixResult. Other editors take `hparam` (`--set`) as their declared settings and
+    `hparams_file` (`--hparams`) as an EasyEdit hparams YAML (editors/hparams.py), both recorded.
     """
+    editor = editor.lower()  # the docs write FT-L
     check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split,
                       balanced_from)
+    if editor in ("sft", "bpo") and hparams_file is not None:
+        raise AuditError(f"--hparams reads EasyEdit hparams files (ft-l, ft-v, ike, mend, ke, serac); {editor} "
+                         "takes --set KEY=VALUE")
     if editor in ("sft", "bpo"):
         from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
         from mllm_audit.runs.fix_unified import run_unified_fix
@@ -157,7 +163,11 @@ def run_fix(
                                output=output, save=save, seed=seed, settings=settings, device=device,
                                balanced_from=balanced_from, self_images_per_word=self_images_per_word,
                                adapter=adapter, log=log)
-    editor_options = dict(editor_options or {})
+    from mllm_audit.editors.hparams import resolve_settings
+
+    settings, accounted = resolve_settings(editor, hparam, hparams_file)  # --set over the file, both checked
+    editor_options = {**settings, **(editor_options or {})}
+    source = {"path": str(hparams_file), "accounted": accounted} if hparams_file is not None else None
     if variant is not None:
         editor_options["variant"] = variant
     if serac_routing is not None:
@@ -165,7 +175,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card, allow_outside_paths)
+                        on_edit, progress, card, allow_outside_paths, source)
 
 
 def _run_fix(
@@ -174,7 +184,7 @@ def _run_fix(
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
-    allow_outside_paths: bool = False,
+    allow_outside_paths: bool = False, settings_source: dict[str, Any] | None = None,
 ) -> FixResult:
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext, EditRequest
@@ -228,7 +238,8 @@ def _run_fix(
     ]
     run_id = new_run_id()
     out_dir = Path(output) if output else default_run_dir("fix", adapter.card.name, the_suite.name)
-    editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options}
+    editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options,
+                   **({"hparams_file": settings_source} if settings_source else {})}
     state_digest = model_digest(editor_state) if editor_state is not None else None
     record = new_record(
         "fix", run_id, model_identity(adapter.identity()), suite_identity(the_suite, the_suite.items), seed,

@@ -13,7 +13,7 @@ those it was started with.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,8 @@ def train_editor(
     counterfactual: str | None = None,
     variant: str | None = None,
     lr: float | None = None,
+    hparam: Sequence[str] = (),
+    hparams_file: Path | None = None,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -54,10 +56,24 @@ def train_editor(
 ) -> TrainResult:
     """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint.
 
-    `counterfactual` and `variant` are the two training settings the CLI exposes; `hparams` any other
-    (docs/editors.md)."""
+    `counterfactual` and `variant` are two training settings with their own options; `hparam` (`--set
+    KEY=VALUE`) and `hparams_file` (`--hparams`, an EasyEdit hparams YAML) any declared one
+    (editors/hparams.TRAIN_SETTINGS: schedule keys feed the schedule, the rest the network); `hparams`
+    a library caller's dict."""
+    from mllm_audit.editors.hparams import resolve_settings
     from mllm_audit.runs.signals import stop_signals
 
+    editor = editor.lower()
+    check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")
+    settings, _ = resolve_settings(editor, hparam, hparams_file, train=True)  # --set over the file, both checked
+    schedule = {k: settings.pop(k) for k in ("steps", "batch", "lr", "val_every", "patience", "ckpt_every", "clip")
+                if k in settings}
+    steps = steps if steps is not None else schedule.get("steps")
+    lr = lr if lr is not None else schedule.get("lr")
+    batch, val_every = schedule.get("batch", batch), schedule.get("val_every", val_every)
+    patience, ckpt_every = schedule.get("patience", patience), schedule.get("ckpt_every", ckpt_every)
+    if settings:
+        hparams = {**settings, **(hparams or {})}
     if counterfactual or variant:
         hparams = {**(hparams or {}), **({"counterfactual": counterfactual} if counterfactual else {}),
                    **({"variant": variant} if variant else {})}
@@ -65,7 +81,7 @@ def train_editor(
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
-                             allow_outside_paths)
+                             allow_outside_paths, schedule.get("clip"))
 
 
 def _train_editor(
@@ -73,7 +89,7 @@ def _train_editor(
     batch: int | None, lr: float | None, val_every: int | None, patience: int | None, ckpt_every: int | None,
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
-    allow_outside_paths: bool = False,
+    allow_outside_paths: bool = False, clip: float | None = None,
 ) -> TrainResult:
     import torch
 
@@ -123,7 +139,7 @@ def _train_editor(
     ed.scope = scope or "text"
     ed.setup(adapter, hparams)
     given = {"steps": steps, "batch": batch, "lr": lr, "val_every": val_every, "patience": patience,
-             "ckpt_every": ckpt_every}
+             "ckpt_every": ckpt_every, "clip": clip}
     settings = {**TRAIN_DEFAULTS, **ed.train_defaults, **{k: v for k, v in given.items() if v is not None}}
     if int(settings["steps"]) < 1:
         raise AuditError(f"--steps must be at least 1, got {settings['steps']}")
