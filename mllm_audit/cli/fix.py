@@ -49,6 +49,8 @@ def register(app: typer.Typer) -> None:
                            "generations (classifier-filtered; a deviation, recorded)."),
         self_images_per_word: int = typer.Option(16, help="sft/bpo with --balanced-from generations: images drawn "
                                                             "per group word and prompt."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a killed single/batch run in --output: its "
+                                    "recorded edits are kept, the rest redone."),
         hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (FT, IKE; MEND, "
                                                  "KE, SERAC at train-editor): each field mapped or refused."),
     ) -> None:
@@ -79,7 +81,7 @@ def register(app: typer.Typer) -> None:
                 editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
-                allow_outside_paths=allow_outside_paths, hparam=hparam or (), hparams_file=hparams_file,
+                allow_outside_paths=allow_outside_paths, hparam=hparam or (), hparams_file=hparams_file, resume=resume,
             )
         if not res.edits:
             err_console.print(

@@ -128,6 +128,7 @@ def run_fix(
     balanced_from: str = "images",
     self_images_per_word: int = 16,
     hparams_file: Path | None = None,
+    resume: bool = False,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -150,6 +151,8 @@ def run_fix(
     editor = editor.lower()  # the docs write FT-L
     check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split,
                       balanced_from)
+    if editor in ("sft", "bpo") and resume:
+        raise AuditError(f"--resume continues single and batch runs of weight and memory editors, not {editor}")
     if editor in ("sft", "bpo") and hparams_file is not None:
         raise AuditError(f"--hparams reads EasyEdit hparams files (ft-l, ft-v, ike, mend, ke, serac); {editor} "
                          "takes --set KEY=VALUE")
@@ -175,7 +178,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card, allow_outside_paths, source)
+                        on_edit, progress, card, allow_outside_paths, source, resume)
 
 
 def _run_fix(
@@ -184,7 +187,7 @@ def _run_fix(
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
-    allow_outside_paths: bool = False, settings_source: dict[str, Any] | None = None,
+    allow_outside_paths: bool = False, settings_source: dict[str, Any] | None = None, resume: bool = False,
 ) -> FixResult:
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext, EditRequest
@@ -207,8 +210,11 @@ def _run_fix(
             editor_state = shipped_state(adapter.card, editor, scope)
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
+    from mllm_audit.runs.fix_resume import check_resume_options
+
+    check_resume_options(resume, output, mode)
     if output is not None:
-        check_run_folder(Path(output), "fix", resume=False)  # fix has no --resume: an existing run is refused
+        check_run_folder(Path(output), "fix", resume=resume)  # an existing run only with --resume
     if save is not None:
         check_new_output(Path(save), "--save")  # never into the model's own folder or any other non-empty one
         if output is not None and Path(save).resolve() == Path(output).resolve():
@@ -255,18 +261,27 @@ def _run_fix(
     lock.acquire()
     try:
         if output is not None:
-            check_run_folder(out_dir, "fix", resume=False)  # again, now that no one else can write it
+            check_run_folder(out_dir, "fix", resume=resume)  # again, now that no one else can write it
+        kept: tuple[str | None, list[dict[str, Any]], list[str]] = (None, [], [])
+        if resume:
+            from mllm_audit.runs.fix_resume import kept_edits
+
+            kept = kept_edits(out_dir, record, [it.id for it in items], 1 if mode == "single" else batch_edits)
+            if kept[0]:
+                record.header.run_id = kept[0]  # one run: the kept and the new edits share its id
+            record.payload["resumed"] = {"kept_edits": len(kept[1])}
         return _edit_and_measure(
             adapter, the_editor, the_suite, items, probes, pre, requests, ctx, load, record, out_dir, mode,
-            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded,
+            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded, kept[1], kept[2],
         )
     except STOPS as e:
         record.finish.interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
         record.write(out_dir)
         kept = f"{out_dir} holds an incomplete fix run (complete: false)"
         kept += f", nothing was saved to {save}" if save is not None else ""
-        raise interrupted(e, f"{kept}; the model on disk is unchanged; rerun fix with a new --output "
-                             "(fix has no --resume)") from None
+        how = ("rerun with a new --output (sequential runs are not resumed)" if mode == "sequential" else
+               f"continue with fix --resume --output {out_dir} (the same options)")
+        raise interrupted(e, f"{kept}; the model on disk is unchanged; {how}") from None
     finally:
         lock.release()
 
@@ -288,7 +303,8 @@ def _edit_and_measure(
     pre: list[dict[str, Any]], requests: list[Any], ctx: Any, load: Callable[[str], Any], record: RunRecord,
     out_dir: Path, mode: str, batch_edits: int, batch_size: int, save: Path | None,
     on_edit: Callable[[dict[str, Any]], None] | None, progress: Callable[[int], Callable[[int], None]] | None,
-    n_candidates: int, t0: float, t_loaded: float,
+    n_candidates: int, t0: float, t_loaded: float, kept: Sequence[dict[str, Any]] = (),
+    kept_touched: Sequence[str] = (),
 ) -> FixResult:
     run_id = record.header.run_id
     snapshot = _fingerprint(adapter)
@@ -300,7 +316,11 @@ def _edit_and_measure(
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
         record.write(out_dir)
         tick = progress(len(items)) if progress else None
-        touched: set[str] = set()
+        touched: set[str] = set(kept_touched)
+        records += list(kept)  # fix --resume: the recorded edits of whole batches, rewritten first
+        writer.append(records)
+        if tick and kept:
+            tick(len(kept))
 
         def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
             post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size, edited.score,
@@ -328,7 +348,7 @@ def _edit_and_measure(
                     e.restore()
         else:
             k = 1 if mode == "single" else batch_edits
-            for start in range(0, len(items), k):
+            for start in range(len(kept), len(items), k):
                 idx = list(range(start, min(start + k, len(items))))
                 edited = the_editor.apply(adapter, [requests[i] for i in idx], ctx)
                 try:
@@ -338,6 +358,11 @@ def _edit_and_measure(
                     edited.restore()
                 records += new
                 for rec in new:
+                    rec["run_id"] = run_id
+                writer.append(new)  # flushed per batch: a killed run keeps it (fix --resume)
+                record.payload["touched_parameters"] = sorted(touched)
+                record.write(out_dir)
+                for rec in new:
                     if on_edit:
                         on_edit(rec)
                 if tick:
@@ -345,9 +370,10 @@ def _edit_and_measure(
         if mode == "sequential" and on_edit:
             for rec in records:
                 on_edit(rec)
-        for rec in records:
-            rec["run_id"] = run_id
-        writer.append(records)
+        if mode == "sequential":  # the final rows, measured on the final model, once
+            for rec in records:
+                rec["run_id"] = run_id
+            writer.append(records)
         t_done = time.perf_counter()
         if _fingerprint(adapter) != snapshot:
             raise AuditError("internal: the model was not restored exactly after editing")
