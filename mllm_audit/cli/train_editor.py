@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -54,18 +55,35 @@ def register(app: typer.Typer) -> None:
 
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}"), TimeRemainingColumn())
-        with Progress(*columns, console=err_console, transient=True, disable=quiet) as prog:
-            task = prog.add_task(shown(f"training {editor}"), total=None, loss=float("nan"), val="—")
+        def train(on_step: Any) -> Any:
+            return train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
+                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
+                                counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
+                                hparam=hparam or (), hparams_file=hparams_file, allow_outside_paths=allow_outside_paths)
 
-            def on_step(step: int, total: int, loss: float, val: float | None) -> None:
-                fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
-                prog.update(task, completed=step, total=total, **fields)
+        if not quiet and not err_console.is_terminal:  # piped (CI logs): progress lines with rate and time left
+            from mllm_audit.util.console import progress_bar
 
-            res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
-                               resume=resume, data_dir=data_dir, dtype=dtype, device=device,
-                               counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
-                               hparam=hparam or (), hparams_file=hparams_file,
-                               allow_outside_paths=allow_outside_paths)
+            with progress_bar(f"training {editor}") as start:
+                seen = {"step": 0}
+                advance: list[Any] = []
+
+                def on_line(step: int, total: int, loss: float, val: float | None) -> None:
+                    if not advance:
+                        advance.append(start(total))
+                    advance[0](step - seen["step"])
+                    seen["step"] = step
+
+                res = train(on_line)
+        else:
+            with Progress(*columns, console=err_console, transient=True, disable=quiet) as prog:
+                task = prog.add_task(shown(f"training {editor}"), total=None, loss=float("nan"), val="—")
+
+                def on_step(step: int, total: int, loss: float, val: float | None) -> None:
+                    fields = {"loss": loss} if val is None else {"loss": loss, "val": f"{val:.4f}"}
+                    prog.update(task, completed=step, total=total, **fields)
+
+                res = train(on_step)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {shown(res.out)}")
