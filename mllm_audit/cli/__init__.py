@@ -81,7 +81,13 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    from mllm_audit.cli.warnlog import count, log_path, route_warnings_to_log
+
+    routed = route_warnings_to_log()  # third-party warnings to the log, not the console
+    code = run()
+    if routed is not None and count():
+        print(f"mllm-audit: {count()} library warnings written to {log_path()}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m mllm_audit.cli` uses __main__.py
