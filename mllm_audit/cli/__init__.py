@@ -43,12 +43,24 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+RICH_HELP_MIN_COLUMNS = 100
+
+
+def help_mode() -> str | None:
+    """Rich help boxes below 100 columns cut long option names (`--allow-outside-pat…`); there the plain
+    layout, which wraps the help text and never cuts a name, is used instead."""
+    import shutil
+
+    return "rich" if shutil.get_terminal_size().columns >= RICH_HELP_MIN_COLUMNS else None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests and `main`)."""
     args = sys.argv[1:] if argv is None else argv
     from mllm_audit.util.console import set_feedback
 
     set_feedback(True)
+    app.rich_markup_mode = help_mode()
     try:
         rv = app(args=args, prog_name="mllm-audit", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0
