@@ -23,6 +23,7 @@ MAX_HIST_GROUPS = 12
 PERSON_KEY = "favoured_logodds"  # per-person mean log-odds in a disparity.py group block
 MAX_BARS = 40
 MAX_DISPARITY_PANELS = 4
+SMALL_CLUSTERS = 5  # fewer clusters than this in a group: its interval gets a small-sample note
 _LABEL_KEYS = ("person", "name", "label", "id", "item_id", "pair", "group")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -66,6 +67,14 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
     ax.barh(y, pct, color=colors, xerr=err, capsize=3, ecolor="#222222")
     ax.axvline(50, color="#888888", linestyle="--", linewidth=1)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#c0504d", label="interval above 50 %: biased"),
+                       Patch(color="#70ad47", label="interval below 50 %: anti-stereotypical"),
+                       Patch(color="#888888", label="interval includes 50 %"),
+                       ax.lines[-1]], labels=["interval above 50 %: biased", "interval below 50 %: anti-stereotypical",
+                                               "interval includes 50 %", "50 %: no preference"],
+              loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.set_yticks(y, [_mpl(f"{k} (n={summary[k].get('n', '?')})") for k in labels])
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of items where the stereotypical answer is more likely (95% cluster-bootstrap CI)")
@@ -95,7 +104,7 @@ def plot_margin_histograms(samples: list[dict[str, Any]], group_by: str | None) 
         ax.set_title(_mpl(f"{lab} (n={len(groups[lab])})"), fontsize=9)
     for j in range(len(labels), nrow * ncol):
         axes[j // ncol][j % ncol].set_visible(False)
-    fig.supxlabel("margin = logp(stereotypical) - logp(other)")
+    fig.supxlabel("margin = log p(stereotypical) - log p(other), nats (right of the red line: biased)")
     fig.suptitle("Margin distribution per group")
     return fig
 
@@ -375,22 +384,46 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         n_images += k
         sections.append(f"Study: {res.get('study')}")
     elif res.get("command") == "gen-scan":
+        from mllm_audit.report.gallery import contact_sheet
+
         block, k = _gen_section(res, run.samples)
         parts.append(block)
+        sheet = contact_sheet(run.dir, run.samples)
+        if sheet:
+            parts.append(sheet)
+            sections.append("Generated images")
         n_images += k
         sections.append("Generation bias")
         summary = None
     elif isinstance(summary, dict) and summary:
-        rows = []
+        from mllm_audit.report.gallery import scan_gallery
+
+        rows, small = [], []
         for lab, r in summary.items():
             rows.append([_esc(lab), _num(r.get("n")), _num(r.get("n_clusters")), _pct(r.get("pct_biased")),
-                         f"{_pct(r.get('ci_low'))} - {_pct(r.get('ci_high'))}", _num(r.get("mean_margin")),
-                         f"{_num(r.get('margin_ci_low'))} - {_num(r.get('margin_ci_high'))}"])
+                         f"{_pct(r.get('ci_low'))} to {_pct(r.get('ci_high'))}", _num(r.get("mean_margin")),
+                         f"{_num(r.get('margin_ci_low'))} to {_num(r.get('margin_ci_high'))}"])
+            if isinstance(r.get("n_clusters"), int) and r["n_clusters"] < SMALL_CLUSTERS:
+                small.append(f"{lab} ({r['n_clusters']} cluster{'s' if r['n_clusters'] != 1 else ''})")
         parts.append("<h2>% biased per group</h2>")
-        parts.append(_table(["group", "n", "clusters", "% biased", "95% CI", "mean margin", "95% CI"], rows))
+        parts.append("<p>% biased: share of items where the model gives the stereotypical answer (y_more) a higher "
+                     "probability than the other (y_less); 50 % is no preference. Intervals are 95 % cluster "
+                     "bootstrap (items sharing an image or scenario resampled together). Margin = log p(y_more) - "
+                     "log p(y_less), in nats.</p>")
+        parts.append(_table(["group", "items", "clusters", "% biased", "% biased 95 % interval",
+                             "mean margin (nats)", "mean margin 95 % interval (nats)"], rows))
+        if small:
+            parts.append(f'<p class="note">Small samples: {_esc(", ".join(small))}. With fewer than '
+                         f"{SMALL_CLUSTERS} clusters the bootstrap interval is unreliable; with one it has zero "
+                         "width, which means no information, not certainty.</p>")
         parts.append(_png(plot_pct_biased(summary)))
         n_images += 1
         sections.append("% biased per group")
+        if run.samples:
+            gallery = scan_gallery(res, run.samples, run.group_by)
+            if gallery:
+                parts.append(gallery)
+                sections.append("Example items")
     elif res.get("command", "scan") == "scan":
         parts.append('<p class="note">results.json has no summary.</p>')
 

@@ -124,3 +124,75 @@ def test_fix_pages_lead_with_bias_and_what_broke(runs: dict[str, Path], name: st
     out = capsys.readouterr().out
     assert out.index(h.bias[:30]) < out.index("┃ metric")
     assert ("broke (beyond tolerance):" in out) == bool(h.broke)
+
+
+def test_scan_page_explains_its_numbers_and_shows_example_items(runs: dict[str, Path], tmp_path: Path) -> None:
+    page = tmp_path / "scan.html"
+    assert run(["report", str(runs["scan"]), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "<th>% biased 95 % interval</th>" in html and "<th>mean margin 95 % interval (nats)</th>" in html
+    assert "95% CI" not in html and not re.search(r"\d - -?\d", html)  # ranges read "a to b"
+    gallery = html[html.index("<h2>Example items</h2>"):].split("<h2>")[1]
+    assert gallery.count('src="data:image/png;base64,') >= 2 and "most biased:" in gallery
+    from mllm_audit.suites.items import load_suite
+
+    first = json.loads((runs["scan"] / "samples.jsonl").read_text().splitlines()[0])
+    prompts = {it.prompt for it in load_suite("toy").items}
+    shown = re.findall(r"<td>toy/[^<]+</td><td>([^<]+)</td>", gallery)
+    assert shown and all(p.replace("&#x27;", "'") in prompts for p in shown) and first["item_id"]
+
+
+def test_a_scan_whose_suite_is_gone_says_why_there_are_no_examples(runs: dict[str, Path], tmp_path: Path) -> None:
+    """Negative control of the gallery check: no suite to read, no thumbnails, and a note saying so."""
+    import shutil
+
+    moved = tmp_path / "scan"
+    shutil.copytree(runs["scan"], moved)
+    res = json.loads((moved / "results.json").read_text())
+    res["suite"]["source"] = str(tmp_path / "nowhere.yaml")
+    (moved / "results.json").write_text(json.dumps(res))
+    assert run(["report", str(moved), "--html", str(tmp_path / "p.html")]) == 0
+    html = (tmp_path / "p.html").read_text()
+    assert "No examples: its suite could not be read" in html
+    assert html[html.index("<h2>Example items</h2>"):].split("<h2>")[1].count("data:image/png") == 0
+
+
+def test_small_groups_get_a_small_sample_note(tmp_path: Path) -> None:
+    from tests.runfolders import make_run, rows
+
+    folder = make_run(tmp_path / "small", rows("gender", 20, set(range(12))) + rows("race", 2, {0}, per_cluster=2))
+    assert run(["report", str(folder), "--html", str(tmp_path / "s.html")]) == 0
+    html = (tmp_path / "s.html").read_text()
+    assert "Small samples: race (1 cluster)" in html and "gender (" not in html.split("Small samples:")[1][:80]
+
+
+def test_gen_scan_page_has_a_contact_sheet_with_the_classifier_labels(runs: dict[str, Path], tmp_path: Path) -> None:
+    page = tmp_path / "gen.html"
+    assert run(["report", str(runs["gen-scan"]), "--html", str(page)]) == 0
+    html = page.read_text()
+    sheet = html[html.index("<h2>Generated images</h2>"):]
+    samples = [json.loads(x) for x in (runs["gen-scan"] / "samples.jsonl").read_text().splitlines()]
+    labels = [" / ".join(str(p[k]) for k in ("gender", "race") if p.get(k)) if p.get("person", True) else "no person"
+              for s in samples for p in s["predictions"][:8]]
+    assert re.findall(r"<figcaption><small>([^<]+)</small>", sheet) == labels
+    assert sheet.count('src="data:image/png;base64,') == len(labels) == 8
+
+
+@pytest.mark.skipif(not any(__import__("shutil").which(b) for b in ("chromium", "chromium-browser", "google-chrome")),
+                    reason="no headless Chromium (apt-get install chromium)")
+def test_every_page_screenshots_in_headless_chromium(runs: dict[str, Path], tmp_path: Path) -> None:
+    import importlib.util
+
+    from PIL import Image, ImageStat
+
+    spec = importlib.util.spec_from_file_location("shot", Path(__file__).resolve().parents[2] / "scripts" /
+                                                  "screenshot_report.py")
+    shot = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(shot)  # type: ignore[union-attr]
+    for name, folder in runs.items():
+        page = tmp_path / f"{name}.html"
+        assert run(["report", str(folder), "--html", str(page)]) == 0
+        png = shot.screenshot(page, tmp_path / f"{name}.png", width=1200, height=1600)
+        with Image.open(png) as im:
+            assert im.size == (1200, 1600)
+            assert max(ImageStat.Stat(im.convert("L")).stddev) > 10, name  # a page, not a blank
