@@ -114,7 +114,7 @@ def editor_state_page(folder: Path) -> tuple[str, int, list[str], str]:
     rows = [[_esc(k), _esc(v)] for k, v in (
         ("items (train / val)", f"{cfg.get('n_train', '?')} / {cfg.get('n_val', '?')}"),
         ("steps run", cfg.get("steps_run")), ("best step (validation loss)", cfg.get("best_step")),
-        ("best validation loss (nats)", _num(cfg.get("best_val_loss"), ".4f")),
+        ("best validation loss (the editor's objective)", _num(cfg.get("best_val_loss"), ".4f")),
         ("stopped early", cfg.get("stopped_early")), ("training time (s)", _num(cfg.get("train_seconds"), ".1f")),
         ("settings", ", ".join(f"{k}={v}" for k, v in (cfg.get("settings") or {}).items())),
         ("hparams", ", ".join(f"{k}={v}" for k, v in (cfg.get("hparams") or {}).items())),
@@ -131,8 +131,11 @@ def editor_state_page(folder: Path) -> tuple[str, int, list[str], str]:
             ax.plot(range(1, len(loss) + 1), loss, color="#4f81bd", linewidth=1, label="training loss")
         if vals:
             ax.plot([s for s, _ in vals], [v for _, v in vals], "o-", color="#c0504d", label="validation loss")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats)")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("loss (the editor's objective, same for both)")
         ax.legend(loc="best", fontsize=8)
         ax.set_title("Editor training curve")
         body.append(_png(fig))
