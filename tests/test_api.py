@@ -21,7 +21,7 @@ COMMANDS = {
     "rescore": "rescore", "gen-scan": "gen_scan", "locate": "locate", "train-editor": "train_editor",
     "study": "study", "suites frame": "frame_suite", "toy train": "train_toy",
 }
-CLI_ONLY = {"quiet"}
+CLI_ONLY = {"quiet", "out_alias"}  # out_alias: train-editor's hidden old spelling `--out` of `--output`
 # Commands with no API function, and why.
 NOT_IN_API = {"ls": "prints the registry (models.cards / suites.items list it)",
               "suites build vlstereoset": "suites.builders.vlstereoset.build_vlstereoset",

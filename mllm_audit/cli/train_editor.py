@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
         editor: str = typer.Option("mend", help="mend, ke or serac."),
         model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Suite with a train split (val: early stopping)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for state.safetensors, config.json, checkpoints."),
+        out: Path | None = typer.Option(None, "--output", "-o", help="Folder for state.safetensors, config.json, "
+                                        "checkpoints (required)."),
+        out_alias: Path | None = typer.Option(None, "--out", hidden=True),  # the old spelling, kept working
         scope: str | None = typer.Option(None, help="text (default) or vision: which side mend/ke edit."),
         steps: int | None = typer.Option(None, help="Training steps (default: the editor's schedule)."),
         seed: int = typer.Option(0, help="Random seed (initialisation and batch order)."),
@@ -41,8 +43,12 @@ def register(app: typer.Typer) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from mllm_audit.errors import AuditError
         from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
+        out = out or out_alias
+        if out is None:
+            raise AuditError("train-editor needs --output DIR: the folder for the trained state")
         editor = editor.lower()
         check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
         check_load_options(dtype, device)

@@ -3,7 +3,7 @@
 The editor trains on the `train` split, early-stops on the `val` split, and never sees `eval`
 (that is what `fix` edits by default), so the figures `fix` reports are on held-out items.
 
-`--out` is an output folder: training runs in `.NAME.partial` beside it (checkpoints, one writer
+`--output` is an output folder: training runs in `.NAME.partial` beside it (checkpoints, one writer
 at a time) and the folder is renamed to NAME only when the state and its config are written. An
 existing folder (a model, a suite, another state) is never written into. `--resume` continues the
 partial folder when the model files, the suite's items and images and the editor settings are
@@ -119,12 +119,12 @@ def _train_editor(
     if not train_items:
         raise AuditError(f"suite {the_suite.name!r} has no items in split 'train' to train an editor on")
     check_images(the_suite, train_items + val_items)
-    folder = OutputFolder(out, "--out", "train-editor", stable=True)
+    folder = OutputFolder(out, "--output", "train-editor", stable=True)
     partial = folder.tmp / CHECKPOINT_FILE
-    check_new_output(out, "--out")  # a model, a suite, a finished state: never written into
+    check_new_output(out, "--output")  # a model, a suite, a finished state: never written into
     if not resume and partial.is_file():
         raise AuditError(f"{out} already holds an editor training run ({folder.tmp}): pass --resume to continue it "
-                         "or choose another --out")
+                         "or choose another --output")
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)  # for this run only: restored below
@@ -160,7 +160,7 @@ def _train_editor(
         shutil.rmtree(folder.tmp, ignore_errors=True)  # its checkpoints lead to the same divergence
         raise
     except STOPS as e:
-        raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --out {out}") \
+        raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --output {out}") \
             from None
     finally:
         folder.lock.release()
