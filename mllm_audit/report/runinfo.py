@@ -35,8 +35,8 @@ def _objective(editor: dict[str, Any]) -> str:
     if editor.get("objective"):
         return str(editor["objective"])
     opts = editor.get("options") or {}
-    if opts.get("variant"):
-        return f"variant {opts['variant']}"
+    if editor.get("variant") or opts.get("variant"):
+        return f"variant {editor.get('variant') or opts['variant']}"
     settings = editor.get("settings") or {}
     if editor.get("name") == "bpo":
         return f"balanced SFT then BPO (beta {settings.get('beta', '?')})"

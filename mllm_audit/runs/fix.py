@@ -245,6 +245,7 @@ def _run_fix(
     run_id = new_run_id()
     out_dir = Path(output) if output else default_run_dir("fix", adapter.card.name, the_suite.name)
     editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options,
+                   "variant": _resolved_variant(the_editor, adapter, ctx.options),
                    **({"hparams_file": settings_source} if settings_source else {})}
     state_digest = model_digest(editor_state) if editor_state is not None else None
     record = new_record(
@@ -284,6 +285,23 @@ def _run_fix(
         raise interrupted(e, f"{kept}; the model on disk is unchanged; {how}") from None
     finally:
         lock.release()
+
+
+def _resolved_variant(the_editor: Editor, adapter: Adapter, options: dict[str, Any]) -> str | None:
+    """The variant the edit really runs (options < the card < the default; a learned editor's from its
+    state), so the run says which objective it optimised, not only what was asked."""
+    import importlib
+
+    hp = getattr(the_editor, "hp", None)
+    if isinstance(hp, dict) and hp.get("variant"):
+        return str(hp["variant"])
+    resolve = getattr(importlib.import_module(type(the_editor).__module__), "hyperparameters", None)
+    if resolve is None:
+        return None
+    try:
+        return str(resolve(adapter, options).get("variant") or "") or None
+    except AuditError:
+        return None
 
 
 def _fix_coverage(suite: Suite, split: str | None, items: Sequence[Item], n_candidates: int,
