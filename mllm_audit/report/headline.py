@@ -46,8 +46,10 @@ def worst_value(metric: str) -> float | None:
     return 0.0 if info.higher_is_better else 1.0
 
 
-def _f(x: Any) -> str:
-    return "—" if x is None else f"{x:.3f}"
+def _f(x: Any, metric: str = "reliability") -> str:
+    from mllm_audit.report.numbers import fmt_metric
+
+    return fmt_metric(metric, x)
 
 
 def fix_headline(results: dict[str, Any], edits: list[dict[str, Any]]) -> Headline:
@@ -76,12 +78,12 @@ def fix_headline(results: dict[str, Any], edits: list[dict[str, Any]]) -> Headli
         worse = (b - e) if info.higher_is_better else (e - b)
         if worse > tol:
             what = f" ({WHAT[k]})" if k in WHAT else ""
-            broke.append(f"{k} {_f(b)} -> {_f(e)}{what}")
+            broke.append(f"{k} {_f(b, k)} -> {_f(e, k)}{what}")
     warnings = []
     for k, e in m.items():
         w = worst_value(k)
         if w is not None and e is not None and abs(e - w) < 1e-12:
-            warnings.append(f"{k} is {_f(e)}, its worst possible value")
+            warnings.append(f"{k} is {_f(e, k)}, its worst possible value")
     return Headline(bias, broke, warnings)
 
 

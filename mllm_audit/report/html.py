@@ -532,6 +532,7 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any], saved: dic
     declared direction (metrics/catalog.py), the edited value's 95 % interval, and with --save the
     saved model's own value."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO, better
+    from mllm_audit.report.numbers import fmt_metric
 
     known = [k for k in (*FIX_RATE_METRICS, *FIX_EXTRA_METRICS) if k in metrics or k in base]
     others = [k for k in metrics if k not in known and not k.endswith(("_ci_low", "_ci_high"))]
@@ -543,14 +544,16 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any], saved: dic
             d = float(e) - float(b)
             good = better(k, d)
             colour = "" if good is None or abs(d) < 1e-9 else ("#2e7d32" if good else "#c62828")
-            change = f'<span style="color:{colour}">{d:+.3f}</span>' if colour else f"{d:+.3f}"
+            signed = fmt_metric(k, d, signed=True)
+            change = f'<span style="color:{colour}">{signed}</span>' if colour else signed
         lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")
-        ci = f"[{_num(lo)}, {_num(hi)}]" if _is_num(lo) and _is_num(hi) else ""
+        ci = f"[{fmt_metric(k, lo)}, {fmt_metric(k, hi)}]" if _is_num(lo) and _is_num(hi) else ""
         info = METRIC_INFO.get(k)
         way = "" if info is None or info.higher_is_better is None else ("higher" if info.higher_is_better else "lower")
-        row = [_esc(k), "" if b is None else _num(b), "—" if e is None else _num(e), change, ci, way]
+        row = [_esc(k), "" if b is None else fmt_metric(k, b), fmt_metric(k, e), change, ci, way,
+               _esc(info.unit if info is not None else "")]
         if saved is not None:
-            row.append("—" if saved.get(k) is None else _num(saved.get(k)))
+            row.append(fmt_metric(k, saved.get(k)))
         rows.append(row)
-    head = ["metric", "unedited", "edited", "change", "95% interval", "better"]
+    head = ["metric", "unedited", "edited", "change", "95% interval", "better", "unit"]
     return _table(head + (["saved model"] if saved is not None else []), rows)

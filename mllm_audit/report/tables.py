@@ -73,6 +73,7 @@ def metrics_table(results: dict[str, Any]) -> Any:
     """Every metric the fix run wrote, base -> edited (a change coloured by the metric's declared direction),
     and with --save the saved model's own value beside the rows."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, better
+    from mllm_audit.report.numbers import fmt_metric
 
     table = new_table(f"{results['editor']['name']} on {results['model']['name']} / "
                       f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)")
@@ -87,14 +88,15 @@ def metrics_table(results: dict[str, Any]) -> Any:
     extra = [k for k in FIX_EXTRA_METRICS if edited.get(k) is not None or base.get(k) is not None]
     for key in (*FIX_RATE_METRICS, *extra):
         b, e = base.get(key), edited.get(key)
-        tail = [] if saved is None else [_num(saved.get(key))]
+        tail = [] if saved is None else [fmt_metric(key, saved.get(key))]
         if e is None or b is None:
-            table.add_row(key, _num(b), _num(e), "—", *tail)
+            table.add_row(key, fmt_metric(key, b), fmt_metric(key, e), "—", *tail)
             continue
         d = e - b
         good = better(key, d)
         style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
-        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}", *tail)
+        delta = fmt_metric(key, d, signed=True)
+        table.add_row(key, fmt_metric(key, b), fmt_metric(key, e), f"[{style}]{delta}[/]" if style else delta, *tail)
     return table
 
 
