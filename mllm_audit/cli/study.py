@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -41,6 +42,7 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.report.html import write_html_report
         from mllm_audit.report.studies import study_table
         from mllm_audit.util.console import console, err_console
+        from mllm_audit.util.text import shown
 
         states: dict[str, Path] = {}
         for spec in editor_state or []:
@@ -52,8 +54,24 @@ def register(app: typer.Typer) -> None:
             size_list = [int(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise AuditError(f"--sizes wants comma-separated integers, got {sizes!r}") from None
+        import time
+
+        names = [e.strip() for e in editors.split(",")] if editors else None
+        known = {"batch": len(names or ["ft-l", "ft-v", "ike"]) * len(size_list),
+                 "modules": 2 * len(names or ["ft", "mend", "ke"])}.get(study)
+        t_start, done = time.monotonic(), [0]
+
+        def on_row(row: dict[str, Any]) -> None:  # one line per table row, with the time left when known
+            done[0] += 1
+            spent = time.monotonic() - t_start
+            left = f", about {spent / done[0] * (known - done[0]):.0f} s left" if known else ""
+            what = ", ".join(str(v) for k, v in row.items() if k in ("editor", "batch", "module", "edit_type",
+                                                                     "eval_type"))
+            err_console.print(shown(f"study {study}: row {done[0]}{f'/{known}' if known else ''} ({what}) after "
+                                    f"{spent:.0f} s{left}"), soft_wrap=True)
+
         res = run_study(
-            study, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
+            study, model=model, suite=suite, editors=names, on_row=on_row,
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )

@@ -37,3 +37,10 @@ def test_gate_with_a_fresh_scan_prints_its_progress(tmp_path: Path, monkeypatch:
     assert run(["gate", "--policy", str(policy), "--model", "toy", "-o", str(tmp_path / "scan")]) == 0
     found = [m.groupdict() for m in LINE.finditer(capsys.readouterr().err)]
     assert found and found[-1]["what"] == "scanning" and found[-1]["done"] == found[-1]["total"]
+
+
+def test_study_prints_a_line_per_row_with_the_time_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["study", "batch", "--limit", "2", "--sizes", "1,2", "--editors", "FT-L", "-o", str(tmp_path / "s")]) == 0
+    lines = re.findall(r"^study batch: row (\d)/2 \(ft-l, (\d)\) after \d+ s, about \d+ s left$",
+                       capsys.readouterr().err, flags=re.M)
+    assert lines == [("1", "1"), ("2", "2")]
