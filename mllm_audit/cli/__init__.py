@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Literal
 
 import typer
 from typer.exceptions import Abort, Exit
@@ -46,7 +47,7 @@ def _fail(message: str, code: int = 2) -> int:
 RICH_HELP_MIN_COLUMNS = 100
 
 
-def help_mode() -> str | None:
+def help_mode() -> Literal["rich"] | None:
     """Rich help boxes below 100 columns cut long option names (`--allow-outside-pat…`); there the plain
     layout, which wraps the help text and never cuts a name, is used instead."""
     import shutil

@@ -22,14 +22,14 @@ def thumbnail(path: Path, size: int = THUMB) -> str:
     try:
         from PIL import Image
 
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            scale = size / max(im.size)
-            if scale > 1:  # a tiny picture (the toy's) is enlarged without smoothing, so it stays legible
-                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.NEAREST)
-            im.thumbnail((size, size))
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
+        scale = size / max(im.size)
+        if scale > 1:  # a tiny picture (the toy's) is enlarged without smoothing, so it stays legible
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.NEAREST)
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
     except (OSError, ValueError):
         return '<span class="note">(image not readable)</span>'
     data = base64.b64encode(buf.getvalue()).decode("ascii")

@@ -166,7 +166,7 @@ def plot_sequential_curve(curve: list[dict[str, Any]]) -> Any:
     ax = fig.add_subplot()
     steps = [int(p.get("step", i + 1)) for i, p in enumerate(curve)]
     for k in CURVE_METRICS:
-        ys = [p.get(k) for p in curve]
+        ys: list[Any] = [p.get(k) for p in curve]
         if any(_is_num(y) for y in ys):
             ax.plot(steps, [float(y) if _is_num(y) else float("nan") for y in ys], marker="o", markersize=3, label=k)
     ax.set_ylim(-0.05, 1.05)
@@ -188,7 +188,8 @@ def saved_model_html(saved: dict[str, Any], rows: dict[str, Any]) -> str:
         return head + "<p>It measures the same as the rows.</p>"
     body = []
     for k in differs:
-        a, b = rows.get(k), (saved.get("metrics") or {}).get(k)
+        a: Any = rows.get(k)
+        b: Any = (saved.get("metrics") or {}).get(k)
         d = f"{float(b) - float(a):+.3f}" if _is_num(a) and _is_num(b) else "—"
         body.append([_esc(k), _num(a), _num(b), d])
     return head + f"<p>It differs from the rows in {len(differs)} metrics:</p>" + _table(

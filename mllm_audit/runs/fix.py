@@ -168,8 +168,8 @@ def run_fix(
                                adapter=adapter, log=log)
     from mllm_audit.editors.hparams import resolve_settings
 
-    settings, accounted = resolve_settings(editor, hparam, hparams_file)  # --set over the file, both checked
-    editor_options = {**settings, **(editor_options or {})}
+    declared, accounted = resolve_settings(editor, hparam, hparams_file)  # --set over the file, both checked
+    editor_options = {**declared, **(editor_options or {})}
     source = {"path": str(hparams_file), "accounted": accounted} if hparams_file is not None else None
     if variant is not None:
         editor_options["variant"] = variant
@@ -263,17 +263,17 @@ def _run_fix(
     try:
         if output is not None:
             check_run_folder(out_dir, "fix", resume=resume)  # again, now that no one else can write it
-        kept: tuple[str | None, list[dict[str, Any]], list[str]] = (None, [], [])
+        previous: tuple[str | None, list[dict[str, Any]], list[str]] = (None, [], [])
         if resume:
             from mllm_audit.runs.fix_resume import kept_edits
 
-            kept = kept_edits(out_dir, record, [it.id for it in items], 1 if mode == "single" else batch_edits)
-            if kept[0]:
-                record.header.run_id = kept[0]  # one run: the kept and the new edits share its id
-            record.payload["resumed"] = {"kept_edits": len(kept[1])}
+            previous = kept_edits(out_dir, record, [it.id for it in items], 1 if mode == "single" else batch_edits)
+            if previous[0]:
+                record.header.run_id = previous[0]  # one run: the kept and the new edits share its id
+            record.payload["resumed"] = {"kept_edits": len(previous[1])}
         return _edit_and_measure(
             adapter, the_editor, the_suite, items, probes, pre, requests, ctx, load, record, out_dir, mode,
-            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded, kept[1], kept[2],
+            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded, previous[1], previous[2],
         )
     except STOPS as e:
         record.finish.interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"

@@ -48,7 +48,7 @@ def save_edited(
     what this function applied. The folder is built under a temporary name and renamed into place only
     when weights, processor, card and manifest are all written: a killed save leaves nothing loadable."""
     mode = str(record.payload.get("mode", "single"))
-    edited = applied if applied is not None else editor.apply(adapter, list(requests), ctx)
+    edited: Any = applied if applied is not None else editor.apply(adapter, list(requests), ctx)
     folder = OutputFolder(out, "--save", "fix")
     try:
         if not edited.touched:
