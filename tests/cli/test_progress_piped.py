@@ -40,7 +40,8 @@ def test_gate_with_a_fresh_scan_prints_its_progress(tmp_path: Path, monkeypatch:
 
 
 def test_study_prints_a_line_per_row_with_the_time_left(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["study", "batch", "--limit", "2", "--sizes", "1,2", "--editors", "FT-L", "-o", str(tmp_path / "s")]) == 0
+    argv = ["study", "batch", "--limit", "2", "--sizes", "1,2", "--editors", "FT-L", "-o", str(tmp_path / "s")]
+    assert run(argv) == 0
     lines = re.findall(r"^study batch: row (\d)/2 \(ft-l, (\d)\) after \d+ s, about \d+ s left$",
                        capsys.readouterr().err, flags=re.M)
     assert lines == [("1", "1"), ("2", "2")]
