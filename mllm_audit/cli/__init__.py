@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Literal
 
 import typer
 from typer.exceptions import Abort, Exit
@@ -61,12 +62,24 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
+RICH_HELP_MIN_COLUMNS = 100
+
+
+def help_mode() -> Literal["rich"] | None:
+    """Rich help boxes below 100 columns cut long option names (`--allow-outside-pat…`); there the plain
+    layout, which wraps the help text and never cuts a name, is used instead."""
+    import shutil
+
+    return "rich" if shutil.get_terminal_size().columns >= RICH_HELP_MIN_COLUMNS else None
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests and `main`)."""
     args = sys.argv[1:] if argv is None else argv
     from mllm_audit.util.console import set_feedback
 
     set_feedback(True)
+    app.rich_markup_mode = help_mode()
     try:
         rv = app(args=args, prog_name="mllm-audit", standalone_mode=False)
         return int(rv) if isinstance(rv, int) else 0
@@ -109,7 +122,13 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    from mllm_audit.cli.warnlog import count, log_path, route_warnings_to_log
+
+    routed = route_warnings_to_log()  # third-party warnings to the log, not the console
+    code = run()
+    if routed is not None and count():
+        print(f"mllm-audit: {count()} library warnings written to {log_path()}", file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m mllm_audit.cli` uses __main__.py

@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from mllm_audit.cli import options
-from mllm_audit.report.tables import diff_line, metrics_table, saved_model_line
+from mllm_audit.report.headline import print_headline
+from mllm_audit.report.tables import diff_line, metrics_table, saved_model_table
 
 
 def register(app: typer.Typer) -> None:
@@ -44,22 +45,29 @@ def register(app: typer.Typer) -> None:
         seed: int = options.seed("Random seed."),
         card: str | None = options.card(),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-item diff or progress bar."),
-        hparam: list[str] | None = typer.Option(None, "--set", help="sft/bpo: override a setting, KEY=VALUE."),
+        hparam: list[str] | None = typer.Option(None, "--set", help="An editor setting, KEY=VALUE (an unknown KEY "
+                                                "is refused listing the editor's; docs/editors.md)."),
         balanced_from: str = typer.Option(
             "images", help="sft/bpo: balanced data from the labelled images (the paper's) or the model's own "
                            "generations (classifier-filtered; a deviation, recorded)."),
         self_images_per_word: int = typer.Option(16, help="sft/bpo with --balanced-from generations: images drawn "
                                                             "per group word and prompt."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a killed single/batch run in --output: its "
+                                    "recorded edits are kept, the rest redone."),
+        hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (FT, IKE; MEND, "
+                                                 "KE, SERAC at train-editor): each field mapped or refused."),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from mllm_audit.runs.options import check_fix_options
+
+        editor = editor.lower()  # the docs write FT-L
 
         check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam or (), dtype, device,
                           split, balanced_from)  # before torch is imported: a typo costs milliseconds
         from mllm_audit.editors.objectives import check_objective
 
         check_objective(objective, editor)
-        if editor in ("sft", "bpo"):  # unified models' generation (balanced SFT / BPO): its own path
+        if editor in ("sft", "bpo") and hparams_file is None:  # unified models' generation (balanced SFT / BPO): its own path
             from mllm_audit.cli.fix_unified import fix_unified
 
             return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [],
@@ -79,19 +87,17 @@ def register(app: typer.Typer) -> None:
                 editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
-                allow_outside_paths=allow_outside_paths, objective=objective,
+                allow_outside_paths=allow_outside_paths, hparam=hparam or (), hparams_file=hparams_file, resume=resume,
+                objective=objective,
             )
-        from mllm_audit.report.views import edit_counts
-
         if not res.edits:
             err_console.print(
                 "nothing to edit: the model prefers y_less on every selected item "
                 "(--all edits every item; --split picks another split)"
             )
             return
+        print_headline(console, res.results, res.edits)  # what it did to bias and what it broke, first
         console.print(metrics_table(res.results))
-        fixed, still = edit_counts(res.edits)
-        console.print(f"{fixed} fixed, {still} still biased of {len(res.edits)} edits")
         t = res.results["timings"]
         n = res.results["n_edits"]
         err_console.print(
@@ -99,6 +105,7 @@ def register(app: typer.Typer) -> None:
         )
         saved = res.results.get("saved_model")
         if saved:
-            err_console.print(saved_model_line(saved, res.results["metrics"]), soft_wrap=True)
+            for part in saved_model_table(saved, res.results["metrics"]):
+                err_console.print(part, soft_wrap=True)
 
 

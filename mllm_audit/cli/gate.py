@@ -24,9 +24,11 @@ def register(app: typer.Typer) -> None:
 
         from mllm_audit.gate.ci import github_error_lines, render_outcome
         from mllm_audit.gate.evaluate import gate as run_gate
+        from mllm_audit.util.console import progress_bar
 
-        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
-                            overwrite=overwrite)
+        with progress_bar("scanning", enabled=model is not None) as start:  # a fresh scan's progress, ETA piped
+            outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
+                               progress=start, overwrite=overwrite)
         render_outcome(outcome, Console(highlight=False))
         if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
             for line in github_error_lines(outcome):

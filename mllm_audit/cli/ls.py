@@ -40,8 +40,9 @@ def register(app: typer.Typer) -> None:
 
 
 def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int | None = None) -> Any:
-    """Names and counts never wrap; free text (source, description) shares what is left of the
-    terminal's width and ends in an ellipsis."""
+    """Names and counts never wrap. Free text (source, description) shares what is left of the terminal;
+    where that is under 30 characters a column the source steps aside (it is in `ls --long`) and the
+    description wraps onto as many lines as it needs, so it is read whole, never cut to a few letters."""
 
     from mllm_audit.util.console import console
     from mllm_audit.util.text import shown as escape
@@ -51,15 +52,21 @@ def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int
     sizes = {i: max([len(header[i]), *(len(r[i]) for r in rows)]) for i in fixed}
     free = [i for i in range(len(header)) if i not in sizes]
     left = total - sum(sizes.values()) - (3 * len(header) + 1)  # "│ x " per column and the closing bar
-    if free and left // len(free) < 10:  # too narrow for free text: it is in --long
+    caption = "ls --long: every field in full"
+    if len(free) > 1 and left // len(free) < 30 and "source" in header:
+        free.remove(header.index("source"))
+        left += 3
+        caption = "source and every field in full: ls --long"
+    if free and left // len(free) < 10:  # too narrow even for wrapped text: it is in --long
         left += 3 * len(free)
         free = []
     for i in free:
         sizes[i] = left // len(free)
-    table = new_table(caption="ls --long: every field in full")
+    table = new_table(caption=caption)
     shown = [i for i in range(len(header)) if i in sizes]
     for i in shown:
-        table.add_column(header[i], no_wrap=True, overflow="ellipsis", width=sizes[i])
+        wrap = header[i] == "description"
+        table.add_column(header[i], no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=sizes[i])
     for row in rows:
         table.add_row(*(escape(row[i]) for i in shown))
     return table

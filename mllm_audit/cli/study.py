@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from mllm_audit.cli import options
-from mllm_audit.report.tables import new_table
 
 
 def register(app: typer.Typer) -> None:
@@ -40,8 +40,9 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.api import study as run_study
         from mllm_audit.errors import AuditError
         from mllm_audit.report.html import write_html_report
-        from mllm_audit.report.studies import table_rows
+        from mllm_audit.report.studies import study_table
         from mllm_audit.util.console import console, err_console
+        from mllm_audit.util.text import shown
 
         states: dict[str, Path] = {}
         for spec in editor_state or []:
@@ -53,8 +54,24 @@ def register(app: typer.Typer) -> None:
             size_list = [int(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise AuditError(f"--sizes wants comma-separated integers, got {sizes!r}") from None
+        import time
+
+        names = [e.strip() for e in editors.split(",")] if editors else None
+        known = {"batch": len(names or ["ft-l", "ft-v", "ike"]) * len(size_list),
+                 "modules": 2 * len(names or ["ft", "mend", "ke"])}.get(study)
+        t_start, done = time.monotonic(), [0]
+
+        def on_row(row: dict[str, Any]) -> None:  # one line per table row, with the time left when known
+            done[0] += 1
+            spent = time.monotonic() - t_start
+            left = f", about {spent / done[0] * (known - done[0]):.0f} s left" if known else ""
+            what = ", ".join(str(v) for k, v in row.items() if k in ("editor", "batch", "module", "edit_type",
+                                                                     "eval_type"))
+            err_console.print(shown(f"study {study}: row {done[0]}{f'/{known}' if known else ''} ({what}) after "
+                                    f"{spent:.0f} s{left}"), soft_wrap=True)
+
         res = run_study(
-            study, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
+            study, model=model, suite=suite, editors=names, on_row=on_row,
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
         )
@@ -62,12 +79,6 @@ def register(app: typer.Typer) -> None:
             write_html_report(res.run_dir, res.run_dir / "report.html")
         except AuditError:  # matplotlib missing: the run folder is still complete
             pass
-        header, rows = table_rows(res.results)
-        table = new_table(f"study {study} on {res.results['model']['name']} / {res.results['suite']['name']} "
-                          f"({res.results['n_items']} items)")
-        for h in header:
-            table.add_column(h, justify="left" if h in ("editor", "module", "edit on") else "right")
-        for r in rows:
-            table.add_row(*r)
+        table = study_table(res.results)
         console.print(table)
         err_console.print(f"{res.results['timings']['total_s']:.1f} s -> {res.run_dir} (report.html inside)")

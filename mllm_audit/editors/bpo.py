@@ -234,7 +234,7 @@ def train_sft(model: Any, rows: Sequence[Row], s: BalancedSettings, log: Callabl
             if s.sft_guidance > 0:
                 loss = loss - guided_logprob(model, batch, s.sft_guidance).mean()
             loss = _anchored_step(model, loss, all_rows, s.sft_batch, s, rng, opt, sched)
-            tot += float(loss) * len(batch)
+            tot += float(loss.detach()) * len(batch)
         losses.append(tot / len(rows))
         if log:
             log(f"sft epoch {epoch + 1}/{s.sft_epochs}: loss {losses[-1]:.4f}")
@@ -268,7 +268,7 @@ def train_bpo(model: Any, rows: Sequence[Row], attributes: Sequence[str], s: Bal
             if s.alpha_sft:
                 loss = loss - s.alpha_sft * lp.mean()
             loss = _anchored_step(model, loss, rows, s.bpo_batch, s, rng, opt, sched)
-            tot += float(loss) * len(chunk)
+            tot += float(loss.detach()) * len(chunk)
         losses.append(tot / len(pairs))
         if log:
             log(f"bpo epoch {epoch + 1}/{s.bpo_epochs}: loss {losses[-1]:.6f}")

@@ -209,11 +209,13 @@ def gate(
     overwrite: bool = False,
     *,
     step_summary: Path | None = None,
+    progress: Any = None,
 ) -> GateOutcome:
     """Judge a saved run (`report`) or a fresh scan (`model`, `suite`) against `policy`.
 
     The policy is validated before any scan starts, so a typo costs seconds, not a model load.
-    `step_summary` defaults to `$GITHUB_STEP_SUMMARY`; JUnit goes to `junit` when given.
+    `step_summary` defaults to `$GITHUB_STEP_SUMMARY`; JUnit goes to `junit` when given; `progress` is the
+    fresh scan's (`start(total) -> advance(n)`, as `scan` takes it).
     """
     pol = load_policy(policy)
     if junit is not None:  # before any scan: an existing file that is not an earlier JUnit is refused
@@ -237,7 +239,7 @@ def gate(
             raise AuditError("a fresh scan needs --suite (or 'suite' in the policy)")
         from mllm_audit.runs.scan import run_scan
 
-        report = Path(run_scan(model=model, suite=suite, output=output).run_dir)
+        report = Path(run_scan(model=model, suite=suite, output=output, progress=progress).run_dir)
     outcome = evaluate(pol, Path(report))
     if junit is not None:
         write_junit(outcome, Path(junit))

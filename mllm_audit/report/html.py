@@ -23,6 +23,7 @@ MAX_HIST_GROUPS = 12
 PERSON_KEY = "favoured_logodds"  # per-person mean log-odds in a disparity.py group block
 MAX_BARS = 40
 MAX_DISPARITY_PANELS = 4
+SMALL_CLUSTERS = 5  # fewer clusters than this in a group: its interval gets a small-sample note
 _LABEL_KEYS = ("person", "name", "label", "id", "item_id", "pair", "group")
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -66,6 +67,14 @@ def plot_pct_biased(summary: dict[str, Any]) -> Any:
            [max(0.0, b - p) for p, b in zip(pct, hi, strict=True)]]
     ax.barh(y, pct, color=colors, xerr=err, capsize=3, ecolor="#222222")
     ax.axvline(50, color="#888888", linestyle="--", linewidth=1)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#c0504d", label="interval above 50 %: biased"),
+                       Patch(color="#70ad47", label="interval below 50 %: anti-stereotypical"),
+                       Patch(color="#888888", label="interval includes 50 %"),
+                       ax.lines[-1]], labels=["interval above 50 %: biased", "interval below 50 %: anti-stereotypical",
+                                               "interval includes 50 %", "50 %: no preference"],
+              loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8, frameon=False)
     ax.set_yticks(y, [_mpl(f"{k} (n={summary[k].get('n', '?')})") for k in labels])
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of items where the stereotypical answer is more likely (95% cluster-bootstrap CI)")
@@ -95,7 +104,7 @@ def plot_margin_histograms(samples: list[dict[str, Any]], group_by: str | None) 
         ax.set_title(_mpl(f"{lab} (n={len(groups[lab])})"), fontsize=9)
     for j in range(len(labels), nrow * ncol):
         axes[j // ncol][j % ncol].set_visible(False)
-    fig.supxlabel("margin = logp(stereotypical) - logp(other)")
+    fig.supxlabel("margin = log p(stereotypical) - log p(other), nats (right of the red line: biased)")
     fig.suptitle("Margin distribution per group")
     return fig
 
@@ -321,15 +330,22 @@ def plot_prompt_bias(bars: list[tuple[str, float, Any, Any]], floor: Any) -> Any
 def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     """The report's HTML text, how many images it embeds, and the section titles."""
     from mllm_audit.report.compare import load_run
+    from mllm_audit.report.htmlruns import editor_state_page, locate_section, unified_section, what_ran_table
+    from mllm_audit.report.runinfo import run_kind, run_title
+    from mllm_audit.report.views import is_editor_state
     from mllm_audit.util.files import read_jsonl
 
+    if is_editor_state(Path(run_dir)):  # train-editor writes a state folder, not a run folder
+        body, n_state, state_sections, state_title = editor_state_page(Path(run_dir))
+        return _document(state_title, [f"<h1>{_esc(state_title)}</h1>", body]), n_state, state_sections
     run = load_run(run_dir, need_samples=False)
     res = run.results
+    kind = run_kind(res)
     model = res.get("model") or {}
     suite = res.get("suite") or {}
-    title = f"mllm-audit {res.get('command', 'run')}: {model.get('name', '?')} on {suite.get('name', '?')}"
-    parts = [f"<h1>{_esc(title)}</h1>"]
-    sections: list[str] = []
+    title = f"mllm-audit {run_title(res)}"
+    parts = [f"<h1>{_esc(title)}</h1>", what_ran_table(res)]
+    sections: list[str] = []  # "What ran" heads every page; sections are what the run type adds
     n_images = 0
     if not run.complete:
         parts.append('<p class="warn">This run is <b>incomplete</b> (results.json says complete: false); '
@@ -350,7 +366,17 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     sections.append("Run")
 
     summary = res.get("summary")
-    if res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
+    if kind == "fix-unified":
+        block, k = unified_section(res)
+        parts.append(block)
+        n_images += k
+        sections.append("Generation bias per stage")
+        summary = None
+    elif kind == "locate":
+        parts.append(locate_section(res))
+        sections += ["Tokenizer", "Language model", "Verdict"]
+        summary = None
+    elif res.get("command") == "study":  # a study run holds its own table (studies.py), nothing else
         from mllm_audit.report.studies import html_section
 
         block, k = html_section(res)
@@ -358,26 +384,50 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         n_images += k
         sections.append(f"Study: {res.get('study')}")
     elif res.get("command") == "gen-scan":
+        from mllm_audit.report.gallery import contact_sheet
+
         block, k = _gen_section(res, run.samples)
         parts.append(block)
+        sheet = contact_sheet(run.dir, run.samples)
+        if sheet:
+            parts.append(sheet)
+            sections.append("Generated images")
         n_images += k
         sections.append("Generation bias")
         summary = None
     elif isinstance(summary, dict) and summary:
-        rows = []
+        from mllm_audit.report.gallery import scan_gallery
+
+        rows, small = [], []
         for lab, r in summary.items():
             rows.append([_esc(lab), _num(r.get("n")), _num(r.get("n_clusters")), _pct(r.get("pct_biased")),
-                         f"{_pct(r.get('ci_low'))} - {_pct(r.get('ci_high'))}", _num(r.get("mean_margin")),
-                         f"{_num(r.get('margin_ci_low'))} - {_num(r.get('margin_ci_high'))}"])
+                         f"{_pct(r.get('ci_low'))} to {_pct(r.get('ci_high'))}", _num(r.get("mean_margin")),
+                         f"{_num(r.get('margin_ci_low'))} to {_num(r.get('margin_ci_high'))}"])
+            if isinstance(r.get("n_clusters"), int) and r["n_clusters"] < SMALL_CLUSTERS:
+                small.append(f"{lab} ({r['n_clusters']} cluster{'s' if r['n_clusters'] != 1 else ''})")
         parts.append("<h2>% biased per group</h2>")
-        parts.append(_table(["group", "n", "clusters", "% biased", "95% CI", "mean margin", "95% CI"], rows))
+        parts.append("<p>% biased: share of items where the model gives the stereotypical answer (y_more) a higher "
+                     "probability than the other (y_less); 50 % is no preference. Intervals are 95 % cluster "
+                     "bootstrap (items sharing an image or scenario resampled together). Margin = log p(y_more) - "
+                     "log p(y_less), in nats.</p>")
+        parts.append(_table(["group", "items", "clusters", "% biased", "% biased 95 % interval",
+                             "mean margin (nats)", "mean margin 95 % interval (nats)"], rows))
+        if small:
+            parts.append(f'<p class="note">Small samples: {_esc(", ".join(small))}. With fewer than '
+                         f"{SMALL_CLUSTERS} clusters the bootstrap interval is unreliable; with one it has zero "
+                         "width, which means no information, not certainty.</p>")
         parts.append(_png(plot_pct_biased(summary)))
         n_images += 1
         sections.append("% biased per group")
+        if run.samples:
+            gallery = scan_gallery(res, run.samples, run.group_by)
+            if gallery:
+                parts.append(gallery)
+                sections.append("Example items")
     elif res.get("command", "scan") == "scan":
         parts.append('<p class="note">results.json has no summary.</p>')
 
-    if res.get("command") in ("gen-scan", "study") or (res.get("command") == "fix" and not run.samples):
+    if kind in ("gen-scan", "study", "fix-unified", "locate") or (kind == "fix" and not run.samples):
         pass  # no likelihood margins of their own: the sections above and below are the run's result
     elif run.samples:
         parts.append("<h2>Margins</h2>")
@@ -392,11 +442,21 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
     fix_metrics = res.get("metrics")
     edits_path = run.dir / "edits.jsonl"
     if isinstance(fix_metrics, dict) or edits_path.is_file():
+        from mllm_audit.report.htmlruns import fix_headline_html, plot_sequential_curve, saved_model_html
+
         parts.append("<h2>Edit</h2>")
         sections.append("Edit")
+        edit_recs = read_jsonl(edits_path) if edits_path.is_file() else []
+        parts.append(fix_headline_html(res, edit_recs))
+        saved = res.get("saved_model") or {}
         if isinstance(fix_metrics, dict) and fix_metrics:
-            parts.append(_fix_metrics_table(fix_metrics, res.get("base_metrics") or {}))
-        pairs = edit_pairs(read_jsonl(edits_path)) if edits_path.is_file() else []
+            parts.append(_fix_metrics_table(fix_metrics, res.get("base_metrics") or {}, saved.get("metrics")))
+        if saved:
+            parts.append(saved_model_html(saved, fix_metrics or {}))
+        if res.get("sequential_curve"):
+            parts.append("<h3>Sequential curve</h3>" + _png(plot_sequential_curve(res["sequential_curve"])))
+            n_images += 1
+        pairs = edit_pairs(edit_recs)
         if pairs:
             flipped = sum(1 for _, a, b in pairs if a > 0 >= b)
             worse = sum(1 for _, a, b in pairs if a <= 0 < b)
@@ -426,13 +486,13 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
             raw = raw[:20000] + "\n..."
         parts.append(f"<details><summary>raw disparity block</summary><pre>{_esc(raw)}</pre></details>")
 
-    doc = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n"
-        + "\n".join(parts)
-        + "\n</body></html>\n"
-    )
-    return doc, n_images, sections
+    return _document(title, parts), n_images, sections
+
+
+def _document(title: str, parts: list[str]) -> str:
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(parts)
+            + "\n</body></html>\n")
 
 
 def write_html_report(run_dir: Path, html_path: Path, overwrite: bool = False, *,
@@ -472,10 +532,12 @@ def _short_identity(block: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(out)
 
 
-def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
+def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any], saved: dict[str, Any] | None = None) -> str:
     """Every metric the fix run wrote, once: unedited, edited, the change coloured by the metric's
-    declared direction (metrics/catalog.py), and the edited value's 95 % interval."""
+    declared direction (metrics/catalog.py), the edited value's 95 % interval, and with --save the
+    saved model's own value."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO, better
+    from mllm_audit.report.numbers import fmt_metric
 
     known = [k for k in (*FIX_RATE_METRICS, *FIX_EXTRA_METRICS) if k in metrics or k in base]
     others = [k for k in metrics if k not in known and not k.endswith(("_ci_low", "_ci_high"))]
@@ -487,10 +549,16 @@ def _fix_metrics_table(metrics: dict[str, Any], base: dict[str, Any]) -> str:
             d = float(e) - float(b)
             good = better(k, d, float(b))
             colour = "" if good is None or abs(d) < 1e-9 else ("#2e7d32" if good else "#c62828")
-            change = f'<span style="color:{colour}">{d:+.3f}</span>' if colour else f"{d:+.3f}"
+            signed = fmt_metric(k, d, signed=True)
+            change = f'<span style="color:{colour}">{signed}</span>' if colour else signed
         lo, hi = metrics.get(f"{k}_ci_low"), metrics.get(f"{k}_ci_high")
-        ci = f"[{_num(lo)}, {_num(hi)}]" if _is_num(lo) and _is_num(hi) else ""
+        ci = f"[{fmt_metric(k, lo)}, {fmt_metric(k, hi)}]" if _is_num(lo) and _is_num(hi) else ""
         info = METRIC_INFO.get(k)
         way = "" if info is None or info.higher_is_better is None else ("higher" if info.higher_is_better else "lower")
-        rows.append([_esc(k), "" if b is None else _num(b), "—" if e is None else _num(e), change, ci, way])
-    return _table(["metric", "unedited", "edited", "change", "95% interval", "better"], rows)
+        row = [_esc(k), "" if b is None else fmt_metric(k, b), fmt_metric(k, e), change, ci, way,
+               _esc(info.unit if info is not None else "")]
+        if saved is not None:
+            row.append(fmt_metric(k, saved.get(k)))
+        rows.append(row)
+    head = ["metric", "unedited", "edited", "change", "95% interval", "better", "unit"]
+    return _table(head + (["saved model"] if saved is not None else []), rows)

@@ -46,6 +46,39 @@ def paired_rows(pairs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
     return ["editor", "A", "B", *keys], rows
 
 
+def study_table(results: dict[str, Any], width: int | None = None) -> Any:
+    """The study's console table (the `study` command and `report` of a study run print the same). Too wide
+    for the terminal (80 columns: 11 columns of a batch study), it stacks: the value columns split over
+    several tables, each repeating the key columns, so no header or number is ever cut."""
+    from rich.console import Group
+
+    from mllm_audit.report.tables import new_table
+    from mllm_audit.util.console import console
+
+    header, rows = table_rows(results)
+    keys = 2
+    title = (f"study {results.get('study')} on {(results.get('model') or {}).get('name', '?')} / "
+             f"{(results.get('suite') or {}).get('name', '?')} ({results.get('n_items', '?')} items)")
+    need = [max([len(h), *(len(r[i]) for r in rows)]) + 3 for i, h in enumerate(header)]
+    room = (width or console.width) - 1 - sum(need[:keys])
+    groups: list[list[int]] = [[]]
+    for i in range(keys, len(header)):
+        if groups[-1] and sum(need[j] for j in groups[-1]) + need[i] > room:
+            groups.append([])
+        groups[-1].append(i)
+    tables = []
+    for n, cols in enumerate(groups):
+        part = f" ({n + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = new_table(title + part)
+        for i in [*range(keys), *cols]:
+            table.add_column(header[i], justify="left" if header[i] in ("editor", "module", "edit on") else "right",
+                             no_wrap=True)
+        for r in rows:
+            table.add_row(*[r[i] for i in [*range(keys), *cols]])
+        tables.append(table)
+    return tables[0] if len(tables) == 1 else Group(*tables)
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     header, rows = table_rows(results)
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]

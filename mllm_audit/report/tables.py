@@ -42,15 +42,27 @@ def diff_line(rec: dict[str, Any]) -> str:
     return head + "  ".join(loc)
 
 
-def saved_model_line(saved: dict[str, Any], rows: dict[str, Any]) -> str:
-    """What the saved model itself measures, and where that differs from the per-edit rows above."""
+def saved_model_table(saved: dict[str, Any], rows: dict[str, Any]) -> list[Any]:
+    """What the saved model itself measures: one line (how it was built, where), and where it differs
+    from the per-edit rows a compact table of those metrics (rows, saved, difference) instead of a paragraph."""
     from mllm_audit.util.text import shown as escape
 
-    head = f"saved model ({saved['n_edits']} edits applied at once) -> {escape(saved['path'])}"
+    how = saved.get("how") or f"{saved['n_edits']} edits applied at once"
+    head = f"saved model {escape(saved.get('name') or '')} ({saved['n_edits']} edits; {escape(how)}) -> " \
+           f"{escape(saved['path'])}"
+    differs = [k for k in saved["differs_from_rows"] if not k.endswith(("_ci_low", "_ci_high"))]
     if not saved["differs_from_rows"]:
-        return f"{head}: measures the same as the rows above"
-    parts = [f"{k} {_num(saved['metrics'].get(k))} (rows: {_num(rows.get(k))})" for k in saved["differs_from_rows"]]
-    return f"[yellow]{head} differs from the rows above[/]: " + ", ".join(parts)
+        return [f"{head}: measures the same as the rows above"]
+    if not differs:
+        return [f"{head}: the same metrics as the rows above; only their intervals differ"]
+    table = new_table("", "rows: the per-edit measurements above; saved: the saved model measured itself")
+    table.add_column("metric differing", overflow="fold")
+    for c in ("rows", "saved", "saved - rows"):
+        table.add_column(c, justify="right")
+    for k in differs:
+        a, b = rows.get(k), saved["metrics"].get(k)
+        table.add_row(k, _num(a), _num(b), "—" if a is None or b is None else f"{b - a:+.3f}")
+    return [f"[yellow]{head} differs from the rows above in {len(differs)} metrics[/]:", table]
 
 
 def _num(x: Any) -> str:
@@ -58,8 +70,10 @@ def _num(x: Any) -> str:
 
 
 def metrics_table(results: dict[str, Any]) -> Any:
-    """Every metric the fix run wrote, base -> edited; a change coloured by the metric's declared direction."""
+    """Every metric the fix run wrote, base -> edited (a change coloured by the metric's declared direction),
+    and with --save the saved model's own value beside the rows."""
     from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, better
+    from mllm_audit.report.numbers import fmt_metric
 
     table = new_table(f"{results['editor']['name']} on {results['model']['name']} / "
                       f"{results['suite']['name']} ({results['mode']}, {results['n_edits']} edits)")
@@ -67,20 +81,22 @@ def metrics_table(results: dict[str, Any]) -> Any:
     table.add_column("base", justify="right")
     table.add_column("edited", justify="right")
     table.add_column("delta", justify="right")
+    saved = (results.get("saved_model") or {}).get("metrics")
+    if saved is not None:
+        table.add_column("saved", justify="right")
     base, edited = results.get("base_metrics") or {}, results.get("metrics") or {}
     extra = [k for k in FIX_EXTRA_METRICS if edited.get(k) is not None or base.get(k) is not None]
     for key in (*FIX_RATE_METRICS, *extra):
         b, e = base.get(key), edited.get(key)
-        if e is None:
-            table.add_row(key, "—" if b is None else f"{b:.3f}", "—", "—")
-            continue
-        if b is None:
-            table.add_row(key, "—", f"{e:.3f}", "—")
+        tail = [] if saved is None else [fmt_metric(key, saved.get(key))]
+        if e is None or b is None:
+            table.add_row(key, fmt_metric(key, b), fmt_metric(key, e), "—", *tail)
             continue
         d = e - b
         good = better(key, d, b)
         style = "" if good is None or abs(d) <= 1e-9 else ("green" if good else "red")
-        table.add_row(key, f"{b:.3f}", f"{e:.3f}", f"[{style}]{d:+.3f}[/]" if style else f"{d:+.3f}")
+        delta = fmt_metric(key, d, signed=True)
+        table.add_row(key, fmt_metric(key, b), fmt_metric(key, e), f"[{style}]{delta}[/]" if style else delta, *tail)
     return table
 
 
@@ -255,31 +271,35 @@ def summary_table(summary: Mapping[str, Any], attributes: Mapping[str, Sequence[
 
 
 def fix_table(results: dict[str, Any]) -> Any:
-    """Stages side by side: held-out and control bias (with floor), fidelity, adherence, understanding."""
-    t = new_table(f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
-                  f"(held out: {len(results['held_out_prompts'])} prompts)")
-    cols = ["stage"]
+    """Stages side by side, one column each (base, sft, sft+bpo: fits 80 columns whatever the groups): held-out
+    and control bias with its floor, fidelity, adherence, understanding, pair gap, one row per number."""
     stages = results["stages"]
-    groups = [g for g in next(iter(stages.values()))["summary"] if g != "all"] or ["all"]
+    t = new_table(f"{results['editor']['name']} on {results['model']['name']} / {results['suite']['name']} "
+                  f"(held out: {len(results['held_out_prompts'])} prompts)",
+                  "norm.: normalised generation bias, 0 balanced, 1 one group only; floor: a balanced model's "
+                  "value at this many images. Fidelity and adherence 0..1, higher is better.")
+    t.add_column("measure", overflow="fold")
+    for name in stages:
+        t.add_column(name, justify="right")
+    first = next(iter(stages.values()))
+    groups = [g for g in first["summary"] if g != "all"] or ["all"]
     attrs = [a for a in ("gender", "race") if a in results["classifier"]["attributes"]]
+
+    def cell(v: Any, fmt: str = ".3f") -> str:
+        return "-" if v is None else format(v, fmt)
+
     for g in groups:
-        cols += [f"{g} {a} norm. (floor)" for a in attrs]
-    cols += ["fidelity", "adherence", "und. p(unknown) / skew", "pair gap"]
-    for c in cols:
-        t.add_column(c, justify="right")
-    for name, m in stages.items():
-        cells = [name]
-        for g in groups:
-            for a in attrs:
-                r = m["summary"][g].get(a, {})
-                v, f = r.get("normalised"), r.get("floor")
-                cells.append("-" if v is None else f"{v:.3f} ({f:.3f})" if f is not None else f"{v:.3f}")
-        fv = m["fidelity"] if m["fidelity"] is not None else m.get("clip_score")
-        cells.append("-" if fv is None else f"{fv:.3f}")
-        cells.append(", ".join(f"{a} {v:.3f}" for a, v in m["adherence"].items() if v is not None) or "-")
-        s_all = m["summary"]["all"]
-        u, k = s_all.get("understanding_p_unknown"), s_all.get("understanding_skew")
-        cells.append("-" if u is None else f"{u:.2f} / {k:.2f}")
-        cells.append(f"{m['pair_gap']:.4f}")
-        t.add_row(*cells)
+        for a in attrs:
+            floor = (first["summary"][g].get(a) or {}).get("floor")
+            label = f"{g} {a} norm." + (f" (floor {floor:.3f})" if floor is not None else "")
+            t.add_row(label, *[cell((m["summary"][g].get(a) or {}).get("normalised")) for m in stages.values()])
+    t.add_row("fidelity", *[cell(m["fidelity"] if m["fidelity"] is not None else m.get("clip_score"))
+                            for m in stages.values()])
+    for a in dict.fromkeys(a for m in stages.values() for a in m["adherence"]):
+        t.add_row(f"adherence {a}", *[cell(m["adherence"].get(a)) for m in stages.values()])
+    t.add_row("understanding p(unknown)", *[cell(m["summary"]["all"].get("understanding_p_unknown"), ".2f")
+                                            for m in stages.values()])
+    t.add_row("understanding skew", *[cell(m["summary"]["all"].get("understanding_skew"), ".2f")
+                                      for m in stages.values()])
+    t.add_row("pair gap", *[cell(m.get("pair_gap"), ".4f") for m in stages.values()])
     return t

@@ -1,4 +1,4 @@
-"""What `report` and `rescore` show for each run type (scan, fix, gen-scan): one dispatch on the
+"""What `report` and `rescore` show for each run type (report/runinfo.KINDS): one dispatch on the
 run's `command`, so a new run type adds a view here instead of a new copy of the report command."""
 
 from __future__ import annotations
@@ -15,37 +15,53 @@ def command_of(results: dict[str, Any]) -> str:
     return str(results.get("command") or "scan")
 
 
-def edit_counts(edits: list[dict[str, Any]]) -> tuple[int, int]:
-    """(fixed, still biased) over the edits whose reliability was measured."""
-    fixed = sum(1 for e in edits if e.get("reliability") == 1.0)
-    measured = sum(1 for e in edits if e.get("reliability") is not None)
-    return fixed, measured - fixed
-
-
 def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
-    """The run's own tables: bias per group (scan), metrics and per-item diffs (fix), skew (gen-scan)."""
+    """The run's own tables under a header naming what ran (report/runinfo.py): bias per group (scan),
+    metrics and per-item diffs (fix), stages (fix --editor sft|bpo), skew (gen-scan), the probes and
+    verdict (locate), the study's table, a trained editor state (train-editor)."""
     from mllm_audit.report.compare import load_run
+    from mllm_audit.report.runinfo import run_kind, run_title, what_ran
+    from mllm_audit.util.text import shown
 
     if is_editor_state(Path(run_dir)):
         console.print(editor_state_table(Path(run_dir)))
         return
     run = load_run(run_dir, need_samples=False)
-    res, cmd = run.results, command_of(run.results)
+    res, kind = run.results, run_kind(run.results)
     title = f"{(res.get('model') or {}).get('name', '?')} on {(res.get('suite') or {}).get('name', '?')}"
-    if cmd == "fix":
+    if kind not in ("scan", "gen-scan"):  # a scan's table title already says all there is
+        console.print(f"[bold]{shown(run_title(res))}[/]")
+        extra = [f"{k} {v}" for k, v in what_ran(res) if k in ("state", "objective", "settings", "verdict")]
+        if extra:
+            console.print(shown("; ".join(extra)), soft_wrap=True)
+    if kind == "fix":
         _render_fix(run.dir, res, console, all_items)
-    elif cmd == "gen-scan":
+    elif kind == "fix-unified":
+        from mllm_audit.report.tables import fix_table
+
+        console.print(fix_table(res))
+    elif kind == "locate":
+        from mllm_audit.report.tables import locate_tables
+
+        for table in locate_tables(res):
+            console.print(table)
+        console.print(f"[bold]verdict: {shown(res.get('verdict'))}[/] ({shown(res.get('verdict_reason'))})")
+    elif kind == "study":
+        from mllm_audit.report.studies import study_table
+
+        console.print(study_table(res))
+    elif kind == "gen-scan":
         from mllm_audit.report.tables import gen_table, summary_table
 
         attributes = res.get("attributes") or {}
         console.print(gen_table(run.samples, attributes, f"{title}: per prompt (normalised bias, 0..1)"))
         console.print(summary_table(res.get("summary") or {}, attributes, f"{title}: mean over prompts"))
-    elif cmd == "scan":
+    elif kind == "scan":
         from mllm_audit.report.tables import bias_table
 
         console.print(bias_table(res.get("summary") or {}, title))
     else:
-        raise AuditError(f"{run.dir}: `report` does not know run type {cmd!r}")
+        raise AuditError(f"{run.dir}: `report` does not know run type {kind!r}")
     if not run.complete:
         console.print("[yellow]incomplete run[/] (results.json says complete: false)")
 
@@ -55,6 +71,10 @@ def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: boo
     from mllm_audit.util.files import read_jsonl
 
     edits = read_jsonl(run_dir / "edits.jsonl") if (run_dir / "edits.jsonl").is_file() else []
+    from mllm_audit.report.headline import print_headline
+    from mllm_audit.report.tables import saved_model_table
+
+    print_headline(console, res, edits)  # what the edit did to bias and what it broke, before any table
     console.print(metrics_table(res))
     shown = edits if all_items else edits[:MAX_ITEM_LINES]
     for rec in shown:
@@ -62,8 +82,10 @@ def _render_fix(run_dir: Path, res: dict[str, Any], console: Any, all_items: boo
             console.print(diff_line(rec), soft_wrap=True)
     if len(shown) < len(edits):
         console.print(f"... and {len(edits) - len(shown)} more edits (--all shows every one)")
-    fixed, still = edit_counts(edits)
-    console.print(f"{fixed} fixed, {still} still biased of {len(edits)} edits (margin = log p(y_more) - log p(y_less))")
+    console.print("margin = log p(y_more) - log p(y_less), in nats")
+    if res.get("saved_model"):
+        for part in saved_model_table(res["saved_model"], res.get("metrics") or {}):
+            console.print(part, soft_wrap=True)
 
 
 def rescore_run(run_dir: Path, write: bool = False) -> Any:

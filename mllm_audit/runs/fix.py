@@ -42,7 +42,7 @@ import torch
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
-from mllm_audit.models.cards import write_folder_card
+from mllm_audit.runs.fix_save import save_edited
 from mllm_audit.runs.options import check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
 from mllm_audit.runs.record import Counters, Coverage, RunRecord, model_identity, new_record, suite_identity
@@ -51,8 +51,7 @@ from mllm_audit.runs.signals import STOPS, interrupted, stop_signals
 from mllm_audit.runs.writer import RunWriter, default_run_dir, new_run_id
 from mllm_audit.suites.items import Item, Suite, load_suite
 from mllm_audit.util.console import note, status
-from mllm_audit.util.files import atomic_write_json
-from mllm_audit.util.folders import OutputFolder, RunLock, check_new_output, check_run_folder
+from mllm_audit.util.folders import RunLock, check_new_output, check_run_folder
 from mllm_audit.util.identity import model_digest
 
 if TYPE_CHECKING:
@@ -129,6 +128,8 @@ def run_fix(
     balanced_from: str = "images",
     self_images_per_word: int = 16,
     objective: str | None = None,
+    hparams_file: Path | None = None,
+    resume: bool = False,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -138,23 +139,30 @@ def run_fix(
 ) -> Any:
     """Edit, measure, write `edits.jsonl` and `results.json`; the model is restored at the end.
 
-    `save` writes the model with every edit applied at once, under a temporary name renamed into
-    place when whole (manifest included), and measures that saved model itself: its five metrics
-    go to results["saved_model"]["metrics"] and the manifest, beside the per-edit rows.
+    `save` writes the model that results["saved_model"]["metrics"] measured (runs/fix_save.py): in
+    sequential mode the run's own final model (every edit, one after another), in single and batch
+    mode every edit applied at once; under a new card name (base name + edit), beside the rows.
 
     `--editor sft|bpo` edit a unified model's image generation instead (runs/fix_unified.py), with
     `hparam` as KEY=VALUE settings and `data_dir` the labelled images, or with `balanced_from`
     "generations" the model's own drawings (`self_images_per_word` per group word); it returns a
-    UnifiedFixResult.
+    UnifiedFixResult. Other editors take `hparam` (`--set`) as their declared settings and
+    `hparams_file` (`--hparams`) as an EasyEdit hparams YAML (editors/hparams.py), both recorded.
 
     `objective` (ft-l/ft-v, mend, ke): flip (the paper's, default), paired or neutral
     (editors/objectives.py); a learned editor's state must have been trained under it.
     """
+    editor = editor.lower()  # the docs write FT-L
     from mllm_audit.editors.objectives import check_objective
 
     check_objective(objective, editor)
     check_fix_options(editor, mode, batch_edits, scope, variant, serac_routing, hparam, dtype, device, split,
                       balanced_from)
+    if editor in ("sft", "bpo") and resume:
+        raise AuditError(f"--resume continues single and batch runs of weight and memory editors, not {editor}")
+    if editor in ("sft", "bpo") and hparams_file is not None:
+        raise AuditError(f"--hparams reads EasyEdit hparams files (ft-l, ft-v, ike, mend, ke, serac); {editor} "
+                         "takes --set KEY=VALUE")
     if editor in ("sft", "bpo"):
         from mllm_audit.editors.bpo import BalancedSettings, parse_overrides
         from mllm_audit.runs.fix_unified import run_unified_fix
@@ -165,7 +173,11 @@ def run_fix(
                                output=output, save=save, seed=seed, settings=settings, device=device,
                                balanced_from=balanced_from, self_images_per_word=self_images_per_word,
                                adapter=adapter, log=log)
-    editor_options = dict(editor_options or {})
+    from mllm_audit.editors.hparams import resolve_settings
+
+    declared, accounted = resolve_settings(editor, hparam, hparams_file)  # --set over the file, both checked
+    editor_options = {**declared, **(editor_options or {})}
+    source = {"path": str(hparams_file), "accounted": accounted} if hparams_file is not None else None
     if variant is not None:
         editor_options["variant"] = variant
     if serac_routing is not None:
@@ -175,7 +187,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card, allow_outside_paths)
+                        on_edit, progress, card, allow_outside_paths, source, resume)
 
 
 def _run_fix(
@@ -184,7 +196,7 @@ def _run_fix(
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
-    allow_outside_paths: bool = False,
+    allow_outside_paths: bool = False, settings_source: dict[str, Any] | None = None, resume: bool = False,
 ) -> FixResult:
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext, EditRequest
@@ -207,8 +219,11 @@ def _run_fix(
             editor_state = shipped_state(adapter.card, editor, scope)
         if editor_state is None:
             raise AuditError(f"editor {editor!r} needs a trained state: pass --editor-state DIR (train-editor)")
+    from mllm_audit.runs.fix_resume import check_resume_options
+
+    check_resume_options(resume, output, mode)
     if output is not None:
-        check_run_folder(Path(output), "fix", resume=False)  # fix has no --resume: an existing run is refused
+        check_run_folder(Path(output), "fix", resume=resume)  # an existing run only with --resume
     if save is not None:
         check_new_output(Path(save), "--save")  # never into the model's own folder or any other non-empty one
         if output is not None and Path(save).resolve() == Path(output).resolve():
@@ -244,7 +259,9 @@ def _run_fix(
     ]
     run_id = new_run_id()
     out_dir = Path(output) if output else default_run_dir("fix", adapter.card.name, the_suite.name)
-    editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options}
+    editor_info = {"name": editor, "scope": getattr(the_editor, "scope", None), "options": ctx.options,
+                   "variant": _resolved_variant(the_editor, adapter, ctx.options),
+                   **({"hparams_file": settings_source} if settings_source else {})}
     state_digest = model_digest(editor_state) if editor_state is not None else None
     record = new_record(
         "fix", run_id, model_identity(adapter.identity()), suite_identity(the_suite, the_suite.items), seed,
@@ -260,20 +277,46 @@ def _run_fix(
     lock.acquire()
     try:
         if output is not None:
-            check_run_folder(out_dir, "fix", resume=False)  # again, now that no one else can write it
+            check_run_folder(out_dir, "fix", resume=resume)  # again, now that no one else can write it
+        previous: tuple[str | None, list[dict[str, Any]], list[str]] = (None, [], [])
+        if resume:
+            from mllm_audit.runs.fix_resume import kept_edits
+
+            previous = kept_edits(out_dir, record, [it.id for it in items], 1 if mode == "single" else batch_edits)
+            if previous[0]:
+                record.header.run_id = previous[0]  # one run: the kept and the new edits share its id
+            record.payload["resumed"] = {"kept_edits": len(previous[1])}
         return _edit_and_measure(
             adapter, the_editor, the_suite, items, probes, pre, requests, ctx, load, record, out_dir, mode,
-            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded,
+            batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded, previous[1], previous[2],
         )
     except STOPS as e:
         record.finish.interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
         record.write(out_dir)
         kept = f"{out_dir} holds an incomplete fix run (complete: false)"
         kept += f", nothing was saved to {save}" if save is not None else ""
-        raise interrupted(e, f"{kept}; the model on disk is unchanged; rerun fix with a new --output "
-                             "(fix has no --resume)") from None
+        how = ("rerun with a new --output (sequential runs are not resumed)" if mode == "sequential" else
+               f"continue with fix --resume --output {out_dir} (the same options)")
+        raise interrupted(e, f"{kept}; the model on disk is unchanged; {how}") from None
     finally:
         lock.release()
+
+
+def _resolved_variant(the_editor: Editor, adapter: Adapter, options: dict[str, Any]) -> str | None:
+    """The variant the edit really runs (options < the card < the default; a learned editor's from its
+    state), so the run says which objective it optimised, not only what was asked."""
+    import importlib
+
+    hp = getattr(the_editor, "hp", None)
+    if isinstance(hp, dict) and hp.get("variant"):
+        return str(hp["variant"])
+    resolve = getattr(importlib.import_module(type(the_editor).__module__), "hyperparameters", None)
+    if resolve is None:
+        return None
+    try:
+        return str(resolve(adapter, options).get("variant") or "") or None
+    except AuditError:
+        return None
 
 
 def _fix_coverage(suite: Suite, split: str | None, items: Sequence[Item], n_candidates: int,
@@ -293,18 +336,24 @@ def _edit_and_measure(
     pre: list[dict[str, Any]], requests: list[Any], ctx: Any, load: Callable[[str], Any], record: RunRecord,
     out_dir: Path, mode: str, batch_edits: int, batch_size: int, save: Path | None,
     on_edit: Callable[[dict[str, Any]], None] | None, progress: Callable[[int], Callable[[int], None]] | None,
-    n_candidates: int, t0: float, t_loaded: float,
+    n_candidates: int, t0: float, t_loaded: float, kept: Sequence[dict[str, Any]] = (),
+    kept_touched: Sequence[str] = (),
 ) -> FixResult:
     run_id = record.header.run_id
     snapshot = _fingerprint(adapter)
     t_edits = time.perf_counter()
     records: list[dict[str, Any]] = []
     curve: list[dict[str, Any]] = []
+    saved: dict[str, Any] | None = None
     note(f"fix: {len(items)} edits with {the_editor.name} ({mode}) -> {out_dir}")
     with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
         record.write(out_dir)
         tick = progress(len(items)) if progress else None
-        touched: set[str] = set()
+        touched: set[str] = set(kept_touched)
+        records += list(kept)  # fix --resume: the recorded edits of whole batches, rewritten first
+        writer.append(records)
+        if tick and kept:
+            tick(len(kept))
 
         def measure(idx: list[int], edited: Edited) -> list[dict[str, Any]]:
             post = evaluate(adapter, [probes[i] for i in idx], load, edited.transform, batch_size, edited.score,
@@ -327,12 +376,16 @@ def _edit_and_measure(
                     if tick:
                         tick(1)
                 records = done if items else []
+                if save is not None and items:  # exactly the model the rows measured: the accumulated edits
+                    saved = save_edited(adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre,
+                                        load, batch_size, aggregate(records, intervals=True),
+                                        applied=_Chain(adapter, stack))
             finally:
                 for e in reversed(stack):
                     e.restore()
         else:
             k = 1 if mode == "single" else batch_edits
-            for start in range(0, len(items), k):
+            for start in range(len(kept), len(items), k):
                 idx = list(range(start, min(start + k, len(items))))
                 edited = the_editor.apply(adapter, [requests[i] for i in idx], ctx)
                 try:
@@ -342,6 +395,11 @@ def _edit_and_measure(
                     edited.restore()
                 records += new
                 for rec in new:
+                    rec["run_id"] = run_id
+                writer.append(new)  # flushed per batch: a killed run keeps it (fix --resume)
+                record.payload["touched_parameters"] = sorted(touched)
+                record.write(out_dir)
+                for rec in new:
                     if on_edit:
                         on_edit(rec)
                 if tick:
@@ -349,15 +407,18 @@ def _edit_and_measure(
         if mode == "sequential" and on_edit:
             for rec in records:
                 on_edit(rec)
-        for rec in records:
-            rec["run_id"] = run_id
-        writer.append(records)
+        if mode == "sequential":  # the final rows, measured on the final model, once
+            for rec in records:
+                rec["run_id"] = run_id
+            writer.append(records)
         t_done = time.perf_counter()
         if _fingerprint(adapter) != snapshot:
             raise AuditError("internal: the model was not restored exactly after editing")
         metrics = aggregate(records, intervals=True)
-        if save is not None:
-            record.payload["saved_model"] = _save_edited(
+        if saved is not None:  # sequential: saved above, the rows' own final model
+            record.payload["saved_model"] = saved
+        elif save is not None:  # single / batch: the rows measure several models; the one saved has every edit
+            record.payload["saved_model"] = save_edited(
                 adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre, load, batch_size, metrics
             )
             if _fingerprint(adapter) != snapshot:
@@ -407,9 +468,18 @@ class _Chain:
 
     def __init__(self, adapter: Adapter, stack: list[Edited]) -> None:
         self.adapter = adapter
+        self.stack = stack
         self.touched = sorted({n for e in stack for n in e.touched})
         self.transform = type(stack[0]).combine(stack)
         self.score = type(stack[0]).combine_score(stack)
+
+    def delta(self) -> dict[str, torch.Tensor]:
+        """The accumulated weight change: each weight against its value before the first edit touching it."""
+        out: dict[str, torch.Tensor] = {}
+        for e in self.stack:
+            for name, d in e.delta().items():
+                out.setdefault(name, d)
+        return out
 
 
 def _fingerprint(adapter: Adapter) -> int:
@@ -421,66 +491,3 @@ def _fingerprint(adapter: Adapter) -> int:
         h.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
                  if p.dtype != torch.bfloat16 else p.detach().float().cpu().numpy().tobytes())
     return int(h.hexdigest()[:15], 16)
-
-
-def _save_edited(
-    adapter: Adapter, editor: Editor, requests: Sequence[Any], ctx: Any, out: Path, record: RunRecord,
-    items: Sequence[Item], probes: Sequence[Probe], pre: Sequence[dict[str, Any]], load: Callable[[str], Any],
-    batch_size: int, row_metrics: dict[str, float | None],
-) -> dict[str, Any]:
-    """Apply all edits as one batch, measure that model, save it with its manifest, then restore.
-
-    The folder is built under a temporary name and renamed into place only when the weights,
-    processor and manifest are all written: a killed save leaves nothing loadable under `out`.
-    """
-    edited = editor.apply(adapter, list(requests), ctx)
-    folder = OutputFolder(out, "--save", "fix")
-    try:
-        if not edited.touched:
-            raise AuditError(f"editor {editor.name!r} changes no weights; there is nothing to --save")
-        post = evaluate(adapter, list(probes), load, edited.transform, batch_size, edited.score)
-        rows = [edit_record(it, p, q, len(edited.touched)) for it, p, q in zip(items, pre, post, strict=True)]
-        metrics = aggregate(rows, intervals=True)  # the same keys as the run's `metrics`
-        # Effect sizes belong to each edit call (one edit's norm vs the batch's), not to the model: not compared.
-        differs = [k for k in metrics if not _close(metrics[k], row_metrics.get(k))
-                   and k.removesuffix("_ci_low").removesuffix("_ci_high") not in _EFFECT_KEYS]
-        tmp = folder.open()
-        adapter.model.save_pretrained(tmp)
-        proc = getattr(adapter, "processor", None)
-        (proc or adapter.tokenizer).save_pretrained(tmp)
-        # The card (templates included) travels with the weights: `scan --model OUT` is prompted as before.
-        write_folder_card(adapter.card, tmp, f"{adapter.card.name} edited by mllm-audit fix --editor {editor.name}")
-        delta = edited.delta()
-        saved = {
-            "path": str(out),
-            "n_edits": len(requests),
-            "how": "every edit applied at once (one batch of all items), measured on the same items",
-            "metrics": metrics,
-            "differs_from_rows": differs,
-        }
-        atomic_write_json(
-            tmp / "mllm-audit-edit.json",
-            {
-                "schema": "mllm-audit/edited-model/v2",
-                "run_id": record.header.run_id,
-                "base_model": record.identity.as_dict()["model"],
-                "suite": record.identity.as_dict()["suite"],
-                "editor": record.payload["editor"],
-                "items": [r.item_id for r in requests],
-                "metrics": metrics,
-                "changed": {n: {"shape": list(d.shape), "l2": float(d.float().norm())} for n, d in delta.items()},
-            },
-        )
-        folder.commit()
-        return saved
-    finally:
-        if not folder.committed:
-            folder.abandon()
-        edited.restore()
-
-
-_EFFECT_KEYS = ("weight_delta_norm", "steps", "opposite_targets")
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-9)

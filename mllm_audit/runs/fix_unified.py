@@ -204,8 +204,12 @@ def run_unified_fix(
             writer.write_results(results)
             if log:
                 g = m["summary"].get("test", m["summary"]["all"]).get("gender", {})
-                log(f"{name}: held-out gender {g.get('normalised')} fidelity {m['fidelity']} "
-                    f"adherence {m['adherence']} pair gap {m['pair_gap']:.4f}")
+                def f3(x: Any) -> str:
+                    return "-" if x is None else f"{x:.3f}"
+
+                adherence = ", ".join(f"{a} {f3(v)}" for a, v in (m["adherence"] or {}).items())
+                log(f"{name}: held-out gender {f3(g.get('normalised'))} fidelity {f3(m['fidelity'])} "
+                    f"adherence {adherence or '-'} pair gap {m['pair_gap']:.4f}")
 
         base = adapter.model
         base_samples: list[dict[str, Any]] = []

@@ -131,8 +131,10 @@ def check_fix_options(editor: str, mode: str = "single", batch_edits: int = 16, 
         raise AuditError(f"--batch-edits must be one of {FIX_BATCH_SIZES}, got {batch_edits}")
     if scope not in (None, "text", "vision"):
         raise AuditError(f"--scope must be text or vision, got {scope!r}")
-    if hparam and editor not in UNIFIED_EDITORS:
-        raise AuditError(f"--set applies to --editor sft and bpo, not {editor}")
+    if editor not in UNIFIED_EDITORS:  # every other editor's settings: declared in editors/hparams.py
+        from mllm_audit.editors.hparams import parse_settings
+
+        parse_settings(editor, hparam)
     if variant is not None and editor not in ("ft-l", "ft-v", "ike"):
         raise AuditError(f"--variant applies to ft-l, ft-v and ike; {editor} takes it at train-editor time")
     if balanced_from not in ("images", "generations"):

@@ -307,6 +307,7 @@ def run_study(
     bad = [s for s in sizes if s < 1]
     if bad:
         raise AuditError(f"--sizes must be positive, got {bad[0]}")
+    editors = [e.lower() for e in editors] if editors else None  # the docs write FT-L
     if study == "modules":
         editors = list(editors or MODULE_EDITORS)
         unknown = [e for e in editors if e not in MODULE_EDITORS]

@@ -3,7 +3,7 @@
 The editor trains on the `train` split, early-stops on the `val` split, and never sees `eval`
 (that is what `fix` edits by default), so the figures `fix` reports are on held-out items.
 
-`--out` is an output folder: training runs in `.NAME.partial` beside it (checkpoints, one writer
+`--output` is an output folder: training runs in `.NAME.partial` beside it (checkpoints, one writer
 at a time) and the folder is renamed to NAME only when the state and its config are written. An
 existing folder (a model, a suite, another state) is never written into. `--resume` continues the
 partial folder when the model files, the suite's items and images and the editor settings are
@@ -13,7 +13,7 @@ those it was started with.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,8 @@ def train_editor(
     variant: str | None = None,
     lr: float | None = None,
     objective: str | None = None,
+    hparam: Sequence[str] = (),
+    hparams_file: Path | None = None,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -55,10 +57,24 @@ def train_editor(
 ) -> TrainResult:
     """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint.
 
-    `counterfactual` and `variant` are the two training settings the CLI exposes; `hparams` any other
-    (docs/editors.md)."""
+    `counterfactual` and `variant` are two training settings with their own options; `hparam` (`--set
+    KEY=VALUE`) and `hparams_file` (`--hparams`, an EasyEdit hparams YAML) any declared one
+    (editors/hparams.TRAIN_SETTINGS: schedule keys feed the schedule, the rest the network); `hparams`
+    a library caller's dict."""
+    from mllm_audit.editors.hparams import resolve_settings
     from mllm_audit.runs.signals import stop_signals
 
+    editor = editor.lower()
+    check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")
+    settings, _ = resolve_settings(editor, hparam, hparams_file, train=True)  # --set over the file, both checked
+    schedule = {k: settings.pop(k) for k in ("steps", "batch", "lr", "val_every", "patience", "ckpt_every", "clip")
+                if k in settings}
+    steps = steps if steps is not None else schedule.get("steps")
+    lr = lr if lr is not None else schedule.get("lr")
+    batch, val_every = schedule.get("batch", batch), schedule.get("val_every", val_every)
+    patience, ckpt_every = schedule.get("patience", patience), schedule.get("ckpt_every", ckpt_every)
+    if settings:
+        hparams = {**settings, **(hparams or {})}
     if objective is not None:  # mend, ke: the edit objective the network learns (editors/objectives.py)
         from mllm_audit.editors.objectives import check_objective
 
@@ -71,7 +87,7 @@ def train_editor(
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
-                             allow_outside_paths)
+                             allow_outside_paths, schedule.get("clip"))
 
 
 def _train_editor(
@@ -79,7 +95,7 @@ def _train_editor(
     batch: int | None, lr: float | None, val_every: int | None, patience: int | None, ckpt_every: int | None,
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
-    allow_outside_paths: bool = False,
+    allow_outside_paths: bool = False, clip: float | None = None,
 ) -> TrainResult:
     import torch
 
@@ -109,12 +125,12 @@ def _train_editor(
     if not train_items:
         raise AuditError(f"suite {the_suite.name!r} has no items in split 'train' to train an editor on")
     check_images(the_suite, train_items + val_items)
-    folder = OutputFolder(out, "--out", "train-editor", stable=True)
+    folder = OutputFolder(out, "--output", "train-editor", stable=True)
     partial = folder.tmp / CHECKPOINT_FILE
-    check_new_output(out, "--out")  # a model, a suite, a finished state: never written into
+    check_new_output(out, "--output")  # a model, a suite, a finished state: never written into
     if not resume and partial.is_file():
         raise AuditError(f"{out} already holds an editor training run ({folder.tmp}): pass --resume to continue it "
-                         "or choose another --out")
+                         "or choose another --output")
     saved_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)  # for this run only: restored below
@@ -129,7 +145,7 @@ def _train_editor(
     ed.scope = scope or "text"
     ed.setup(adapter, hparams)
     given = {"steps": steps, "batch": batch, "lr": lr, "val_every": val_every, "patience": patience,
-             "ckpt_every": ckpt_every}
+             "ckpt_every": ckpt_every, "clip": clip}
     settings = {**TRAIN_DEFAULTS, **ed.train_defaults, **{k: v for k, v in given.items() if v is not None}}
     if int(settings["steps"]) < 1:
         raise AuditError(f"--steps must be at least 1, got {settings['steps']}")
@@ -150,7 +166,7 @@ def _train_editor(
         shutil.rmtree(folder.tmp, ignore_errors=True)  # its checkpoints lead to the same divergence
         raise
     except STOPS as e:
-        raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --out {out}") \
+        raise interrupted(e, f"the last checkpoint is kept in {folder.tmp}; continue with --resume --output {out}") \
             from None
     finally:
         folder.lock.release()

@@ -44,7 +44,7 @@ def test_scan_report_has_two_plots(scan_run: Path, tmp_path: Path) -> None:
     images = decoded_images(html)
     assert rep.n_images == len(images) == 2  # % biased with intervals, margin histograms
     assert all(img.format == "PNG" and img.width > 300 and img.height > 150 for img in images)
-    assert rep.sections == ["Run", "% biased per group", "Margins"]
+    assert rep.sections == ["Run", "% biased per group", "Example items", "Margins"]  # examples: a note here
     assert_self_contained(html)
     assert "race&lt;b&gt;$x" in html and "race<b>" not in html  # escaped in HTML; '$' is no mathtext
     assert "<td>gender</td><td class=\"num\">20</td>" in html and ">60.0<" in html

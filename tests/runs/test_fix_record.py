@@ -193,10 +193,16 @@ def test_console_says_the_saved_model_differs(tiny_blip2_dir: Path, edit_suite: 
     err = " ".join(capsys.readouterr().err.split())
     saved = json.loads((tmp_path / "run" / "results.json").read_text())["saved_model"]
     if saved["differs_from_rows"]:
-        assert "saved model (8 edits applied at once)" in err and "differs from the rows above" in err
-        assert f"{saved['differs_from_rows'][0]} {saved['metrics'][saved['differs_from_rows'][0]]:.3f}" in err
+        assert "(8 edits; every edit applied at once" in err and "differs from the rows above" in err
+        k = next(k for k in saved["differs_from_rows"] if not k.endswith(("_ci_low", "_ci_high")))
+        assert f"{k} │ {rows_value(tmp_path, k)} │ {saved['metrics'][k]:.3f}" in err  # the compact table's row
     else:
         assert "measures the same as the rows above" in err
+
+
+def rows_value(run_dir: Path, key: str) -> str:
+    v = json.loads((run_dir / "run" / "results.json").read_text())["metrics"][key]
+    return "—" if v is None else f"{v:.3f}"
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -124,7 +124,7 @@ def test_signals_in_train_editor(tiny_adapter, suite: Path, tmp_path: Path, sig:
     with pytest.raises(RunInterrupted) as err:
         train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, on_step=stop, **QUICK)
     assert err.value.exit_code == code and "\n" not in str(err.value)
-    assert "last checkpoint is kept" in str(err.value) and f"--resume --out {out}" in str(err.value)
+    assert "last checkpoint is kept" in str(err.value) and f"--resume --output {out}" in str(err.value)
     assert not out.exists() and (tmp_path / ".state.partial" / "checkpoint.pt").is_file()
 
 

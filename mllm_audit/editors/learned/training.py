@@ -135,14 +135,14 @@ def train_loop(
         c = torch.load(ckpt, weights_only=True)
         diff = first_difference(json.loads(c.get("identity") or "{}"), ident)
         if diff is not None:
-            raise AuditError(f"cannot resume {out}: {diff[0]} differs from the checkpoint's; use another --out")
+            raise AuditError(f"cannot resume {out}: {diff[0]} differs from the checkpoint's; use another --output")
         net.load_state_dict(c["net"])
         opt.load_state_dict(c["opt"])
         _set_rng_states(gen, c)
         step, best_val, best_step, bad, seconds = c["step"], c["best_val"], c["best_step"], c["bad"], c["seconds"]
         best_state, history, val_history, stopped = c["best_state"], c["history"], c["val_history"], c["stopped"]
     elif not resume and (ckpt.is_file() or (out / STATE_FILE).is_file()):
-        raise AuditError(f"{out} already holds an editor training run: pass --resume or choose another --out")
+        raise AuditError(f"{out} already holds an editor training run: pass --resume or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
 
     def save_checkpoint() -> None:
