@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.editors.objectives import check_objective
 
         check_objective(objective, editor)
-        if editor in ("sft", "bpo") and hparams_file is None:  # unified models' generation (balanced SFT / BPO): its own path
+        if editor in ("sft", "bpo") and hparams_file is None:  # unified models: their own path
             from mllm_audit.cli.fix_unified import fix_unified
 
             return fix_unified(model, suite, editor, data_dir, output, save, seed, device, quiet, hparam or [],
