@@ -28,6 +28,7 @@ INPUT_OPTIONS = {
     ("suites build pata", "files"), ("suites build pata", "captions"), ("suites build pata", "images"),
     ("suites build pairs", "src"), ("convert minigpt4", "vit"), ("convert minigpt4", "qformer"),
     ("convert minigpt4", "proj"), ("convert minigpt4", "llama"), ("card", "runs"), ("suites export", "data_dir"),
+    ("fix", "hparams_file"), ("train-editor", "hparams_file"),
 }
 # Output options that merge into what the user has, by design, and why that is safe.
 MERGE_OPTIONS = {
@@ -44,6 +45,7 @@ OUTPUT_CASES: dict[tuple[str, str], tuple[str, list[str]]] = {
     ("gen-scan", "output"): ("folder", ["gen-scan", "-o", "{T}"]),
     ("locate", "output"): ("folder", ["locate", "-o", "{T}"]),
     ("train-editor", "out"): ("folder", ["train-editor", "--editor", "mend", "-o", "{T}"]),
+    ("train-editor", "out_alias"): ("folder", ["train-editor", "--editor", "mend", "--out", "{T}"]),
     ("study", "output"): ("folder", ["study", "batch", "-o", "{T}"]),
     ("suites frame", "out"): ("file", ["suites", "frame", "{D}/norun", "--suite", "toy", "--out", "{T}"]),
     ("suites build vlstereoset", "out"): ("folder", ["suites", "build", "vlstereoset", "--csv", "{C}", "--out", "{T}"]),
