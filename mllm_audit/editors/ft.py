@@ -63,6 +63,7 @@ class FineTune(Editor):
         return names
 
     def apply(self, adapter: Adapter, requests: Sequence[EditRequest], ctx: EditContext) -> Edited:
+        from mllm_audit.editors.cache import FrozenPrefix
         from mllm_audit.scoring.contract import Request
         from mllm_audit.scoring.differentiable import logprob_tensor
 
@@ -84,15 +85,20 @@ class FineTune(Editor):
         stop_loss, stop_margin = hp.get("stop_loss"), hp.get("stop_margin")
         was_training = adapter.model.training
         self.steps_taken = 0
+        # Frozen layers (the vision tower, the decoder layers below the edited one) run once per edit.
+        replay = FrozenPrefix(adapter.model, enabled=bool(hp.get("cache_frozen", True)))
         try:
             frozen = None if vision else _features(adapter, keys, images, grad=False)
             for _ in range(int(hp["steps"])):
-                feats = _features(adapter, keys, images, grad=True) if vision else frozen
-                lp_t, n_t = logprob_tensor(adapter, target, feats)
+                def forward(frozen: Any = frozen) -> tuple[Any, torch.Tensor, torch.Tensor]:
+                    f = _features(adapter, keys, images, grad=True) if vision else frozen
+                    return (f, *logprob_tensor(adapter, target, f))
+
+                feats, lp_t, n_t = replay("target", forward)
                 loss = (-lp_t / n_t).mean()
                 if stop_margin is not None:
                     with torch.no_grad():
-                        lp_a, _ = logprob_tensor(adapter, avoid, feats)
+                        lp_a, _ = replay("avoid", lambda f=feats: logprob_tensor(adapter, avoid, f))
                     if bool(((lp_t - lp_a) > float(stop_margin)).all()):
                         break
                 if stop_loss is not None and float(loss.detach()) < float(stop_loss):

@@ -22,10 +22,14 @@ stock forward's `loss * n_tokens` with labels masking everything but the continu
 How it is computed, and why it stays exact:
 - Each distinct image is encoded (vision tower + bridge) once per call and reused by all of its
   requests. Images are taken in chunks so that memory stays bounded on large suites.
-- Requests that share (image, prompt) share one *prefix* forward. Prefixes are left-padded and run
-  once with the KV cache on; each continuation then runs on a copy of its prefix's cache rows.
+- Requests that share (image, prompt) share one *prefix* forward, and the prompts of one image share
+  its placeholders and the text they all begin with: that shared part runs once, each prompt's own
+  suffix continues from a copy of its cache rows, each continuation from a copy of its prompt's
+  (scoring/prefix.py; `counters.prefix_forwards_saved` and `prefix_tokens_saved` record what it spared).
   Position ids are explicit (0..n-1 over real tokens), so padding never shifts positions, and
   results do not depend on batch size, padding or order (tests check 1e-5 in fp32).
+- The LM head runs only where a logit is read: each prompt's last position and the continuation
+  positions (at a 50k-100k vocabulary the head over every prefix position was most of the work).
 - Batches go longest first (an out-of-memory shows at once) and results come back in input order.
 - Logits are cast to fp32 before log-softmax whatever the model dtype.
 """
