@@ -274,6 +274,12 @@ def _scan_locked(
     counters = {k: after[k] - counters_before[k] for k in after}
     if sizer.size != batch_size:
         record.options["batch_size_after_oom"] = sizer.size
+    if procs.is_main:  # a reduced precision records what it cost against fp32 (runs/precision.py)
+        from mllm_audit.runs.precision import precision_check
+
+        check = precision_check(adapter, the_suite, items, [*reused.values(), *done], seed, sizer.size)
+        if check is not None:
+            record.payload["precision"] = check
     return _finish(
         out_dir, items, reused, done, record, counters, procs, the_suite,
         {"load_s": t_loaded - t0, "scoring_s": t_scored - t_loaded, "t0": t0},
