@@ -8,8 +8,9 @@ then each prompt's own *suffix*, then each answer's continuation. Three passes p
 2. suffixes, one row per prompt, on copies of their tree's cache rows, left-padded inside the block
    so that every prompt's last token is the block's last position (head there only); skipped when
    no prompt has a suffix (every tree a single prompt);
-3. continuations, one row per answer, on copies of their prompt's cache rows, the head on
-   continuation positions only.
+3. continuations, one row per answer of two tokens or more (a one-token answer is read from its
+   prompt's last position), on copies of their prompt's cache rows, the head on continuation
+   positions only.
 
 Padding anywhere is inert: the attention mask hides it and position ids count real tokens only, so
 each row sees exactly its own sequence, as the stock forward does (tests check 1e-5 in fp32).
@@ -154,28 +155,29 @@ def score_trees(
         row_of_prompt = torch.arange(len(prompts), device=dev)
     else:
         row_of_prompt = tree_idx  # the cache still holds one row per tree
-    # 3) Continuations on copies of their prompt's cache rows. The last continuation token needs no
-    #    forward (nothing is predicted from it), so rows hold tokens 0..n-2.
+    # 3) Continuations on copies of their prompt's cache rows, for answers of two tokens or more only.
+    #    The last continuation token needs no forward (nothing is predicted from it): rows hold 0..n-2.
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
-    lc = max(len(x) for x in conts) - 1
-    rest: torch.Tensor | None = None
-    if lc > 0:
-        cids, cmask, _ = _pad([x[:-1] for x in conts], adapter.pad_id, False)
+    longer = [r for r, x in enumerate(conts) if len(x) > 1]
+    rest: dict[int, torch.Tensor] = {}
+    if longer:
+        cids, cmask, _ = _pad([conts[r][:-1] for r in longer], adapter.pad_id, False)
         cids, cmask = cids.to(dev), cmask.to(dev)
-        prompt_idx = torch.tensor([p for p, _ in rows], device=dev)
-        cache.batch_select_indices(row_of_prompt[prompt_idx])
-        src = mask[row_of_prompt[prompt_idx]]
-        cpos = src.sum(-1).unsqueeze(-1) + torch.arange(lc, device=dev)
-        clogits, _ = adapter.lm(adapter.embed(cids, [None] * len(rows)), torch.cat([src, cmask], dim=-1), cpos,
+        at_rows = row_of_prompt[torch.tensor([rows[r][0] for r in longer], device=dev)]
+        cache.batch_select_indices(at_rows)
+        src = mask[at_rows]
+        cpos = src.sum(-1).unsqueeze(-1) + torch.arange(cids.shape[1], device=dev)
+        clogits, _ = adapter.lm(adapter.embed(cids, [None] * len(longer)), torch.cat([src, cmask], dim=-1), cpos,
                                 past_key_values=cache)
-        rest = torch.log_softmax(clogits, dim=-1)
+        logp = torch.log_softmax(clogits, dim=-1)
+        rest = {r: logp[j, : len(conts[r]) - 1] for j, r in enumerate(longer)}
     out = []
     for r, (p, i) in enumerate(rows):
         ct = torch.tensor(conts[r], device=dev)
         dist = first[p].unsqueeze(0)
-        if len(ct) > 1:
-            dist = torch.cat([dist, rest[r, : len(ct) - 1]], dim=0)  # type: ignore[index]
+        if r in rest:
+            dist = torch.cat([dist, rest[r]], dim=0)
         lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
         out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
     return out

@@ -73,8 +73,10 @@ def test_the_head_runs_only_where_logits_are_read(tiny_adapter) -> None:  # noqa
         hook.remove()
     conts = [tokenize(tiny_adapter, r)[1] for r in reqs]
     # One batch: a row per image (shared part), a row per prompt (its last token), then the
-    # continuation block (its longest continuation less the last token, per answer).
-    assert rows == [len(images), len(images) * len(PROMPTS), len(reqs) * (max(map(len, conts)) - 1)]
+    # continuation block: answers of two tokens or more, padded to the longest less its last token.
+    longer = [c for c in conts if len(c) > 1]
+    assert 0 < len(longer) < len(conts)
+    assert rows == [len(images), len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
     n_positions = sum(len(tokenize(tiny_adapter, r)[0]) + len(c) for r, c in zip(reqs, conts, strict=True))
     assert sum(rows) < n_positions / 4  # the old head ran at every prefix position (over n_positions)
 
