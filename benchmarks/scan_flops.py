@@ -171,7 +171,8 @@ def bench(name: str, args: argparse.Namespace, old: Any) -> None:
     for label, t in best.items():
         print(f"  {label:15} {n / t:8.2f} candidates/s  ({t:6.2f} s)")
     print(f"  scan / naive {best['naive'] / best['scan']:.2f}x, "
-          f"scan / lm-eval-style {best['lm-eval-style'] / best['scan']:.2f}x, scan / today's scan {today / best['scan']:.2f}x")
+          f"scan / lm-eval-style {best['lm-eval-style'] / best['scan']:.2f}x, "
+          f"scan / today's scan {today / best['scan']:.2f}x")
     print(f"  useful GFLOP/s (minimum FLOPs / scan time) {f_min / best['scan'] / 1e9:.1f} vs torch.matmul probe "
           f"{probe:.1f} GFLOP/s in this process")
 
