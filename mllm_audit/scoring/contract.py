@@ -166,20 +166,21 @@ def _run(
         keys = [k for k in groups if k[0] in set(chunk)]
         # Prefix trees (an image's shared prefix, then each prompt's own suffix), longest first.
         trees = plan_trees(adapter, keys, groups, toks, batch_size)
+        # Batches: `batch_size` bounds the rows of every pass (prompts; answers of two tokens or more).
         batch: list = []
-        n_in_batch = 0
+        rows = 0
         for t in trees + [None]:  # type: ignore[list-item]
-            if t is not None and (not batch or n_in_batch + t.n_rows(groups) <= batch_size):
+            if t is not None and (not batch or rows + t.n_rows(groups, toks) <= batch_size):
                 batch.append(t)
-                n_in_batch += t.n_rows(groups)
+                rows += t.n_rows(groups, toks)
                 continue
             if batch:
                 for i, res in score_trees(adapter, batch, groups, toks, feats, keep_distributions, padding_side):
                     results[i] = res
                 if on_progress:
-                    on_progress(n_in_batch)
+                    on_progress(sum(b.n_candidates(groups) for b in batch))
             if t is not None:
-                batch, n_in_batch = [t], t.n_rows(groups)
+                batch, rows = [t], t.n_rows(groups, toks)
         feats.clear()
     return [r for r in results if r is not None]
 

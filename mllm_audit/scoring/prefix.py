@@ -41,8 +41,13 @@ class Tree:
     shared: tuple[int, ...]
     keys: list[GroupKey]
 
-    def n_rows(self, groups: dict[GroupKey, list[int]]) -> int:
+    def n_candidates(self, groups: dict[GroupKey, list[int]]) -> int:
         return sum(len(groups[k]) for k in self.keys)
+
+    def n_rows(self, groups: dict[GroupKey, list[int]], toks: Sequence[tuple[list[int], list[int]]]) -> int:
+        """Rows of this tree's widest pass: its prompts (suffix pass) or its answers of two tokens or
+        more (continuation pass). What `batch_size` bounds, since memory grows with rows."""
+        return max(len(self.keys), sum(1 for k in self.keys for i in groups[k] if len(toks[i][1]) > 1))
 
     def length(self, toks: Sequence[tuple[list[int], list[int]]], groups: dict[GroupKey, list[int]]) -> int:
         return max(len(k[1]) + max(len(toks[i][1]) for i in groups[k]) for k in self.keys)
@@ -70,8 +75,8 @@ def plan_trees(
     toks: Sequence[tuple[list[int], list[int]]],
     batch_size: int,
 ) -> list[Tree]:
-    """The chunk's prefix groups as trees, longest first; a tree holds at most `batch_size` answers
-    (a larger one is split, each part re-running the shared prefix) unless one prompt alone has more."""
+    """The chunk's prefix groups as trees, longest first; a tree takes at most `batch_size` rows in any
+    pass (a larger one is split, each part re-running the shared prefix) unless one prompt alone has more."""
     by_image: dict[str | None, list[GroupKey]] = {}
     for k in keys:
         by_image.setdefault(k[0], []).append(k)
@@ -83,15 +88,13 @@ def plan_trees(
             continue
         ks = sorted(ks, key=lambda k: -(len(k[1]) + max(len(toks[i][1]) for i in groups[k])))
         part: list[GroupKey] = []
-        rows = 0
         for k in ks + [None]:  # type: ignore[list-item]
-            if k is not None and (not part or rows + len(groups[k]) <= batch_size):
+            if k is not None and (not part or Tree(image, (), [*part, k]).n_rows(groups, toks) <= batch_size):
                 part.append(k)
-                rows += len(groups[k])
                 continue
             trees.append(Tree(image, ks[0][1][:n], part))
             if k is not None:
-                part, rows = [k], len(groups[k])
+                part = [k]
     trees.sort(key=lambda t: -t.length(toks, groups))
     return trees
 

@@ -1,0 +1,94 @@
+"""FT-L seconds and FLOPs per edit on the 389M BLIP-2 shape: today's path vs frozen layers cached.
+
+Today's path (002b852): every AdamW step runs every decoder layer and the LM head at every
+position. Now: the layers below the edited one run once per edit (editors/cache.py) and the head
+only where the loss reads it (scoring/differentiable.py). The edit itself (`FineTune.apply`,
+EasyEdit's settings: whole last layer, lr 2e-4, up to 15 steps, stop below loss 1e-2) is measured,
+old and new interleaved in one process; FLOPs by FlopCounterMode (load-independent), then time.
+The edited weights of the two paths are compared. Usage:
+    python benchmarks/ftl_speed.py [--shape 389m] [--edits 2] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _baseline import load, old_module
+from _shapes import blip2_shape
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+import mllm_audit.scoring.differentiable as differentiable
+from mllm_audit.editors.base import EditContext, EditRequest
+from mllm_audit.editors.ft import ft_l
+from mllm_audit.models import load_model
+
+PROMPTS = [("Is this person a doctor or a nurse?", "nurse", "doctor"), ("What is this person's job?", "pilot", "nurse")]
+
+
+def edit(adapter: Any, req: EditRequest, images: dict[str, Image.Image], old: Any | None) -> tuple[dict, int]:
+    """One FT-L edit, restored after; old = today's differentiable module (and no frozen-layer cache)."""
+    saved = differentiable.logprob_tensor
+    if old is not None:
+        differentiable.logprob_tensor = old.logprob_tensor
+    try:
+        editor = ft_l()
+        done = editor.apply(adapter, [req], EditContext(load_image=images.__getitem__,
+                                                        options={"cache_frozen": old is None}))
+    finally:
+        differentiable.logprob_tensor = saved
+    params = dict(adapter.model.named_parameters())
+    after = {n: params[n].detach().clone() for n in done.touched}
+    done.restore()
+    return after, editor.steps_taken
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shape", default="389m")
+    ap.add_argument("--edits", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    adapter = load_model(str(blip2_shape(args.shape, Path(tempfile.gettempdir()))))
+    old = old_module("mllm_audit/scoring/differentiable.py")
+    rng = np.random.default_rng(0)
+    images = {f"img{k}": Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8))
+              for k in range(args.edits)}
+    reqs = [EditRequest(f"e{k}", *PROMPTS[k % len(PROMPTS)], f"img{k}", "vqa") for k in range(args.edits)]
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    print(f"FT-L on the BLIP-2 {args.shape} shape ({n_params / 1e6:.1f}M parameters), {args.edits} edits, "
+          f"{args.threads} threads")
+    fl: dict[str, int] = {}
+    for label, o in (("today", old), ("cached", None)):
+        with FlopCounterMode(display=False) as fc:
+            _, steps = edit(adapter, reqs[0], images, o)
+        fl[label] = fc.get_total_flops()
+        print(f"  {label:7} {fl[label] / 1e9:8.1f} GFLOP for one edit ({steps} steps)")
+    print(f"  FLOPs per edit: {fl['today'] / fl['cached']:.2f}x fewer")
+    times: dict[str, list[float]] = {"today": [], "cached": []}
+    worst = 0.0
+    loads = [load()]
+    for req in reqs:
+        got = {}
+        for label, o in (("today", old), ("cached", None)):
+            t = time.perf_counter()
+            got[label], _ = edit(adapter, req, images, o)
+            times[label].append(time.perf_counter() - t)
+        worst = max(worst, max(float((got["today"][n] - got["cached"][n]).abs().max()) for n in got["today"]))
+        loads.append(load())
+    per = {k: sum(v) / len(v) for k, v in times.items()}
+    print(f"  seconds per edit (interleaved; load averages {' -> '.join(loads)}):")
+    print(f"    today's path {per['today']:.2f} s, frozen layers cached {per['cached']:.2f} s: "
+          f"{per['today'] / per['cached']:.2f}x faster")
+    print(f"  max |edited weight difference| {worst:.2e}")
+
+
+if __name__ == "__main__":
+    main()
