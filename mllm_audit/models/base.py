@@ -76,6 +76,9 @@ class Adapter:
     # The image features do not depend on the prompt, so an image's placeholders and the text its prompts
     # share run once (scoring.contract); False where the bridge reads the prompt (InstructBLIP).
     shares_image_prefix: ClassVar[bool] = True
+    # The language model takes a 4-D float attention mask as given (transformers' create_causal_mask
+    # does): scoring then runs each prompt's suffix and its answers in one pass under a tree mask.
+    tree_attention: ClassVar[bool] = True
 
     # ---- identity -------------------------------------------------------------------------
     @property

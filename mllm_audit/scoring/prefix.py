@@ -1,16 +1,18 @@
 """Prefix trees: how scoring.contract runs the requests of one batch with no token forwarded twice.
 
 A tree is an image's *shared* prefix (its placeholders and the text all of its prompts begin with),
-then each prompt's own *suffix*, then each answer's continuation. Three passes per batch:
+then each prompt's own *suffix*, then each answer's continuation. Per batch:
 
 1. shared parts, one row per tree, padded (left by default), KV cache on, the head at the last
    position only (it is read only where a prompt has no suffix of its own);
-2. suffixes, one row per prompt, on copies of their tree's cache rows, left-padded inside the block
-   so that every prompt's last token is the block's last position (head there only); skipped when
-   no prompt has a suffix (every tree a single prompt);
-3. continuations, one row per answer of two tokens or more (a one-token answer is read from its
-   prompt's last position), on copies of their prompt's cache rows, the head on continuation
-   positions only.
+2. one row per tree holding every prompt's suffix and every answer of two tokens or more (a
+   one-token answer is read from its prompt's last position), under a tree attention mask: each
+   token sees the shared part, its own segment up to itself and, an answer, its prompt's suffix.
+   Tokens whose logits are read go last in the row and the head runs on those columns only.
+
+Families whose language model does not take a 4-D mask (`Adapter.tree_attention` False) run step
+2 as two forwards on copied cache rows instead: suffixes (left-padded inside their block, so each
+prompt's last token is the block's last position), then continuations.
 
 Padding anywhere is inert: the attention mask hides it and position ids count real tokens only, so
 each row sees exactly its own sequence, as the stock forward does (tests check 1e-5 in fp32).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -124,7 +126,7 @@ def score_trees(
     padding_side: str,
 ) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
     """Per request in the batch: (index, (log-probabilities of its continuation tokens, their
-    distributions when asked)). The three passes of the module docstring."""
+    distributions when asked)). The passes of the module docstring."""
     dev = adapter.device
     left = padding_side == "left"
     c = adapter.counters
@@ -140,11 +142,35 @@ def score_trees(
     logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=1 if left else keep)
     at = torch.zeros_like(last) if left else torch.searchsorted(keep.cpu(), last)
     first = torch.log_softmax(logits[torch.arange(len(trees)), at.to(dev)], dim=-1)
-    # 2) Suffixes, one row per prompt on a copy of its tree's cache row.
     prompts = [(b, k) for b, t in enumerate(trees) for k in t.keys]
     suffixes = [k[1][len(trees[b].shared) :] for b, k in prompts]
+    rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
+    conts = [toks[i][1] for _, i in rows]
+    first = first[torch.tensor([b for b, _ in prompts], device=dev)]
+    if adapter.tree_attention:
+        rest = _folded_pass(adapter, trees, prompts, suffixes, rows, conts, cache, mask, first)
+    else:
+        rest = _suffix_then_continuation(adapter, prompts, suffixes, rows, conts, cache, mask, first)
+    out = []
+    for r, (p, i) in enumerate(rows):
+        ct = torch.tensor(conts[r], device=dev)
+        dist = first[p].unsqueeze(0)
+        if r in rest:
+            dist = torch.cat([dist, rest[r]], dim=0)
+        lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
+        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
+    return out
+
+
+def _suffix_then_continuation(
+    adapter: Adapter, prompts: list[tuple[int, GroupKey]], suffixes: list[tuple[int, ...]],
+    rows: list[tuple[int, int]], conts: list[list[int]], cache: Any, mask: torch.Tensor, first: torch.Tensor,
+) -> dict[int, torch.Tensor]:
+    """Passes 2 and 3 as two forwards on copied cache rows (families without tree attention).
+    Fills `first` for prompts with a suffix; returns each longer answer's continuation log-softmax."""
+    # 2) Suffixes, one row per prompt on a copy of its tree's cache row.
+    dev = adapter.device
     tree_idx = torch.tensor([b for b, _ in prompts], device=dev)
-    first = first[tree_idx]
     if any(suffixes):
         sids, smask, _ = _pad(suffixes, adapter.pad_id, True)
         sids, smask = sids.to(dev), smask.to(dev)
@@ -154,14 +180,12 @@ def score_trees(
         slogits, _ = adapter.lm(adapter.embed(sids, [None] * len(prompts)), mask, spos, past_key_values=cache,
                                 logits_to_keep=1)
         has = torch.tensor([bool(s) for s in suffixes], device=dev)
-        first = torch.where(has.unsqueeze(-1), torch.log_softmax(slogits[:, -1], dim=-1), first)
+        first[:] = torch.where(has.unsqueeze(-1), torch.log_softmax(slogits[:, -1], dim=-1), first)
         row_of_prompt = torch.arange(len(prompts), device=dev)
     else:
         row_of_prompt = tree_idx  # the cache still holds one row per tree
     # 3) Continuations on copies of their prompt's cache rows, for answers of two tokens or more only.
     #    The last continuation token needs no forward (nothing is predicted from it): rows hold 0..n-2.
-    rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
-    conts = [toks[i][1] for _, i in rows]
     longer = [r for r, x in enumerate(conts) if len(x) > 1]
     rest: dict[int, torch.Tensor] = {}
     if longer:
@@ -175,12 +199,72 @@ def score_trees(
                                 past_key_values=cache)
         logp = torch.log_softmax(clogits, dim=-1)
         rest = {r: logp[j, : len(conts[r]) - 1] for j, r in enumerate(longer)}
-    out = []
-    for r, (p, i) in enumerate(rows):
-        ct = torch.tensor(conts[r], device=dev)
-        dist = first[p].unsqueeze(0)
-        if r in rest:
-            dist = torch.cat([dist, rest[r]], dim=0)
-        lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
-        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
-    return out
+    return rest
+
+
+def _folded_pass(
+    adapter: Adapter, trees: list[Tree], prompts: list[tuple[int, GroupKey]], suffixes: list[tuple[int, ...]],
+    rows: list[tuple[int, int]], conts: list[list[int]], cache: Any, mask: torch.Tensor, first: torch.Tensor,
+) -> dict[int, torch.Tensor]:
+    """Passes 2 and 3 as one forward: per tree one row holding every prompt's suffix and every longer
+    answer's tokens, a tree attention mask letting each token see the shared part, its own segment up
+    to itself and (an answer) its prompt's whole suffix. Positions are explicit, so the order inside a
+    row is free: tokens whose logits are read go last, and the head runs on the last columns only.
+    Fills `first` for prompts with a suffix; returns each longer answer's continuation log-softmax."""
+    dev = adapter.device
+    n_shared = mask.sum(-1).tolist()
+    # Per tree: tokens as (id, position, segment, index in segment, parent segment, read key).
+    layout: list[list[tuple[int, int, int, int, int, tuple[str, int, int] | None]]] = [[] for _ in trees]
+    seg_of_prompt: dict[int, int] = {}
+    for p, ((b, _), sfx) in enumerate(zip(prompts, suffixes, strict=True)):
+        seg_of_prompt[p] = 2 * p
+        for k, tok in enumerate(sfx):
+            key = ("first", p, 0) if k == len(sfx) - 1 else None
+            layout[b].append((tok, n_shared[b] + k, 2 * p, k, -1, key))
+    for r, (p, _) in enumerate(rows):
+        b, sfx = prompts[p][0], suffixes[p]
+        for j, tok in enumerate(conts[r][:-1]):
+            layout[b].append((tok, n_shared[b] + len(sfx) + j, 2 * len(prompts) + r, j, seg_of_prompt[p],
+                              ("cont", r, j)))
+    if not any(layout):
+        return {}
+    for tokens in layout:
+        tokens.sort(key=lambda t: t[5] is not None)  # stable: read tokens last, segment order kept
+    q = max(len(t) for t in layout)
+    n_read = max(sum(1 for t in tokens if t[5] is not None) for tokens in layout)
+    ids = torch.full((len(trees), q), adapter.pad_id, dtype=torch.long)
+    pos = torch.zeros((len(trees), q), dtype=torch.long)
+    seg = -torch.arange(1, q + 1).repeat(len(trees), 1) - 10  # pads: a segment of their own
+    idx = torch.zeros((len(trees), q), dtype=torch.long)
+    parent = torch.full((len(trees), q), -5, dtype=torch.long)
+    for b, tokens in enumerate(layout):
+        off = q - len(tokens)  # left-padded: every row ends with its read tokens
+        for c, (tok, ps, sg, k, par, _) in enumerate(tokens):
+            ids[b, off + c], pos[b, off + c], seg[b, off + c], idx[b, off + c], parent[b, off + c] = tok, ps, sg, k, par
+    visible = tree_mask(seg, idx, parent)
+    emb = adapter.embed(ids.to(dev), [None] * len(trees))
+    lo = torch.finfo(emb.dtype).min
+    full = torch.full((len(trees), 1, q, mask.shape[1] + q), lo, dtype=emb.dtype, device=dev)
+    full[:, 0, :, : mask.shape[1]].masked_fill_(mask.bool().unsqueeze(1), 0.0)
+    full[:, 0, :, mask.shape[1] :].masked_fill_(visible.to(dev), 0.0)
+    logits, _ = adapter.lm(emb, full, pos.to(dev), past_key_values=cache, logits_to_keep=n_read)
+    logp = torch.log_softmax(logits, dim=-1)
+    rest_rows: dict[int, list[torch.Tensor]] = {}
+    for b, tokens in enumerate(layout):
+        off = q - len(tokens) - (q - n_read)
+        for c, tok in enumerate(tokens):
+            if tok[5] is None:
+                continue
+            kind, ref, _ = tok[5]
+            if kind == "first":
+                first[ref] = logp[b, off + c]
+            else:
+                rest_rows.setdefault(ref, []).append(logp[b, off + c])
+    return {r: torch.stack(v) for r, v in rest_rows.items()}
+
+
+def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
+    """[B, Q, Q] True where query q sees key k: the same segment up to itself, or (an answer's token)
+    every token of its parent segment (its prompt's suffix)."""
+    own = (seg.unsqueeze(-1) == seg.unsqueeze(-2)) & (idx.unsqueeze(-2) <= idx.unsqueeze(-1))
+    return own | (parent.unsqueeze(-1) == seg.unsqueeze(-2))

@@ -21,7 +21,10 @@ def _grid(images: dict) -> list[Request]:  # noqa: ANN001
             for k in images for p, pair in zip(PROMPTS, ANSWERS, strict=True) for a in pair]
 
 
-def test_prompts_of_an_image_share_its_prefix_and_scores_stay_exact(tiny_adapter) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("tree_attention", [True, False])
+def test_prompts_of_an_image_share_its_prefix_and_scores_stay_exact(tiny_adapter, tree_attention: bool,  # noqa: ANN001
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", tree_attention)
     images = _images(3)
     reqs = _grid(images)
     before = dict(tiny_adapter.counters.as_dict())
@@ -49,9 +52,21 @@ def test_sharing_changes_no_score(tiny_adapter, monkeypatch: pytest.MonkeyPatch)
     np.testing.assert_allclose(shared, alone, atol=1e-5, rtol=0)
 
 
+def test_answers_blind_to_their_prompt_are_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Negative control for the tree mask: answers that do not see their prompt's suffix fail the check."""
+    images = _images(2)
+    reqs = _grid(images)
+    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent: (seg.unsqueeze(-1) == seg.unsqueeze(-2))
+                        & (idx.unsqueeze(-2) <= idx.unsqueeze(-1)))
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    worst = max(abs(s.logp - _stock(tiny_adapter, r, images)[0]) for r, s in zip(reqs, got, strict=True))
+    assert worst > 1e-3
+
+
 def test_reading_the_head_at_a_padded_position_is_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    """Negative control: the head runs at the block's last position only, which is exact because the
-    suffixes are left-padded; right-padded suffixes read a pad there and the stock check fails."""
+    """Negative control (passes on copied cache rows): the head runs at the block's last position only,
+    exact because the suffixes are left-padded; right-padded suffixes read a pad there and fail."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", False)
     images = _images(2)
     reqs = _grid(images)
     pad = prefix_mod._pad
@@ -61,7 +76,10 @@ def test_reading_the_head_at_a_padded_position_is_caught(tiny_adapter, monkeypat
     assert worst > 1e-3
 
 
-def test_the_head_runs_only_where_logits_are_read(tiny_adapter) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("tree_attention", [True, False])
+def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: bool,  # noqa: ANN001
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", tree_attention)
     images = _images(2)
     reqs = _grid(images)
     rows: list[int] = []
@@ -72,11 +90,17 @@ def test_the_head_runs_only_where_logits_are_read(tiny_adapter) -> None:  # noqa
     finally:
         hook.remove()
     conts = [tokenize(tiny_adapter, r)[1] for r in reqs]
-    # One batch: a row per image (shared part), a row per prompt (its last token), then the
-    # continuation block: answers of two tokens or more, padded to the longest less its last token.
     longer = [c for c in conts if len(c) > 1]
     assert 0 < len(longer) < len(conts)
-    assert rows == [len(images), len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
+    if tree_attention:
+        # One batch: a row per image (shared part), then one row per image holding its prompts' suffixes
+        # and its answers, the head on the read positions only: each prompt's last token, each answer's.
+        per_image = len(PROMPTS) + sum(len(c) - 1 for c in longer) // len(images)
+        assert rows == [len(images), len(images) * per_image]
+    else:
+        # A row per image, a row per prompt (its last token), then the answers of two tokens or more,
+        # padded to the longest less its last token.
+        assert rows == [len(images), len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
     n_positions = sum(len(tokenize(tiny_adapter, r)[0]) + len(c) for r, c in zip(reqs, conts, strict=True))
     assert sum(rows) < n_positions / 4  # the old head ran at every prefix position (over n_positions)
 
