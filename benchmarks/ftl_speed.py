@@ -3,9 +3,10 @@
 Today's path (002b852): every AdamW step runs every decoder layer and the LM head at every
 position. Now: the layers below the edited one run once per edit (editors/cache.py) and the head
 only where the loss reads it (scoring/differentiable.py). The edit itself (`FineTune.apply`,
-EasyEdit's settings: whole last layer, lr 2e-4, up to 15 steps, stop below loss 1e-2) is measured,
-old and new interleaved in one process; FLOPs by FlopCounterMode (load-independent), then time.
-The edited weights of the two paths are compared. Usage:
+EasyEdit's settings: whole last layer, lr 2e-4; the loss stop is off so that every edit takes
+`--steps`, 13 by default, the average issue 29 measured; random weights would stop early) is
+measured, old and new interleaved in one process; FLOPs by FlopCounterMode (load-independent),
+then time. The edited weights are compared: cached vs uncached on the same head must agree to 1e-6. Usage:
     python benchmarks/ftl_speed.py [--shape 389m] [--edits 2] [--threads 2]
 """
 
@@ -32,15 +33,16 @@ from mllm_audit.models import load_model
 PROMPTS = [("Is this person a doctor or a nurse?", "nurse", "doctor"), ("What is this person's job?", "pilot", "nurse")]
 
 
-def edit(adapter: Any, req: EditRequest, images: dict[str, Image.Image], old: Any | None) -> tuple[dict, int]:
-    """One FT-L edit, restored after; old = today's differentiable module (and no frozen-layer cache)."""
+def edit(adapter: Any, req: EditRequest, images: dict[str, Image.Image], old: Any | None, cache: bool,
+         steps: int) -> tuple[dict, int]:
+    """One FT-L edit, restored after; old = today's differentiable module (head at every position)."""
     saved = differentiable.logprob_tensor
     if old is not None:
         differentiable.logprob_tensor = old.logprob_tensor
     try:
         editor = ft_l()
-        done = editor.apply(adapter, [req], EditContext(load_image=images.__getitem__,
-                                                        options={"cache_frozen": old is None}))
+        opts = {"cache_frozen": cache, "steps": steps, "stop_loss": None}
+        done = editor.apply(adapter, [req], EditContext(load_image=images.__getitem__, options=opts))
     finally:
         differentiable.logprob_tensor = saved
     params = dict(adapter.model.named_parameters())
@@ -49,11 +51,16 @@ def edit(adapter: Any, req: EditRequest, images: dict[str, Image.Image], old: An
     return after, editor.steps_taken
 
 
+def _diff(a: dict, b: dict) -> float:
+    return max(float((a[n] - b[n]).abs().max()) for n in a)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="389m")
     ap.add_argument("--edits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=13, help="AdamW steps per edit (loss stop off; 13 as measured)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     adapter = load_model(str(blip2_shape(args.shape, Path(tempfile.gettempdir()))))
@@ -65,29 +72,31 @@ def main() -> None:
     n_params = sum(p.numel() for p in adapter.model.parameters())
     print(f"FT-L on the BLIP-2 {args.shape} shape ({n_params / 1e6:.1f}M parameters), {args.edits} edits, "
           f"{args.threads} threads")
+    paths = {"today": (old, False), "head where read": (None, False), "cached": (None, True)}
     fl: dict[str, int] = {}
-    for label, o in (("today", old), ("cached", None)):
+    got: dict[str, dict] = {}
+    for label, (o, c) in paths.items():
         with FlopCounterMode(display=False) as fc:
-            _, steps = edit(adapter, reqs[0], images, o)
+            got[label], steps = edit(adapter, reqs[0], images, o, c, args.steps)
         fl[label] = fc.get_total_flops()
-        print(f"  {label:7} {fl[label] / 1e9:8.1f} GFLOP for one edit ({steps} steps)")
-    print(f"  FLOPs per edit: {fl['today'] / fl['cached']:.2f}x fewer")
+        print(f"  {label:16} {fl[label] / 1e9:8.1f} GFLOP for one edit ({steps} AdamW steps)")
+    print(f"  FLOPs per edit: {fl['today'] / fl['cached']:.2f}x fewer than today")
+    same, today = _diff(got["cached"], got["head where read"]), _diff(got["cached"], got["today"])
+    print(f"  max |edited weight difference|: cached vs uncached (same head) {same:.1e}; vs today {today:.1e} "
+          "(Adam's first steps move each weight by about lr * sign(grad): weights whose gradient is rounding "
+          "noise differ by up to 2 lr = 4e-4)")
     times: dict[str, list[float]] = {"today": [], "cached": []}
-    worst = 0.0
     loads = [load()]
     for req in reqs:
-        got = {}
-        for label, o in (("today", old), ("cached", None)):
+        for label in times:
             t = time.perf_counter()
-            got[label], _ = edit(adapter, req, images, o)
+            edit(adapter, req, images, *paths[label], args.steps)
             times[label].append(time.perf_counter() - t)
-        worst = max(worst, max(float((got["today"][n] - got["cached"][n]).abs().max()) for n in got["today"]))
         loads.append(load())
     per = {k: sum(v) / len(v) for k, v in times.items()}
-    print(f"  seconds per edit (interleaved; load averages {' -> '.join(loads)}):")
-    print(f"    today's path {per['today']:.2f} s, frozen layers cached {per['cached']:.2f} s: "
-          f"{per['today'] / per['cached']:.2f}x faster")
-    print(f"  max |edited weight difference| {worst:.2e}")
+    print(f"  seconds per edit ({args.threads} threads, interleaved; load averages {' -> '.join(loads)}):")
+    ratio = per["today"] / per["cached"]
+    print(f"    today's path {per['today']:.2f} s, now {per['cached']:.2f} s: {ratio:.2f}x faster")
 
 
 if __name__ == "__main__":
