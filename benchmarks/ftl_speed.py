@@ -1,8 +1,9 @@
 """FT-L seconds and FLOPs per edit on the 389M BLIP-2 shape: today's path vs frozen layers cached.
 
 Today's path (002b852): every AdamW step runs every decoder layer and the LM head at every
-position. Now: the layers below the edited one run once per edit (editors/cache.py) and the head
-only where the loss reads it (scoring/differentiable.py). The edit itself (`FineTune.apply`,
+position, and AdamW updates tensor by tensor. Now: the layers below the edited one run once per
+edit (editors/cache.py), the head only where the loss reads it (scoring/differentiable.py), and
+AdamW is fused (one kernel over the edited tensors, the same update to float rounding). The edit itself (`FineTune.apply`,
 EasyEdit's settings: whole last layer, lr 2e-4; the loss stop is off so that every edit takes
 `--steps`, 13 by default, the average issue 29 measured; random weights would stop early) is
 measured, old and new interleaved in one process; FLOPs by FlopCounterMode (load-independent),
@@ -36,15 +37,16 @@ PROMPTS = [("Is this person a doctor or a nurse?", "nurse", "doctor"), ("What is
 def edit(adapter: Any, req: EditRequest, images: dict[str, Image.Image], old: Any | None, cache: bool,
          steps: int) -> tuple[dict, int]:
     """One FT-L edit, restored after; old = today's differentiable module (head at every position)."""
-    saved = differentiable.logprob_tensor
-    if old is not None:
+    saved, adamw = differentiable.logprob_tensor, torch.optim.AdamW
+    if old is not None:  # today: the head at every position, per-tensor AdamW, no cache
         differentiable.logprob_tensor = old.logprob_tensor
+        torch.optim.AdamW = lambda params, fused=None, **kw: adamw(params, **kw)  # type: ignore[misc]
     try:
         editor = ft_l()
         opts = {"cache_frozen": cache, "steps": steps, "stop_loss": None}
         done = editor.apply(adapter, [req], EditContext(load_image=images.__getitem__, options=opts))
     finally:
-        differentiable.logprob_tensor = saved
+        differentiable.logprob_tensor, torch.optim.AdamW = saved, adamw
     params = dict(adapter.model.named_parameters())
     after = {n: params[n].detach().clone() for n in done.touched}
     done.restore()
