@@ -3,11 +3,13 @@
 Today's path (002b852): every AdamW step runs every decoder layer and the LM head at every
 position, and AdamW updates tensor by tensor. Now: the layers below the edited one run once per
 edit (editors/cache.py), the head only where the loss reads it (scoring/differentiable.py), and
-AdamW is fused (one kernel over the edited tensors, the same update to float rounding). The edit itself (`FineTune.apply`,
-EasyEdit's settings: whole last layer, lr 2e-4; the loss stop is off so that every edit takes
-`--steps`, 13 by default, the average issue 29 measured; random weights would stop early) is
-measured, old and new interleaved in one process; FLOPs by FlopCounterMode (load-independent),
-then time. The edited weights are compared: cached vs uncached on the same head must agree to 1e-6. Usage:
+AdamW is fused (one kernel over the edited tensors, the same update to float rounding).
+
+Measured: the edit itself (`FineTune.apply` at EasyEdit's settings, whole last layer, lr 2e-4),
+with the loss stop off so that every edit takes `--steps` (13 by default, the average issue 29
+measured; random weights would stop early); old and new interleaved in one process; FLOPs by
+FlopCounterMode (load-independent), then time. The edited weights are compared: cached and
+uncached on the same head must agree to 1e-6. Usage:
     python benchmarks/ftl_speed.py [--shape 389m] [--edits 2] [--threads 2]
 """
 
