@@ -21,10 +21,14 @@ def _grid(images: dict) -> list[Request]:  # noqa: ANN001
             for k in images for p, pair in zip(PROMPTS, ANSWERS, strict=True) for a in pair]
 
 
-@pytest.mark.parametrize("tree_attention", [True, False])
-def test_prompts_of_an_image_share_its_prefix_and_scores_stay_exact(tiny_adapter, tree_attention: bool,  # noqa: ANN001
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(type(tiny_adapter), "tree_attention", tree_attention)
+@pytest.fixture(params=[True, False], ids=["tree-mask", "copied-rows"])
+def tree_attention(request: pytest.FixtureRequest, tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> bool:  # noqa: ANN001
+    """Both ways of running suffixes and answers: one pass under a tree mask, or two on copied rows."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", request.param)
+    return request.param
+
+
+def test_prompts_of_an_image_share_its_prefix_and_scores_stay_exact(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
     images = _images(3)
     reqs = _grid(images)
     before = dict(tiny_adapter.counters.as_dict())
@@ -76,10 +80,7 @@ def test_reading_the_head_at_a_padded_position_is_caught(tiny_adapter, monkeypat
     assert worst > 1e-3
 
 
-@pytest.mark.parametrize("tree_attention", [True, False])
-def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: bool,  # noqa: ANN001
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(type(tiny_adapter), "tree_attention", tree_attention)
+def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
     images = _images(2)
     reqs = _grid(images)
     rows: list[int] = []
