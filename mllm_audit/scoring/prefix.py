@@ -147,7 +147,7 @@ def score_trees(
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
     first = first[torch.tensor([b for b, _ in prompts], device=dev)]
-    if adapter.tree_attention:
+    if adapter.tree_attention and _takes_4d_masks(adapter):
         rest = _folded_pass(adapter, trees, prompts, suffixes, rows, conts, cache, mask, first)
     else:
         rest = _suffix_then_continuation(adapter, prompts, suffixes, rows, conts, cache, mask, first)
@@ -268,3 +268,10 @@ def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor) -> tor
     every token of its parent segment (its prompt's suffix)."""
     own = (seg.unsqueeze(-1) == seg.unsqueeze(-2)) & (idx.unsqueeze(-2) <= idx.unsqueeze(-1))
     return own | (parent.unsqueeze(-1) == seg.unsqueeze(-2))
+
+
+def _takes_4d_masks(adapter: Adapter) -> bool:
+    """sdpa and eager attention add a float mask as given; flash and flex kernels take none."""
+    cfg = adapter.language_model().config
+    impl = getattr(getattr(cfg, "text_config", None) or cfg, "_attn_implementation", None) or "sdpa"
+    return impl in ("sdpa", "eager")
