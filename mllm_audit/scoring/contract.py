@@ -146,11 +146,12 @@ def _run(
     on_progress: Callable[[int], None] | None,
     padding_side: str,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    from mllm_audit.scoring.prefix import plan_trees, score_trees
+    from mllm_audit.scoring.prefix import plan_trees, score_trees, uses_tree_mask
 
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
     toks = [tokenize(adapter, r) for r in requests]
+    folded = uses_tree_mask(adapter)
     # Prefix groups: requests sharing (image, prefix tokens) share one prefix forward.
     groups: dict[tuple[str | None, tuple[int, ...]], list[int]] = {}
     for i, (r, (prefix, _)) in enumerate(zip(requests, toks, strict=True)):
@@ -166,13 +167,14 @@ def _run(
         keys = [k for k in groups if k[0] in set(chunk)]
         # Prefix trees (an image's shared prefix, then each prompt's own suffix), longest first.
         trees = plan_trees(adapter, keys, groups, toks, batch_size)
-        # Batches: `batch_size` bounds the rows of every pass (prompts; answers of two tokens or more).
+        # Batches: `batch_size` bounds the rows of every pass (trees under the tree mask; else prompts,
+        # answers of two tokens or more), so a chunk's prefixes run in as few, as large passes as it allows.
         batch: list = []
         rows = 0
         for t in trees + [None]:  # type: ignore[list-item]
-            if t is not None and (not batch or rows + t.n_rows(groups, toks) <= batch_size):
+            if t is not None and (not batch or rows + t.n_rows(groups, toks, folded) <= batch_size):
                 batch.append(t)
-                rows += t.n_rows(groups, toks)
+                rows += t.n_rows(groups, toks, folded)
                 continue
             if batch:
                 for i, res in score_trees(adapter, batch, groups, toks, feats, keep_distributions, padding_side):
@@ -180,7 +182,7 @@ def _run(
                 if on_progress:
                     on_progress(sum(b.n_candidates(groups) for b in batch))
             if t is not None:
-                batch, rows = [t], t.n_rows(groups, toks)
+                batch, rows = [t], t.n_rows(groups, toks, folded)
         feats.clear()
     return [r for r in results if r is not None]
 

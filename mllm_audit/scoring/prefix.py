@@ -46,9 +46,13 @@ class Tree:
     def n_candidates(self, groups: dict[GroupKey, list[int]]) -> int:
         return sum(len(groups[k]) for k in self.keys)
 
-    def n_rows(self, groups: dict[GroupKey, list[int]], toks: Sequence[tuple[list[int], list[int]]]) -> int:
-        """Rows of this tree's widest pass: its prompts (suffix pass) or its answers of two tokens or
-        more (continuation pass). What `batch_size` bounds, since memory grows with rows."""
+    def n_rows(self, groups: dict[GroupKey, list[int]], toks: Sequence[tuple[list[int], list[int]]],
+               folded: bool = False) -> int:
+        """Rows of this tree's widest pass, what `batch_size` bounds (memory grows with rows): one under
+        the tree mask (a tree is one row in both passes), else its prompts (suffix pass) or its answers
+        of two tokens or more (continuation pass), whichever is more."""
+        if folded:
+            return 1
         return max(len(self.keys), sum(1 for k in self.keys for i in groups[k] if len(toks[i][1]) > 1))
 
     def length(self, toks: Sequence[tuple[list[int], list[int]]], groups: dict[GroupKey, list[int]]) -> int:
@@ -147,7 +151,7 @@ def score_trees(
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
     first = first[torch.tensor([b for b, _ in prompts], device=dev)]
-    if adapter.tree_attention and _takes_4d_masks(adapter):
+    if uses_tree_mask(adapter):
         rest = _folded_pass(adapter, trees, prompts, suffixes, rows, conts, cache, mask, first)
     else:
         rest = _suffix_then_continuation(adapter, prompts, suffixes, rows, conts, cache, mask, first)
@@ -270,8 +274,11 @@ def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor) -> tor
     return own | (parent.unsqueeze(-1) == seg.unsqueeze(-2))
 
 
-def _takes_4d_masks(adapter: Adapter) -> bool:
-    """sdpa and eager attention add a float mask as given; flash and flex kernels take none."""
+def uses_tree_mask(adapter: Adapter) -> bool:
+    """Suffixes and answers in one pass under a tree mask: where the family allows it and the attention
+    kernel adds a float mask as given (sdpa, eager; flash and flex kernels take none)."""
+    if not adapter.tree_attention:
+        return False
     cfg = adapter.language_model().config
     impl = getattr(getattr(cfg, "text_config", None) or cfg, "_attn_implementation", None) or "sdpa"
     return impl in ("sdpa", "eager")

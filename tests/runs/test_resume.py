@@ -157,7 +157,7 @@ def test_out_of_memory_halves_the_batch_without_changing_scores(
     sizes: list[int] = []
 
     def small_only(adapter, batch, groups, *rest):  # noqa: ANN001, ANN002, ANN202
-        n = sum(t.n_rows(groups, rest[0]) for t in batch)  # what batch_size bounds: rows per pass
+        n = sum(t.n_rows(groups, rest[0], scoring.uses_tree_mask(adapter)) for t in batch)  # what batch_size bounds
         sizes.append(n)
         if n > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
