@@ -68,6 +68,8 @@ def precision_check(
         out["weights_stored"] = stored
         if stored in ("float32", "float64"):
             out["not_included"] = f"the rounding of the {stored} checkpoint weights to {adapter.options.dtype}"
+    if any(p.device.type == "meta" for p in adapter.model.parameters()):
+        return {**out, "skipped": "weights offloaded (device map): no in-place fp32 copy"}
     try:
         with upcast(adapter):
             ref = score_items(adapter, suite, sample, "fp32-reference", BatchSize(batch_size))
