@@ -52,3 +52,7 @@ def trust_remote_code() -> Any:
 
 def batch_size(default: int = 16, help: str = "Candidates per forward pass when measuring.") -> Any:  # noqa: A002
     return typer.Option(default, help=help)
+
+
+def threads() -> Any:
+    return typer.Option(None, help="CPU threads for torch (default: torch's own); recorded in the run.")

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         max_memory: str | None = typer.Option(None, help="Budget per device for --device-map, e.g. 0=20GiB,cpu=64GiB."),
         card: str | None = options.card(),
         quiet: bool = options.quiet(),
+        threads: int | None = options.threads(),
         revision: str | None = typer.Option(
             None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, else the "
             "local snapshot's commit).",
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
                 resume=resume, device_map=device_map, max_memory=max_memory, card=card, revision=revision,
+                threads=threads,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone

@@ -45,12 +45,18 @@ class Counters:
     images_encoded: int = 0
     forward_passes: int = 0
     joint_tokenization: int = 0  # continuations scored as tokenized after the prompt (scoring.py)
+    # Shared image prefixes (scoring.contract): prompts that continued from their image's shared prefix
+    # instead of running their own, and the prefix token-forwards that spared.
+    prefix_forwards_saved: int = 0
+    prefix_tokens_saved: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
             "images_encoded": self.images_encoded,
             "forward_passes": self.forward_passes,
             "joint_tokenization": self.joint_tokenization,
+            "prefix_forwards_saved": self.prefix_forwards_saved,
+            "prefix_tokens_saved": self.prefix_tokens_saved,
         }
 
 
@@ -67,6 +73,12 @@ class Adapter:
     counters: Counters = field(default_factory=Counters)
     # Capability, declared rather than probed: draws images from text (gen-scan, locate, fix --editor sft|bpo).
     generates_images: ClassVar[bool] = False
+    # The image features do not depend on the prompt, so an image's placeholders and the text its prompts
+    # share run once (scoring.contract); False where the bridge reads the prompt (InstructBLIP).
+    shares_image_prefix: ClassVar[bool] = True
+    # The language model takes a 4-D float attention mask as given (transformers' create_causal_mask
+    # does): scoring then runs each prompt's suffix and its answers in one pass under a tree mask.
+    tree_attention: ClassVar[bool] = True
 
     # ---- identity -------------------------------------------------------------------------
     @property
@@ -169,17 +181,29 @@ class Adapter:
         position_ids: torch.Tensor,
         past_key_values: Any = None,
         use_cache: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> tuple[torch.Tensor, Any]:
-        """Language-model logits (fp32) and the KV cache when asked for."""
+        """Language-model logits (fp32) and the KV cache when asked for.
+
+        `logits_to_keep` (transformers' meaning): 0 = every position, n = the last n, a 1-D tensor = those
+        sequence positions. The head runs, and fp32 is paid, only there: at a 50k-100k vocabulary the head
+        over every prefix position is most of a scoring forward's work and memory."""
         self.counters.forward_passes += 1
+        kw: dict[str, Any] = {}
+        if isinstance(logits_to_keep, torch.Tensor) or logits_to_keep:
+            kw["logits_to_keep"] = logits_to_keep
         out = self.language_model()(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             past_key_values=past_key_values,
             use_cache=use_cache,
+            **kw,
         )
-        return out.logits.float(), (out.past_key_values if use_cache else None)
+        logits = out.logits
+        if logits.shape[1] == inputs_embeds.shape[1] and kw:  # a model that ignored the argument
+            logits = logits[:, -logits_to_keep:] if isinstance(logits_to_keep, int) else logits[:, logits_to_keep]
+        return logits.float(), (out.past_key_values if use_cache else None)
 
     # ---- editing ------------------------------------------------------------------------------
     def module_names(self, scope: str) -> list[str]:

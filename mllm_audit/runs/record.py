@@ -129,6 +129,10 @@ class Counters:
     # Continuations scored as the tokenizer splits them after the prompt, where that differs from
     # tokenizing them alone (scoring.py's boundary rule); 0 for tokenizers without the difference.
     joint_tokenization: int = 0
+    # Shared image prefixes (scoring.prefix): prompts that continued from their image's shared prefix
+    # instead of running their own, and the prefix token-forwards that spared.
+    prefix_forwards_saved: int = 0
+    prefix_tokens_saved: int = 0
 
 
 @dataclass

@@ -39,7 +39,7 @@ from mllm_audit.runs.record import (
     read_record,
     suite_identity,
 )
-from mllm_audit.runs.score import BatchSize, check_images, score_items
+from mllm_audit.runs.score import BatchSize, check_images, check_threads, score_items
 from mllm_audit.runs.sharding import Processes, current_processes, image_chunks, shard_chunks
 from mllm_audit.runs.signals import RunInterrupted, Terminated, interrupted, stop_signals
 from mllm_audit.runs.writer import SAMPLE_SCHEMA, RunWriter, default_run_dir, new_run_id, read_results
@@ -158,6 +158,7 @@ def run_scan(
     max_memory: str | Mapping[Any, Any] | None = None,
     card: str | None = None,
     revision: str | None = None,
+    threads: int | None = None,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
@@ -174,7 +175,7 @@ def run_scan(
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
-                revision=revision,
+                revision=revision, threads=threads,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -185,7 +186,7 @@ def _run_scan(
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
-    revision: str | None = None,
+    revision: str | None = None, threads: int | None = None,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -194,6 +195,7 @@ def _run_scan(
     from mllm_audit.util.numbers import seed_ok
 
     seed_ok("--seed", seed)
+    check_threads(threads)
     budget = parse_max_memory(max_memory)
     the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     items = the_suite.select(split=split, limit=limit)
@@ -214,6 +216,9 @@ def _run_scan(
     if procs.count > 1 and device == "cuda":
         device = f"cuda:{procs.local_index}"
     torch.manual_seed(seed)
+    threads_before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)  # for this run only: given back below
     if adapter is None:
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
@@ -233,6 +238,7 @@ def _run_scan(
                             device, device_map, seed, progress, t0, t_loaded)
     finally:
         lock.release()
+        torch.set_num_threads(threads_before)
 
 
 def _scan_locked(
@@ -248,7 +254,7 @@ def _scan_locked(
     record = new_record(
         "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
         options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
-                 "device_map": device_map, "processes": procs.count},
+                 "device_map": device_map, "processes": procs.count, "threads": _threads()},
         coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
                           limit=limit),
         payload={"group_by": the_suite.extra.get("group_by")},
@@ -275,10 +281,23 @@ def _scan_locked(
     counters = {k: after[k] - counters_before[k] for k in after}
     if sizer.size != batch_size:
         record.options["batch_size_after_oom"] = sizer.size
+    if procs.is_main:  # a reduced precision records what it cost against fp32 (runs/precision.py)
+        from mllm_audit.runs.precision import precision_check
+
+        check = precision_check(adapter, the_suite, items, [*reused.values(), *done], seed, sizer.size)
+        if check is not None:
+            record.payload["precision"] = check
     return _finish(
         out_dir, items, reused, done, record, counters, procs, the_suite,
         {"load_s": t_loaded - t0, "scoring_s": t_scored - t_loaded, "t0": t0},
     )
+
+
+def _threads() -> int:
+    """The CPU threads torch used (--threads, else torch's default): recorded, since timings depend on it."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _fresh_default_dir(model_name: str, suite_name: str) -> Path:

@@ -28,6 +28,12 @@ def check_images(suite: Suite, items: list[Item]) -> None:
                 raise AuditError(f"item {item.id!r}: {what}: {path}")
 
 
+def check_threads(threads: int | None) -> None:
+    """--threads: a positive count (None keeps torch's default), checked before torch is imported."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise AuditError(f"--threads must be a whole number of at least 1, got {threads!r}")
+
+
 def image_loader(suite: Suite) -> Callable[[str], Any]:
     """Image keys in requests are the suite's relative paths."""
     return lambda rel: load_image(suite.image_path(rel))

@@ -22,10 +22,14 @@ stock forward's `loss * n_tokens` with labels masking everything but the continu
 How it is computed, and why it stays exact:
 - Each distinct image is encoded (vision tower + bridge) once per call and reused by all of its
   requests. Images are taken in chunks so that memory stays bounded on large suites.
-- Requests that share (image, prompt) share one *prefix* forward. Prefixes are left-padded and run
-  once with the KV cache on; each continuation then runs on a copy of its prefix's cache rows.
+- Requests that share (image, prompt) share one *prefix* forward, and the prompts of one image share
+  its placeholders and the text they all begin with: that shared part runs once, each prompt's own
+  suffix continues from a copy of its cache rows, each continuation from a copy of its prompt's
+  (scoring/prefix.py; `counters.prefix_forwards_saved` and `prefix_tokens_saved` record what it spared).
   Position ids are explicit (0..n-1 over real tokens), so padding never shifts positions, and
   results do not depend on batch size, padding or order (tests check 1e-5 in fp32).
+- The LM head runs only where a logit is read: each prompt's last position and the continuation
+  positions (at a 50k-100k vocabulary the head over every prefix position was most of the work).
 - Batches go longest first (an out-of-memory shows at once) and results come back in input order.
 - Logits are cast to fp32 before log-softmax whatever the model dtype.
 """
@@ -142,9 +146,12 @@ def _run(
     on_progress: Callable[[int], None] | None,
     padding_side: str,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    from mllm_audit.scoring.prefix import plan_trees, score_trees, uses_tree_mask
+
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
     toks = [tokenize(adapter, r) for r in requests]
+    folded = uses_tree_mask(adapter)
     # Prefix groups: requests sharing (image, prefix tokens) share one prefix forward.
     groups: dict[tuple[str | None, tuple[int, ...]], list[int]] = {}
     for i, (r, (prefix, _)) in enumerate(zip(requests, toks, strict=True)):
@@ -158,22 +165,24 @@ def _run(
     for chunk in chunks:
         feats = _encode(adapter, [k for k in chunk if k is not None], load_image, batch_size)
         keys = [k for k in groups if k[0] in set(chunk)]
-        # Longest first: total tokens of the prefix plus its longest continuation.
-        keys.sort(key=lambda k: -(len(k[1]) + max(len(toks[i][1]) for i in groups[k])))
-        batch: list[tuple[str | None, tuple[int, ...]]] = []
-        n_in_batch = 0
-        for k in keys + [None]:  # type: ignore[list-item]
-            if k is not None and (not batch or n_in_batch + len(groups[k]) <= batch_size):
-                batch.append(k)
-                n_in_batch += len(groups[k])
+        # Prefix trees (an image's shared prefix, then each prompt's own suffix), longest first.
+        trees = plan_trees(adapter, keys, groups, toks, batch_size)
+        # Batches: `batch_size` bounds the rows of every pass (trees under the tree mask; else prompts,
+        # answers of two tokens or more), so a chunk's prefixes run in as few, as large passes as it allows.
+        batch: list = []
+        rows = 0
+        for t in trees + [None]:  # type: ignore[list-item]
+            if t is not None and (not batch or rows + t.n_rows(groups, toks, folded) <= batch_size):
+                batch.append(t)
+                rows += t.n_rows(groups, toks, folded)
                 continue
             if batch:
-                for i, res in _score_batch(adapter, batch, groups, toks, feats, keep_distributions, padding_side):
+                for i, res in score_trees(adapter, batch, groups, toks, feats, keep_distributions, padding_side):
                     results[i] = res
                 if on_progress:
-                    on_progress(n_in_batch)
-            if k is not None:
-                batch, n_in_batch = [k], len(groups[k])
+                    on_progress(sum(b.n_candidates(groups) for b in batch))
+            if t is not None:
+                batch, rows = [t], t.n_rows(groups, toks, folded)
         feats.clear()
     return [r for r in results if r is not None]
 
@@ -191,64 +200,3 @@ def _encode(
         enc = adapter.encode_images([load_image(k) for k in part])  # type: ignore[misc]
         feats.update(zip(part, enc, strict=True))
     return feats
-
-
-def _score_batch(
-    adapter: Adapter,
-    batch: list[tuple[str | None, tuple[int, ...]]],
-    groups: dict[tuple[str | None, tuple[int, ...]], list[int]],
-    toks: list[tuple[list[int], list[int]]],
-    feats: dict[str, torch.Tensor],
-    keep_distributions: bool,
-    padding_side: str,
-) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
-    dev = adapter.device
-    # 1) Prefixes, padded on either side; the mask and explicit positions make padding inert.
-    lp = max(len(k[1]) for k in batch)
-    ids = torch.full((len(batch), lp), adapter.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), lp), dtype=torch.long)
-    last = torch.zeros(len(batch), dtype=torch.long)
-    for b, (_, prefix) in enumerate(batch):
-        start = lp - len(prefix) if padding_side == "left" else 0
-        ids[b, start : start + len(prefix)] = torch.tensor(prefix)
-        mask[b, start : start + len(prefix)] = 1
-        last[b] = start + len(prefix) - 1
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    emb = adapter.embed(ids, [feats[k[0]] if k[0] is not None else None for k in batch])
-    logits, cache = adapter.lm(emb, mask, pos, use_cache=True)
-    # The logits at each prefix's last real token predict its continuations' first token.
-    first = torch.log_softmax(logits[torch.arange(len(batch)), last.to(dev)], dim=-1)
-    # 2) Continuations on copies of their prefix's cache rows. The last continuation token needs
-    #    no forward (nothing is predicted from it), so rows hold tokens 0..n-2.
-    rows = [(b, i) for b, k in enumerate(batch) for i in groups[k]]
-    conts = [toks[i][1] for _, i in rows]
-    lc = max(len(c) for c in conts) - 1
-    row_idx = torch.tensor([b for b, _ in rows], device=dev)
-    rest: torch.Tensor | None = None
-    if lc > 0:
-        cids = torch.full((len(rows), lc), adapter.pad_id, dtype=torch.long)
-        cmask = torch.zeros((len(rows), lc), dtype=torch.long)
-        for r, c in enumerate(conts):
-            cids[r, : len(c) - 1] = torch.tensor(c[:-1])
-            cmask[r, : len(c) - 1] = 1
-        cids, cmask = cids.to(dev), cmask.to(dev)
-        cache.batch_select_indices(row_idx)
-        full_mask = torch.cat([mask[row_idx], cmask], dim=-1)
-        cpos = mask.sum(-1)[row_idx].unsqueeze(-1) + torch.arange(lc, device=dev)
-        cemb = adapter.embed(cids, [None] * len(rows))
-        clogits, _ = adapter.lm(cemb, full_mask, cpos, past_key_values=cache)
-        rest = torch.log_softmax(clogits, dim=-1)
-    out = []
-    for r, (b, i) in enumerate(rows):
-        c = torch.tensor(conts[r], device=dev)
-        dist = first[b].unsqueeze(0)
-        if len(c) > 1:
-            dist = torch.cat([dist, rest[r, : len(c) - 1]], dim=0)  # type: ignore[index]
-        lps = dist.gather(-1, c.unsqueeze(-1)).squeeze(-1)
-        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
-    return out
-
-
-
-

@@ -61,6 +61,12 @@ def right_padded(
     return ids, mask, tgt, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def _read_window(toks: Sequence[tuple[list[int], list[int]]]) -> tuple[int, int]:
+    """[lo, hi): the positions whose logits any row's continuation reads (position t predicts token t + 1).
+    The head runs there only: image and prompt positions are never read."""
+    return min(len(p) for p, _ in toks) - 1, max(len(p) + len(c) for p, c in toks) - 1
+
+
 def logprob_tensor(
     adapter: Adapter,
     requests: Sequence[Request],
@@ -73,13 +79,15 @@ def logprob_tensor(
     them inside the caller's autograd context when the vision side is being edited.
     """
     dev = adapter.device
-    ids, mask, tgt, pos = (t.to(dev) for t in right_padded([tokenize(adapter, r) for r in requests], adapter.pad_id))
+    toks = [tokenize(adapter, r) for r in requests]
+    ids, mask, tgt, pos = (t.to(dev) for t in right_padded(toks, adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
-    logits, _ = adapter.lm(emb, mask, pos)
+    lo, hi = _read_window(toks)
+    logits, _ = adapter.lm(emb, mask, pos, logits_to_keep=torch.arange(lo, hi, device=dev))
     # Continuation positions only: image placeholders may lie outside the vocabulary (MiniGPT-4), and a
     # softmax over every prefix position would cost memory for nothing.
-    sel = tgt[:, 1:]
-    logp = torch.log_softmax(logits[:, :-1][sel], dim=-1).gather(-1, ids[:, 1:][sel].unsqueeze(-1)).squeeze(-1)
+    sel = tgt[:, lo + 1 : hi + 1]
+    logp = torch.log_softmax(logits[sel], dim=-1).gather(-1, ids[:, lo + 1 : hi + 1][sel].unsqueeze(-1)).squeeze(-1)
     total = torch.zeros(len(requests), dtype=logp.dtype, device=dev).index_add(0, sel.nonzero(as_tuple=True)[0], logp)
     return total, sel.sum(-1).to(logp.dtype)
 
@@ -93,5 +101,7 @@ def continuation_distributions(
     toks = [tokenize(adapter, r) for r in requests]
     ids, mask, _, pos = (t.to(dev) for t in right_padded(toks, adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
-    logits, _ = adapter.lm(emb, mask, pos)
-    return [torch.log_softmax(logits[b, len(p) - 1 : len(p) + len(c) - 1], dim=-1) for b, (p, c) in enumerate(toks)]
+    lo, hi = _read_window(toks)
+    logits, _ = adapter.lm(emb, mask, pos, logits_to_keep=torch.arange(lo, hi, device=dev))
+    return [torch.log_softmax(logits[b, len(p) - 1 - lo : len(p) + len(c) - 1 - lo], dim=-1)
+            for b, (p, c) in enumerate(toks)]

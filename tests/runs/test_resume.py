@@ -150,20 +150,20 @@ def test_out_of_memory_halves_the_batch_without_changing_scores(
 ) -> None:
     import torch
 
-    import mllm_audit.scoring.contract as scoring
+    import mllm_audit.scoring.prefix as scoring
 
     ref = run_scan(suite=str(tiny_suite), output=tmp_path / "ref", adapter=tiny_adapter, batch_size=8)
-    real = scoring._score_batch
+    real = scoring.score_trees
     sizes: list[int] = []
 
     def small_only(adapter, batch, groups, *rest):  # noqa: ANN001, ANN002, ANN202
-        n = sum(len(groups[k]) for k in batch)
+        n = sum(t.n_rows(groups, rest[0], scoring.uses_tree_mask(adapter)) for t in batch)  # what batch_size bounds
         sizes.append(n)
         if n > 2:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(adapter, batch, groups, *rest)
 
-    monkeypatch.setattr(scoring, "_score_batch", small_only)
+    monkeypatch.setattr(scoring, "score_trees", small_only)
     capsys.readouterr()
     res = run_scan(suite=str(tiny_suite), output=tmp_path / "oom", adapter=tiny_adapter, batch_size=8)
     err = capsys.readouterr().err.strip().splitlines()
@@ -174,10 +174,10 @@ def test_out_of_memory_halves_the_batch_without_changing_scores(
     def always(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(scoring, "_score_batch", always)
+    monkeypatch.setattr(scoring, "score_trees", always)
     with pytest.raises(AuditError, match="out of memory even at batch size 1"):
         run_scan(suite=str(tiny_suite), output=tmp_path / "oom1", adapter=tiny_adapter, batch_size=2)
     # Other runtime errors are not mistaken for OOM.
-    monkeypatch.setattr(scoring, "_score_batch", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape bug")))
+    monkeypatch.setattr(scoring, "score_trees", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("shape bug")))
     with pytest.raises(RuntimeError, match="shape bug"):
         run_scan(suite=str(tiny_suite), output=tmp_path / "other", adapter=tiny_adapter, batch_size=2)

@@ -8,7 +8,7 @@ Q-Former + projection run per (image, prompt) inside `embed`, where the prompt i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -18,6 +18,7 @@ from mllm_audit.models.loading import FamilySpec
 
 class InstructBlipAdapter(Adapter):
     processor: Any = None
+    shares_image_prefix: ClassVar[bool] = False  # the Q-Former reads the prompt: no two prompts share image rows
     # prefix ids (from the first placeholder on) -> the instruction the Q-Former reads; set in load()
     _instructions: dict[tuple[int, ...], str]
     _lengths: set[int]

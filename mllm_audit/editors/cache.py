@@ -1,0 +1,105 @@
+"""Frozen-prefix caching for editors that step an optimiser: frozen layers run once per edit.
+
+FT-L edits the last decoder layer, yet each of its ~15 steps ran the vision tower and every lower
+decoder layer again, on the same requests with the same frozen weights. Here the first call of each
+kind (`key`) runs normally while forward hooks watch every numbered layer stack (a ModuleList, e.g.
+`decoder.layers`, `encoder.layer`); the leading layers of a stack whose outputs do not depend on any
+trainable parameter (their output does not require grad) are *frozen*. Later calls with the same key
+swap those layers for stubs that hand back the recorded output of the last frozen one, so only the
+edited part and what follows it (the head) run. FT-V likewise skips the vision tower's layers.
+
+Exact: the layers after the cut see the same input tensor they would have computed (tests check the
+edited weights to 1e-6 against the uncached path). Caching is off in training mode (dropout would
+differ between steps) and for a stack whose layer runs more than once per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+def _stacks(model: torch.nn.Module) -> list[torch.nn.ModuleList]:
+    """Every numbered layer stack: a ModuleList of at least two modules named `layers` or `layer`."""
+    return [m for name, m in model.named_modules()
+            if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "layer") and len(m) > 1]
+
+
+def _needs_grad(out: Any) -> bool:
+    if isinstance(out, torch.Tensor):
+        return out.requires_grad
+    if isinstance(out, (tuple, list)):
+        return any(_needs_grad(o) for o in out)
+    return bool(getattr(out, "requires_grad", False)) or any(_needs_grad(v) for v in getattr(out, "values", list)())
+
+
+class _Replay(torch.nn.Module):
+    """Stands in for a frozen layer: returns the recorded output of the stack's last frozen layer."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.output
+
+
+class FrozenPrefix:
+    """Per key: the recorded outputs at each stack's cut; `__call__` records once, then replays."""
+
+    def __init__(self, model: torch.nn.Module, enabled: bool = True) -> None:
+        self.model = model
+        self.enabled = enabled and not model.training
+        self.cuts: dict[str, list[tuple[torch.nn.ModuleList, int, Any]]] = {}
+        self.layers_skipped = 0  # layer forwards spared, over all replays
+
+    def __call__(self, key: str, fn: Callable[[], T]) -> T:
+        if not self.enabled:
+            return fn()
+        if key not in self.cuts:
+            return self._record(key, fn)
+        cuts = self.cuts[key]
+        saved = [(stack, list(stack[:k])) for stack, k, _ in cuts]
+        try:
+            for stack, k, out in cuts:
+                stub = _Replay(out)
+                for j in range(k):
+                    stack[j] = stub
+                self.layers_skipped += k
+            return fn()
+        finally:
+            for stack, layers in saved:
+                for j, layer in enumerate(layers):
+                    stack[j] = layer
+
+    def _record(self, key: str, fn: Callable[[], T]) -> T:
+        seen: dict[int, list[tuple[int, Any]]] = {}
+        hooks = []
+        stacks = _stacks(self.model)
+        for s, stack in enumerate(stacks):
+            for j, layer in enumerate(stack):
+                hooks.append(layer.register_forward_hook(
+                    lambda _m, _a, out, s=s, j=j: seen.setdefault(s, []).append((j, out))))
+        try:
+            with torch.enable_grad():  # what depends on a trainable parameter shows as requires_grad
+                result = fn()
+        finally:
+            for h in hooks:
+                h.remove()
+        cuts = []
+        for s, calls in seen.items():
+            order = [j for j, _ in calls]
+            if order != list(range(len(order))):  # a layer ran twice, or out of order: leave this stack alone
+                continue
+            k = 0
+            while k < len(calls) and not _needs_grad(calls[k][1]):
+                k += 1
+            if k > 0:
+                cuts.append((stacks[s], k, calls[k - 1][1]))
+        self.cuts[key] = cuts
+        return result
+

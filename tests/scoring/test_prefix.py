@@ -1,0 +1,119 @@
+"""Shared image prefixes and logits only where read (scoring.prefix), against the stock forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mllm_audit.scoring import prefix as prefix_mod
+from mllm_audit.scoring.contract import Request, score, tokenize
+from mllm_audit.scoring.differentiable import continuation_distributions, logprob_tensor
+from tests.scoring.test_contract import _images, _stock
+
+PROMPTS = ["Is this person a doctor or a nurse?", "What is this person's job?", "Is this person rich or poor?"]
+ANSWERS = [("doctor", "nurse"), ("pilot", "flight attendant"), ("rich", "poor")]
+
+
+def _grid(images: dict) -> list[Request]:  # noqa: ANN001
+    """Every image x every prompt x both answers: the scan's shape."""
+    return [Request(prompt=p, continuation=a, image=k, task="vqa")
+            for k in images for p, pair in zip(PROMPTS, ANSWERS, strict=True) for a in pair]
+
+
+@pytest.fixture(params=[True, False], ids=["tree-mask", "copied-rows"])
+def tree_attention(request: pytest.FixtureRequest, tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> bool:  # noqa: ANN001
+    """Both ways of running suffixes and answers: one pass under a tree mask, or two on copied rows."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", request.param)
+    return request.param
+
+
+def test_prompts_of_an_image_share_its_prefix_and_scores_stay_exact(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
+    images = _images(3)
+    reqs = _grid(images)
+    before = dict(tiny_adapter.counters.as_dict())
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    after = tiny_adapter.counters.as_dict()
+    prefixes = [tuple(tokenize(tiny_adapter, Request(p, "x", "img0", "vqa"))[0]) for p in PROMPTS]
+    n_shared = prefix_mod.shared_length(tiny_adapter, prefixes)
+    assert n_shared > tiny_adapter.n_image_tokens  # the placeholders and the template's common text
+    assert after["prefix_forwards_saved"] - before["prefix_forwards_saved"] == 3 * (len(PROMPTS) - 1)
+    assert after["prefix_tokens_saved"] - before["prefix_tokens_saved"] == 3 * (len(PROMPTS) - 1) * n_shared
+    for req, s in zip(reqs, got, strict=True):
+        ref, n = _stock(tiny_adapter, req, images)
+        assert s.n_tokens == n
+        assert s.logp == pytest.approx(ref, abs=1e-5)
+
+
+def test_sharing_changes_no_score(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    images = _images(4)
+    reqs = _grid(images)
+    shared = [s.logp for s in score(tiny_adapter, reqs, images.__getitem__, batch_size=5)]
+    monkeypatch.setattr(type(tiny_adapter), "shares_image_prefix", False)
+    before = tiny_adapter.counters.prefix_forwards_saved
+    alone = [s.logp for s in score(tiny_adapter, reqs, images.__getitem__, batch_size=5)]
+    assert tiny_adapter.counters.prefix_forwards_saved == before  # nothing shared this time
+    np.testing.assert_allclose(shared, alone, atol=1e-5, rtol=0)
+
+
+def test_answers_blind_to_their_prompt_are_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Negative control for the tree mask: answers that do not see their prompt's suffix fail the check."""
+    images = _images(2)
+    reqs = _grid(images)
+    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent: (seg.unsqueeze(-1) == seg.unsqueeze(-2))
+                        & (idx.unsqueeze(-2) <= idx.unsqueeze(-1)))
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    worst = max(abs(s.logp - _stock(tiny_adapter, r, images)[0]) for r, s in zip(reqs, got, strict=True))
+    assert worst > 1e-3
+
+
+def test_reading_the_head_at_a_padded_position_is_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Negative control (passes on copied cache rows): the head runs at the block's last position only,
+    exact because the suffixes are left-padded; right-padded suffixes read a pad there and fail."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", False)
+    images = _images(2)
+    reqs = _grid(images)
+    pad = prefix_mod._pad
+    monkeypatch.setattr(prefix_mod, "_pad", lambda seqs, pad_id, left: pad(seqs, pad_id, False))
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    worst = max(abs(s.logp - _stock(tiny_adapter, r, images)[0]) for r, s in zip(reqs, got, strict=True))
+    assert worst > 1e-3
+
+
+def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
+    images = _images(2)
+    reqs = _grid(images)
+    rows: list[int] = []
+    head = tiny_adapter.language_model().get_output_embeddings()
+    hook = head.register_forward_hook(lambda _m, args, _o: rows.append(args[0].shape[:-1].numel()))
+    try:
+        score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    finally:
+        hook.remove()
+    conts = [tokenize(tiny_adapter, r)[1] for r in reqs]
+    longer = [c for c in conts if len(c) > 1]
+    assert 0 < len(longer) < len(conts)
+    if tree_attention:
+        # One batch: a row per image (shared part), then one row per image holding its prompts' suffixes
+        # and its answers, the head on the read positions only: each prompt's last token, each answer's.
+        per_image = len(PROMPTS) + sum(len(c) - 1 for c in longer) // len(images)
+        assert rows == [len(images), len(images) * per_image]
+    else:
+        # A row per image, a row per prompt (its last token), then the answers of two tokens or more,
+        # padded to the longest less its last token.
+        assert rows == [len(images), len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
+    n_positions = sum(len(tokenize(tiny_adapter, r)[0]) + len(c) for r, c in zip(reqs, conts, strict=True))
+    assert sum(rows) < n_positions / 4  # the old head ran at every prefix position (over n_positions)
+
+
+def test_differentiable_scores_read_the_same_window(tiny_adapter) -> None:  # noqa: ANN001
+    images = _images(2)
+    reqs = _grid(images) + [Request(prompt="a photo of", continuation="red", image=None, task="ic")]
+    feats = dict(zip(images, tiny_adapter.encode_images(list(images.values())), strict=True))
+    lp, n = logprob_tensor(tiny_adapter, reqs, feats)
+    dists = continuation_distributions(tiny_adapter, reqs, feats)
+    for b, r in enumerate(reqs):
+        ref, n_ref = _stock(tiny_adapter, r, images)
+        assert lp[b].item() == pytest.approx(ref, abs=1e-5) and int(n[b]) == n_ref
+        cont = torch.tensor(tokenize(tiny_adapter, r)[1])
+        assert dists[b].gather(-1, cont.unsqueeze(-1)).sum().item() == pytest.approx(ref, abs=1e-5)
