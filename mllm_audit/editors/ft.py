@@ -102,12 +102,15 @@ class FineTune(Editor):
                     return (f, *logprob_tensor(adapter, target, f or {}))
 
                 feats, lp_t, n_t = replay("target", forward)
-                lp_n = (replay("neutral", lambda f=feats: logprob_tensor(adapter, avoid, f or {}))[0]
-                        if objective == "neutral" else None)
+
+                def avoided(f: Any = feats) -> tuple[torch.Tensor, torch.Tensor]:
+                    return logprob_tensor(adapter, avoid, f or {})  # type: ignore[no-any-return]
+
+                lp_n = replay("neutral", avoided)[0] if objective == "neutral" else None
                 loss = objectives.edit_loss(objective, lp_t, n_t, lp_n).mean()
                 if stop_margin is not None:
                     with torch.no_grad():
-                        lp_a, _ = replay("avoid", lambda f=feats: logprob_tensor(adapter, avoid, f or {}))
+                        lp_a, _ = replay("avoid", avoided)
                     if bool(((lp_t - lp_a) > float(stop_margin)).all()):
                         break
                 if stop_loss is not None and float(loss.detach()) < float(stop_loss):
