@@ -121,6 +121,15 @@ MODEL_TYPE_FAMILY = {
     "emu3": "emu3",
 }
 
+# Architectures the generic family (models/families/generic.py) is checked on: config.json model_type ->
+# the measured max |score - stock forward| in fp32 (tests/models/test_generic.py; docs/real-models.md).
+GENERIC_TABLE = "docs/real-models.md"
+GENERIC_ARCHITECTURES: dict[str, float] = {
+    "aya_vision": 2e-6, "gemma3": 1e-6, "idefics2": 3e-6, "idefics3": 1e-6, "internvl": 3e-6, "llava": 1e-6,
+    "llava_next": 2e-6, "llava_onevision": 2e-6, "mllama": 3e-6, "qwen2_5_vl": 1e-6, "qwen2_vl": 1e-6,
+    "qwen3_vl": 2e-6, "vipllava": 4e-6,
+}
+
 
 # The card of the released model each family is known by: a folder of that family without a card
 # of its own is prompted with these templates, so `--model ./folder` scores like `--model NAME`.
@@ -158,7 +167,7 @@ def write_folder_card(card: Card, folder: Path, description: str = "") -> Path:
     return write_yaml(target, data)
 
 
-def resolve_card(spec: str, card: str | None = None) -> Card:
+def resolve_card(spec: str, card: str | None = None, trust_generic: bool = False) -> Card:
     """A registered card name, a card YAML path, or a model folder (family read from config.json).
 
     A folder's templates come from, in order: `card` (`--card NAME`, a name or .yaml), the card saved
@@ -166,7 +175,7 @@ def resolve_card(spec: str, card: str | None = None) -> Card:
     card (`FAMILY_CARD`). The choice is recorded in `Card.templates_from`.
     """
     cards = registered_cards()
-    resolved = _resolve(spec, cards)
+    resolved = _resolve(spec, cards, trust_generic)
     if card is not None:
         source = _resolve(card, cards)
         if source.family != resolved.family:
@@ -176,7 +185,7 @@ def resolve_card(spec: str, card: str | None = None) -> Card:
     return resolved
 
 
-def _resolve(spec: str, cards: dict[str, Path]) -> Card:
+def _resolve(spec: str, cards: dict[str, Path], trust_generic: bool = False) -> Card:
     if spec in cards:
         return read_card(cards[spec])
     path = Path(spec).expanduser()
@@ -185,14 +194,14 @@ def _resolve(spec: str, cards: dict[str, Path]) -> Card:
             raise AuditError(f"model card {spec!r} not found")
         return read_card(path)
     if path.is_dir():
-        return _folder_card(path, cards)
+        return _folder_card(path, cards, trust_generic)
     known = ", ".join(cards) or "none"
     if path.suffix or "/" in spec or spec.startswith("."):
         raise AuditError(f"model folder {spec!r} not found (cards: {known})")
     raise AuditError(f"unknown model {spec!r} (cards: {known}; or give a model folder or a card .yaml)")
 
 
-def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
+def _folder_card(path: Path, cards: dict[str, Path], trust_generic: bool = False) -> Card:
     cfg = path / "config.json"
     if not cfg.is_file():
         raise AuditError(f"model folder {path} has no config.json")
@@ -203,9 +212,7 @@ def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
     if not isinstance(config, dict):
         raise AuditError(f"{cfg}: expected a JSON object")
     model_type = config.get("model_type")
-    family = MODEL_TYPE_FAMILY.get(str(model_type))
-    if family is None:
-        raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")
+    family = family_of(str(model_type), f"model folder {path}", trust_generic)
     folder = path.resolve()
     own = folder / FOLDER_CARD
     if own.is_file():
@@ -228,3 +235,15 @@ def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
         card.templates = dict(read_card(released).templates)
         card.templates_from = f"family card {released.stem!r}"
     return card
+
+
+def family_of(model_type: str, what: str, trust_generic: bool = False) -> str:
+    """The family loading a config.json `model_type`: a dedicated one, else the generic family for the
+    architectures in the table (others only with --trust-generic)."""
+    family = MODEL_TYPE_FAMILY.get(model_type)
+    if family is not None:
+        return family
+    if model_type in GENERIC_ARCHITECTURES or trust_generic:
+        return "generic"
+    raise AuditError(f"{what}: model_type {model_type!r} is not in the table of checked architectures "
+                     f"({GENERIC_TABLE}); pass --trust-generic to score it through the generic family unchecked")

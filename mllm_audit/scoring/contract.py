@@ -203,6 +203,8 @@ def _score_batch(
     padding_side: str,
 ) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
     dev = adapter.device
+    if not getattr(adapter, "prefix_cache", True):  # the generic family: whole sequences (models/families/generic.py)
+        return _score_whole(adapter, [(k, i) for k in batch for i in groups[k]], toks, feats, keep_distributions)
     # 1) Prefixes, padded on either side; the mask and explicit positions make padding inert.
     lp = max(len(k[1]) for k in batch)
     ids = torch.full((len(batch), lp), adapter.pad_id, dtype=torch.long)
@@ -250,5 +252,29 @@ def _score_batch(
     return out
 
 
-
-
+def _score_whole(
+    adapter: Adapter,
+    rows: list[tuple[tuple[str | None, tuple[int, ...]], int]],
+    toks: list[tuple[list[int], list[int]]],
+    feats: dict[str, Any],
+    keep_distributions: bool,
+) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
+    """Prompt + continuation in one right-padded forward per batch, for adapters that do not expose a
+    prefix cache; the same numbers (position t's logits predict token t + 1)."""
+    dev = adapter.device
+    pairs = [toks[i] for _, i in rows]
+    width = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), width), adapter.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, (p, c) in enumerate(pairs):
+        ids[r, : len(p) + len(c)], mask[r, : len(p) + len(c)] = torch.tensor(p + c), 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    emb = adapter.embed(ids, [feats[k[0]] if k[0] is not None else None for k, _ in rows])
+    logits, _ = adapter.lm(emb, mask, pos)
+    out = []
+    for r, ((_, i), (prefix, cont)) in enumerate(zip(rows, pairs, strict=True)):
+        dist = torch.log_softmax(logits[r, len(prefix) - 1 : len(prefix) + len(cont) - 1].float(), dim=-1)
+        lps = dist.gather(-1, torch.tensor(cont, device=dev).unsqueeze(-1)).squeeze(-1)
+        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
+    return out

@@ -1,0 +1,263 @@
+"""Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template, with no per-family code.
+
+The prompt is the processor's own chat template over (image, question) with the generation prompt; the
+continuation follows it. What the processor builds for the image (placeholder runs of any length, tiles,
+Qwen2-VL's pixel budget, Mllama's cross-attention masks, PaliGemma's token types) and what the model does
+with it (splicing, M-RoPE position ids, cross-attention, prefix-LM masks) stay transformers' own: every
+sequence is scored by the stock forward of `processor.apply_chat_template(..., tokenize=True)`'s output
+with the continuation tokens appended, right-padded within a batch (positions 0.. over real tokens, so
+padding changes nothing), exactly the forward `model(**inputs, labels=...)` computes.
+
+The scoring contract sees a *compact* prompt: the chat template's ids with the image's whole placeholder
+span collapsed to one `image_token_id` (so one marker per image whatever the image's real token count).
+`embed` returns the compact ids' text embeddings carrying the rows; `lm` rebuilds each row's real input
+(the processor over the prompt and the row's image), runs the model and maps its logits back to the
+compact positions. `prefix_cache = False` tells the contract to score whole sequences (scoring/contract.py);
+the image's real token count per request is in `image_tokens`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mllm_audit.errors import AuditError
+from mllm_audit.models.base import Adapter, ChatTemplateMixin
+
+# Per-token inputs the processor returns beside input_ids, and the value continuation tokens take.
+# PaliGemma's token_type_ids mark the suffix (1: causal), Gemma 3's mark image tokens (continuation: 0).
+TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "cross_attention_mask")
+SUFFIX_TOKEN_TYPE = {"paligemma": 1}
+# Processors that refuse text without an image: a text-only prompt is the tokenizer's alone.
+TEXT_BY_TOKENIZER = ("paligemma",)
+
+
+@dataclass
+class ImageHandle:
+    """One image as the generic family "encodes" it: the picture, and the processor's outputs per prompt
+    (the vision tower runs inside the model's forward, so editors training the vision side get gradients)."""
+
+    image: Any
+    inputs: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+class GenericAdapter(ChatTemplateMixin, Adapter):
+    processor: Any = None
+    prefix_cache = False  # scoring/contract.py: whole sequences, one forward per batch
+    _prompts: dict[tuple[int, ...], str]  # compact prompt ids -> chat text (set in load)
+    _lengths: set[int]
+    image_tokens: dict[str, int]  # chat text + image id -> the real placeholder count, for the record
+
+    # ---- prompt -------------------------------------------------------------------------------
+    def chat_text(self, text: str, with_image: bool) -> str:
+        content: list[dict[str, Any]] = [{"type": "image"}] if with_image else []
+        content.append({"type": "text", "text": text})
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
+    def real_inputs(self, text: str, image: Any | None) -> dict[str, torch.Tensor]:
+        """The processor's own tensors for (chat text, image), batch of one; text without special tokens
+        when the template already wrote BOS (what `apply_chat_template(tokenize=True)` does)."""
+        bos = self.tokenizer.bos_token
+        kwargs: dict[str, Any] = {"return_tensors": "pt"}
+        if bos and text.startswith(bos):
+            kwargs["add_special_tokens"] = False
+        if image is not None:
+            kwargs["images"] = [image]
+        kwargs.update(self.card.extra.get("processor_kwargs") or {})
+        if image is None and self.model.config.model_type in TEXT_BY_TOKENIZER:
+            return dict(self.tokenizer([text], **kwargs))
+        return dict(self.processor(text=[text], **kwargs))
+
+    def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
+        text = self.chat_text(self.format_prompt(prompt, task), with_image)
+        ids = self.real_inputs(text, self._reference() if with_image else None)["input_ids"][0].tolist()
+        if with_image:
+            start, end = self.image_span(ids)
+            ids = ids[:start] + [self.image_token_id] + ids[end:]
+        self._prompts[tuple(ids)] = text
+        self._lengths.add(len(ids))
+        return ids
+
+    def _reference(self) -> Any:
+        from PIL import Image
+
+        size = int(self.card.extra.get("reference_image_size", 64))
+        return Image.new("RGB", (size, size), (128, 128, 128))
+
+    def image_span(self, ids: list[int]) -> tuple[int, int]:
+        """[start, end) of the image's placeholders: first to last `image_token_id` (tile separators inside)."""
+        where = [i for i, t in enumerate(ids) if t == self.image_token_id]
+        if not where:
+            raise AuditError(f"model {self.card.name!r}: the processor put no image token in the prompt")
+        return where[0], where[-1] + 1
+
+    def prompt_of(self, row: list[int]) -> tuple[int, str]:
+        """The compact prompt a row starts with: (its length, its chat text)."""
+        for n in sorted(self._lengths, reverse=True):
+            text = self._prompts.get(tuple(row[:n]))
+            if text is not None:
+                return n, text
+        raise ValueError("generic row with no known prompt (tokenize the request first)")
+
+    # ---- images --------------------------------------------------------------------------------
+    def encode_images(self, images: list[Any]) -> list[ImageHandle]:  # type: ignore[override]
+        self.counters.images_encoded += len(images)
+        return [ImageHandle(image) for image in images]
+
+    def embed(self, ids: torch.Tensor, features: list[Any]) -> torch.Tensor:
+        emb = self.input_embeddings()(ids)
+        emb.generic_rows = (ids, list(features))  # type: ignore[attr-defined]
+        return emb
+
+    # ---- the forward ---------------------------------------------------------------------------
+    def lm(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+           past_key_values: Any = None, use_cache: bool = False) -> tuple[torch.Tensor, Any]:
+        rows = getattr(inputs_embeds, "generic_rows", None)
+        if rows is None or past_key_values is not None or use_cache:
+            raise NotImplementedError("the generic family scores whole sequences from its own embed()")
+        ids, features = rows
+        built = [self._row(ids[b], attention_mask[b], features[b]) for b in range(ids.shape[0])]
+        out = torch.zeros((*ids.shape, self._vocab()), dtype=torch.float32, device=ids.device)
+        # One forward per set of rows whose image tensors stack (same shapes): all rows for fixed-size
+        # processors, per image size where the processor tiles or resizes.
+        buckets: dict[tuple, list[int]] = {}
+        for b, (inputs, _) in enumerate(built):
+            sig = tuple((k, tuple(v.shape)) for k, v in sorted(inputs.items()) if k not in TOKEN_KEYS)
+            buckets.setdefault(sig, []).append(b)
+        for members in buckets.values():
+            batch = self._stack([built[b][0] for b in members])
+            self.counters.forward_passes += 1
+            logits = self.model(**batch, use_cache=False).logits.float()
+            for j, b in enumerate(members):
+                where = built[b][1]
+                out[b, : len(where)] = logits[j, where]
+        return out, None
+
+    def _vocab(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    def _row(self, row: torch.Tensor, mask: torch.Tensor, handle: ImageHandle | None) -> tuple[dict, torch.Tensor]:
+        """A compact row (prompt + continuation) as the model's real inputs, and for each compact position
+        the real position whose logits it takes."""
+        real = [int(t) for t, m in zip(row.tolist(), mask.tolist(), strict=True) if m]
+        n, text = self.prompt_of(real)
+        if handle is None:
+            inputs = self.real_inputs(text, None)
+        else:
+            inputs = handle.inputs.get(text) or handle.inputs.setdefault(text, self.real_inputs(text, handle.image))
+        prefix = inputs["input_ids"][0].tolist()
+        where = list(range(n))
+        if handle is not None:
+            start, end = self.image_span(prefix)
+            self.image_tokens[text] = end - start
+            marker = real.index(self.image_token_id)
+            where = [min(i, max(start - 1, 0)) if i < marker else end - 1 + i - marker for i in range(n)]
+        cont = real[n:]
+        where += [len(prefix) + i for i in range(len(cont))]
+        full = self._extend(inputs, cont)
+        return full, torch.tensor(where)
+
+    def _extend(self, inputs: dict[str, torch.Tensor], cont: list[int]) -> dict[str, torch.Tensor]:
+        """Append continuation tokens to a batch-of-one's per-token tensors, as generation extends them."""
+        k = len(cont)
+        out = dict(inputs)
+        if k == 0:
+            return out
+        out["input_ids"] = torch.cat([inputs["input_ids"], torch.tensor([cont], dtype=inputs["input_ids"].dtype)], 1)
+        out["attention_mask"] = torch.cat([inputs["attention_mask"], inputs["attention_mask"].new_ones((1, k))], 1)
+        for key in ("token_type_ids", "mm_token_type_ids"):
+            if key in inputs:
+                fill = SUFFIX_TOKEN_TYPE.get(self.model.config.model_type, 0) if key == "token_type_ids" else 0
+                out[key] = torch.cat([inputs[key], inputs[key].new_full((1, k), fill)], 1)
+        if "cross_attention_mask" in inputs:  # Mllama: new tokens see the images the last prompt token sees
+            last = inputs["cross_attention_mask"][:, -1:]
+            out["cross_attention_mask"] = torch.cat([inputs["cross_attention_mask"], last.repeat(1, k, 1, 1)], 1)
+        return out
+
+    def _stack(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Rows right-padded to one length (per-token tensors) and stacked (image tensors, same shapes)."""
+        width = max(r["input_ids"].shape[1] for r in rows)
+        batch: dict[str, torch.Tensor] = {}
+        for key in rows[0]:
+            parts = [r[key] for r in rows]
+            if key in TOKEN_KEYS:
+                fill = self.pad_id if key == "input_ids" else 0
+                parts = [torch.cat([p, p.new_full((1, width - p.shape[1], *p.shape[2:]), fill)], 1) for p in parts]
+            batch[key] = torch.cat(parts, 0).to(self.device)
+            if batch[key].is_floating_point():
+                batch[key] = batch[key].to(self.dtype)
+        return batch
+
+    def language_model(self) -> torch.nn.Module:
+        return self.model
+
+
+def _text_config(model: Any) -> Any:
+    cfg = model.config
+    return getattr(cfg, "text_config", None) or cfg
+
+
+def _edit_modules(model: Any) -> dict[str, list[str]]:
+    """FT-L: the last decoder layer's MLP of the language model; FT-V: the projector (or the vision tower's
+    last block when the architecture has no separate projector), found by name in the module tree."""
+    names = [n for n, _ in model.named_modules()]
+    layers = [n for n in names if n.endswith(".layers") and "vision" not in n and "visual" not in n]
+    if not layers:
+        raise AuditError("generic family: found no decoder layers to edit; name them in the card's edit section")
+    stack = max(layers, key=lambda n: len(dict(model.get_submodule(n).named_children())))
+    last = f"{stack}.{len(model.get_submodule(stack)) - 1}"
+    mlp = [n for n in names if n.startswith(last + ".") and n.count(".") == last.count(".") + 2
+           and n.split(".")[-2] in ("mlp", "feed_forward")]
+    mlp = [n for n in mlp if isinstance(model.get_submodule(n), torch.nn.Linear)] or [f"{last}.mlp"]
+    projectors = [n for n in names if n.split(".")[-1] in ("multi_modal_projector", "connector", "merger",
+                                                           "mlp1", "embed_vision")]
+    vision = projectors[:1]
+    if not vision:
+        towers = [n for n in names if n.endswith(".layers") or n.endswith(".blocks")]
+        towers = [n for n in towers if "vision" in n or "visual" in n]
+        vision = [f"{towers[0]}.{len(model.get_submodule(towers[0])) - 1}"] if towers else []
+    return {"text_modules": mlp, "vision_modules": vision}
+
+
+def _image_token_id(model: Any, processor: Any) -> int:
+    for source in (model.config, processor):  # the token the model fills (Gemma 3's processor names BOI)
+        for attr in ("image_token_id", "image_token_index"):
+            value = getattr(source, attr, None)
+            if isinstance(value, int):
+                return value
+    token = getattr(processor, "image_token", None)
+    if token is None:
+        raise AuditError("generic family: the processor names no image token")
+    return int(processor.tokenizer.convert_tokens_to_ids(token))
+
+
+def load(card: Any, options: Any) -> GenericAdapter:
+    """Load any image-text-to-text checkpoint through AutoModelForImageTextToText and its processor."""
+    from transformers import AutoModelForImageTextToText
+
+    from mllm_audit.models.loading import from_pretrained_checked, quantization_config
+    from mllm_audit.models.processors import load_processor
+
+    card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or default_keep_fp32()))
+    model = from_pretrained_checked(AutoModelForImageTextToText, card, options, quantization_config(card, options),
+                                    card.extra.get("expected_missing") or ())
+    processor = load_processor(card, options)
+    if not getattr(processor, "chat_template", None):
+        raise AuditError(f"model {card.name!r}: its processor has no chat template (the generic family scores "
+                         "the processor's own template; give one with a card)")
+    card = dataclasses.replace(card, edit=dict(card.edit or _edit_modules(model)))
+    adapter = GenericAdapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
+                             image_token_id=_image_token_id(model, processor), n_image_tokens=1)
+    adapter.processor = processor
+    adapter._prompts, adapter._lengths, adapter.image_tokens = {}, set(), {}
+    return adapter
+
+
+def default_keep_fp32() -> tuple[str, ...]:
+    """Modules quantization leaves in full precision when the card names none: vision side and LM head."""
+    return ("vision_tower", "visual", "vision_model", "multi_modal_projector", "connector", "lm_head")

@@ -1,0 +1,116 @@
+"""The generic family on every architecture of the table (docs/real-models.md): a tiny random model per
+architecture, scored through the tool vs the stock forward with labels over the chat-templated prompt
+(fp32, 1e-5), with and without images, images of two sizes in one mixed-length batch, and the same
+numbers whatever the batch size, padding side or order."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from mllm_audit.models import load_model
+from mllm_audit.models.cards import GENERIC_ARCHITECTURES
+from mllm_audit.scoring.contract import Request, continuation_text, score, tokenize
+from mllm_audit.scoring.differentiable import logprob_tensor
+from mllm_audit.testing.tiny_generic import save_tiny_generic
+
+WORDS = ["doctor", "nurse", "pilot", "kitchen", "red", "a b c"]
+PROMPTS = ["Is this person a doctor or a nurse?", "a photo of", "Question:"]
+
+
+def _images() -> dict[str, Image.Image]:
+    rng = np.random.default_rng(1)
+    sizes = [(48, 40), (48, 40), (30, 70)]  # two sizes: tiling / pixel-budget processors give two token counts
+    return {f"img{k}": Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+            for k, (h, w) in enumerate(sizes)}
+
+
+def _requests(n: int, seed: int = 0) -> list[Request]:
+    rnd = random.Random(seed)
+    keys = [*_images(), None]
+    return [Request(rnd.choice(PROMPTS), rnd.choice(WORDS), rnd.choice(keys), "vqa") for _ in range(n)]
+
+
+def load_generic(arch: str, root: Path):  # noqa: ANN201 - a GenericAdapter
+    """The tiny `arch` folder through a card naming the generic family (LLaVA's folder would else load
+    through its own family)."""
+    folder = save_tiny_generic(arch, root / arch)
+    card = root / f"{arch}.yaml"
+    card.write_text(yaml.safe_dump({"name": f"tiny-{arch}", "family": "generic", "weights": str(folder)}))
+    return load_model(str(card))
+
+
+def stock(adapter, req: Request, imgs: dict[str, Image.Image]) -> float:  # noqa: ANN001
+    """The model's own forward with labels over the processor's output for the chat text + continuation."""
+    prefix, cont = tokenize(adapter, req)
+    text = adapter.prompt_of(prefix)[1]
+    image = [imgs[req.image]] if req.image else None
+    kwargs = {"add_special_tokens": False} if text.startswith(adapter.tokenizer.bos_token or "\0") else {}
+    if adapter.model.config.model_type == "paligemma":
+        # PaliGemma's processor takes the answer as `suffix` (token types 1: causal), then appends EOS.
+        full = adapter.processor(text=[text], images=image, suffix=[req.continuation], return_tensors="pt")
+        full = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v for k, v in full.items()}
+    else:
+        full = adapter.processor(text=[text + continuation_text(req.continuation)], images=image,
+                                 return_tensors="pt", **kwargs)
+    ids = full["input_ids"][0].tolist()
+    assert ids[len(ids) - len(cont):] == cont  # the processor tokenizes the continuation as the tool does
+    labels = full["input_ids"].clone()
+    labels[:, : len(ids) - len(cont)] = -100
+    with torch.no_grad():
+        out = adapter.model(**dict(full), labels=labels)
+    return -out.loss.item() * len(cont)
+
+
+ARCHS = sorted(GENERIC_ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_generic_equals_stock_forward_and_is_invariant(arch: str, tmp_path: Path) -> None:
+    adapter = load_generic(arch, tmp_path)
+    imgs = _images()
+    reqs = _requests(10)
+    assert {r.image is None for r in reqs} == {True, False}
+    base = score(adapter, reqs, imgs.__getitem__, batch_size=10)
+    worst = max(abs(s.logp - stock(adapter, r, imgs)) for r, s in zip(reqs, base, strict=True))
+    assert worst < 1e-5, (arch, worst)
+    logps = [s.logp for s in base]
+    assert len(set(np.round(logps, 3))) > 4  # the requests really differ
+    for side, bs in (("left", 1), ("right", 3)):
+        got = score(adapter, reqs, imgs.__getitem__, batch_size=bs, padding_side=side)
+        np.testing.assert_allclose([s.logp for s in got], logps, atol=1e-5, rtol=0)
+    order = list(range(len(reqs)))
+    random.Random(0).shuffle(order)
+    got = score(adapter, [reqs[i] for i in order], imgs.__getitem__, batch_size=4)
+    np.testing.assert_allclose([s.logp for s in got], [logps[i] for i in order], atol=1e-5, rtol=0)
+    # The differentiable path editors train through reads the same numbers.
+    keys = sorted({r.image for r in reqs if r.image})
+    lp, _ = logprob_tensor(adapter, reqs, dict(zip(keys, adapter.encode_images([imgs[k] for k in keys]), strict=True)))
+    np.testing.assert_allclose(lp.detach().numpy(), logps, atol=1e-4, rtol=0)
+    assert adapter.image_tokens and min(adapter.image_tokens.values()) >= 1
+
+
+def test_negative_control_continuation_must_see_the_image_in_mllama(tmp_path: Path) -> None:
+    """The per-token extension matters: Mllama's new tokens must keep seeing the image (cross-attention
+    mask); dropping it moves the score far past the tolerance."""
+    adapter = load_generic("mllama", tmp_path)
+    imgs = _images()
+    req = Request("Question:", "doctor nurse", "img0", "vqa")
+    good = score(adapter, [req], imgs.__getitem__)[0].logp
+    original = adapter._extend
+
+    def blind(inputs, cont):  # noqa: ANN001, ANN202
+        out = original(inputs, cont)
+        if "cross_attention_mask" in out:
+            out["cross_attention_mask"][:, -len(cont):] = 0
+        return out
+
+    adapter._extend = blind
+    bad = score(adapter, [req], imgs.__getitem__)[0].logp
+    assert abs(good - stock(adapter, req, imgs)) < 1e-5 and abs(bad - good) > 1e-4
