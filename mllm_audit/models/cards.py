@@ -125,8 +125,8 @@ MODEL_TYPE_FAMILY = {
 # the measured max |score - stock forward| in fp32 (tests/models/test_generic.py; docs/real-models.md).
 GENERIC_TABLE = "docs/real-models.md"
 GENERIC_ARCHITECTURES: dict[str, float] = {
-    "aya_vision": 2e-6, "gemma3": 1e-6, "idefics2": 3e-6, "idefics3": 1e-6, "internvl": 3e-6, "llava": 1e-6,
-    "llava_next": 2e-6, "llava_onevision": 2e-6, "mllama": 3e-6, "qwen2_5_vl": 1e-6, "qwen2_vl": 1e-6,
+    "gemma3": 1e-6, "idefics2": 3e-6, "idefics3": 1e-6, "internvl": 3e-6, "llava": 1e-6, "llava_next": 2e-6,
+    "llava_onevision": 2e-6, "mllama": 3e-6, "paligemma": 1e-6, "qwen2_5_vl": 1e-6, "qwen2_vl": 1e-6,
     "qwen3_vl": 2e-6, "vipllava": 4e-6,
 }
 

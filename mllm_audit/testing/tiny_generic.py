@@ -152,26 +152,20 @@ def paligemma() -> tuple[Any, Any]:
                             projection_dim=32, hidden_size=32)
     ip = T.SiglipImageProcessorPil(size={"height": 32, "width": 32})
     ip.image_seq_length = 16
-    proc = T.PaliGemmaProcessor(ip, tok, chat_template=templates.PALIGEMMA)
+    proc = T.PaliGemmaProcessor(ip, tok)  # PaliGemma ships no chat template: the processor builds the prompt
     return T.PaliGemmaForConditionalGeneration(cfg), proc
 
 
-def idefics3(kind: str = "idefics3") -> tuple[Any, Any]:
+def idefics3() -> tuple[Any, Any]:
     import transformers as T
 
     from mllm_audit.models.processors import image_only
 
-    specials = ["<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+    specials = ["<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
     specials += [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     tok = tiny_tokenizer(specials)
     (image,) = _ids(tok, "<image>")
     vision = {**VISION, "image_size": 32, "patch_size": 8}
-    if kind == "smolvlm":
-        cfg = T.SmolVLMConfig(vision_config=vision, text_config={**_text(len(tok)), "model_type": "llama"},
-                              image_token_id=image, scale_factor=2)
-        ip = T.SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
-        proc = image_only(T.SmolVLMProcessor)(ip, tok, None, image_seq_len=4, chat_template=templates.IDEFICS3)
-        return T.SmolVLMForConditionalGeneration(cfg), proc
     cfg = T.Idefics3Config(vision_config=vision, text_config={**_text(len(tok)), "model_type": "llama"},
                            image_token_id=image, scale_factor=2)
     ip = T.Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
@@ -221,25 +215,6 @@ def internvl() -> tuple[Any, Any]:
     return T.InternVLForConditionalGeneration(cfg), proc
 
 
-def mistral3() -> tuple[Any, Any]:
-    import transformers as T
-
-    tok = tiny_tokenizer(["[INST]", "[/INST]", "[IMG]", "[IMG_BREAK]", "[IMG_END]", "[SYSTEM_PROMPT]",
-                          "[/SYSTEM_PROMPT]"])
-    tok.add_tokens(["<s>"], special_tokens=True)
-    tok.bos_token = "<s>"
-    (image,) = _ids(tok, "[IMG]")
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "image_size": 32, "patch_size": 8, "head_dim": 8}
-    cfg = T.Mistral3Config(vision_config={**vision, "model_type": "pixtral"},
-                           text_config={**_text(len(tok)), "model_type": "mistral"}, image_token_index=image,
-                           spatial_merge_size=2, vision_feature_layer=-1)
-    ip = T.PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8)
-    proc = T.PixtralProcessor(ip, tok, patch_size=8, spatial_merge_size=2, chat_template=templates.MISTRAL3,
-                              image_token="[IMG]", image_break_token="[IMG_BREAK]", image_end_token="[IMG_END]")
-    return T.Mistral3ForConditionalGeneration(cfg), proc
-
-
 def qwen3_vl() -> tuple[Any, Any]:
     import transformers as T
 
@@ -287,25 +262,8 @@ def idefics2() -> tuple[Any, Any]:
                            text_config={**_text(len(tok)), "model_type": "mistral"}, perceiver_config=perceiver,
                            image_token_id=image)
     ip = T.Idefics2ImageProcessorPil(size={"shortest_edge": 32, "longest_edge": 32}, do_image_splitting=False)
-    proc = T.Idefics2Processor(ip, tok, image_seq_len=4, chat_template=templates.IDEFICS3)
+    proc = T.Idefics2Processor(ip, tok, image_seq_len=4, chat_template=templates.IDEFICS2)
     return T.Idefics2ForConditionalGeneration(cfg), proc
-
-
-def aya_vision() -> tuple[Any, Any]:
-    import transformers as T
-
-    specials = ["<image>", "<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE",
-                "TILE_GLOBAL", "<|START_OF_TURN_TOKEN|>", "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>",
-                "<|CHATBOT_TOKEN|>"]
-    tok = tiny_tokenizer(specials)
-    (image,) = _ids(tok, "<|IMG_PATCH|>")
-    cfg = T.AyaVisionConfig(vision_config=_siglip(), text_config={**_text(len(tok)), "model_type": "cohere2",
-                                                                  "sliding_window": 64},
-                            image_token_index=image, downsample_factor=2, adapter_layer_norm_eps=1e-5)
-    ip = T.GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=False)
-    proc = T.AyaVisionProcessor(ip, tok, patch_size=8, img_size=32, downsample_factor=2,
-                                chat_template=templates.LLAVA)
-    return T.AyaVisionForConditionalGeneration(cfg), proc
 
 
 BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
@@ -317,14 +275,11 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "gemma3": gemma3,
     "paligemma": paligemma,
     "idefics3": idefics3,
-    "smolvlm": lambda: idefics3("smolvlm"),
     "mllama": mllama,
     "internvl": internvl,
-    "mistral3": mistral3,
     "qwen3_vl": qwen3_vl,
     "vipllava": vipllava,
     "idefics2": idefics2,
-    "aya_vision": aya_vision,
 }
 
 

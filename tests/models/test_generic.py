@@ -52,10 +52,16 @@ def stock(adapter, req: Request, imgs: dict[str, Image.Image]) -> float:  # noqa
     text = adapter.prompt_of(prefix)[1]
     image = [imgs[req.image]] if req.image else None
     kwargs = {"add_special_tokens": False} if text.startswith(adapter.tokenizer.bos_token or "\0") else {}
-    if adapter.model.config.model_type == "paligemma":
+    if adapter.model.config.model_type == "paligemma" and image:
         # PaliGemma's processor takes the answer as `suffix` (token types 1: causal), then appends EOS.
-        full = adapter.processor(text=[text], images=image, suffix=[req.continuation], return_tensors="pt")
-        full = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v for k, v in full.items()}
+        full = adapter.processor(text=[text], images=image, suffix=[continuation_text(req.continuation)], return_tensors="pt")
+        full = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v
+                for k, v in full.items() if k != "labels"}
+    elif adapter.model.config.model_type == "paligemma":
+        # No image: the tokenizer over the same text; the answer's token types 1 as the processor marks a suffix.
+        full = dict(adapter.tokenizer([text + "\n" + continuation_text(req.continuation)], return_tensors="pt"))
+        full["token_type_ids"] = torch.zeros_like(full["input_ids"])
+        full["token_type_ids"][:, -len(cont):] = 1
     else:
         full = adapter.processor(text=[text + continuation_text(req.continuation)], images=image,
                                  return_tensors="pt", **kwargs)
@@ -113,4 +119,5 @@ def test_negative_control_continuation_must_see_the_image_in_mllama(tmp_path: Pa
 
     adapter._extend = blind
     bad = score(adapter, [req], imgs.__getitem__)[0].logp
-    assert abs(good - stock(adapter, req, imgs)) < 1e-5 and abs(bad - good) > 1e-4
+    reference = stock(adapter, req, imgs)
+    assert abs(good - reference) < 1e-5 and abs(bad - reference) > 1e-5

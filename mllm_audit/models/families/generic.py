@@ -31,8 +31,10 @@ from mllm_audit.models.base import Adapter, ChatTemplateMixin
 # PaliGemma's token_type_ids mark the suffix (1: causal), Gemma 3's mark image tokens (continuation: 0).
 TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "cross_attention_mask")
 SUFFIX_TOKEN_TYPE = {"paligemma": 1}
-# Processors that refuse text without an image: a text-only prompt is the tokenizer's alone.
-TEXT_BY_TOKENIZER = ("paligemma",)
+# Architectures that ship no chat template: the processor builds the prompt from the bare text, ending it
+# with this (PaliGemma: `<image>`s + BOS + text + "\n"). PaliGemma's processor also refuses text without an
+# image; a text-only prompt is then the tokenizer's over the same text.
+NO_CHAT_TEMPLATE = {"paligemma": "\n"}
 
 
 @dataclass
@@ -53,6 +55,8 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
 
     # ---- prompt -------------------------------------------------------------------------------
     def chat_text(self, text: str, with_image: bool) -> str:
+        if self.model.config.model_type in NO_CHAT_TEMPLATE:
+            return text
         content: list[dict[str, Any]] = [{"type": "image"}] if with_image else []
         content.append({"type": "text", "text": text})
         return self.processor.apply_chat_template(
@@ -69,9 +73,18 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         if image is not None:
             kwargs["images"] = [image]
         kwargs.update(self.card.extra.get("processor_kwargs") or {})
-        if image is None and self.model.config.model_type in TEXT_BY_TOKENIZER:
-            return dict(self.tokenizer([text], **kwargs))
-        return dict(self.processor(text=[text], **kwargs))
+        end = NO_CHAT_TEMPLATE.get(self.model.config.model_type)
+        if image is None and end is not None:
+            out = dict(self.tokenizer([text + end], **kwargs))
+            out["token_type_ids"] = torch.zeros_like(out["input_ids"])  # the prompt is the prefix (type 0)
+            return out
+        out = dict(self.processor(text=[text], **kwargs))
+        out.pop("labels", None)  # PaliGemma's processor also returns training labels: not an input here
+        return out
+
+    def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
+        return self.chat_text(self.format_prompt(prompt, task), with_image) + NO_CHAT_TEMPLATE.get(
+            self.model.config.model_type, "")
 
     def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
         text = self.chat_text(self.format_prompt(prompt, task), with_image)
@@ -247,7 +260,7 @@ def load(card: Any, options: Any) -> GenericAdapter:
     model = from_pretrained_checked(AutoModelForImageTextToText, card, options, quantization_config(card, options),
                                     card.extra.get("expected_missing") or ())
     processor = load_processor(card, options)
-    if not getattr(processor, "chat_template", None):
+    if not getattr(processor, "chat_template", None) and model.config.model_type not in NO_CHAT_TEMPLATE:
         raise AuditError(f"model {card.name!r}: its processor has no chat template (the generic family scores "
                          "the processor's own template; give one with a card)")
     card = dataclasses.replace(card, edit=dict(card.edit or _edit_modules(model)))
