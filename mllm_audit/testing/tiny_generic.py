@@ -159,7 +159,6 @@ def paligemma() -> tuple[Any, Any]:
 def idefics3() -> tuple[Any, Any]:
     import transformers as T
 
-    from mllm_audit.models.processors import image_only
 
     specials = ["<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
     specials += [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]

@@ -58,7 +58,7 @@ def stock(adapter, req: Request, imgs: dict[str, Image.Image]) -> float:  # noqa
         full = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v
                 for k, v in full.items() if k != "labels"}
     elif adapter.model.config.model_type == "paligemma":
-        # No image: the tokenizer over the same text; the answer's token types 1 as the processor marks a suffix.
+        # No image: the tokenizer over the same text; answer token types 1, as the processor marks a suffix.
         full = dict(adapter.tokenizer([text + "\n" + continuation_text(req.continuation)], return_tensors="pt"))
         full["token_type_ids"] = torch.zeros_like(full["input_ids"])
         full["token_type_ids"][:, -len(cont):] = 1
