@@ -54,7 +54,8 @@ def stock(adapter, req: Request, imgs: dict[str, Image.Image]) -> float:  # noqa
     kwargs = {"add_special_tokens": False} if text.startswith(adapter.tokenizer.bos_token or "\0") else {}
     if adapter.model.config.model_type == "paligemma" and image:
         # PaliGemma's processor takes the answer as `suffix` (token types 1: causal), then appends EOS.
-        full = adapter.processor(text=[text], images=image, suffix=[continuation_text(req.continuation)], return_tensors="pt")
+        full = adapter.processor(text=[text], images=image, suffix=[continuation_text(req.continuation)],
+                                 return_tensors="pt")
         full = {k: v[:, :-1] if k in ("input_ids", "attention_mask", "token_type_ids") else v
                 for k, v in full.items() if k != "labels"}
     elif adapter.model.config.model_type == "paligemma":
