@@ -186,8 +186,17 @@ def resolve_card(spec: str, card: str | None = None, trust_generic: bool = False
 
 
 def _resolve(spec: str, cards: dict[str, Path], trust_generic: bool = False) -> Card:
+    from mllm_audit.models.hub import looks_like_hub_id, split_revision
+
     if spec in cards:
         return read_card(cards[spec])
+    name, revision = split_revision(spec)
+    if revision is not None and name in cards:  # a registered card at another revision
+        found = read_card(cards[name])
+        found.revision = revision
+        return found
+    if looks_like_hub_id(name):
+        return _hub_card(name, revision, cards, trust_generic)
     path = Path(spec).expanduser()
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
@@ -247,3 +256,32 @@ def family_of(model_type: str, what: str, trust_generic: bool = False) -> str:
         return "generic"
     raise AuditError(f"{what}: model_type {model_type!r} is not in the table of checked architectures "
                      f"({GENERIC_TABLE}); pass --trust-generic to score it through the generic family unchecked")
+
+
+def _hub_card(repo: str, revision: str | None, cards: dict[str, Path], trust_generic: bool) -> Card:
+    """A hub id: family from its config.json; a registered card for that id lends templates, keep_fp32 and
+    edit modules; weights are the cached snapshot folder when there is one (no network at load)."""
+    from mllm_audit.models.hub import resolve_hub
+
+    hub = resolve_hub(repo, revision)
+    family = family_of(str(hub.config.get("model_type")), f"model {repo}", trust_generic)
+    card = Card(name=repo, family=family, weights=repo, path=None, templates_from="none (verbatim)")
+    for card_path in cards.values():
+        try:
+            found = read_card(card_path)
+        except AuditError:
+            continue
+        if found.weights == repo:
+            card, card.templates_from = found, f"card {found.name!r} (its weights are {repo})"
+            break
+    else:
+        released = cards.get(FAMILY_CARD.get(family, ""))
+        if released is not None:
+            card.templates = dict(read_card(released).templates)
+            card.templates_from = f"family card {released.stem!r}"
+    if card.family != family:
+        raise AuditError(f"card {card.name!r} names family {card.family!r}, but {repo}'s config.json says {family!r}")
+    if hub.folder is not None:
+        card.weights = str(hub.folder)
+    card.revision = hub.commit or revision or card.revision
+    return card
