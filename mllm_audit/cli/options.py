@@ -52,3 +52,22 @@ def trust_remote_code() -> Any:
 
 def batch_size(default: int = 16, help: str = "Candidates per forward pass when measuring.") -> Any:  # noqa: A002
     return typer.Option(default, help=help)
+
+
+def revision() -> Any:
+    return typer.Option(None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, "
+                        "else the local snapshot's commit). Same as --model ORG/NAME@REV.")
+
+
+def trust_generic() -> Any:
+    return typer.Option(False, help="Load an image-text-to-text architecture outside the checked table "
+                        "(docs/real-models.md) through the generic family, unchecked.")
+
+
+def max_pixels() -> Any:
+    return typer.Option(None, help="Pixel budget per image for processors that resize to one (Qwen2-VL family); "
+                        "recorded in the run.")
+
+
+def image_size() -> Any:
+    return typer.Option(None, help="Image side the processor resizes to (its size/longest_edge); recorded in the run.")

@@ -157,6 +157,9 @@ def run_scan(
     max_memory: str | Mapping[Any, Any] | None = None,
     card: str | None = None,
     revision: str | None = None,
+    trust_generic: bool = False,
+    max_pixels: int | None = None,
+    image_size: int | None = None,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
@@ -174,6 +177,7 @@ def run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
                 revision=revision,
+                load_extra={"trust_generic": trust_generic, "max_pixels": max_pixels, "image_size": image_size},
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -184,7 +188,7 @@ def _run_scan(
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
-    revision: str | None = None,
+    revision: str | None = None, load_extra: dict[str, Any] | None = None,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -217,6 +221,7 @@ def _run_scan(
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
             device_map=device_map, max_memory=budget, card=card, revision=revision,  # type: ignore[arg-type]  # GPU keys are ints
+            **(load_extra or {}),
         )
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()

@@ -114,10 +114,22 @@ def score_items(
                 raise
             oom = e
         sizer.halve(oom)  # outside the except block, so the failed batch's tensors can be freed
-    return [
+    samples = [
         sample_record(
             run_id, it, scores[2 * k].logp, scores[2 * k].n_tokens, scores[2 * k + 1].logp,
             scores[2 * k + 1].n_tokens, SAMPLE_SCHEMA,
         )
         for k, it in enumerate(items)
     ]
+    _add_image_tokens(adapter, suite, requests[::2], samples)
+    return samples
+
+
+def _add_image_tokens(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]]) -> None:
+    """Each sample with an image records how many positions the image took: the family's fixed count, or
+    what the processor made of this image (dynamic resolution: Qwen2-VL's pixel budget, tiles)."""
+    count = getattr(adapter, "image_token_count", None)
+    load = image_loader(suite) if count is not None else None
+    for req, rec in zip(requests, samples, strict=True):
+        if req.image is not None:
+            rec["image_tokens"] = int(count(req, load(req.image)) if count is not None else adapter.n_image_tokens)

@@ -13,7 +13,7 @@ span collapsed to one `image_token_id` (so one marker per image whatever the ima
 `embed` returns the compact ids' text embeddings carrying the rows; `lm` rebuilds each row's real input
 (the processor over the prompt and the row's image), runs the model and maps its logits back to the
 compact positions. `prefix_cache = False` tells the contract to score whole sequences (scoring/contract.py);
-the image's real token count per request is in `image_tokens`.
+the image's real token count per request is `image_token_count` (recorded per sample).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
     prefix_cache = False  # scoring/contract.py: whole sequences, one forward per batch
     _prompts: dict[tuple[int, ...], str]  # compact prompt ids -> chat text (set in load)
     _lengths: set[int]
-    image_tokens: dict[str, int]  # chat text + image id -> the real placeholder count, for the record
 
     # ---- prompt -------------------------------------------------------------------------------
     def chat_text(self, text: str, with_image: bool) -> str:
@@ -72,6 +71,7 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             kwargs["add_special_tokens"] = False
         if image is not None:
             kwargs["images"] = [image]
+            kwargs.update(self.image_kwargs())
         kwargs.update(self.card.extra.get("processor_kwargs") or {})
         end = NO_CHAT_TEMPLATE.get(self.model.config.model_type)
         if image is None and end is not None:
@@ -81,6 +81,23 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         out = dict(self.processor(text=[text], **kwargs))
         out.pop("labels", None)  # PaliGemma's processor also returns training labels: not an input here
         return out
+
+    def image_kwargs(self) -> dict[str, Any]:
+        """--max-pixels / --image-size as the processor's own keyword arguments."""
+        out: dict[str, Any] = {}
+        if self.options.max_pixels:
+            out["max_pixels"] = int(self.options.max_pixels)
+        if self.options.image_size:
+            size = getattr(self.processor.image_processor, "size", None) or {}
+            keys = [k for k in ("height", "width", "shortest_edge", "longest_edge") if _get(size, k)]
+            side = int(self.options.image_size)
+            out["size"] = {k: side for k in keys} or {"longest_edge": side}
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """The base identity, plus how images were sized (the record carries it: token counts depend on it)."""
+        return {**super().identity(), "image_processing": {"max_pixels": self.options.max_pixels,
+                                                           "image_size": self.options.image_size}}
 
     def prompt_text(self, prompt: str, task: str | None, with_image: bool) -> str:
         return self.chat_text(self.format_prompt(prompt, task), with_image) + NO_CHAT_TEMPLATE.get(
@@ -101,6 +118,12 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
 
         size = int(self.card.extra.get("reference_image_size", 64))
         return Image.new("RGB", (size, size), (128, 128, 128))
+
+    def image_token_count(self, request: Any, image: Any) -> int:
+        """Positions `image` takes in `request`'s prompt, as the processor expands it (recorded per item)."""
+        text = self.chat_text(self.format_prompt(request.prompt, request.task), True)
+        start, end = self.image_span(self.real_inputs(text, image)["input_ids"][0].tolist())
+        return end - start
 
     def image_span(self, ids: list[int]) -> tuple[int, int]:
         """[start, end) of the image's placeholders: first to last `image_token_id` (tile separators inside)."""
@@ -167,7 +190,6 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         where = list(range(n))
         if handle is not None:
             start, end = self.image_span(prefix)
-            self.image_tokens[text] = end - start
             marker = real.index(self.image_token_id)
             where = [min(i, max(start - 1, 0)) if i < marker else end - 1 + i - marker for i in range(n)]
         cont = real[n:]
@@ -210,9 +232,8 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         return self.model
 
 
-def _text_config(model: Any) -> Any:
-    cfg = model.config
-    return getattr(cfg, "text_config", None) or cfg
+def _get(size: Any, key: str) -> Any:
+    return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
 
 
 def _edit_modules(model: Any) -> dict[str, list[str]]:
@@ -251,12 +272,17 @@ def _image_token_id(model: Any, processor: Any) -> int:
 
 def load(card: Any, options: Any) -> GenericAdapter:
     """Load any image-text-to-text checkpoint through AutoModelForImageTextToText and its processor."""
-    from transformers import AutoModelForImageTextToText
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
+    from mllm_audit.models.cards import GENERIC_ARCHITECTURES, GENERIC_TABLE
     from mllm_audit.models.loading import from_pretrained_checked, quantization_config
     from mllm_audit.models.processors import load_processor
 
     card = dataclasses.replace(card, keep_fp32=list(card.keep_fp32 or default_keep_fp32()))
+    model_type = str(getattr(from_pretrained_checked(AutoConfig, card, options, None), "model_type", None))
+    if model_type not in GENERIC_ARCHITECTURES and not options.trust_generic:
+        raise AuditError(f"model {card.name!r}: model_type {model_type!r} is not in the table of checked architectures "
+                         f"({GENERIC_TABLE}); pass --trust-generic to score it through the generic family unchecked")
     model = from_pretrained_checked(AutoModelForImageTextToText, card, options, quantization_config(card, options),
                                     card.extra.get("expected_missing") or ())
     processor = load_processor(card, options)
@@ -267,7 +293,7 @@ def load(card: Any, options: Any) -> GenericAdapter:
     adapter = GenericAdapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
                              image_token_id=_image_token_id(model, processor), n_image_tokens=1)
     adapter.processor = processor
-    adapter._prompts, adapter._lengths, adapter.image_tokens = {}, set(), {}
+    adapter._prompts, adapter._lengths = {}, set()
     return adapter
 
 
