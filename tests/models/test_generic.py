@@ -123,3 +123,17 @@ def test_negative_control_continuation_must_see_the_image_in_mllama(tmp_path: Pa
     bad = score(adapter, [req], imgs.__getitem__)[0].logp
     reference = stock(adapter, req, imgs)
     assert abs(good - reference) < 1e-5 and abs(bad - reference) > 1e-5
+
+
+def test_architecture_outside_the_table_is_refused_in_one_line(tmp_path: Path) -> None:
+    from mllm_audit.errors import AuditError
+    from mllm_audit.models import resolve_card
+
+    folder = tmp_path / "aya"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "aya_vision"}')
+    with pytest.raises(AuditError, match=r"not in the table of checked architectures \(docs/real-models.md\)"):
+        resolve_card(str(folder))
+    assert resolve_card(str(folder), trust_generic=True).family == "generic"
+    (folder / "config.json").write_text('{"model_type": "qwen2_vl"}')  # in the table: no flag needed
+    assert resolve_card(str(folder)).family == "generic"
