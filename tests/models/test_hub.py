@@ -79,3 +79,33 @@ def test_scan_hub_id_at_revision_records_the_commit(offline: Path, tiny_suite: P
                 str(tmp_path / "r2"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and "HF_HUB_OFFLINE" in err[-1]
+
+
+@pytest.mark.parametrize("card", [None, "qwen2.5-vl-7b-instruct"])
+def test_scan_of_a_tiny_qwen2_vl_folder_equals_the_stock_forward(hub_cache: Path, tiny_suite: Path, tmp_path: Path,
+                                                                  card: str | None) -> None:
+    """`scan --model FOLDER` (family from config.json, no card) and the same with `--card`: every sample's
+    log-probabilities equal the stock forward over the processor's chat template."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_generic import stock
+
+    from mllm_audit.runs.scan import run_scan
+    from mllm_audit.scoring.contract import Request
+
+    folder = hub_cache / "models--tiny-org--tiny-qwen2-vl" / "snapshots" / COMMIT
+    res = run_scan(model=str(folder), suite=str(tiny_suite), output=tmp_path / "run", card=card)
+    adapter = load_model(str(folder), None)
+    assert res.results["model"]["family"] == "generic"
+    items = {json.loads(x)["id"]: json.loads(x) for x in tiny_suite.read_text().splitlines()}
+    imgs: dict[str, Image.Image] = {}
+    for s in res.samples:
+        it = items[s["item_id"]]
+        imgs.setdefault(it["image"], Image.open(tiny_suite.parent / it["image"]).convert("RGB"))
+        for key, answer in (("logp_more", it["y_more"]), ("logp_less", it["y_less"])):
+            ref = stock(adapter, Request(it["prompt"], answer, it["image"], it["task"]), imgs)
+            assert abs(s[key] - ref) < 1e-5, (s["item_id"], key, s[key], ref)
+        assert s["image_tokens"] >= 1
