@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         trust_generic: bool = options.trust_generic(),
         max_pixels: int | None = options.max_pixels(),
         image_size: int | None = options.image_size(),
+        greedy: bool = typer.Option(False, help="Also record each item's greedy answer (y_more, y_less or "
+                                    "neither, lm-eval's is_greedy), summarised per group: one more forward pass."),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
 
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 limit=limit, split=split, dtype=dtype, device=device, quantize=quantize, seed=seed,
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
                 resume=resume, device_map=device_map, max_memory=max_memory, card=card, revision=revision,
-                trust_generic=trust_generic, max_pixels=max_pixels, image_size=image_size,
+                trust_generic=trust_generic, max_pixels=max_pixels, image_size=image_size, greedy=greedy,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone

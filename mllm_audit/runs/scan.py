@@ -160,6 +160,7 @@ def run_scan(
     trust_generic: bool = False,
     max_pixels: int | None = None,
     image_size: int | None = None,
+    greedy: bool = False,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int, int], Callable[[int], None]] | None = None,
@@ -178,6 +179,7 @@ def run_scan(
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
                 revision=revision,
                 load_extra={"trust_generic": trust_generic, "max_pixels": max_pixels, "image_size": image_size},
+                greedy=greedy,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -188,7 +190,7 @@ def _run_scan(
     dtype: str, device: str, seed: int, quantize: str | None, split: str | None, allow_outside_paths: bool,
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int, int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
-    revision: str | None = None, load_extra: dict[str, Any] | None = None,
+    revision: str | None = None, load_extra: dict[str, Any] | None = None, greedy: bool = False,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -234,7 +236,7 @@ def _run_scan(
             if output is not None:
                 check_run_folder(out_dir, "scan", resume)  # again, now that no one else can write it
         return _scan_locked(adapter, the_suite, items, identity, out_dir, procs, resume, batch_size, limit, split,
-                            device, device_map, seed, progress, t0, t_loaded)
+                            device, device_map, seed, progress, t0, t_loaded, greedy)
     finally:
         lock.release()
 
@@ -243,6 +245,7 @@ def _scan_locked(
     adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
     seed: int, progress: Callable[[int, int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+    greedy: bool = False,
 ) -> ScanResult:
     old_run_id, reused = _previous_samples(out_dir, items, identity) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
@@ -252,7 +255,7 @@ def _scan_locked(
     record = new_record(
         "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
         options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
-                 "device_map": device_map, "processes": procs.count},
+                 "device_map": device_map, "processes": procs.count, "greedy": greedy},
         coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
                           limit=limit),
         payload={"group_by": the_suite.extra.get("group_by")},
@@ -270,7 +273,7 @@ def _scan_locked(
     sizer = BatchSize(batch_size)
     done: list[dict[str, Any]] = []
     try:
-        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress)
+        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress, greedy)
     except (KeyboardInterrupt, Terminated) as e:
         raise interrupted(e, f"{out_dir} keeps the finished chunks; continue with --resume --output {out_dir}") \
             from None
@@ -305,7 +308,7 @@ def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[st
 
 def _score_chunks(
     adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
-    sizer: BatchSize, progress: Callable[[int, int], Callable[[int], None]] | None,
+    sizer: BatchSize, progress: Callable[[int, int], Callable[[int], None]] | None, greedy: bool = False,
 ) -> list[dict[str, Any]]:
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"
@@ -314,7 +317,7 @@ def _score_chunks(
     done: list[dict[str, Any]] = []
     with RunWriter(out_dir, run_id, samples_name=name, append=True) as writer:
         for chunk in chunks:
-            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick)
+            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick, greedy=greedy)
             writer.append(samples)
             done.extend(samples)
             if delay > 0:
@@ -358,6 +361,10 @@ def _finish(
     record.counters = Counters(**counters)
     record.payload["summary"] = bias_summary(samples, record.payload["group_by"])
     record.payload.update(suite_extras(suite, samples))
+    if any("greedy" in s for s in samples):
+        from mllm_audit.metrics.greedy import greedy_summary
+
+        record.payload["greedy"] = greedy_summary(samples, record.payload["group_by"])
     record.finished({"load_s": times["load_s"], "scoring_s": times["scoring_s"],
                      "total_s": time.perf_counter() - times["t0"]})
     record.write(out_dir)

@@ -80,6 +80,7 @@ def score_items(
     run_id: str,
     batch_size: int | BatchSize = 16,
     on_progress: Callable[[int], None] | None = None,
+    greedy: bool = False,
 ) -> list[dict[str, Any]]:
     """Score y_more and y_less of each item; one sample record per item, in item order.
 
@@ -122,7 +123,27 @@ def score_items(
         for k, it in enumerate(items)
     ]
     _add_image_tokens(adapter, suite, requests[::2], samples)
+    if greedy:
+        _add_greedy(adapter, suite, requests, samples, sizer.size)
     return samples
+
+
+def _add_greedy(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]],
+                batch_size: int) -> None:
+    """Each sample's greedy answer (metrics/greedy.py), from a second pass keeping the next-token
+    distributions (scan --greedy: extra forward passes, counted; the tokenisation counter is not doubled)."""
+    from mllm_audit.metrics.greedy import greedy_answer, is_greedy
+    from mllm_audit.scoring.contract import next_token_logprobs, tokenize
+
+    joint = adapter.counters.joint_tokenization
+    flags = []
+    for start in range(0, len(requests), 2 * max(1, batch_size)):
+        part = requests[start : start + 2 * max(1, batch_size)]
+        dists = next_token_logprobs(adapter, part, image_loader(suite), batch_size=batch_size)
+        flags += [is_greedy(d, tokenize(adapter, r)[1]) for r, d in zip(part, dists, strict=True)]
+    adapter.counters.joint_tokenization = joint
+    for k, rec in enumerate(samples):
+        rec["greedy"] = greedy_answer(flags[2 * k], flags[2 * k + 1])
 
 
 def _add_image_tokens(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]]) -> None:
