@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -17,6 +19,7 @@ def register(app: typer.Typer) -> None:
         suite: str | None = typer.Option(None, "--suite", "-s", help="Suite to scan (default: policy)."),
         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML (a testcase per check)."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder for the fresh scan."),
+        revision: str | None = options.revision(),
     ) -> None:
         """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
         from rich.console import Console
@@ -24,7 +27,8 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.gate.ci import github_error_lines, render_outcome
         from mllm_audit.gate.evaluate import gate as run_gate
 
-        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output)
+        outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
+                            revision=revision)
         render_outcome(outcome, Console(highlight=False))
         if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
             for line in github_error_lines(outcome):

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         dtype: str = options.dtype(),
         device: str = options.device(),
         seed: int = options.seed("Random seed."),
+        revision: str | None = options.revision(),
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 
@@ -57,6 +58,7 @@ def register(app: typer.Typer) -> None:
             study, model=model, suite=suite, editors=[e.strip() for e in editors.split(",")] if editors else None,
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
+            revision=revision,
         )
         try:
             write_html_report(res.run_dir, res.run_dir / "report.html")

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         lr: float | None = typer.Option(None, help="Learning rate (default: the editor's schedule; lower it when "
                                                     "training diverges)."),
         quiet: bool = options.quiet(),
+        revision: str | None = options.revision(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
-                               allow_outside_paths=allow_outside_paths)
+                               allow_outside_paths=allow_outside_paths, revision=revision)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {shown(res.out)}")

@@ -176,6 +176,7 @@ def gate(
     suite: str | None = None,
     junit: Path | None = None,
     output: Path | None = None,
+    revision: str | None = None,
     *,
     step_summary: Path | None = None,
 ) -> GateOutcome:
@@ -195,7 +196,7 @@ def gate(
             raise AuditError("a fresh scan needs --suite (or 'suite' in the policy)")
         from mllm_audit.runs.scan import run_scan
 
-        report = Path(run_scan(model=model, suite=suite, output=output).run_dir)
+        report = Path(run_scan(model=model, suite=suite, output=output, revision=revision).run_dir)
     outcome = evaluate(pol, Path(report))
     if junit is not None:
         write_junit(outcome, Path(junit))

@@ -283,6 +283,7 @@ def run_study(
     dtype: str = "fp32",
     device: str = "cpu",
     seed: int = 0,
+    revision: str | None = None,
     *,
     adapter: Adapter | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -325,7 +326,7 @@ def run_study(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, revision=revision))
     if study != "cross-bias":  # cross-bias trains per bias type; the others take the card's shipped states
         from mllm_audit.editors.states import shipped_state
 

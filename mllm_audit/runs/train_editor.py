@@ -42,6 +42,7 @@ def train_editor(
     counterfactual: str | None = None,
     variant: str | None = None,
     lr: float | None = None,
+    revision: str | None = None,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -65,7 +66,7 @@ def train_editor(
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
-                             allow_outside_paths)
+                             allow_outside_paths, revision)
 
 
 def _train_editor(
@@ -73,7 +74,7 @@ def _train_editor(
     batch: int | None, lr: float | None, val_every: int | None, patience: int | None, ckpt_every: int | None,
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
-    allow_outside_paths: bool = False,
+    allow_outside_paths: bool = False, revision: str | None = None,
 ) -> TrainResult:
     import torch
 
@@ -117,7 +118,7 @@ def _train_editor(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, revision=revision))
     ed = make_editor(editor)
     assert isinstance(ed, LearnedEditor)
     ed.scope = scope or "text"

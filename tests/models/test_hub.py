@@ -109,3 +109,16 @@ def test_scan_of_a_tiny_qwen2_vl_folder_equals_the_stock_forward(hub_cache: Path
             ref = stock(adapter, Request(it["prompt"], answer, it["image"], it["task"]), imgs)
             assert abs(s[key] - ref) < 1e-5, (s["item_id"], key, s[key], ref)
         assert s["image_tokens"] >= 1
+
+
+
+def test_every_model_loading_command_takes_revision() -> None:
+    """--revision on every command that loads a model (the same as --model ORG/NAME@REV)."""
+    from typer.main import get_command
+
+    from mllm_audit.cli import app
+
+    commands = get_command(app).commands  # type: ignore[attr-defined]
+    loaders = [name for name, cmd in commands.items() if any(p.name == "model" for p in cmd.params)]
+    assert {"scan", "gen-scan", "fix", "train-editor", "locate", "study"} <= set(loaders)
+    assert [n for n in loaders if not any(p.name == "revision" for p in commands[n].params)] == []
