@@ -71,3 +71,20 @@ def test_mend_trains_and_edits(arch: str, tmp_path: Path) -> None:
     assert all(r["touched_parameters"] > 0 for r in res.edits)
     after = adapter.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "mllama", "gemma3", "idefics3", "internvl", "paligemma"])
+def test_ft_v_edits_the_projector(arch: str, tmp_path: Path) -> None:
+    """FT-V trains the bridge the generic family finds (gradients flow through the vision side inside
+    the stock forward): the projector changes during the edit, the text model does not, all restored."""
+    adapter = load_generic(arch, tmp_path)
+    (vision,) = adapter.module_names("vision")
+    before = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+    res = run_fix(suite=str(edit_suite(tmp_path / "s")), editor="ft-v", mode="single", output=tmp_path / "run",
+                  all_items=True, adapter=adapter, editor_options={"steps": 3, "lr": 5e-2}, batch_size=8)
+    assert res.results["complete"] and all(r["touched_parameters"] > 0 for r in res.edits)
+    n_vision = sum(1 for n, _ in adapter.model.named_parameters() if n.startswith(vision + "."))  # tensors
+    assert all(r["touched_parameters"] == n_vision for r in res.edits), (vision, n_vision)
+    assert all(r["margin_change"] != 0 for r in res.edits)  # the image path moved the scores
+    after = adapter.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
