@@ -72,18 +72,29 @@ def qwen2_vl(kind: str = "qwen2_vl") -> tuple[Any, Any]:
     return model_cls(cfg), image_only(proc_cls)(ip, tok, chat_template=templates.QWEN2_VL)
 
 
+def _llava_processor(tok: Any) -> Any:
+    """LLaVA-1.5's processor: CLIP preprocessing at 32 px, 16 patches + CLS per image, its chat template."""
+    import transformers as T
+
+    ip = T.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return T.LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, chat_template=templates.LLAVA,
+                            vision_feature_select_strategy="default", num_additional_image_tokens=1)
+
+
 def llava() -> tuple[Any, Any]:
     import transformers as T
 
     tok = tiny_tokenizer(["<image>"])
     (image,) = _ids(tok, "<image>")
-    cfg = T.LlavaConfig(vision_config={**VISION, "image_size": 32, "patch_size": 8, "model_type": "clip_vision_model"},
+    cfg = T.LlavaConfig(vision_config=_clip(),
                         text_config={**_text(len(tok)), "model_type": "llama"}, image_token_id=image,
                         vision_feature_layer=-2, vision_feature_select_strategy="default", image_seq_length=16)
-    ip = T.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    proc = T.LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, chat_template=templates.LLAVA,
-                            vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    proc = _llava_processor(tok)
     return T.LlavaForConditionalGeneration(cfg), proc
+
+
+def _clip() -> dict[str, Any]:
+    return {**VISION, "image_size": 32, "patch_size": 8, "model_type": "clip_vision_model"}
 
 
 def _siglip(image_size: int = 32, patch: int = 8) -> dict[str, Any]:
@@ -95,8 +106,7 @@ def llava_next() -> tuple[Any, Any]:
 
     tok = tiny_tokenizer(["<image>"])
     (image,) = _ids(tok, "<image>")
-    cfg = T.LlavaNextConfig(vision_config={**VISION, "image_size": 32, "patch_size": 8,
-                                           "model_type": "clip_vision_model"},
+    cfg = T.LlavaNextConfig(vision_config=_clip(),
                             text_config={**_text(len(tok)), "model_type": "llama"}, image_token_id=image,
                             image_grid_pinpoints=[[32, 32], [32, 64], [64, 32]], vision_feature_layer=-2,
                             vision_feature_select_strategy="default", image_seq_length=16)
@@ -240,13 +250,10 @@ def vipllava() -> tuple[Any, Any]:
 
     tok = tiny_tokenizer(["<image>"])
     (image,) = _ids(tok, "<image>")
-    cfg = T.VipLlavaConfig(vision_config={**VISION, "image_size": 32, "patch_size": 8,
-                                          "model_type": "clip_vision_model"},
+    cfg = T.VipLlavaConfig(vision_config=_clip(),
                            text_config={**_text(len(tok)), "model_type": "llama"}, image_token_id=image,
                            vision_feature_layers=[-2, -1], image_seq_length=16)
-    ip = T.CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    proc = T.LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=8, chat_template=templates.LLAVA,
-                            vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    proc = _llava_processor(tok)
     return T.VipLlavaForConditionalGeneration(cfg), proc
 
 
