@@ -111,15 +111,14 @@ def test_negative_control_continuation_must_see_the_image_in_mllama(tmp_path: Pa
     imgs = _images()
     req = Request("Question:", "doctor nurse", "img0", "vqa")
     good = score(adapter, [req], imgs.__getitem__)[0].logp
-    original = adapter._extend
+    original = adapter.cross_mask
 
-    def blind(inputs, cont):  # noqa: ANN001, ANN202
-        out = original(inputs, cont)
-        if "cross_attention_mask" in out:
-            out["cross_attention_mask"][:, -len(cont):] = 0
+    def blind(mask, k):  # noqa: ANN001, ANN202
+        out = original(mask, k)
+        out[:, -k:] = 0
         return out
 
-    adapter._extend = blind
+    adapter.cross_mask = blind
     bad = score(adapter, [req], imgs.__getitem__)[0].logp
     reference = stock(adapter, req, imgs)
     assert abs(good - reference) < 1e-5 and abs(bad - reference) > 1e-5
@@ -137,3 +136,36 @@ def test_architecture_outside_the_table_is_refused_in_one_line(tmp_path: Path) -
     assert resolve_card(str(folder), trust_generic=True).family == "generic"
     (folder / "config.json").write_text('{"model_type": "qwen2_vl"}')  # in the table: no flag needed
     assert resolve_card(str(folder)).family == "generic"
+
+
+def test_prefix_is_prefilled_once_per_prompt_and_equals_the_whole_sequence_path(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """As generate: one prefill per (image, prompt), its continuations on copies of the cache (two forwards
+    for any number of answers); the same numbers as running every sequence whole."""
+    from mllm_audit.models.families import generic
+
+    adapter = load_generic("qwen2_vl", tmp_path)
+    imgs = _images()
+    reqs = [Request("Question:", w, "img0", "vqa") for w in ("doctor", "nurse", "a b c", "pilot")]
+    before = adapter.counters.forward_passes
+    cached = [s.logp for s in score(adapter, reqs, imgs.__getitem__, batch_size=8)]
+    assert adapter.counters.forward_passes - before == 2  # one prefill, one pass over the four answers
+    monkeypatch.setattr(generic, "PREFIX_CACHE", set())
+    before = adapter.counters.forward_passes
+    whole = [s.logp for s in score(adapter, reqs, imgs.__getitem__, batch_size=8)]
+    assert adapter.counters.forward_passes - before == 1
+    np.testing.assert_allclose(cached, whole, atol=1e-5, rtol=0)
+
+
+def test_text_prompt_after_a_batched_image_forward_keeps_its_positions(tmp_path: Path) -> None:
+    """M-RoPE deltas stored by an earlier forward (two image rows, with gradients) do not leak into a later
+    text-only prefill: its answer still equals the stock forward."""
+    adapter = load_generic("qwen2_vl", tmp_path)
+    imgs = _images()
+    two = [Request("Question:", "doctor", "img0", "vqa"), Request("a photo of", "nurse", "img2", "vqa")]
+    keys = ["img0", "img2"]
+    logprob_tensor(adapter, two, dict(zip(keys, adapter.encode_images([imgs[k] for k in keys]), strict=True)))
+    req = Request("Question:", "doctor nurse", None, "vqa")
+    with torch.no_grad():
+        got = score(adapter, [req, Request("Question:", "pilot", None, "vqa")], imgs.__getitem__)[0].logp
+    assert abs(got - stock(adapter, req, imgs)) < 1e-5

@@ -3,16 +3,17 @@
 The prompt is the processor's own chat template over (image, question) with the generation prompt; the
 continuation follows it. What the processor builds for the image (placeholder runs of any length, tiles,
 Qwen2-VL's pixel budget, Mllama's cross-attention masks, PaliGemma's token types) and what the model does
-with it (splicing, M-RoPE position ids, cross-attention, prefix-LM masks) stay transformers' own: every
-sequence is scored by the stock forward of `processor.apply_chat_template(..., tokenize=True)`'s output
-with the continuation tokens appended, right-padded within a batch (positions 0.. over real tokens, so
-padding changes nothing), exactly the forward `model(**inputs, labels=...)` computes.
+with it (splicing, M-RoPE position ids, cross-attention, prefix-LM masks) stay transformers' own. Scoring
+is what `generate` does: one prefill of the processor's output for (prompt, image) with the KV cache kept,
+then every continuation of that prompt on copies of the cache. With gradients (editors) each sequence runs
+whole instead: the processor's output with the continuation appended, right-padded within a batch
+(positions 0.. over real tokens), exactly the forward `model(**inputs, labels=...)` computes.
 
 The scoring contract sees a *compact* prompt: the chat template's ids with the image's whole placeholder
 span collapsed to one `image_token_id` (so one marker per image whatever the image's real token count).
 `embed` returns the compact ids' text embeddings carrying the rows; `lm` rebuilds each row's real input
 (the processor over the prompt and the row's image), runs the model and maps its logits back to the
-compact positions. `prefix_cache = False` tells the contract to score whole sequences (scoring/contract.py);
+compact positions. `prefix_cache = False` tells the contract to hand it whole rows (scoring/contract.py);
 the image's real token count per request is `image_token_count` (recorded per sample).
 """
 
@@ -35,6 +36,10 @@ SUFFIX_TOKEN_TYPE = {"paligemma": 1}
 # with this (PaliGemma: `<image>`s + BOS + text + "\n"). PaliGemma's processor also refuses text without an
 # image; a text-only prompt is then the tokenizer's over the same text.
 NO_CHAT_TEMPLATE = {"paligemma": "\n"}
+# Architectures scored as `generate` does (prefill + cached continuations) when no gradient is taken,
+# checked against the stock forward like the rest (tests/models/test_generic.py); others run each sequence whole.
+PREFIX_CACHE = {"gemma3", "idefics2", "idefics3", "internvl", "llava", "llava_next", "llava_onevision", "mllama",
+                "paligemma", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "vipllava"}
 
 
 @dataclass
@@ -159,10 +164,19 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         ids, features = rows
         built = [self._row(ids[b], attention_mask[b], features[b]) for b in range(ids.shape[0])]
         out = torch.zeros((*ids.shape, self._vocab()), dtype=torch.float32, device=ids.device)
+        # Scoring (no gradients) prefills once per prompt; where gradients are taken (editors) every
+        # sequence runs whole, so each edited layer sees all positions in one call (MEND's hooks rely on it).
+        if self.model.config.model_type in PREFIX_CACHE and not torch.is_grad_enabled():
+            groups: dict[tuple, list[int]] = {}
+            for b, r in enumerate(built):
+                groups.setdefault((id(features[b]), r[3]), []).append(b)
+            for members in groups.values():
+                self._cached([built[b] for b in members], members, out)
+            return out, None
         # One forward per set of rows whose image tensors stack (same shapes): all rows for fixed-size
         # processors, per image size where the processor tiles or resizes.
         buckets: dict[tuple, list[int]] = {}
-        for b, (inputs, _) in enumerate(built):
+        for b, (inputs, *_) in enumerate(built):
             sig = tuple((k, tuple(v.shape)) for k, v in sorted(inputs.items()) if k not in TOKEN_KEYS)
             buckets.setdefault(sig, []).append(b)
         for members in buckets.values():
@@ -174,12 +188,56 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
                 out[b, : len(where)] = logits[j, where]
         return out, None
 
+    def _cached(self, rows: list[tuple], members: list[int], out: torch.Tensor) -> None:
+        """What `generate` does: one prefill of the prompt with its pixels (KV cache kept), then every
+        continuation of that prompt at once on copies of the cache; transformers computes the positions
+        (M-RoPE from its stored deltas) and masks (Mllama's cross-attention mask, extended as generate does)."""
+        prefix = self._device(rows[0][2])
+        self.counters.forward_passes += 1
+        pre = self.model(**prefix, use_cache=True)
+        plog = pre.logits[0].float()
+        conts = [r[4] for r in rows]
+        width = max(len(c) for c in conts)
+        clog = None
+        if width > 0:
+            k = len(rows)
+            cache = pre.past_key_values
+            if k > 1:
+                cache.batch_repeat_interleave(k)
+            cids = torch.full((k, width), self.pad_id, dtype=torch.long, device=self.device)
+            cmask = torch.zeros((k, width), dtype=prefix["attention_mask"].dtype, device=self.device)
+            for j, c in enumerate(conts):
+                cids[j, : len(c)] = torch.tensor(c, device=self.device)
+                cmask[j, : len(c)] = 1
+            kwargs: dict[str, Any] = {"attention_mask": torch.cat([prefix["attention_mask"].expand(k, -1), cmask], 1)}
+            if "cross_attention_mask" in prefix:
+                kwargs["cross_attention_mask"] = self.cross_mask(prefix["cross_attention_mask"], width).expand(
+                    k, -1, -1, -1)
+            deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
+            if deltas is not None and "image_grid_thw" not in prefix:
+                deltas = torch.zeros_like(deltas[:1])  # a text-only prefill leaves an earlier call's deltas behind
+            if deltas is not None:  # M-RoPE (Qwen2-VL family): text after the prompt at its last 3D position + 1..
+                start = prefix["input_ids"].shape[1]
+                pos = torch.arange(start, start + width, device=self.device).view(1, 1, -1).expand(3, k, -1)
+                kwargs["position_ids"] = pos + deltas.to(self.device).view(1, -1, 1)
+            self.counters.forward_passes += 1
+            clog = self.model(input_ids=cids, past_key_values=cache, use_cache=False, **kwargs).logits.float()
+        for j, b in enumerate(members):
+            where, n = rows[j][1], len(rows[j][1]) - len(conts[j])
+            out[b, :n] = plog[where[:n]]
+            if conts[j]:
+                out[b, n : n + len(conts[j])] = clog[j, : len(conts[j])]  # type: ignore[index]
+
+    def _device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {k: v.to(self.device) for k, v in inputs.items()}
+        return {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in out.items()}
+
     def _vocab(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
-    def _row(self, row: torch.Tensor, mask: torch.Tensor, handle: ImageHandle | None) -> tuple[dict, torch.Tensor]:
-        """A compact row (prompt + continuation) as the model's real inputs, and for each compact position
-        the real position whose logits it takes."""
+    def _row(self, row: torch.Tensor, mask: torch.Tensor, handle: ImageHandle | None) -> tuple[Any, ...]:
+        """A compact row (prompt + continuation) as the model's real inputs, for each compact position the
+        real position whose logits it takes, and (the prompt's own inputs, its chat text, the continuation)."""
         real = [int(t) for t, m in zip(row.tolist(), mask.tolist(), strict=True) if m]
         n, text = self.prompt_of(real)
         if handle is None:
@@ -195,7 +253,7 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         cont = real[n:]
         where += [len(prefix) + i for i in range(len(cont))]
         full = self._extend(inputs, cont)
-        return full, torch.tensor(where)
+        return full, torch.tensor(where), inputs, text, cont
 
     def _extend(self, inputs: dict[str, torch.Tensor], cont: list[int]) -> dict[str, torch.Tensor]:
         """Append continuation tokens to a batch-of-one's per-token tensors, as generation extends them."""
@@ -209,10 +267,15 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             if key in inputs:
                 fill = SUFFIX_TOKEN_TYPE.get(self.model.config.model_type, 0) if key == "token_type_ids" else 0
                 out[key] = torch.cat([inputs[key], inputs[key].new_full((1, k), fill)], 1)
-        if "cross_attention_mask" in inputs:  # Mllama: new tokens see the images the last prompt token sees
-            last = inputs["cross_attention_mask"][:, -1:]
-            out["cross_attention_mask"] = torch.cat([inputs["cross_attention_mask"], last.repeat(1, k, 1, 1)], 1)
+        if "cross_attention_mask" in inputs:
+            out["cross_attention_mask"] = self.cross_mask(inputs["cross_attention_mask"], k)
         return out
+
+    @staticmethod
+    def cross_mask(mask: torch.Tensor, k: int) -> torch.Tensor:
+        """Mllama's cross-attention mask over `k` more tokens: each sees the images the last prompt token
+        sees, as generate extends it."""
+        return torch.cat([mask, mask[:, -1:].repeat(1, k, 1, 1)], 1)
 
     def _stack(self, rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Rows right-padded to one length (per-token tensors) and stacked (image tensors, same shapes)."""
