@@ -299,45 +299,12 @@ def _get(size: Any, key: str) -> Any:
     return size.get(key) if isinstance(size, dict) else getattr(size, key, None)
 
 
-def _edit_modules(model: Any) -> dict[str, list[str]]:
-    """FT-L: the last decoder layer's MLP of the language model; FT-V: the projector (or the vision tower's
-    last block when the architecture has no separate projector), found by name in the module tree."""
-    names = [n for n, _ in model.named_modules()]
-    layers = [n for n in names if n.endswith(".layers") and "vision" not in n and "visual" not in n]
-    if not layers:
-        raise AuditError("generic family: found no decoder layers to edit; name them in the card's edit section")
-    stack = max(layers, key=lambda n: len(dict(model.get_submodule(n).named_children())))
-    last = f"{stack}.{len(model.get_submodule(stack)) - 1}"
-    mlp = [n for n in names if n.startswith(last + ".") and n.count(".") == last.count(".") + 2
-           and n.split(".")[-2] in ("mlp", "feed_forward")]
-    mlp = [n for n in mlp if isinstance(model.get_submodule(n), torch.nn.Linear)] or [f"{last}.mlp"]
-    projectors = [n for n in names if n.split(".")[-1] in ("multi_modal_projector", "connector", "merger",
-                                                           "mlp1", "embed_vision")]
-    vision = projectors[:1]
-    if not vision:
-        towers = [n for n in names if n.endswith(".layers") or n.endswith(".blocks")]
-        towers = [n for n in towers if "vision" in n or "visual" in n]
-        vision = [f"{towers[0]}.{len(model.get_submodule(towers[0])) - 1}"] if towers else []
-    return {"text_modules": mlp, "vision_modules": vision}
-
-
-def _image_token_id(model: Any, processor: Any) -> int:
-    for source in (model.config, processor):  # the token the model fills (Gemma 3's processor names BOI)
-        for attr in ("image_token_id", "image_token_index"):
-            value = getattr(source, attr, None)
-            if isinstance(value, int):
-                return value
-    token = getattr(processor, "image_token", None)
-    if token is None:
-        raise AuditError("generic family: the processor names no image token")
-    return int(processor.tokenizer.convert_tokens_to_ids(token))
-
-
 def load(card: Any, options: Any) -> GenericAdapter:
     """Load any image-text-to-text checkpoint through AutoModelForImageTextToText and its processor."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from mllm_audit.models.cards import GENERIC_ARCHITECTURES, GENERIC_TABLE
+    from mllm_audit.models.families.generic_modules import default_keep_fp32, edit_modules, image_token_id
     from mllm_audit.models.loading import from_pretrained_checked, quantization_config
     from mllm_audit.models.processors import load_processor
 
@@ -352,14 +319,9 @@ def load(card: Any, options: Any) -> GenericAdapter:
     if not getattr(processor, "chat_template", None) and model.config.model_type not in NO_CHAT_TEMPLATE:
         raise AuditError(f"model {card.name!r}: its processor has no chat template (the generic family scores "
                          "the processor's own template; give one with a card)")
-    card = dataclasses.replace(card, edit=dict(card.edit or _edit_modules(model)))
+    card = dataclasses.replace(card, edit=dict(card.edit or edit_modules(model)))
     adapter = GenericAdapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
-                             image_token_id=_image_token_id(model, processor), n_image_tokens=1)
+                             image_token_id=image_token_id(model, processor), n_image_tokens=1)
     adapter.processor = processor
     adapter._prompts, adapter._lengths = {}, set()
     return adapter
-
-
-def default_keep_fp32() -> tuple[str, ...]:
-    """Modules quantization leaves in full precision when the card names none: vision side and LM head."""
-    return ("vision_tower", "visual", "vision_model", "multi_modal_projector", "connector", "lm_head")
