@@ -64,3 +64,15 @@ def test_max_pixels_changes_the_tokens_and_the_run_records_both(tmp_path: Path) 
     assert [s["image_tokens"] for s in samples][2] == small
     assert run(["scan", "--model", str(folder), "--suite", str(suite), "--output", str(tmp_path / "r2"), "-q",
                 "--max-pixels", "0"]) == 2
+
+
+def test_an_image_past_the_models_positions_is_refused_in_one_line(tmp_path: Path) -> None:
+    from mllm_audit.errors import AuditError
+
+    folder = save_tiny_generic("qwen2_vl", tmp_path / "qwen")
+    adapter = load_model(str(folder), LoadOptions(max_pixels=640 * 640))
+    big = Image.new("RGB", (640, 640), (10, 20, 30))  # 1600 tokens under this budget; the model takes 1024
+    with pytest.raises(AuditError, match="over the model's 1024"):
+        score(adapter, [Request("Question:", "doctor", "big")], {"big": big}.__getitem__)
+    small = load_model(str(folder)).image_token_count(Request("Question:", "doctor", "big"), big)
+    assert small < 1024  # the control: the default budget fits

@@ -251,6 +251,10 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             marker = real.index(self.image_token_id)
             where = [min(i, max(start - 1, 0)) if i < marker else end - 1 + i - marker for i in range(n)]
         cont = real[n:]
+        limit = self.max_positions
+        if limit is not None and len(prefix) + len(cont) > limit:  # the compact row hid the image's real length
+            raise AuditError(f"prompt + image + answer take {len(prefix) + len(cont)} positions, over the model's "
+                             f"{limit} (lower --max-pixels or --image-size)")
         where += [len(prefix) + i for i in range(len(cont))]
         full = self._extend(inputs, cont)
         return full, torch.tensor(where), inputs, text, cont
