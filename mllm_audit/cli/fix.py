@@ -48,6 +48,7 @@ def register(app: typer.Typer) -> None:
         self_images_per_word: int = typer.Option(16, help="sft/bpo with --balanced-from generations: images drawn "
                                                             "per group word and prompt."),
         revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from mllm_audit.runs.options import check_fix_options
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
                 editor_state=editor_state, variant=variant, serac_routing=serac_routing, data_dir=data_dir,
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
-                allow_outside_paths=allow_outside_paths, revision=revision,
+                allow_outside_paths=allow_outside_paths, revision=revision, trust_generic=trust_generic,
             )
         from mllm_audit.report.views import edit_counts
 

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML (a testcase per check)."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder for the fresh scan."),
         revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
         from rich.console import Console
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.gate.evaluate import gate as run_gate
 
         outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
-                            revision=revision)
+                            revision=revision, trust_generic=trust_generic)
         render_outcome(outcome, Console(highlight=False))
         if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
             for line in github_error_lines(outcome):

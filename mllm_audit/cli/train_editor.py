@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
                                                     "training diverges)."),
         quiet: bool = options.quiet(),
         revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
             res = train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
-                               allow_outside_paths=allow_outside_paths, revision=revision)
+                               allow_outside_paths=allow_outside_paths, revision=revision, trust_generic=trust_generic)
         how = "stopped early" if res.stopped_early else "done"
         err_console.print(f"{editor}: {res.steps_run} steps ({how}, best at step {res.best_step}) in "
                           f"{res.seconds:.1f} s -> {shown(res.out)}")

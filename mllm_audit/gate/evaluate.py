@@ -177,6 +177,7 @@ def gate(
     junit: Path | None = None,
     output: Path | None = None,
     revision: str | None = None,
+    trust_generic: bool = False,
     *,
     step_summary: Path | None = None,
 ) -> GateOutcome:
@@ -196,7 +197,8 @@ def gate(
             raise AuditError("a fresh scan needs --suite (or 'suite' in the policy)")
         from mllm_audit.runs.scan import run_scan
 
-        report = Path(run_scan(model=model, suite=suite, output=output, revision=revision).run_dir)
+        report = Path(run_scan(model=model, suite=suite, output=output, revision=revision,
+                                    trust_generic=trust_generic).run_dir)
     outcome = evaluate(pol, Path(report))
     if junit is not None:
         write_junit(outcome, Path(junit))

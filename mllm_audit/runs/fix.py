@@ -129,6 +129,7 @@ def run_fix(
     balanced_from: str = "images",
     self_images_per_word: int = 16,
     revision: str | None = None,
+    trust_generic: bool = False,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -167,7 +168,7 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card, allow_outside_paths, revision)
+                        on_edit, progress, card, allow_outside_paths, revision, trust_generic)
 
 
 def _run_fix(
@@ -176,7 +177,7 @@ def _run_fix(
     editor_state: Path | None, editor_options: dict[str, Any] | None, data_dir: Path | None, batch_size: int,
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
-    allow_outside_paths: bool = False, revision: str | None = None,
+    allow_outside_paths: bool = False, revision: str | None = None, trust_generic: bool = False,
 ) -> FixResult:
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext, EditRequest
@@ -213,7 +214,8 @@ def _run_fix(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card, revision=revision))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card,
+                                                revision=revision, trust_generic=trust_generic))
     if editor_state is not None and the_editor.has_state:
         the_editor.load_state(editor_state, adapter)
     t_loaded = time.perf_counter()

@@ -207,7 +207,7 @@ def _run_scan(
     check_images(the_suite, items)
     _check_output(output, resume)
     if adapter is None:
-        check_weights(model)
+        check_weights(model, bool((load_extra or {}).get("trust_generic")))
         check_device_available(device)
 
     import torch

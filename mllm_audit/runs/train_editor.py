@@ -43,6 +43,7 @@ def train_editor(
     variant: str | None = None,
     lr: float | None = None,
     revision: str | None = None,
+    trust_generic: bool = False,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -66,7 +67,7 @@ def train_editor(
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
-                             allow_outside_paths, revision)
+                             allow_outside_paths, revision, trust_generic)
 
 
 def _train_editor(
@@ -74,7 +75,7 @@ def _train_editor(
     batch: int | None, lr: float | None, val_every: int | None, patience: int | None, ckpt_every: int | None,
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
-    allow_outside_paths: bool = False, revision: str | None = None,
+    allow_outside_paths: bool = False, revision: str | None = None, trust_generic: bool = False,
 ) -> TrainResult:
     import torch
 
@@ -118,7 +119,8 @@ def _train_editor(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, revision=revision))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device,
+                                                revision=revision, trust_generic=trust_generic))
     ed = make_editor(editor)
     assert isinstance(ed, LearnedEditor)
     ed.scope = scope or "text"

@@ -113,7 +113,7 @@ def test_scan_of_a_tiny_qwen2_vl_folder_equals_the_stock_forward(hub_cache: Path
 
 
 def test_every_model_loading_command_takes_revision() -> None:
-    """--revision on every command that loads a model (the same as --model ORG/NAME@REV)."""
+    """--revision (the same as --model ORG/NAME@REV) and --trust-generic on every command that loads a model."""
     from typer.main import get_command
 
     from mllm_audit.cli import app
@@ -121,4 +121,22 @@ def test_every_model_loading_command_takes_revision() -> None:
     commands = get_command(app).commands  # type: ignore[attr-defined]
     loaders = [name for name, cmd in commands.items() if any(p.name == "model" for p in cmd.params)]
     assert {"scan", "gen-scan", "fix", "train-editor", "locate", "study"} <= set(loaders)
-    assert [n for n in loaders if not any(p.name == "revision" for p in commands[n].params)] == []
+    for option in ("revision", "trust_generic"):
+        assert [n for n in loaders if not any(p.name == option for p in commands[n].params)] == [], option
+
+
+def test_unchecked_architecture_needs_trust_generic_on_the_command_line(
+    offline: Path, tiny_suite: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Were Qwen2-VL not in the table, `scan` would refuse it in one line naming the table, and run it with
+    --trust-generic (the flag reaches both the folder's resolution and the family's load)."""
+    from mllm_audit.models import cards
+
+    monkeypatch.setattr(cards, "GENERIC_ARCHITECTURES", {})
+    folder = offline / "models--tiny-org--tiny-qwen2-vl" / "snapshots" / COMMIT
+    argv = ["scan", "--model", str(folder), "--suite", str(tiny_suite), "-q"]
+    assert run([*argv, "--output", str(tmp_path / "r1")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "docs/real-models.md" in err[-1] and "--trust-generic" in err[-1] and "Traceback" not in "\n".join(err)
+    assert run([*argv, "--output", str(tmp_path / "r2"), "--trust-generic"]) == 0
