@@ -54,3 +54,16 @@ def test_peft_adapter_folder_alone_is_what_no_command_loads(tmp_path: Path) -> N
     peft_model.save_pretrained(str(tmp_path / "adapters"))
     with pytest.raises(AuditError, match="no config.json"):
         load_model(str(tmp_path / "adapters"))
+
+
+def test_fix_sft_save_writes_a_folder_every_command_loads(tmp_path: Path) -> None:
+    """`fix --editor sft --save DIR` end to end (one short epoch on the toy): DIR/sft is a model folder."""
+    from mllm_audit.runs.fix_unified import run_unified_fix
+
+    res = run_unified_fix(model="toy-janus-v2", editor="sft", save=tmp_path / "saved", output=tmp_path / "run",
+                          images_per_prompt=4, adherence_images=2, settings=BalancedSettings(sft_epochs=1),
+                          batch_size=8)
+    assert res.results["saved"] == str(tmp_path / "saved")
+    saved = load_model(str(tmp_path / "saved" / "sft"))
+    assert saved.card.family == "janus" and saved.generates_images
+    assert not (tmp_path / "saved" / "sft.partial").exists()
