@@ -88,3 +88,26 @@ def test_ft_v_edits_the_projector(arch: str, tmp_path: Path) -> None:
     assert all(r["margin_change"] != 0 for r in res.edits)  # the image path moved the scores
     after = adapter.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("editor", ["ike", "ke", "serac"])
+@pytest.mark.parametrize("arch", ["qwen2_vl", "mllama", "idefics3"])
+def test_ike_ke_serac_run(arch: str, editor: str, tmp_path: Path) -> None:
+    """The other editors on three layouts (M-RoPE, cross-attention, split tiles): KE and SERAC read a
+    request's image from the input embeddings at its placeholder span; every edit is measured and undone."""
+    from mllm_audit.runs.train_editor import train_editor
+
+    adapter = load_generic(arch, tmp_path)
+    suite = edit_suite(tmp_path / "s")
+    state = None
+    if editor != "ike":
+        train_editor(editor, suite=str(suite), out=tmp_path / "st", adapter=adapter, steps=3, batch=2, val_every=3,
+                     patience=100)
+        state = tmp_path / "st"
+    before = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
+    res = run_fix(suite=str(suite), editor=editor, editor_state=state, output=tmp_path / "run", all_items=True,
+                  adapter=adapter, batch_size=8)
+    assert res.results["complete"] and len(res.edits) == 2
+    assert all(np.isfinite(r["margin_change"]) for r in res.edits)
+    after = adapter.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

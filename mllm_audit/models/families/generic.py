@@ -49,6 +49,15 @@ class ImageHandle:
 
     image: Any
     inputs: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    owner: Any = None
+    _embedded: torch.Tensor | None = None
+
+    def float(self) -> torch.Tensor:  # noqa: A003 - the tensor method learned editors call on features
+        """[n, H] LM-space features: the model's input embeddings over the image's placeholder span, after
+        the model spliced it in (what KE and SERAC embed a request's image from)."""
+        if self._embedded is None:
+            self._embedded = self.owner.image_embeddings(self.image)
+        return self._embedded.float()
 
 
 class GenericAdapter(ChatTemplateMixin, Adapter):
@@ -148,7 +157,17 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
     # ---- images --------------------------------------------------------------------------------
     def encode_images(self, images: list[Any]) -> list[ImageHandle]:  # type: ignore[override]
         self.counters.images_encoded += len(images)
-        return [ImageHandle(image) for image in images]
+        return [ImageHandle(image, owner=self) for image in images]
+
+    @torch.no_grad()
+    def image_embeddings(self, image: Any) -> torch.Tensor:
+        """The input embeddings at `image`'s placeholder span in an empty user turn (hidden state 0 of the
+        stock forward: splicing architectures put the projected image features there)."""
+        inputs = self._device(self.real_inputs(self.chat_text("", True), image))
+        start, end = self.image_span(inputs["input_ids"][0].tolist())
+        self.counters.forward_passes += 1
+        hidden = self.model(**inputs, output_hidden_states=True, use_cache=False).hidden_states[0]
+        return hidden[0, start:end].detach()
 
     def embed(self, ids: torch.Tensor, features: list[Any]) -> torch.Tensor:
         emb = self.input_embeddings()(ids)
