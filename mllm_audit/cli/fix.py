@@ -56,6 +56,8 @@ def register(app: typer.Typer) -> None:
                                     "recorded edits are kept, the rest redone."),
         hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (FT, IKE; MEND, "
                                                  "KE, SERAC at train-editor): each field mapped or refused."),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Edit the model so it prefers y_less; report Reliability, Generality and Locality."""
         from mllm_audit.runs.options import check_fix_options
@@ -88,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size,
                 dtype=dtype, device=device, seed=seed, card=card, progress=start, on_edit=on_edit,
                 allow_outside_paths=allow_outside_paths, hparam=hparam or (), hparams_file=hparams_file, resume=resume,
-                objective=objective,
+                objective=objective, revision=revision, trust_generic=trust_generic,
             )
         if not res.edits:
             err_console.print(

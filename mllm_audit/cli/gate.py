@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -18,6 +20,8 @@ def register(app: typer.Typer) -> None:
         junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML (a testcase per check)."),
         output: Path | None = typer.Option(None, "--output", "-o", help="Run folder for the fresh scan."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier --junit file at that path."),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Apply a release policy to a run. Appends to $GITHUB_STEP_SUMMARY when set."""
         from rich.console import Console
@@ -28,7 +32,8 @@ def register(app: typer.Typer) -> None:
 
         with progress_bar("scanning", enabled=model is not None) as start:  # a fresh scan's progress, ETA piped
             outcome = run_gate(policy=policy, report=report, model=model, suite=suite, junit=junit, output=output,
-                               progress=start, overwrite=overwrite)
+                               progress=start, overwrite=overwrite, revision=revision,
+                               trust_generic=trust_generic)
         render_outcome(outcome, Console(highlight=False))
         if os.environ.get("GITHUB_STEP_SUMMARY") or os.environ.get("GITHUB_ACTIONS") == "true":
             for line in github_error_lines(outcome):

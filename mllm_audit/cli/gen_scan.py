@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = options.trust_remote_code(),
         allow_outside_paths: bool = typer.Option(False, help="Allow the suite to name files outside its folder."),
         quiet: bool = options.quiet(),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
         from mllm_audit.runs.options import check_load_options
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 model=model, suite=suite, images_per_prompt=images_per_prompt, classifier=classifier,
                 output=output, seed=seed, batch_size=batch_size, resume=resume, limit=limit,
                 understanding=understanding, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                progress=start, allow_outside_paths=allow_outside_paths,
+                progress=start, allow_outside_paths=allow_outside_paths, revision=revision, trust_generic=trust_generic,
             )
         r = res.results
         title = f"{r['model']['name']} on {r['suite']['name']}"

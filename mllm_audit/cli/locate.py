@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, help="Images per generate call."),
         device: str = options.device(),
         quiet: bool = options.quiet(),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Probe the tokenizer (linear probe, VQ round trip) and the LM (JSD hit rate); print a verdict."""
         from mllm_audit.runs.options import check_load_options
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
             res = run_locate(model=model, suite=suite, images=images, classifier=classifier,
                              images_per_prompt=images_per_prompt, output=output, seed=seed, batch_size=batch_size,
                              limit=limit, min_margin=min_margin, min_parity=min_parity, folds=folds,
-                             device=device, progress=start)
+                             device=device, progress=start, revision=revision, trust_generic=trust_generic)
         for t in locate_tables(res.results):
             console.print(t)
         r = res.results

@@ -56,3 +56,22 @@ def batch_size(default: int = 16, help: str = "Candidates per forward pass when 
 
 def threads() -> Any:
     return typer.Option(None, help="CPU threads for torch (default: torch's own); recorded in the run.")
+
+
+def revision() -> Any:
+    return typer.Option(None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, "
+                        "else the local snapshot's commit). Same as --model ORG/NAME@REV.")
+
+
+def trust_generic() -> Any:
+    return typer.Option(False, help="Load an image-text-to-text architecture outside the checked table "
+                        "(docs/real-models.md) through the generic family, unchecked.")
+
+
+def max_pixels() -> Any:
+    return typer.Option(None, help="Pixels an image keeps once decoded (as the global --max-pixels), and the "
+                        "pixel budget of processors that resize to one (Qwen2-VL family); recorded in the run.")
+
+
+def image_size() -> Any:
+    return typer.Option(None, help="Image side the processor resizes to (its size/longest_edge); recorded in the run.")

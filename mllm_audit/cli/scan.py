@@ -39,6 +39,11 @@ def register(app: typer.Typer) -> None:
             None, help="Hub commit, branch or tag to load (recorded in the run; default: the card's, else the "
             "local snapshot's commit).",
         ),
+        trust_generic: bool = options.trust_generic(),
+        max_pixels: int | None = options.max_pixels(),
+        image_size: int | None = options.image_size(),
+        greedy: bool = typer.Option(False, help="Also record each item's greedy answer (y_more, y_less or "
+                                    "neither, lm-eval's is_greedy), summarised per group: one more forward pass."),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
 
@@ -51,6 +56,11 @@ def register(app: typer.Typer) -> None:
 
         check_scan_options(batch_size, limit, dtype, device, quantize, split, device_map, max_memory,
                            world_size_from_env())  # before torch is imported: a typo costs milliseconds
+        for flag, value in (("--max-pixels", max_pixels), ("--image-size", image_size)):
+            if value is not None and value < 1:
+                from mllm_audit.errors import AuditError
+
+                raise AuditError(f"{flag} must be a positive number of pixels, got {value}")
         from mllm_audit.report.tables import bias_table
         from mllm_audit.runs.scan import run_scan
         from mllm_audit.util.console import console, err_console, progress_bar
@@ -63,6 +73,7 @@ def register(app: typer.Typer) -> None:
                 allow_outside_paths=allow_outside_paths, trust_remote_code=trust_remote_code, progress=start,
                 resume=resume, device_map=device_map, max_memory=max_memory, card=card, revision=revision,
                 threads=threads,
+                trust_generic=trust_generic, max_pixels=max_pixels, image_size=image_size, greedy=greedy,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone

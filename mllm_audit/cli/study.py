@@ -31,6 +31,8 @@ def register(app: typer.Typer) -> None:
         dtype: str = options.dtype(),
         device: str = options.device(),
         seed: int = options.seed("Random seed."),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 
@@ -74,6 +76,7 @@ def register(app: typer.Typer) -> None:
             study, model=model, suite=suite, editors=names, on_row=on_row,
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
+            revision=revision, trust_generic=trust_generic,
         )
         try:
             write_html_report(res.run_dir, res.run_dir / "report.html")

@@ -41,6 +41,8 @@ def register(app: typer.Typer) -> None:
         hparams_file: Path | None = typer.Option(None, "--hparams", help="An EasyEdit hparams YAML (MEND, KE, "
                                                  "SERAC): each field mapped or refused."),
         quiet: bool = options.quiet(),
+        revision: str | None = options.revision(),
+        trust_generic: bool = options.trust_generic(),
     ) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
                                 resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                 counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
                                 hparam=hparam or (), hparams_file=hparams_file, allow_outside_paths=allow_outside_paths,
-                                objective=objective)
+                                objective=objective, revision=revision, trust_generic=trust_generic)
 
         if not quiet and not err_console.is_terminal:  # piped (CI logs): progress lines with rate and time left
             from mllm_audit.util.console import progress_bar

@@ -207,6 +207,8 @@ def gate(
     junit: Path | None = None,
     output: Path | None = None,
     overwrite: bool = False,
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     step_summary: Path | None = None,
     progress: Any = None,
@@ -239,7 +241,8 @@ def gate(
             raise AuditError("a fresh scan needs --suite (or 'suite' in the policy)")
         from mllm_audit.runs.scan import run_scan
 
-        report = Path(run_scan(model=model, suite=suite, output=output, progress=progress).run_dir)
+        report = Path(run_scan(model=model, suite=suite, output=output, progress=progress,
+                               revision=revision, trust_generic=trust_generic).run_dir)
     outcome = evaluate(pol, Path(report))
     if junit is not None:
         write_junit(outcome, Path(junit))

@@ -19,6 +19,7 @@ FAMILIES = {
     "minigpt4": "mllm_audit.models.families.minigpt4:load",
     "janus": "mllm_audit.models.families.janus:load",
     "emu3": "mllm_audit.models.families.emu3:load",
+    "generic": "mllm_audit.models.families.generic:load",
 }
 FAMILY_REGISTRY = Registry("model family", lazy(FAMILIES, "mllm_audit.families"))  # plugins too
 
@@ -30,7 +31,7 @@ def load_model(spec: str, options: LoadOptions | None = None) -> Adapter:
     options = options or LoadOptions()
     if options.dtype not in DTYPES:
         raise AuditError(f"--dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
-    card = resolve_card(spec, options.card)
+    card = resolve_card(spec, options.card, options.trust_generic)
     if options.revision:
         card.revision = options.revision  # loaded at this commit, and recorded as the run's revision
     known = FAMILY_REGISTRY.names()

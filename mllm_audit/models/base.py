@@ -38,6 +38,9 @@ class LoadOptions:
     trust_remote_code: bool = False
     card: str | None = None  # `--card NAME`: that card's prompt templates for a model folder
     revision: str | None = None  # the user's --revision: overrides the card's, loaded and recorded
+    trust_generic: bool = False  # --trust-generic: an architecture outside the checked table loads generically
+    max_pixels: int | None = None  # --max-pixels: the processor's pixel budget per image (generic family)
+    image_size: int | None = None  # --image-size: the side the processor resizes to (generic family)
 
 
 @dataclass

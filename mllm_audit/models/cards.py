@@ -121,6 +121,13 @@ MODEL_TYPE_FAMILY = {
     "emu3": "emu3",
 }
 
+# Architectures the generic family (models/families/generic.py) is checked on: config.json model_type ->
+# the measured max |score - stock forward| in fp32 (tests/models/test_generic.py; docs/real-models.md).
+GENERIC_TABLE = "docs/real-models.md"
+GENERIC_ARCHITECTURES: dict[str, float] = dict.fromkeys(
+    ["gemma3", "idefics2", "idefics3", "internvl", "llava", "llava_next", "llava_onevision", "mllama", "paligemma",
+     "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "vipllava"], 4.8e-7)  # benchmarks/generic_conformance.py, 40 requests
+
 
 # The card of the released model each family is known by: a folder of that family without a card
 # of its own is prompted with these templates, so `--model ./folder` scores like `--model NAME`.
@@ -158,7 +165,7 @@ def write_folder_card(card: Card, folder: Path, description: str = "") -> Path:
     return write_yaml(target, data)
 
 
-def resolve_card(spec: str, card: str | None = None) -> Card:
+def resolve_card(spec: str, card: str | None = None, trust_generic: bool = False) -> Card:
     """A registered card name, a card YAML path, or a model folder (family read from config.json).
 
     A folder's templates come from, in order: `card` (`--card NAME`, a name or .yaml), the card saved
@@ -166,7 +173,7 @@ def resolve_card(spec: str, card: str | None = None) -> Card:
     card (`FAMILY_CARD`). The choice is recorded in `Card.templates_from`.
     """
     cards = registered_cards()
-    resolved = _resolve(spec, cards)
+    resolved = _resolve(spec, cards, trust_generic)
     if card is not None:
         source = _resolve(card, cards)
         if source.family != resolved.family:
@@ -176,23 +183,32 @@ def resolve_card(spec: str, card: str | None = None) -> Card:
     return resolved
 
 
-def _resolve(spec: str, cards: dict[str, Path]) -> Card:
+def _resolve(spec: str, cards: dict[str, Path], trust_generic: bool = False) -> Card:
+    from mllm_audit.models.hub import looks_like_hub_id, split_revision
+
     if spec in cards:
         return read_card(cards[spec])
+    name, revision = split_revision(spec)
+    if revision is not None and name in cards:  # a registered card at another revision
+        found = read_card(cards[name])
+        found.revision = revision
+        return found
+    if looks_like_hub_id(name):
+        return _hub_card(name, revision, cards, trust_generic)
     path = Path(spec).expanduser()
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise AuditError(f"model card {spec!r} not found")
         return read_card(path)
     if path.is_dir():
-        return _folder_card(path, cards)
+        return _folder_card(path, cards, trust_generic)
     known = ", ".join(cards) or "none"
     if path.suffix or "/" in spec or spec.startswith("."):
         raise AuditError(f"model folder {spec!r} not found (cards: {known})")
     raise AuditError(f"unknown model {spec!r} (cards: {known}; or give a model folder or a card .yaml)")
 
 
-def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
+def _folder_card(path: Path, cards: dict[str, Path], trust_generic: bool = False) -> Card:
     cfg = path / "config.json"
     if not cfg.is_file():
         raise AuditError(f"model folder {path} has no config.json")
@@ -203,9 +219,7 @@ def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
     if not isinstance(config, dict):
         raise AuditError(f"{cfg}: expected a JSON object")
     model_type = config.get("model_type")
-    family = MODEL_TYPE_FAMILY.get(str(model_type))
-    if family is None:
-        raise AuditError(f"model folder {path}: unsupported model_type {model_type!r}")
+    family = family_of(str(model_type), f"model folder {path}", trust_generic)
     folder = path.resolve()
     own = folder / FOLDER_CARD
     if own.is_file():
@@ -227,4 +241,45 @@ def _folder_card(path: Path, cards: dict[str, Path]) -> Card:
     if released is not None:
         card.templates = dict(read_card(released).templates)
         card.templates_from = f"family card {released.stem!r}"
+    return card
+
+
+def family_of(model_type: str, what: str, trust_generic: bool = False) -> str:
+    """The family loading a config.json `model_type`: a dedicated one, else the generic family for the
+    architectures in the table (others only with --trust-generic)."""
+    family = MODEL_TYPE_FAMILY.get(model_type)
+    if family is not None:
+        return family
+    if model_type in GENERIC_ARCHITECTURES or trust_generic:
+        return "generic"
+    raise AuditError(f"{what}: model_type {model_type!r} is not in the table of checked architectures "
+                     f"({GENERIC_TABLE}); pass --trust-generic to score it through the generic family unchecked")
+
+
+def _hub_card(repo: str, revision: str | None, cards: dict[str, Path], trust_generic: bool) -> Card:
+    """A hub id: family from its config.json; a registered card for that id lends templates, keep_fp32 and
+    edit modules; weights are the cached snapshot folder when there is one (no network at load)."""
+    from mllm_audit.models.hub import resolve_hub
+
+    hub = resolve_hub(repo, revision)
+    family = family_of(str(hub.config.get("model_type")), f"model {repo}", trust_generic)
+    card = Card(name=repo, family=family, weights=repo, path=None, templates_from="none (verbatim)")
+    for card_path in cards.values():
+        try:
+            found = read_card(card_path)
+        except AuditError:
+            continue
+        if found.weights == repo:
+            card, card.templates_from = found, f"card {found.name!r} (its weights are {repo})"
+            break
+    else:
+        released = cards.get(FAMILY_CARD.get(family, ""))
+        if released is not None:
+            card.templates = dict(read_card(released).templates)
+            card.templates_from = f"family card {released.stem!r}"
+    if card.family != family:
+        raise AuditError(f"card {card.name!r} names family {card.family!r}, but {repo}'s config.json says {family!r}")
+    if hub.folder is not None:
+        card.weights = str(hub.folder)
+    card.revision = hub.commit or revision or card.revision
     return card

@@ -130,6 +130,8 @@ def run_fix(
     objective: str | None = None,
     hparams_file: Path | None = None,
     resume: bool = False,
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     editor_options: dict[str, Any] | None = None,
     adapter: Adapter | None = None,
@@ -187,7 +189,8 @@ def run_fix(
     with stop_signals():
         return _run_fix(model, suite, editor, scope, mode, batch_edits, all_items, limit, split, require, output,
                         save, editor_state, editor_options, data_dir, batch_size, dtype, device, seed, adapter,
-                        on_edit, progress, card, allow_outside_paths, source, resume)
+                        on_edit, progress, card, allow_outside_paths, source, resume,
+                        revision, trust_generic)
 
 
 def _run_fix(
@@ -197,6 +200,7 @@ def _run_fix(
     dtype: str, device: str, seed: int, adapter: Adapter | None, on_edit: Callable[[dict[str, Any]], None] | None,
     progress: Callable[[int], Callable[[int], None]] | None, card: str | None = None,
     allow_outside_paths: bool = False, settings_source: dict[str, Any] | None = None, resume: bool = False,
+    revision: str | None = None, trust_generic: bool = False,
 ) -> FixResult:
     from mllm_audit.editors import make_editor
     from mllm_audit.editors.base import EditContext, EditRequest
@@ -236,7 +240,8 @@ def _run_fix(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, card=card,
+                                                revision=revision, trust_generic=trust_generic))
     if editor_state is not None and the_editor.has_state:
         the_editor.load_state(editor_state, adapter)
         from mllm_audit.editors.learned.objectives import check_state_objective

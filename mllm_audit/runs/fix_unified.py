@@ -218,13 +218,16 @@ def run_unified_fix(
         adapter.model = base  # LoRA layers sit inside the base model's modules: generation uses them
         info = train_sft(peft_model, rows, s, log)
         stage("sft", peft_model, info)
-        if save is not None:
-            peft_model.save_pretrained(str(Path(save) / "sft"))
+        if save is not None:  # a whole model folder (merged weights): every command loads it
+            from mllm_audit.editors.merged import save_merged
+
+            Path(save).mkdir(parents=True, exist_ok=True)
+            save_merged(peft_model, adapter, Path(save) / "sft", f"{adapter.card.name} after fix --editor sft")
         if editor == "bpo":
             info = train_bpo(peft_model, rows, attrs, s, log)
             stage("sft+bpo", peft_model, info)
             if save is not None:
-                peft_model.save_pretrained(str(Path(save) / "sft+bpo"))
+                save_merged(peft_model, adapter, Path(save) / "sft+bpo", f"{adapter.card.name} after fix --editor bpo")
         results.update({"complete": True, "saved": str(save) if save else None,
                         "timings": {"total_s": round(time.perf_counter() - t0, 3)}})
         writer.write_results(results)

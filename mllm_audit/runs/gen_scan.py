@@ -293,6 +293,8 @@ def run_gen_scan(
     device: str = "cpu",
     trust_remote_code: bool = False,
     allow_outside_paths: bool = False,
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     adapter: Adapter | None = None,
     classifier_obj: Classifier | None = None,
@@ -322,7 +324,8 @@ def run_gen_scan(
     from mllm_audit.models.base import LoadOptions
 
     if adapter is None:
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device, trust_remote_code=trust_remote_code,
+                                                     revision=revision, trust_generic=trust_generic))
     if not adapter.generates_images:
         raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) does not generate images")
     clf = classifier_obj or load_classifier(classifier or the_suite.classifier, device=device)

@@ -303,6 +303,8 @@ def run_locate(
     min_parity: float = 0.9,
     folds: int = 5,
     device: str = "cpu",
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     adapter: Any = None,
     classifier_obj: Any = None,
@@ -331,7 +333,7 @@ def run_locate(
         check_run_folder(out_dir, "locate", resume=False)
     folder = Path(images) if images is not None else labelled_images_of(suite)
     if adapter is None:
-        adapter = load_model(model, LoadOptions(device=device))
+        adapter = load_model(model, LoadOptions(device=device, revision=revision, trust_generic=trust_generic))
     inner = getattr(adapter.model, "model", None)
     if not adapter.generates_images or not all(hasattr(inner, a) for a in ("vqmodel", "generation_head")):
         raise AuditError(f"model {adapter.card.name!r} (family {adapter.card.family}) is not a VQ unified model "

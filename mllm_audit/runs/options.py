@@ -80,11 +80,11 @@ def check_device_available(device: str) -> None:
         raise AuditError("--device mps: MPS is not available here")
 
 
-def check_weights(model: str) -> None:
+def check_weights(model: str, trust_generic: bool = False) -> None:
     """Look at local weight files before any loader touches them."""
     from mllm_audit.models.cards import resolve_card
 
-    weights = Path(resolve_card(model).weights)
+    weights = Path(resolve_card(model, trust_generic=trust_generic).weights)
     if weights.is_dir():
         check_safetensors_files(weights)
 

@@ -17,10 +17,12 @@ under `accelerate launch`) leaves the same file as an uninterrupted one-process 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,6 +161,10 @@ def run_scan(
     card: str | None = None,
     revision: str | None = None,
     threads: int | None = None,
+    trust_generic: bool = False,
+    max_pixels: int | None = None,
+    image_size: int | None = None,
+    greedy: bool = False,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
@@ -169,16 +175,38 @@ def run_scan(
     `adapter` lets callers (tests, `fix`) reuse an already loaded model. `resume` continues the
     run in `output` (its matching samples are kept); without it an existing run there is refused.
     Under `accelerate launch` each process scores its own images and rank 0 writes the report.
+    `max_pixels` is one budget for both: what a decoded image keeps (as the global `--max-pixels`) and,
+    where a processor resizes to a pixel budget (Qwen2-VL family), that budget.
     """
-    with stop_signals():
+    with stop_signals(), _decode_budget(max_pixels):
         try:
             return _run_scan(
                 model, suite, data_dir, output, batch_size, limit, dtype, device, seed, quantize, split,
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
                 revision=revision, threads=threads,
+                load_extra={"trust_generic": trust_generic, "max_pixels": max_pixels, "image_size": image_size},
+                greedy=greedy,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
+
+
+@contextlib.contextmanager
+def _decode_budget(max_pixels: int | None) -> Iterator[None]:
+    """`scan --max-pixels` also bounds decoded images for this run (suites.items.load_image reads it)."""
+    from mllm_audit.suites.items import MAX_PIXELS_ENV
+
+    before = os.environ.get(MAX_PIXELS_ENV)
+    if max_pixels:
+        os.environ[MAX_PIXELS_ENV] = str(int(max_pixels))
+    try:
+        yield
+    finally:
+        if max_pixels:
+            if before is None:
+                os.environ.pop(MAX_PIXELS_ENV, None)
+            else:
+                os.environ[MAX_PIXELS_ENV] = before
 
 
 def _run_scan(
@@ -187,6 +215,7 @@ def _run_scan(
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
     revision: str | None = None, threads: int | None = None,
+    load_extra: dict[str, Any] | None = None, greedy: bool = False,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -204,7 +233,7 @@ def _run_scan(
     check_images(the_suite, items)
     _check_output(output, resume)
     if adapter is None:
-        check_weights(model)
+        check_weights(model, bool((load_extra or {}).get("trust_generic")))
         check_device_available(device)
 
     import torch
@@ -223,6 +252,7 @@ def _run_scan(
         opts = LoadOptions(
             dtype=dtype, device=device, quantize=quantize, trust_remote_code=trust_remote_code,
             device_map=device_map, max_memory=budget, card=card, revision=revision,  # type: ignore[arg-type]  # GPU keys are ints
+            **(load_extra or {}),
         )
         adapter = load_model(model, opts)
     t_loaded = time.perf_counter()
@@ -235,7 +265,7 @@ def _run_scan(
             if output is not None:
                 check_run_folder(out_dir, "scan", resume)  # again, now that no one else can write it
         return _scan_locked(adapter, the_suite, items, identity, out_dir, procs, resume, batch_size, limit, split,
-                            device, device_map, seed, progress, t0, t_loaded)
+                            device, device_map, seed, progress, t0, t_loaded, greedy)
     finally:
         lock.release()
         torch.set_num_threads(threads_before)
@@ -245,6 +275,7 @@ def _scan_locked(
     adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
     seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+    greedy: bool = False,
 ) -> ScanResult:
     old_run_id, reused = _previous_samples(out_dir, items, identity, (split, limit)) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
@@ -254,7 +285,8 @@ def _scan_locked(
     record = new_record(
         "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
         options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
-                 "device_map": device_map, "processes": procs.count, "threads": _threads()},
+                 "device_map": device_map, "processes": procs.count, "threads": _threads(),
+                 "greedy": greedy},
         coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
                           limit=limit),
         payload={"group_by": the_suite.extra.get("group_by")},
@@ -272,7 +304,7 @@ def _scan_locked(
     sizer = BatchSize(batch_size)
     done: list[dict[str, Any]] = []
     try:
-        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress)
+        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress, greedy)
     except (KeyboardInterrupt, Terminated) as e:
         raise interrupted(e, f"{out_dir} keeps the finished chunks; continue with --resume --output {out_dir}") \
             from None
@@ -321,6 +353,7 @@ def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[st
 def _score_chunks(
     adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
     sizer: BatchSize, progress: Callable[[int], Callable[[int], None]] | None,
+    greedy: bool = False,
 ) -> list[dict[str, Any]]:
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"
@@ -329,7 +362,7 @@ def _score_chunks(
     done: list[dict[str, Any]] = []
     with RunWriter(out_dir, run_id, samples_name=name, append=True) as writer:
         for chunk in chunks:
-            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick)
+            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick, greedy=greedy)
             writer.append(samples)
             done.extend(samples)
             if delay > 0:
@@ -373,6 +406,10 @@ def _finish(
     record.counters = Counters(**counters)
     record.payload["summary"] = bias_summary(samples, record.payload["group_by"])
     record.payload.update(suite_extras(suite, samples))
+    if any("greedy" in s for s in samples):
+        from mllm_audit.metrics.greedy import greedy_summary
+
+        record.payload["greedy"] = greedy_summary(samples, record.payload["group_by"])
     record.finished({"load_s": times["load_s"], "scoring_s": times["scoring_s"],
                      "total_s": time.perf_counter() - times["t0"]})
     record.write(out_dir)

@@ -86,6 +86,7 @@ def score_items(
     run_id: str,
     batch_size: int | BatchSize = 16,
     on_progress: Callable[[int], None] | None = None,
+    greedy: bool = False,
 ) -> list[dict[str, Any]]:
     """Score y_more and y_less of each item; one sample record per item, in item order.
 
@@ -120,10 +121,43 @@ def score_items(
                 raise
             oom = e
         sizer.halve(oom)  # outside the except block, so the failed batch's tensors can be freed
-    return [
+    samples = [
         sample_record(
             run_id, it, scores[2 * k].logp, scores[2 * k].n_tokens, scores[2 * k + 1].logp,
             scores[2 * k + 1].n_tokens, SAMPLE_SCHEMA,
         )
         for k, it in enumerate(items)
     ]
+    _add_image_tokens(adapter, suite, requests[::2], samples)
+    if greedy:
+        _add_greedy(adapter, suite, requests, samples, sizer.size)
+    return samples
+
+
+def _add_greedy(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]],
+                batch_size: int) -> None:
+    """Each sample's greedy answer (metrics/greedy.py), from a second pass keeping the next-token
+    distributions (scan --greedy: extra forward passes, counted; the tokenisation counter is not doubled)."""
+    from mllm_audit.metrics.greedy import greedy_answer, is_greedy
+    from mllm_audit.scoring.contract import next_token_logprobs, tokenize
+
+    joint = adapter.counters.joint_tokenization
+    flags = []
+    for start in range(0, len(requests), 2 * max(1, batch_size)):
+        part = requests[start : start + 2 * max(1, batch_size)]
+        dists = next_token_logprobs(adapter, part, image_loader(suite), batch_size=batch_size)
+        flags += [is_greedy(d, tokenize(adapter, r)[1]) for r, d in zip(part, dists, strict=True)]
+    adapter.counters.joint_tokenization = joint
+    for k, rec in enumerate(samples):
+        rec["greedy"] = greedy_answer(flags[2 * k], flags[2 * k + 1])
+
+
+def _add_image_tokens(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]]) -> None:
+    """Each sample with an image records how many positions the image took: the family's fixed count, or
+    what the processor made of this image (dynamic resolution: Qwen2-VL's pixel budget, tiles)."""
+    count = getattr(adapter, "image_token_count", None)
+    load = image_loader(suite) if count is not None else None
+    for req, rec in zip(requests, samples, strict=True):
+        if req.image is not None:
+            rec["image_tokens"] = int(count(req, load(req.image)) if count is not None and load is not None
+                                      else adapter.n_image_tokens)

@@ -284,6 +284,8 @@ def run_study(
     dtype: str = "fp32",
     device: str = "cpu",
     seed: int = 0,
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     adapter: Adapter | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -328,7 +330,8 @@ def run_study(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device,
+                                                revision=revision, trust_generic=trust_generic))
     if study != "cross-bias":  # cross-bias trains per bias type; the others take the card's shipped states
         from mllm_audit.editors.states import shipped_state
 

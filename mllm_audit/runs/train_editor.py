@@ -45,6 +45,8 @@ def train_editor(
     objective: str | None = None,
     hparam: Sequence[str] = (),
     hparams_file: Path | None = None,
+    revision: str | None = None,
+    trust_generic: bool = False,
     *,
     batch: int | None = None,
     val_every: int | None = None,
@@ -87,7 +89,7 @@ def train_editor(
     with stop_signals():
         return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
-                             allow_outside_paths, schedule.get("clip"))
+                             allow_outside_paths, schedule.get("clip"), revision, trust_generic)
 
 
 def _train_editor(
@@ -96,6 +98,7 @@ def _train_editor(
     hparams: dict[str, Any] | None, data_dir: Path | None, dtype: str, device: str, threads: int | None,
     adapter: Adapter | None, on_step: Callable[[int, int, float, float | None], None] | None,
     allow_outside_paths: bool = False, clip: float | None = None,
+    revision: str | None = None, trust_generic: bool = False,
 ) -> TrainResult:
     import torch
 
@@ -139,7 +142,8 @@ def _train_editor(
         from mllm_audit.models import load_model
         from mllm_audit.models.base import LoadOptions
 
-        adapter = load_model(model, LoadOptions(dtype=dtype, device=device))
+        adapter = load_model(model, LoadOptions(dtype=dtype, device=device,
+                                                revision=revision, trust_generic=trust_generic))
     ed = make_editor(editor)
     assert isinstance(ed, LearnedEditor)
     ed.scope = scope or "text"

@@ -165,6 +165,15 @@ def _run(
     for chunk in chunks:
         feats = _encode(adapter, [k for k in chunk if k is not None], load_image, batch_size)
         keys = [k for k in groups if k[0] in set(chunk)]
+        if not getattr(adapter, "prefix_cache", True):  # the generic family: whole rows (models/families/generic.py)
+            rows = [(k, i) for k in keys for i in groups[k]]
+            for s in range(0, len(rows), max(1, batch_size)):
+                for i, res in _score_whole(adapter, rows[s : s + max(1, batch_size)], toks, feats, keep_distributions):
+                    results[i] = res
+                if on_progress:
+                    on_progress(len(rows[s : s + max(1, batch_size)]))
+            feats.clear()
+            continue
         # Prefix trees (an image's shared prefix, then each prompt's own suffix), longest first.
         trees = plan_trees(adapter, keys, groups, toks, batch_size)
         # Batches: `batch_size` bounds the rows of every pass (trees under the tree mask; else prompts,
@@ -200,3 +209,31 @@ def _encode(
         enc = adapter.encode_images([load_image(k) for k in part])  # type: ignore[misc]
         feats.update(zip(part, enc, strict=True))
     return feats
+
+
+def _score_whole(
+    adapter: Adapter,
+    rows: list[tuple[tuple[str | None, tuple[int, ...]], int]],
+    toks: list[tuple[list[int], list[int]]],
+    feats: dict[str, Any],
+    keep_distributions: bool,
+) -> list[tuple[int, tuple[torch.Tensor, torch.Tensor | None]]]:
+    """Prompt + continuation in one right-padded forward per batch, for adapters that do not expose a
+    prefix cache; the same numbers (position t's logits predict token t + 1)."""
+    dev = adapter.device
+    pairs = [toks[i] for _, i in rows]
+    width = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), width), adapter.pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, (p, c) in enumerate(pairs):
+        ids[r, : len(p) + len(c)], mask[r, : len(p) + len(c)] = torch.tensor(p + c), 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    emb = adapter.embed(ids, [feats[k[0]] if k[0] is not None else None for k, _ in rows])
+    logits, _ = adapter.lm(emb, mask, pos)
+    out = []
+    for r, ((_, i), (prefix, cont)) in enumerate(zip(rows, pairs, strict=True)):
+        dist = torch.log_softmax(logits[r, len(prefix) - 1 : len(prefix) + len(cont) - 1].float(), dim=-1)
+        lps = dist.gather(-1, torch.tensor(cont, device=dev).unsqueeze(-1)).squeeze(-1)
+        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
+    return out

@@ -10,6 +10,10 @@ from mllm_audit.models import registered_cards, resolve_card
 REAL = [
     "blip2-opt", "blip2-opt-6.7b", "llava-1.5-7b", "instructblip-vicuna-7b", "minigpt4", "minigpt4-13b",
     "janus-1.3b", "janus-pro-1b", "janus-pro-7b",
+    # the generic family's current releases
+    "qwen2.5-vl-7b-instruct", "qwen3-vl-8b-instruct", "gemma-3-4b-it", "smolvlm2-2.2b-instruct",
+    "idefics3-8b-llama3", "paligemma2-3b-mix-448", "llava-onevision-qwen2-7b-ov", "llava-v1.6-mistral-7b",
+    "llama-3.2-11b-vision-instruct", "internvl3-2b", "mistral-small-3.1-24b-instruct", "pixtral-12b",
 ]  # fmt: skip
 
 
@@ -42,3 +46,13 @@ def test_llava_vqa_suffix_as_trained() -> None:
     assert card.template("vqa").format(prompt="Is it red?") == (
         "Is it red?\nAnswer the question using a single word or phrase."
     )
+
+
+def test_generic_cards_say_what_they_were_checked_against() -> None:
+    """Each generic card names the revision it was checked against (or that none was) and its template source."""
+    for name in REAL:
+        card = resolve_card(name)
+        if card.family != "generic":
+            continue
+        text = card.path.read_text(encoding="utf-8")  # type: ignore[union-attr]
+        assert "Checked against:" in text and "source:" in text, name

@@ -87,6 +87,12 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
         cfg = base.to_dict() if base is not None else {}
         gen = {k: cfg.get(k) for k in GENERATION_KEYS}
         gen.update({k: v for k, v in self.card.generation.items() if k in GENERATION_KEYS})
+        # Unset top-k / top-p: the full guided softmax (transformers would fill top_k 50: on Emu3's
+        # 32,768 codes that leaves 50 ever drawn). A card that declares the upstream setting keeps it.
+        if gen.get("top_k") is None:
+            gen["top_k"] = 0
+        if gen.get("top_p") is None:
+            gen["top_p"] = 1.0
         return gen
 
     def generation_text(self, prompt: str) -> str:
@@ -120,11 +126,14 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
 
         h, w = self.generation_grid()
         area = h * w * self.processor.downsample_ratio**2  # the processor turns a 1:1 area back into (h, w)
-        kw = {"return_for_image_generation": True, "image_area": area, "padding": True, "return_tensors": "pt"}
+        # Left padding, as transformers advises for generation: a short prompt's next token then follows
+        # its own last token, not pads (right padding moved its first-step logits by 0.54 on a tiny model).
+        kw = {"return_for_image_generation": True, "image_area": area, "padding": True, "return_tensors": "pt",
+              "padding_side": "left"}
         inputs = self.processor(text=[self.generation_text(p) for p in prompts], **kw)
         # The negative prompt as transformers' example builds it: plain text, no image-start suffix.
         negative = str(self.card.extra.get("negative_prompt", ""))
-        neg = self.processor(text=[negative] * len(prompts), padding=True, return_tensors="pt")
+        neg = self.processor(text=[negative] * len(prompts), padding=True, return_tensors="pt", padding_side="left")
         start = inputs["input_ids"].shape[1]
         base = getattr(self.model, "generation_config", None)
         cfg = GenerationConfig(**base.to_dict()) if base is not None else GenerationConfig()
