@@ -5,8 +5,11 @@ decoder layer again, on the same requests with the same frozen weights. Here the
 kind (`key`) runs normally while forward hooks watch every numbered layer stack (a ModuleList, e.g.
 `decoder.layers`, `encoder.layer`); the leading layers of a stack whose outputs do not depend on any
 trainable parameter (their output does not require grad) are *frozen*. Later calls with the same key
-swap those layers for stubs that hand back the recorded output of the last frozen one, so only the
-edited part and what follows it (the head) run. FT-V likewise skips the vision tower's layers.
+make each of those layers hand back its own recorded output without computing (its `forward` is
+swapped on the instance, so the module, its class and any hooks transformers keys on stay, and a model
+that reads an inner layer's hidden state, as LLaVA reads the vision tower's penultimate layer, gets
+it), so only the edited part and what follows it (the head) run. FT-V likewise skips the vision
+tower's layers.
 
 Exact: the layers after the cut see the same input tensor they would have computed (tests check the
 edited weights to 1e-6 against the uncached path). Caching is off in training mode (dropout would
@@ -37,15 +40,13 @@ def _needs_grad(out: Any) -> bool:
     return bool(getattr(out, "requires_grad", False)) or any(_needs_grad(v) for v in getattr(out, "values", list)())
 
 
-class _Replay(torch.nn.Module):
-    """Stands in for a frozen layer: returns the recorded output of the stack's last frozen layer."""
+def _replay(out: Any) -> Callable[..., Any]:
+    """A layer's forward that hands back its recorded output `out` without computing."""
 
-    def __init__(self, output: Any) -> None:
-        super().__init__()
-        self.output = output
+    def forward(*_args: Any, **_kwargs: Any) -> Any:
+        return out
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.output
+    return forward
 
 
 class FrozenPrefix:
@@ -54,7 +55,7 @@ class FrozenPrefix:
     def __init__(self, model: torch.nn.Module, enabled: bool = True) -> None:
         self.model = model
         self.enabled = enabled and not model.training
-        self.cuts: dict[str, list[tuple[torch.nn.ModuleList, int, Any]]] = {}
+        self.cuts: dict[str, list[tuple[torch.nn.ModuleList, list[Any]]]] = {}
         self.layers_skipped = 0  # layer forwards spared, over all replays
 
     def __call__(self, key: str, fn: Callable[[], T]) -> T:
@@ -62,19 +63,17 @@ class FrozenPrefix:
             return fn()
         if key not in self.cuts:
             return self._record(key, fn)
-        cuts = self.cuts[key]
-        saved = [(stack, list(stack[:k])) for stack, k, _ in cuts]
+        patched: list[torch.nn.Module] = []
         try:
-            for stack, k, out in cuts:
-                stub = _Replay(out)
-                for j in range(k):
-                    stack[j] = stub
-                self.layers_skipped += k
+            for stack, outs in self.cuts[key]:
+                for j, out in enumerate(outs):
+                    stack[j].forward = _replay(out)  # type: ignore[method-assign]
+                    patched.append(stack[j])
+                self.layers_skipped += len(outs)
             return fn()
         finally:
-            for stack, layers in saved:
-                for j, layer in enumerate(layers):
-                    stack[j] = layer
+            for layer in patched:
+                del layer.forward  # the class's forward again
 
     def _record(self, key: str, fn: Callable[[], T]) -> T:
         seen: dict[int, list[tuple[int, Any]]] = {}
@@ -99,7 +98,7 @@ class FrozenPrefix:
             while k < len(calls) and not _needs_grad(calls[k][1]):
                 k += 1
             if k > 0:
-                cuts.append((stacks[s], k, calls[k - 1][1]))
+                cuts.append((stacks[s], [out for _, out in calls[:k]]))
         self.cuts[key] = cuts
         return result
 
