@@ -27,7 +27,11 @@ def _edits(run_dir: Path) -> list[dict]:
 def killed_and_whole(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("fix-resume")
     assert run([*ARGS, "-o", str(base / "whole")]) == 0
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
+    import torch
+
+    # The same thread count as this process: float sums are ordered by it, and the edits compare exactly.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "mllm_audit.cli", *ARGS, "-o", str(base / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     edits = base / "killed" / "edits.jsonl"
