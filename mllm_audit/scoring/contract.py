@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 ImageLoader = Callable[[str], Any]
 IMAGE_CHUNK = 64  # distinct images whose features are held at once
+# Decoded pixels held at once while encoding, whatever --batch-size says: an encode call takes images
+# until the next would pass this (each image is already at most --max-pixels: suites.items.load_image).
+ENCODE_PIXELS = 32_000_000
 
 
 @dataclass(frozen=True)
@@ -203,11 +206,26 @@ def _encode(
     if keys and load_image is None:
         raise ValueError("requests with images need an image loader")
     feats: dict[str, torch.Tensor] = {}
-    step = max(1, batch_size)
-    for i in range(0, len(keys), step):
-        part = keys[i : i + step]
-        enc = adapter.encode_images([load_image(k) for k in part])  # type: ignore[misc]
-        feats.update(zip(part, enc, strict=True))
+    part: list[str] = []
+    images: list[Any] = []
+    held = 0
+
+    def flush() -> None:
+        feats.update(zip(part, adapter.encode_images(images), strict=True))
+        part.clear()
+        images.clear()
+
+    for k in keys:
+        image = load_image(k)  # type: ignore[misc]
+        n = int(getattr(image, "width", 0)) * int(getattr(image, "height", 0))
+        if part and (len(part) >= max(1, batch_size) or held + n > ENCODE_PIXELS):
+            flush()
+            held = 0
+        part.append(k)
+        images.append(image)
+        held += n
+    if part:
+        flush()
     return feats
 
 
