@@ -48,11 +48,14 @@ def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int
     from mllm_audit.util.text import shown as escape
 
     total = width or console.width
-    fixed = [i for i, c in enumerate(header) if c not in ("description", "source")]
+    fixed = [i for i, c in enumerate(header) if c not in ("description", "source", "weights")]
     sizes = {i: max([len(header[i]), *(len(r[i]) for r in rows)]) for i in fixed}
     free = [i for i in range(len(header)) if i not in sizes]
     left = total - sum(sizes.values()) - (3 * len(header) + 1)  # "│ x " per column and the closing bar
     caption = "ls --long: every field in full"
+    if "weights" in header:  # models: the names whole, the weights in what is left (cut with …), the rest in --long
+        free = [header.index("weights")]
+        left += 3 * (len(header) - len(fixed) - 1)
     if len(free) > 1 and left // len(free) < 30 and "source" in header:
         free.remove(header.index("source"))
         left += 3
@@ -66,7 +69,8 @@ def short_table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int
     shown = [i for i in range(len(header)) if i in sizes]
     for i in shown:
         wrap = header[i] == "description"
-        table.add_column(header[i], no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=sizes[i])
+        table.add_column(header[i], no_wrap=not wrap, overflow="fold" if wrap else "ellipsis", width=sizes[i],
+                         min_width=sizes[i] if i in fixed else None)
     for row in rows:
         table.add_row(*(escape(row[i]) for i in shown))
     return table

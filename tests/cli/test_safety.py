@@ -177,7 +177,7 @@ def test_remote_code_only_when_asked(tiny_suite: Path, tmp_path: Path, monkeypat
         raise AuditError("stop here")
 
     monkeypatch.setattr("mllm_audit.models.load_model", fake_load)
-    monkeypatch.setattr("mllm_audit.runs.scan.check_weights", lambda model: None)
+    monkeypatch.setattr("mllm_audit.runs.scan.check_weights", lambda model, *_a, **_k: None)
     for flag in ([], ["--trust-remote-code"]):
         run(["scan", "--model", "x", "--suite", str(tiny_suite), "--output", str(tmp_path / "r"), "-q", *flag])
     assert seen == [False, True]
