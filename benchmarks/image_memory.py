@@ -3,8 +3,11 @@
     python benchmarks/image_memory.py [--side 4000x3000] [--format JPEG]
 
 Each scan runs in a fresh process (the toy model, a 16-item suite, one image per item) and reports
-its peak resident memory. "before" is `--max-pixels 40000000` (the decode limit: every image is held
-at full size, as before the budget existed); "after" is the default budget (4 MP per decoded image).
+its peak resident memory, under three settings:
+- "no budget": `--max-pixels 40000000` (the decode limit) and the encode bound lifted: every image of a
+  batch decoded and held at full size, as before issue 24;
+- "per image": the default 4 MP per decoded image, the encode bound lifted (batch size x 4 MP held);
+- "both": the defaults, 4 MP per image and at most `scoring.contract.ENCODE_PIXELS` (32 MP) held.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-CHILD = ("import resource, sys\n"
+CHILD = ("import os, resource, sys\n"
          "from mllm_audit.cli import run\n"
+         "from mllm_audit.scoring import contract\n"
+         "contract.ENCODE_PIXELS = int(os.environ.get('BENCH_ENCODE_PIXELS', contract.ENCODE_PIXELS))\n"
          "code = run(sys.argv[1:])\n"
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
          "sys.exit(code)\n")
@@ -44,9 +49,12 @@ def camera_suite(folder: Path, width: int, height: int, fmt: str, n: int = 16) -
     return folder / "items.jsonl"
 
 
-def peak_mb(argv: list[str]) -> tuple[int, float, float]:
+def peak_mb(argv: list[str], encode_pixels: str | None = None) -> tuple[int, float, float]:
+    import os
+
+    env = {**os.environ, **({"BENCH_ENCODE_PIXELS": encode_pixels} if encode_pixels else {})}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=False, env=env)
     lines = proc.stderr.strip().splitlines()
     if proc.returncode != 0:
         print(proc.stderr, file=sys.stderr)
@@ -57,22 +65,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", default="4000x3000", help="WIDTHxHEIGHT of each image (12 MP: a phone camera)")
     ap.add_argument("--format", default="JPEG", choices=("JPEG", "PNG"))
+    ap.add_argument("--count", type=int, default=16, help="distinct images in the suite")
     args = ap.parse_args()
     width, height = (int(x) for x in args.side.split("x"))
     work = Path(tempfile.mkdtemp(prefix="mllm-audit-pixels-"))
-    suite = camera_suite(work / "suite", width, height, args.format)
+    suite = camera_suite(work / "suite", width, height, args.format, args.count)
     size = sum(f.stat().st_size for f in (work / "suite" / "images").iterdir()) / 2**20
-    print(f"16 distinct {width}x{height} {args.format} images ({size:.1f} MB on disk), toy model, fp32")
-    print("| batch | before (full-size decode) | after (default --max-pixels) |")
-    print("| --- | --- | --- |")
+    print(f"{args.count} distinct {width}x{height} {args.format} images ({size:.1f} MB on disk), toy model, fp32")
+    print("| batch | no budget | per image (4 MP) | both (4 MP, 32 MP held) |")
+    print("| --- | --- | --- | --- |")
+    lifted = str(10**12)
     for batch in (16, 64):
         row = []
-        for label, budget in (("before", ["--max-pixels", "40000000"]), ("after", [])):
+        for label, budget, encode in (("none", ["--max-pixels", "40000000"], lifted), ("image", [], lifted),
+                                      ("both", [], None)):
             out = work / f"run-{label}-{batch}"
             code, secs, mb = peak_mb([*budget, "scan", "-m", "toy", "-s", str(suite), "--batch-size", str(batch),
-                                      "-q", "-o", str(out)])
+                                      "-q", "-o", str(out)], encode)
             row.append(f"{mb:,.0f} MB peak RSS, {secs:.1f} s" + ("" if code == 0 else f" (exit {code})"))
-        print(f"| {batch} | {row[0]} | {row[1]} |")
+        print(f"| {batch} | " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":
