@@ -254,11 +254,18 @@ class OutputFolder:
                     with open(f, "rb") as fh:
                         os.fsync(fh.fileno())
             old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
+            moved = False
             if self.target.is_dir() and any(self.target.iterdir()):
                 os.replace(self.target, old)  # an earlier output of this kind (checked above)
+                moved = True
             elif self.target.is_dir():
                 self.target.rmdir()  # empty (checked above)
-            os.replace(self.tmp, self.target)
+            try:
+                os.replace(self.tmp, self.target)
+            except BaseException:
+                if moved:  # the earlier output goes back where it was: "unchanged" stays true
+                    os.replace(old, self.target)
+                raise
         shutil.rmtree(old, ignore_errors=True)
         self.committed = True
         return self.target

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.util.files import atomic_write_text
 
 # Files whose bytes change what a model computes: weights, configs, tokenizers, remote code.
 MODEL_FILE_SUFFIXES = (
@@ -121,11 +122,9 @@ class HashCache:
             if len(kept) > MAX_CACHE_ENTRIES:
                 newest = sorted(kept, key=lambda k: kept[k].get("ctime_ns") or 0)[-MAX_CACHE_ENTRIES:]
                 kept = {k: kept[k] for k in newest}
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(kept), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(kept))
             self._dirty = False
-        except OSError:
+        except (OSError, AuditError):  # a cache that cannot be written is skipped
             pass
 
 

@@ -262,3 +262,40 @@ def test_unknown_safetensors_dtype_names_file_and_tensor(tmp_path: Path) -> None
     f.write_bytes(f.read_bytes().replace(b'"F32"', b'"Z32"', 1))
     with pytest.raises(AuditError, match=r"model\.safetensors: tensor 'w' has unknown dtype 'Z32'"):
         check_safetensors_files(tmp_path)
+
+
+def test_a_failed_final_rename_puts_the_earlier_output_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--overwrite` moves the earlier output aside before the new one is renamed into place; a disk
+    fault at that last rename must leave the earlier output where it was (the message says "unchanged")."""
+    import errno
+
+    from mllm_audit.errors import AuditError
+    from mllm_audit.util import folders
+    from mllm_audit.util.outputs import write_manifest
+
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "weights.txt").write_text("earlier")
+    write_manifest(target, "toy-model", "toy train")
+    folder = folders.OutputFolder(target, "--out", "toy train", kind="toy-model", overwrite=True)
+    tmp = folder.open()
+    (tmp / "weights.txt").write_text("new")
+    real = os.replace
+    moves: list[str] = []
+
+    def failing(src: object, dst: object) -> None:
+        if Path(str(dst)).parent == tmp_path:  # renames beside the target (not a manifest written inside)
+            moves.append(Path(str(dst)).name)
+        if Path(str(src)) == tmp:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(folders.os, "replace", failing)
+    with pytest.raises(AuditError, match="unchanged"):
+        folder.commit()
+    folder.abandon()
+    assert (target / "weights.txt").read_text() == "earlier"
+    # The earlier output really was moved aside before the failing rename (else the check above is empty),
+    # and moved back: nothing is left beside it for the next run's clean-up to delete.
+    assert moves[0].startswith(".out.old-") and moves[-1] == "out"
+    assert not list(tmp_path.glob(".out.old-*"))
