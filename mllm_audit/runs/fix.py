@@ -381,6 +381,10 @@ def _edit_and_measure(
                     if tick:
                         tick(1)
                 records = done if items else []
+                for rec in records:  # the final rows, measured on the final model, written before any --save
+                    rec["run_id"] = run_id
+                writer.append(records)
+                t_done = time.perf_counter()
                 if save is not None and items:  # exactly the model the rows measured: the accumulated edits
                     saved = save_edited(adapter, the_editor, requests, ctx, Path(save), record, items, probes, pre,
                                         load, batch_size, aggregate(records, intervals=True),
@@ -412,11 +416,8 @@ def _edit_and_measure(
         if mode == "sequential" and on_edit:
             for rec in records:
                 on_edit(rec)
-        if mode == "sequential":  # the final rows, measured on the final model, once
-            for rec in records:
-                rec["run_id"] = run_id
-            writer.append(records)
-        t_done = time.perf_counter()
+        if mode != "sequential":  # sequential: stopped before its --save, like single and batch
+            t_done = time.perf_counter()
         if _fingerprint(adapter) != snapshot:
             raise AuditError("internal: the model was not restored exactly after editing")
         metrics = aggregate(records, intervals=True)
@@ -450,7 +451,7 @@ def _edit_and_measure(
             "select_s": t_edits - t_loaded,  # pre-scan of candidates + pre-edit metrics
             "edit_s": t_done - t_edits,
             "total_s": t_end - t0,
-            "s_per_edit": (t_done - t_edits) / max(1, len(records)),
+            "s_per_edit": (t_done - t_edits) / max(1, len(records) - len(kept)),  # this session's edits
         })
         record.write(out_dir)
     return FixResult(out_dir, record.to_dict(), records)

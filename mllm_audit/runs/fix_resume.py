@@ -38,7 +38,9 @@ def kept_edits(out_dir: Path, record: Any, item_ids: list[str], k: int) -> tuple
     if not (out_dir / "results.json").is_file():
         return None, [], []
     old = read_record(out_dir)
-    check_resume(old, record.identity, out_dir, "fix", verb="edited")
+    cov = record.coverage  # another --split or --limit selects other items: refused by name, like scan's
+    check_resume(old, record.identity, out_dir, "fix", verb="edited",
+                 selection=(cov.split, cov.limit) if cov is not None else None)
     records, _ = read_appended_jsonl(out_dir / "edits.jsonl")
     by_id = {r.get("item_id"): r for r in records if isinstance(r, dict) and isinstance(r.get("post"), dict)}
     kept: list[dict[str, Any]] = []

@@ -67,6 +67,9 @@ def test_a_resume_with_other_settings_is_refused(killed_and_whole: tuple[Path, P
     err = capsys.readouterr().err
     assert "cannot resume" in err and "editor" in err
     assert (killed / "edits.jsonl").read_text() == before  # nothing touched
+    assert run([*ARGS, "--split", "val", "--resume", "-o", str(killed)]) == 2  # other items: the selection
+    assert "--split val" in capsys.readouterr().err
+    assert (killed / "edits.jsonl").read_text() == before
     assert run(["fix", "--mode", "sequential", "--resume", "-o", str(killed)]) == 2
     assert "sequential edits build on one another" in capsys.readouterr().err
 

@@ -58,3 +58,14 @@ def test_the_saved_card_is_named_for_the_edit(saved_runs: Path) -> None:
         assert card["name"] == f"toy+ft-l-{mode}-3"
         scan = json.loads((saved_runs / f"{mode}-scan" / "results.json").read_text())
         assert scan["model"]["name"] == f"toy+ft-l-{mode}-3"  # a later scan / compare / gate tells it apart
+
+
+def test_a_refused_sequential_save_keeps_the_measured_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A memory editor changes no weights, so its --save is refused; the sequential rows were measured
+    before that and stay in edits.jsonl (they were lost when the save ran before the rows were written)."""
+    out = tmp_path / "run"
+    assert run(["fix", "--editor", "ike", "--mode", "sequential", "--limit", "2", "--save", str(tmp_path / "m"),
+                "-o", str(out), "-q"]) == 2
+    assert "changes no weights" in capsys.readouterr().err
+    rows = (out / "edits.jsonl").read_text().splitlines()
+    assert len(rows) == 2 and not (tmp_path / "m").exists()
