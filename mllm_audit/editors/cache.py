@@ -56,7 +56,6 @@ class FrozenPrefix:
         self.model = model
         self.enabled = enabled and not model.training
         self.cuts: dict[str, list[tuple[torch.nn.ModuleList, list[Any]]]] = {}
-        self.layers_skipped = 0  # layer forwards spared, over all replays
 
     def __call__(self, key: str, fn: Callable[[], T]) -> T:
         if not self.enabled:
@@ -69,7 +68,6 @@ class FrozenPrefix:
                 for j, out in enumerate(outs):
                     stack[j].forward = _replay(out)  # type: ignore[method-assign]
                     patched.append(stack[j])
-                self.layers_skipped += len(outs)
             return fn()
         finally:
             for layer in patched:

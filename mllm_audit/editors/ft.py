@@ -109,8 +109,8 @@ class FineTune(Editor):
                 lp_n = replay("neutral", avoided)[0] if objective == "neutral" else None
                 loss = objectives.edit_loss(objective, lp_t, n_t, lp_n).mean()
                 if stop_margin is not None:
-                    with torch.no_grad():
-                        lp_a, _ = replay("avoid", avoided)
+                    with torch.no_grad():  # the neutral objective has just scored the avoided answer
+                        lp_a = lp_n.detach() if lp_n is not None else replay("avoid", avoided)[0]
                     if bool(((lp_t - lp_a) > float(stop_margin)).all()):
                         break
                 if stop_loss is not None and float(loss.detach()) < float(stop_loss):

@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
+from mllm_audit.metrics.bias import TAU
 from mllm_audit.suites.items import Item
 
 MIRROR_GROWTH = 0.5  # nats: a mirror item counts as amplified when its bias margin grew by more
-BALANCE_TAU = 0.5  # nats: |margin| within this counts as balanced (metrics.bias.TAU, the scan's tau)
+BALANCE_TAU = TAU  # nats: |margin| within this counts as balanced, the scan's tau (metrics/bias.py)
 MIN_CHANGE = 1e-3  # nats: below this the edit moved nothing and t is undefined (null)
 
 

@@ -82,6 +82,9 @@ class Adapter:
     # The language model takes a 4-D float attention mask as given (transformers' create_causal_mask
     # does): scoring then runs each prompt's suffix and its answers in one pass under a tree mask.
     tree_attention: ClassVar[bool] = True
+    # False: the contract hands the adapter whole rows (prompt + continuation) and it manages its own
+    # prefill (the generic family: models/families/generic.py).
+    prefix_cache: ClassVar[bool] = True
 
     # ---- identity -------------------------------------------------------------------------
     @property

@@ -44,10 +44,10 @@ def load_processor(card: Any, options: Any) -> Any:
     cls = getattr(transformers, name, None) if isinstance(name, str) else None
     if cls is None or "video_processor" not in cls.get_attributes():
         return from_pretrained_checked(AutoProcessor, card, options, None)
-    image_processor = from_pretrained_checked(AutoImageProcessor, card, options, None)
-    tokenizer = from_pretrained_checked(AutoTokenizer, card, options, None)
     try:
         return from_pretrained_checked(image_only(cls), card, options, None)
-    except (AuditError, TypeError, ValueError, AttributeError, ImportError):
+    except (AuditError, TypeError, ValueError, AttributeError, ImportError):  # assembled from its parts
+        image_processor = from_pretrained_checked(AutoImageProcessor, card, options, None)
+        tokenizer = from_pretrained_checked(AutoTokenizer, card, options, None)
         template = getattr(tokenizer, "chat_template", None)
         return image_only(cls)(image_processor, tokenizer, chat_template=template)

@@ -33,7 +33,12 @@ class Headline:
 
 
 def _tolerances() -> str:
-    return "top-1 0.05, KL 0.05 nats, mirror 0.10"
+    """The declared tolerances (TOLERANCE) in words, one per kind of metric."""
+    kinds = {"top-1": [v for k, v in TOLERANCE.items() if "top1" in k or "top10" in k],
+             "KL": [v for k, v in TOLERANCE.items() if k.endswith("_kl") or "_kl_" in k],
+             "mirror": [TOLERANCE["mirror_amplified"]], "drift": [TOLERANCE["neighbour_drift"]]}
+    units = {"KL": " nats", "drift": " nats"}
+    return ", ".join(f"{k} {max(v):.2f}{units.get(k, '')}" for k, v in kinds.items() if v)
 
 
 def worst_value(metric: str) -> float | None:

@@ -66,7 +66,8 @@ def precision_check(
     stored = _stored_dtype(adapter)
     if stored is not None:
         out["weights_stored"] = stored
-        if stored in ("float32", "float64"):
+        run_dtype = str(adapter.dtype).removeprefix("torch.")
+        if stored != run_dtype:  # fp32 weights rounded to bf16, or bf16 weights to fp16: lossy either way
             out["not_included"] = f"the rounding of the {stored} checkpoint weights to {adapter.options.dtype}"
     if any(p.device.type == "meta" for p in adapter.model.parameters()):
         return {**out, "skipped": "weights offloaded (device map): no in-place fp32 copy"}

@@ -168,7 +168,7 @@ def _run(
     for chunk in chunks:
         feats = _encode(adapter, [k for k in chunk if k is not None], load_image, batch_size)
         keys = [k for k in groups if k[0] in set(chunk)]
-        if not getattr(adapter, "prefix_cache", True):  # the generic family: whole rows (models/families/generic.py)
+        if not adapter.prefix_cache:  # whole rows (Adapter.prefix_cache; the generic family)
             rows = [(k, i) for k in keys for i in groups[k]]
             for s in range(0, len(rows), max(1, batch_size)):
                 for i, res in _score_whole(adapter, rows[s : s + max(1, batch_size)], toks, feats, keep_distributions):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -62,7 +62,7 @@ class ImageHandle:
 
 class GenericAdapter(ChatTemplateMixin, Adapter):
     processor: Any = None
-    prefix_cache = False  # scoring/contract.py: whole sequences, one forward per batch
+    prefix_cache: ClassVar[bool] = False  # scoring/contract.py: whole sequences, one forward per batch
     _prompts: dict[tuple[int, ...], str]  # compact prompt ids -> chat text (set in load)
     _lengths: set[int]
 
