@@ -18,19 +18,23 @@ MAX_PROMPTS = 12
 
 
 def thumbnail(path: Path, size: int = THUMB) -> str:
-    """An <img> of the picture shrunk to `size` pixels (longest side); empty when it cannot be read."""
-    try:
-        from PIL import Image
+    """An <img> of the picture shrunk to `size` pixels (longest side); a note when it cannot be read.
+    Read through the suite's own loader (its size and format limits, EXIF orientation, decoded small), so
+    the thumbnail is the picture the model saw."""
+    from PIL import Image
 
-        with Image.open(path) as src:
-            im = src.convert("RGB")
+    from mllm_audit.errors import AuditError
+    from mllm_audit.suites.items import load_image
+
+    try:
+        im = load_image(Path(path), max_pixels=4 * size * size)
         scale = size / max(im.size)
         if scale > 1:  # a tiny picture (the toy's) is enlarged without smoothing, so it stays legible
             im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.NEAREST)
         im.thumbnail((size, size))
         buf = io.BytesIO()
         im.save(buf, format="PNG")
-    except (OSError, ValueError):
+    except (AuditError, OSError, ValueError):
         return '<span class="note">(image not readable)</span>'
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="{_esc(path.name)}" style="width:auto;margin:0" src="data:image/png;base64,{data}">'

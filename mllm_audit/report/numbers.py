@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-DECIMALS = {"rate": 3, "nats": 3, "norm": 3, "percent": 1, "count": 0}
+DECIMALS = {"rate": 3, "nats": 3, "norm": 3, "ratio": 3, "percent": 1, "count": 0}
 
 
 def decimals(metric: str) -> int:

@@ -73,10 +73,12 @@ def test_report_and_html_name_what_ran(runs: dict[str, Path], name: str, tmp_pat
 def test_fix_pages_of_different_modes_differ_in_their_titles(runs: dict[str, Path]) -> None:
     """Negative control of the naming check: two ft-l runs that differ only in mode get different titles,
     and a title without the mode (the old page: "fix: toy on toy") would not pass the check above."""
-    titles = {run_title(_results(runs[n])) for n in ("fix-single", "fix-batch", "fix-sequential")}
-    assert len(titles) == 3
-    assert all(re.search(r"single|batch|sequential", t) for t in titles)
-    assert "fix: toy on toy" not in titles
+    titles = {n: run_title(_results(runs[n])) for n in ("fix-single", "fix-batch", "fix-sequential")}
+    assert len(set(titles.values())) == 3
+    for name, title in titles.items():  # written out here, not derived from the function under test
+        mode = {"fix-batch": r"batch \(4 edits at once\)"}.get(name, name.removeprefix("fix-"))
+        assert re.fullmatch(rf"fix: ft-l \(text\), {mode}, [1-9]\d* edits on toy / toy", title), title
+    assert not re.fullmatch(r"fix: ft-l \(text\), single, [1-9]\d* edits on toy / toy", "fix: toy on toy")
 
 
 def test_unified_and_locate_reports_show_their_numbers(runs: dict[str, Path],

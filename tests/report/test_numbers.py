@@ -15,6 +15,12 @@ def test_each_unit_has_its_precision() -> None:
     assert fmt_metric("reliability", None) == "—"
 
 
-def test_a_raw_repr_is_not_what_is_printed() -> None:
-    """Negative control: the old output (str of the float) differs from what the tables now print."""
-    assert str(0.9973958333333334) != fmt_metric("reliability", 0.9973958333333334)
+def test_every_catalog_unit_has_a_declared_precision() -> None:
+    """A unit the catalog declares but DECIMALS does not know would fall back silently; every metric of
+    the catalog prints a long float at its own unit's precision (it failed on `transfer_ratio`, unit "ratio")."""
+    from mllm_audit.metrics.catalog import METRIC_INFO
+    from mllm_audit.report import numbers
+
+    assert {info.unit for info in METRIC_INFO.values()} <= set(numbers.DECIMALS)
+    for name in METRIC_INFO:
+        assert len(fmt_metric(name, 0.9973958333333334).partition(".")[2]) == numbers.decimals(name) <= 3
