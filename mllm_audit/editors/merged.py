@@ -33,20 +33,24 @@ def merged_state_dict(peft_model: Any) -> dict[str, Any]:
     return out
 
 
-def save_merged(peft_model: Any, adapter: Any, folder: Path, description: str) -> Path:
-    """Write `folder` (which must not exist) as a loadable model folder: merged weights, the processor,
-    the card. Written to a sibling temporary folder and renamed, so a killed save leaves nothing loadable."""
-    import shutil
+def save_merged(peft_model: Any, adapter: Any, folder: Path, name: str, description: str) -> Path:
+    """Write `folder` (new) as a loadable model folder: merged weights, the processor, the card renamed
+    `name` (the base name plus the edit, so later scans and `compare` tell it from its base). Built through
+    the output guard's temporary folder and renamed into place: a killed save leaves nothing loadable."""
+    import dataclasses
 
     from mllm_audit.models.cards import write_folder_card
+    from mllm_audit.util.folders import OutputFolder
 
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    base = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
-    base.save_pretrained(tmp, state_dict=merged_state_dict(peft_model))
-    proc = getattr(adapter, "processor", None)
-    (proc or adapter.tokenizer).save_pretrained(tmp)
-    write_folder_card(adapter.card, tmp, description)
-    tmp.rename(folder)
-    return folder
+    out = OutputFolder(Path(folder), "--save", "fix", kind="edited model")
+    try:
+        tmp = out.open()
+        base = peft_model.get_base_model() if hasattr(peft_model, "get_base_model") else peft_model
+        base.save_pretrained(tmp, state_dict=merged_state_dict(peft_model))
+        proc = getattr(adapter, "processor", None)
+        (proc or adapter.tokenizer).save_pretrained(tmp)
+        write_folder_card(dataclasses.replace(adapter.card, name=name), tmp, description)
+        return out.commit()
+    finally:
+        if not out.committed:
+            out.abandon()

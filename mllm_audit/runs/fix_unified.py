@@ -8,7 +8,8 @@ balanced-model floor for the N drawn), per suite group (held-out occupations, co
 the classifier is CLIP zero-shot); adherence to augmented prompts (the share of images of
 "..., a male" etc. classified as that group); the blank-image understanding probe beside it; and the
 BPO pair gap on the training pairs (mean |σ(Δ) − ½|, 0 = indifferent). Rows: base, sft, and with
-`--editor bpo` sft+bpo, side by side. The adapters are saved (peft format) under `save/<stage>`;
+`--editor bpo` sft+bpo, side by side. Each stage's model is saved whole (LoRA merged, card named
+base+stage) under `save/<stage>`;
 the numbers are those of exactly those weights, measured in this process.
 """
 
@@ -33,6 +34,8 @@ class UnifiedFixResult:
     run_dir: Path
     results: dict[str, Any]
 
+
+SAVE_KIND = "unified-fix models"  # the --save folder holding one model folder per stage
 
 def _fidelity(images: list[Any], prompts: list[Any], fid: Any, batch_size: int) -> float | None:
     """Share of images whose fidelity-classifier label is the prompt's `meta.prop` (None without one)."""
@@ -153,8 +156,10 @@ def run_unified_fix(
     out_dir = Path(output) if output is not None else None
     if out_dir is not None and (out_dir / "results.json").exists():
         raise AuditError(f"{out_dir} already holds a run: choose another --output")
-    if save is not None and Path(save).exists() and any(Path(save).iterdir()):
-        raise AuditError(f"--save {save}: folder exists and is not empty (nothing is overwritten)")
+    if save is not None:  # a new folder for the stages' models (util/outputs.py: nothing is overwritten)
+        from mllm_audit.util.outputs import check_folder
+
+        check_folder(Path(save), SAVE_KIND, "--save")
     if adapter is None:
         adapter = load_model(model, LoadOptions(device=device))
     inner = getattr(adapter.model, "model", None)
@@ -222,12 +227,18 @@ def run_unified_fix(
             from mllm_audit.editors.merged import save_merged
 
             Path(save).mkdir(parents=True, exist_ok=True)
-            save_merged(peft_model, adapter, Path(save) / "sft", f"{adapter.card.name} after fix --editor sft")
+            save_merged(peft_model, adapter, Path(save) / "sft", f"{adapter.card.name}+sft",
+                        f"{adapter.card.name} after fix --editor sft")
         if editor == "bpo":
             info = train_bpo(peft_model, rows, attrs, s, log)
             stage("sft+bpo", peft_model, info)
             if save is not None:
-                save_merged(peft_model, adapter, Path(save) / "sft+bpo", f"{adapter.card.name} after fix --editor bpo")
+                save_merged(peft_model, adapter, Path(save) / "sft+bpo", f"{adapter.card.name}+sft+bpo",
+                            f"{adapter.card.name} after fix --editor bpo")
+        if save is not None:
+            from mllm_audit.util.outputs import write_manifest
+
+            write_manifest(Path(save), SAVE_KIND, "fix")
         results.update({"complete": True, "saved": str(save) if save else None,
                         "timings": {"total_s": round(time.perf_counter() - t0, 3)}})
         writer.write_results(results)

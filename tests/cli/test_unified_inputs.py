@@ -19,7 +19,7 @@ def test_fix_refuses_a_non_empty_save_folder(tmp_path: Path, capsys: pytest.Capt
     (keep / "precious.txt").write_text("x")
     assert run(["fix", "--editor", "bpo", "--save", str(keep), "-o", str(tmp_path / "run"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not empty" in err[0]
+    assert len(err) == 1 and "refusing to overwrite" in err[0] and str(keep) in err[0]
     assert (keep / "precious.txt").read_text() == "x"
 
 

@@ -29,7 +29,7 @@ def test_saved_folder_loads_and_equals_the_lora_model(tmp_path: Path) -> None:
                 p.normal_(0, 0.05)  # a trained adapter: LoRA's B starts at zero
         trained = image_token_logprobs(adapter.model, prompts, codes)
     assert (trained - base).abs().max() > 1e-3  # the control: the adapter changes the model
-    out = save_merged(peft_model, adapter, tmp_path / "sft", "test")
+    out = save_merged(peft_model, adapter, tmp_path / "sft", "toy-janus-v2+sft", "test")
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     saved = load_model(str(out))
     assert saved.card.family == "janus" and width > 0
@@ -66,4 +66,11 @@ def test_fix_sft_save_writes_a_folder_every_command_loads(tmp_path: Path) -> Non
     assert res.results["saved"] == str(tmp_path / "saved")
     saved = load_model(str(tmp_path / "saved" / "sft"))
     assert saved.card.family == "janus" and saved.generates_images
-    assert not (tmp_path / "saved" / "sft.partial").exists()
+    assert saved.card.name == "toy-janus-v2+sft"  # not the base's name: later runs tell the two apart
+    assert not list((tmp_path / "saved").glob(".sft.*"))  # no temporary folder left
+    # The --save folder is the command's own output now: a second run into it is refused, untouched.
+    from mllm_audit.errors import AuditError
+
+    with pytest.raises(AuditError, match="--save"):
+        run_unified_fix(model="toy-janus-v2", editor="sft", save=tmp_path / "saved", output=tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()
