@@ -64,6 +64,7 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
     processor: Any = None
     prefix_cache: ClassVar[bool] = False  # scoring/contract.py: whole sequences, one forward per batch
     _prompts: dict[tuple[int, ...], str]  # compact prompt ids -> chat text (set in load)
+    _prompt_memo: dict[tuple[str, str | None, bool], list[int]]  # (prompt, task, with image) -> compact ids
     _lengths: set[int]
 
     # ---- prompt -------------------------------------------------------------------------------
@@ -118,6 +119,14 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             self.model.config.model_type, "")
 
     def prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
+        """The compact prompt ids; memoised per (prompt, task, image or not): the processor runs once for
+        a prompt, not once per answer and pass (each item asks it for y_more and y_less alike)."""
+        key = (prompt, task, with_image)
+        if key not in self._prompt_memo:
+            self._prompt_memo[key] = self._prompt_ids(prompt, task, with_image)
+        return list(self._prompt_memo[key])
+
+    def _prompt_ids(self, prompt: str, task: str | None, with_image: bool) -> list[int]:
         text = self.chat_text(self.format_prompt(prompt, task), with_image)
         ids = self.real_inputs(text, self._reference() if with_image else None)["input_ids"][0].tolist()
         if with_image:
@@ -355,5 +364,5 @@ def load(card: Any, options: Any) -> GenericAdapter:
     adapter = GenericAdapter(card=card, model=model, tokenizer=processor.tokenizer, options=options,
                              image_token_id=image_token_id(model, processor), n_image_tokens=1)
     adapter.processor = processor
-    adapter._prompts, adapter._lengths = {}, set()
+    adapter._prompts, adapter._lengths, adapter._prompt_memo = {}, set(), {}
     return adapter
