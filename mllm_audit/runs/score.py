@@ -111,7 +111,10 @@ def score_items(
 
         oom: BaseException | None = None
         try:
-            scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
+            if greedy:  # one pass keeping each position's distribution: the scores and the greedy answers
+                scores, flags = _scores_and_greedy(adapter, requests, image_loader(suite), sizer.size, tick)
+            else:
+                scores = score(adapter, requests, image_loader(suite), batch_size=sizer.size, on_progress=tick)
             from mllm_audit.util.guards import check_finite_scores
 
             check_finite_scores(adapter.model, [it.id for it in items for _ in (0, 1)], [s.logp for s in scores])
@@ -130,26 +133,38 @@ def score_items(
     ]
     _add_image_tokens(adapter, suite, requests[::2], samples)
     if greedy:
-        _add_greedy(adapter, suite, requests, samples, sizer.size)
+        from mllm_audit.metrics.greedy import greedy_answer
+
+        for k, rec in enumerate(samples):
+            rec["greedy"] = greedy_answer(flags[2 * k], flags[2 * k + 1])
     return samples
 
 
-def _add_greedy(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]],
-                batch_size: int) -> None:
-    """Each sample's greedy answer (metrics/greedy.py), from a second pass keeping the next-token
-    distributions (scan --greedy: extra forward passes, counted; the tokenisation counter is not doubled)."""
-    from mllm_audit.metrics.greedy import greedy_answer, is_greedy
-    from mllm_audit.scoring.contract import next_token_logprobs, tokenize
+def _scores_and_greedy(adapter: Adapter, requests: list[Any], load: Callable[[str], Any], batch_size: int,
+                       tick: Callable[[int], None]) -> tuple[list[Any], list[bool]]:
+    """The contract's scores and lm-eval's is_greedy per request from one pass that keeps the next-token
+    distributions (scan --greedy), taken in slices so that at most 2 x batch_size [n, V] tensors are held.
+    The score is the same gather over the same distribution the contract sums."""
+    import torch
+
+    from mllm_audit.metrics.greedy import is_greedy
+    from mllm_audit.scoring.contract import Score, next_token_logprobs, tokenize
 
     joint = adapter.counters.joint_tokenization
-    flags = []
-    for start in range(0, len(requests), 2 * max(1, batch_size)):
-        part = requests[start : start + 2 * max(1, batch_size)]
-        dists = next_token_logprobs(adapter, part, image_loader(suite), batch_size=batch_size)
-        flags += [is_greedy(d, tokenize(adapter, r)[1]) for r, d in zip(part, dists, strict=True)]
+    conts = [tokenize(adapter, r)[1] for r in requests]  # the contract tokenises again: counted once, below
     adapter.counters.joint_tokenization = joint
-    for k, rec in enumerate(samples):
-        rec["greedy"] = greedy_answer(flags[2 * k], flags[2 * k + 1])
+    scores: list[Any] = []
+    flags: list[bool] = []
+    step = 2 * max(1, batch_size)
+    for start in range(0, len(requests), step):
+        part = requests[start : start + step]
+        for d, cont in zip(next_token_logprobs(adapter, part, load, batch_size=batch_size),
+                           conts[start : start + step], strict=True):
+            lp = d.gather(-1, torch.tensor(cont, device=d.device).unsqueeze(-1)).squeeze(-1)
+            scores.append(Score(float(lp.sum()), len(cont)))
+            flags.append(is_greedy(d, cont))
+        tick(len(part))
+    return scores, flags
 
 
 def _add_image_tokens(adapter: Adapter, suite: Suite, requests: list[Any], samples: list[dict[str, Any]]) -> None:

@@ -72,4 +72,8 @@ def test_scan_records_the_greedy_answer(tmp_path: Path) -> None:
     assert res.samples[1]["greedy"] == "neither"  # the control: random words are not what it says
     assert res.results["greedy"]["all"]["n"] == 2 and res.results["greedy"]["gender"]["y_more"] == 1.0
     plain = run_scan(model=str(folder), suite=str(suite), output=tmp_path / "run2", adapter=adapter)
-    assert all("greedy" not in s for s in plain.samples)  # only when asked: it costs a forward pass
+    assert all("greedy" not in s for s in plain.samples)  # only when asked: it keeps [n, V] distributions
+    # One pass gives both: the greedy run's scores are the plain scan's (the same contract, one forward each).
+    for a, b in zip(res.samples, plain.samples, strict=True):
+        assert abs(a["logp_more"] - b["logp_more"]) < 1e-5 and abs(a["logp_less"] - b["logp_less"]) < 1e-5
+        assert (a["n_tokens_more"], a["n_tokens_less"]) == (b["n_tokens_more"], b["n_tokens_less"])
