@@ -31,6 +31,13 @@ def route_warnings_to_log() -> Path | None:
         return log_path()
     path = log_path()
     try:
+        from mllm_audit.errors import AuditError
+        from mllm_audit.util.outputs import check_append
+
+        check_append(path, "$MLLM_AUDIT_LOG")  # never inside a run, model or suite, nor a file the tool wrote
+    except AuditError:
+        return None
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = _Counting(path, encoding="utf-8", delay=True)
     except OSError:
