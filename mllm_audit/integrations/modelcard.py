@@ -79,16 +79,21 @@ def _ours(entry: Any) -> bool:
 
 
 def _fmt(v: Any) -> str:
-    """A table cell: numbers to 3 places; user text (group, model and suite names) on one line, pipes escaped."""
+    """A table cell: numbers to 3 places; user text (group, model and suite names) as the gate's step
+    summary writes it (one line, control characters escaped, pipes escaped), backticks made quotes."""
+    from mllm_audit.gate.ci import _md_cell
+
     if v is None:
         return "—"
     if isinstance(v, float):
         return f"{v:.3f}"
-    return " ".join(str(v).split()).replace("|", "\\|").replace("`", "'")
+    return _md_cell(str(v)).replace("`", "'")
 
 
 def section(runs: list[dict[str, Any]]) -> str:
     """The human-readable part: per run, what was measured on what, and the numbers with intervals."""
+    from mllm_audit.report.numbers import fmt_metric
+
     lines = [START, "## Bias audit (mllm-audit)", "",
              "Measured with mllm-audit: the exact log-likelihood of each "
              "answer given the image and the prompt. `pct_biased` is the share of items where the model rates "
@@ -105,8 +110,9 @@ def section(runs: list[dict[str, Any]]) -> str:
                   f"{res.get('finished_at') or res.get('created')}.", "",
                   "| group | metric | value | 95 % interval | n |", "| --- | --- | --- | --- | --- |"]
         for g, m, v, lo, hi, n in _rows(res):
-            pct = m == "pct_biased"  # shown in percent, as the scan prints it
-            f = (lambda x: "—" if x is None else f"{100 * x:.1f} %") if pct else _fmt
+            def f(x: Any, m: str = m) -> str:  # each metric at its catalog precision (pct_biased in percent)
+                return fmt_metric(m, x) + (" %" if x is not None and m == "pct_biased" else "")
+
             lines.append(f"| {_fmt(g)} | {m} | {f(v)} | {f(lo)} – {f(hi)} | {_fmt(n)} |")
         lines.append("")
     return "\n".join(lines + [END]) + "\n"

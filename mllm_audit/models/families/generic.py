@@ -1,3 +1,4 @@
+# Over 350 lines: one architecture-agnostic family end to end (prompt, inputs, prefill, whole rows, load).
 """Any `AutoModelForImageTextToText` checkpoint whose processor has a chat template, with no per-family code.
 
 The prompt is the processor's own chat template over (image, question) with the generation prompt; the
