@@ -24,30 +24,9 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.util.faults import writing
+from mllm_audit.util.holders import LOCK_NAME, folder_kind
 
-LOCK_NAME = ".mllm-audit.lock"
 RESULTS_NAME = "results.json"
-EDITOR_STATE_FILES = ("state.safetensors",)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
-
-
-def folder_kind(folder: Path) -> str | None:
-    """What an existing folder holds: 'run', 'model', 'editor-state', 'suite', 'files' or None (absent/empty)."""
-    path = Path(folder)
-    if not path.is_dir():
-        return None
-    names = {p.name for p in path.iterdir() if p.name != LOCK_NAME}
-    if not names:
-        return None
-    if RESULTS_NAME in names:
-        return "run"
-    if any(n in names for n in EDITOR_STATE_FILES) or (path / "checkpoint.pt").is_file():
-        return "editor-state"
-    if "config.json" in names and any(Path(n).suffix in WEIGHT_SUFFIXES for n in names):
-        return "model"
-    if any(n.endswith(".jsonl") for n in names) or any(n.endswith((".yaml", ".yml")) for n in names):
-        return "suite"
-    return "files"
 
 
 def read_command(folder: Path) -> str | None:

@@ -27,17 +27,12 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.util.faults import named_faults
+from mllm_audit.util.holders import SEALED, folder_kind
 
 MANIFEST_NAME = ".mllm-audit-output.json"
 MARKER = "mllm-audit-output:"
 _MARKER_RE = re.compile(rb"mllm-audit-output: ?([a-z0-9-]+)")
 _HEAD_BYTES = 4096
-# Files whose presence makes a folder somebody's model, suite, run or editor state.
-_PROTECTED = (
-    ("results.json", "run"), ("samples.jsonl", "run"), ("state.safetensors", "editor state"),
-    ("checkpoint.pt", "editor state"), ("items.jsonl", "suite"),
-)
-_WEIGHTS = (".safetensors", ".bin", ".pth", ".pt", ".ckpt")
 
 
 def check_name(name: str, flag: str = "--name") -> str:
@@ -51,20 +46,9 @@ def check_name(name: str, flag: str = "--name") -> str:
 
 
 def holder_kind(folder: Path) -> str | None:
-    """What a folder holds that the tool must not write into: 'run', 'model', 'suite', 'editor state'."""
-    path = Path(folder)
-    if not path.is_dir():
-        return None
-    try:
-        names = {p.name for p in path.iterdir()}
-    except OSError:
-        return None
-    for name, kind in _PROTECTED:
-        if name in names:
-            return kind
-    if "config.json" in names and any(n.endswith(_WEIGHTS) for n in names):
-        return "model"
-    return None
+    """What a folder holds that the tool must not write into: 'run', 'model', 'editor state' (else None)."""
+    kind = folder_kind(folder)
+    return kind.replace("-", " ") if kind in SEALED else None
 
 
 def file_kind(path: Path) -> str | None:
@@ -105,8 +89,8 @@ def refuse_inside(path: Path, flag: str, created: Sequence[Path] = ()) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if any(_same(parent, c) for c in created):
         return
-    kind = holder_kind(parent)
-    if kind is not None and kind != "suite":  # a suite's identity is its items and the images they name
+    kind = holder_kind(parent)  # a suite is not sealed: its identity is its items and the images they name
+    if kind is not None:
         raise AuditError(f"{flag} {path}: {parent} holds a {kind}; mllm-audit writes nothing into a {kind} "
                          "folder it did not create (choose a path outside it)")
 
@@ -162,8 +146,9 @@ def check_folder(path: Path, kind: str, flag: str, overwrite: bool = False, crea
         return path
     man = read_manifest(path)
     if man is None:
-        held = holder_kind(path)
-        what = f"holds a {held}" if held else "holds files mllm-audit did not write"
+        held = folder_kind(path)
+        what = (f"holds a {held.replace('-', ' ')}" if held and held != "files"
+                else "holds files mllm-audit did not write")
         raise AuditError(f"{flag} {path} {what}; refusing to overwrite it (choose a new folder)")
     if man["kind"] != kind:
         raise AuditError(f"{flag} {path} holds a {man['kind']} written by mllm-audit, not a {kind}; "
