@@ -182,6 +182,24 @@ def idefics3() -> tuple[Any, Any]:
     return T.Idefics3ForConditionalGeneration(cfg), proc
 
 
+def smolvlm() -> tuple[Any, Any]:
+    """Idefics3's layout with SmolVLM's classes; the processor without its video part (needs torchvision)."""
+    import transformers as T
+
+    from mllm_audit.models.processors import image_only
+
+    specials = ["<|im_start|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+    specials += [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    tok = tiny_tokenizer(specials)
+    (image,) = _ids(tok, "<image>")
+    vision = {**VISION, "image_size": 32, "patch_size": 8}
+    cfg = T.SmolVLMConfig(vision_config=vision, text_config={**_text(len(tok)), "model_type": "llama"},
+                          image_token_id=image, scale_factor=2)
+    ip = T.SmolVLMImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    proc = image_only(T.SmolVLMProcessor)(ip, tok, image_seq_len=4, chat_template=templates.SMOLVLM)
+    return T.SmolVLMForConditionalGeneration(cfg), proc
+
+
 def mllama() -> tuple[Any, Any]:
     import transformers as T
 
@@ -286,6 +304,7 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen3_vl": qwen3_vl,
     "vipllava": vipllava,
     "idefics2": idefics2,
+    "smolvlm": smolvlm,
 }
 
 

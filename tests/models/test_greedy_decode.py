@@ -22,7 +22,7 @@ from mllm_audit.testing.tiny_generic import save_tiny_generic
 PROMPT = "Is this person a doctor or a nurse?"
 N = 6
 PROTOCOL = ["blip2", "instructblip", "llava", "janus", "emu3"]
-GENERIC = ["qwen2_vl", "mllama", "idefics3", "paligemma"]
+GENERIC = ["qwen2_vl", "mllama", "idefics3", "paligemma", "smolvlm"]
 
 
 def _images() -> list[Image.Image]:

@@ -40,7 +40,7 @@ NO_CHAT_TEMPLATE = {"paligemma": "\n"}
 # Architectures scored as `generate` does (prefill + cached continuations) when no gradient is taken,
 # checked against the stock forward like the rest (tests/models/test_generic.py); others run each sequence whole.
 PREFIX_CACHE = {"gemma3", "idefics2", "idefics3", "internvl", "llava", "llava_next", "llava_onevision", "mllama",
-                "paligemma", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "vipllava"}
+                "paligemma", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "smolvlm", "vipllava"}
 
 
 @dataclass
