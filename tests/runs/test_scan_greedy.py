@@ -80,3 +80,24 @@ def test_bad_greedy_tokens_exit_2(value: str, tmp_path: Path, capsys: pytest.Cap
     code = run(["scan", "-q", "--greedy", "--greedy-tokens", value, "--output", str(tmp_path / "r")])
     assert code == 2 and not (tmp_path / "r").exists()
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_greedy_table_fits_80_columns(toy_greedy) -> None:  # noqa: ANN001
+    """The toy's groups fit 80 columns whole; the control: at 60 the same table has to cut cells."""
+    import io
+
+    from rich.console import Console
+
+    from mllm_audit.report.greedy import greedy_table
+
+    _, _, res = toy_greedy
+
+    def render(width: int) -> str:
+        buf = io.StringIO()
+        Console(file=buf, width=width, color_system=None).print(
+            greedy_table(res.results["greedy"], "toy on toy: what the model would say", res.results["summary"]))
+        return buf.getvalue()
+
+    text = render(80)
+    assert max(len(x) for x in text.splitlines()) <= 80 and "…" not in text and "profession/planted" in text
+    assert "…" in render(60)
