@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         image_size: int | None = options.image_size(),
         greedy: bool = typer.Option(False, help="Also record each item's greedy answer (y_more, y_less or "
                                     "neither, lm-eval's is_greedy), summarised per group: one more forward pass."),
+        greedy_tokens: int = typer.Option(8, help="With --greedy: the most new tokens decoded for each item's "
+                                          "free-text answer (stops earlier at EOS or a stop string)."),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
 
@@ -61,6 +63,9 @@ def register(app: typer.Typer) -> None:
                 from mllm_audit.errors import AuditError
 
                 raise AuditError(f"{flag} must be a positive number of pixels, got {value}")
+        from mllm_audit.runs.greedy import check_greedy_tokens
+
+        check_greedy_tokens(greedy_tokens)
         from mllm_audit.report.tables import bias_table
         from mllm_audit.runs.scan import run_scan
         from mllm_audit.util.console import console, err_console, progress_bar
@@ -74,6 +79,7 @@ def register(app: typer.Typer) -> None:
                 resume=resume, device_map=device_map, max_memory=max_memory, card=card, revision=revision,
                 threads=threads,
                 trust_generic=trust_generic, max_pixels=max_pixels, image_size=image_size, greedy=greedy,
+                greedy_tokens=greedy_tokens,
             )
         if not res.main_process:
             return  # under accelerate launch, rank 0 reports for everyone
@@ -81,6 +87,10 @@ def register(app: typer.Typer) -> None:
         cov = res.record.coverage if res.record is not None else None
         part = f" ({cov.describe()}, not the whole suite)" if cov is not None and cov.subset else ""
         console.print(bias_table(r["summary"], f"{r['model']['name']} on {r['suite']['name']}{part}"))
+        if "greedy" in r:
+            from mllm_audit.report.greedy import greedy_table
+
+            console.print(greedy_table(r["greedy"], "what the model would say (scan --greedy)", r["summary"]))
         if "disparity" in r:
             from mllm_audit.report.tables import render_disparity
 

@@ -211,6 +211,30 @@ class Adapter:
             logits = logits[:, -logits_to_keep:] if isinstance(logits_to_keep, int) else logits[:, logits_to_keep]
         return logits.float(), (out.past_key_values if use_cache else None)
 
+    # ---- greedy decoding (models/decode.py runs the loop) -------------------------------------------
+    @torch.no_grad()
+    def greedy_start(self, prompt: str, task: str | None, image: Any | None) -> tuple[torch.Tensor, Any]:
+        """The prompt's prefill through the protocol (the scorer's prompt ids, image features and positions,
+        KV cache kept): the next-token logits [V] and `step(token) -> next logits` that extends the cache."""
+        dev = self.device
+        ids = self.prompt_ids(prompt, task, with_image=image is not None)
+        feats = self.encode_images([image])[0] if image is not None else None
+        x = torch.tensor([ids], device=dev)
+        state: dict[str, Any] = {"mask": torch.ones_like(x)}
+        logits, state["cache"] = self.lm(self.embed(x, [feats]), state["mask"],
+                                         torch.arange(len(ids), device=dev).unsqueeze(0), use_cache=True)
+
+        @torch.no_grad()
+        def step(token: int) -> torch.Tensor:
+            t = torch.tensor([[token]], device=dev)
+            state["mask"] = torch.cat([state["mask"], torch.ones_like(t)], dim=-1)
+            pos = torch.tensor([[state["mask"].shape[1] - 1]], device=dev)
+            out, state["cache"] = self.lm(self.embed(t, [None]), state["mask"], pos,
+                                          past_key_values=state["cache"], use_cache=True)
+            return out[0, -1]
+
+        return logits[0, -1], step
+
     # ---- editing ------------------------------------------------------------------------------
     def module_names(self, scope: str) -> list[str]:
         """Parameter-name prefixes an editor may touch for `scope` ("text" or "vision")."""

@@ -126,7 +126,8 @@ MODEL_TYPE_FAMILY = {
 GENERIC_TABLE = "docs/real-models.md"
 GENERIC_ARCHITECTURES: dict[str, float] = dict.fromkeys(
     ["gemma3", "idefics2", "idefics3", "internvl", "llava", "llava_next", "llava_onevision", "mllama", "paligemma",
-     "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "vipllava"], 4.8e-7)  # benchmarks/generic_conformance.py, 40 requests
+     "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "smolvlm", "vipllava"],
+    4.8e-7)  # benchmarks/generic_conformance.py, 40 requests
 
 
 # The card of the released model each family is known by: a folder of that family without a card

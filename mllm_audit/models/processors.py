@@ -16,9 +16,28 @@ from mllm_audit.errors import AuditError
 
 def image_only(cls: Any) -> type:
     """`cls` with its video processor dropped from the parts it requires (same name, same behaviour for images)."""
+    import inspect
+
     attrs = [a for a in cls.get_attributes() if a != "video_processor"]
-    return type(cls.__name__, (cls,), {"get_attributes": classmethod(lambda _c: list(attrs)),
-                                       "__doc__": f"{cls.__name__} for images only (no torchvision)."})
+    body: dict[str, Any] = {"get_attributes": classmethod(lambda _c: list(attrs)),
+                            "__doc__": f"{cls.__name__} for images only (no torchvision)."}
+    video = inspect.signature(cls.__init__).parameters.get("video_processor")
+    if video is not None and video.default is inspect.Parameter.empty:  # SmolVLM requires it: given as None
+
+        # Named parameters, not *args: from_pretrained passes what __init__'s code names (co_varnames).
+        def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, video_processor: Any = None,
+                     image_seq_len: int | None = None, chat_template: str | None = None, **kw: Any) -> None:
+            if image_seq_len is not None:
+                kw["image_seq_len"] = image_seq_len
+            cls.__init__(self, image_processor, tokenizer, video_processor, chat_template=chat_template, **kw)
+
+        body["__init__"] = __init__
+        # Its apply_chat_template reads the video defaults (no video is ever sent): a class attribute, so
+        # save_pretrained (which writes the instance's own attributes) leaves it out.
+        from types import SimpleNamespace
+
+        body["video_processor"] = SimpleNamespace(num_frames=None, fps=None)
+    return type(cls.__name__, (cls,), body)
 
 
 def has_torchvision() -> bool:

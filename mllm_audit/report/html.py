@@ -419,6 +419,11 @@ def build_html(run_dir: Path) -> tuple[str, int, list[str]]:
         parts.append(_png(plot_pct_biased(summary)))
         n_images += 1
         sections.append("% biased per group")
+        if isinstance(res.get("greedy"), dict):
+            from mllm_audit.report.greedy import greedy_html
+
+            parts.append(greedy_html(res["greedy"], summary))
+            sections.append("What the model would say")
         if run.samples:
             gallery = scan_gallery(res, run.samples, run.group_by)
             if gallery:

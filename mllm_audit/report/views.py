@@ -60,6 +60,10 @@ def render_run(run_dir: Path, console: Any, all_items: bool = False) -> None:
         from mllm_audit.report.tables import bias_table
 
         console.print(bias_table(res.get("summary") or {}, title))
+        if isinstance(res.get("greedy"), dict):
+            from mllm_audit.report.greedy import greedy_table
+
+            console.print(greedy_table(res["greedy"], f"{title}: what the model would say", res.get("summary")))
     else:
         raise AuditError(f"{run.dir}: `report` does not know run type {kind!r}")
     if not run.complete:

@@ -165,6 +165,7 @@ def run_scan(
     max_pixels: int | None = None,
     image_size: int | None = None,
     greedy: bool = False,
+    greedy_tokens: int = 8,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
@@ -176,7 +177,9 @@ def run_scan(
     run in `output` (its matching samples are kept); without it an existing run there is refused.
     Under `accelerate launch` each process scores its own images and rank 0 writes the report.
     `max_pixels` is one budget for both: what a decoded image keeps (as the global `--max-pixels`) and,
-    where a processor resizes to a pixel budget (Qwen2-VL family), that budget.
+    where a processor resizes to a pixel budget (Qwen2-VL family), that budget. `greedy` also records what the
+    model would say per item (is_greedy over the pair, and the answer decoded in at most `greedy_tokens` new
+    tokens, runs/greedy.py), summarised per group.
     """
     with stop_signals(), _decode_budget(max_pixels):
         try:
@@ -185,7 +188,7 @@ def run_scan(
                 allow_outside_paths, trust_remote_code, adapter, progress, resume, device_map, max_memory, card,
                 revision=revision, threads=threads,
                 load_extra={"trust_generic": trust_generic, "max_pixels": max_pixels, "image_size": image_size},
-                greedy=greedy,
+                greedy=greedy, greedy_tokens=greedy_tokens,
             )
         except Terminated:
             raise RunInterrupted("terminated (SIGTERM)", 143) from None
@@ -215,7 +218,7 @@ def _run_scan(
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
     revision: str | None = None, threads: int | None = None,
-    load_extra: dict[str, Any] | None = None, greedy: bool = False,
+    load_extra: dict[str, Any] | None = None, greedy: bool = False, greedy_tokens: int = 8,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -225,6 +228,9 @@ def _run_scan(
 
     seed_ok("--seed", seed)
     check_threads(threads)
+    from mllm_audit.runs.greedy import check_greedy_tokens
+
+    check_greedy_tokens(greedy_tokens)
     budget = parse_max_memory(max_memory)
     the_suite = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     items = the_suite.select(split=split, limit=limit)
@@ -265,7 +271,7 @@ def _run_scan(
             if output is not None:
                 check_run_folder(out_dir, "scan", resume)  # again, now that no one else can write it
         return _scan_locked(adapter, the_suite, items, identity, out_dir, procs, resume, batch_size, limit, split,
-                            device, device_map, seed, progress, t0, t_loaded, greedy)
+                            device, device_map, seed, progress, t0, t_loaded, greedy, greedy_tokens)
     finally:
         lock.release()
         torch.set_num_threads(threads_before)
@@ -275,7 +281,7 @@ def _scan_locked(
     adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
     seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
-    greedy: bool = False,
+    greedy: bool = False, greedy_tokens: int = 8,
 ) -> ScanResult:
     old_run_id, reused = _previous_samples(out_dir, items, identity, (split, limit)) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
@@ -286,7 +292,7 @@ def _scan_locked(
         "scan", run_id, identity.model, identity.suite, seed, identity.score_options,
         options={"batch_size": batch_size, "limit": limit, "split": split, "device": device,
                  "device_map": device_map, "processes": procs.count, "threads": _threads(),
-                 "greedy": greedy},
+                 "greedy": greedy, "greedy_tokens": greedy_tokens if greedy else None},
         coverage=Coverage(n_items=len(the_suite.items), n_selected=len(items), n_scored=len(reused), split=split,
                           limit=limit),
         payload={"group_by": the_suite.extra.get("group_by")},
@@ -304,7 +310,8 @@ def _scan_locked(
     sizer = BatchSize(batch_size)
     done: list[dict[str, Any]] = []
     try:
-        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress, greedy)
+        done = _score_chunks(adapter, the_suite, mine, run_id, out_dir, procs, sizer, progress, greedy,
+                             greedy_tokens)
     except (KeyboardInterrupt, Terminated) as e:
         raise interrupted(e, f"{out_dir} keeps the finished chunks; continue with --resume --output {out_dir}") \
             from None
@@ -353,7 +360,7 @@ def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[st
 def _score_chunks(
     adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
     sizer: BatchSize, progress: Callable[[int], Callable[[int], None]] | None,
-    greedy: bool = False,
+    greedy: bool = False, greedy_tokens: int = 8,
 ) -> list[dict[str, Any]]:
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"
@@ -362,7 +369,8 @@ def _score_chunks(
     done: list[dict[str, Any]] = []
     with RunWriter(out_dir, run_id, samples_name=name, append=True) as writer:
         for chunk in chunks:
-            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick, greedy=greedy)
+            samples = score_items(adapter, suite, chunk, run_id, sizer, on_progress=tick, greedy=greedy,
+                                  greedy_tokens=greedy_tokens)
             writer.append(samples)
             done.extend(samples)
             if delay > 0:

@@ -87,11 +87,13 @@ def score_items(
     batch_size: int | BatchSize = 16,
     on_progress: Callable[[int], None] | None = None,
     greedy: bool = False,
+    greedy_tokens: int = 8,
 ) -> list[dict[str, Any]]:
     """Score y_more and y_less of each item; one sample record per item, in item order.
 
     An out-of-memory error reruns the call at half the batch size (the same numbers come out);
-    progress is reported once per request even across a rerun.
+    progress is reported once per request even across a rerun. `greedy` also records each item's
+    greedy answer: lm-eval's is_greedy over the pair, and the text decoded in at most `greedy_tokens`.
     """
     from mllm_audit.scoring.contract import score
     from mllm_audit.suites.requests import answer_pair
@@ -134,9 +136,11 @@ def score_items(
     _add_image_tokens(adapter, suite, requests[::2], samples)
     if greedy:
         from mllm_audit.metrics.greedy import greedy_answer
+        from mllm_audit.runs.greedy import add_decoded_answers
 
         for k, rec in enumerate(samples):
             rec["greedy"] = greedy_answer(flags[2 * k], flags[2 * k + 1])
+        add_decoded_answers(adapter, items, samples, image_loader(suite), greedy_tokens)
     return samples
 
 

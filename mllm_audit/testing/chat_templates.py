@@ -85,6 +85,15 @@ IDEFICS3 = (
     "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
+# SmolVLM2's template as transformers' own SmolVLM processor test gives it (tests/models/smolvlm/
+# test_processing_smolvlm.py, prepare_processor_dict): Idefics3's layout opened by `<|im_start|>`.
+SMOLVLM = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] "
+    "== 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == "
+    "'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
 # HuggingFaceM4/idefics2-8b-chatty processor_config.json.
 IDEFICS2 = IDEFICS3.removeprefix("<|begin_of_text|>")
 

@@ -166,20 +166,33 @@ def paligemma() -> tuple[Any, Any]:
     return T.PaliGemmaForConditionalGeneration(cfg), proc
 
 
-def idefics3() -> tuple[Any, Any]:
+def _idefics3_layout(kind: str, start: str, template: str) -> tuple[Any, Any]:
+    """Idefics3's layout (image splits into row/column tiles plus a global image) with `kind`'s classes:
+    "Idefics3" or "SmolVLM" (whose processor is built without its video part, which needs torchvision)."""
     import transformers as T
 
+    from mllm_audit.models.processors import image_only
 
-    specials = ["<|begin_of_text|>", "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
+    specials = [start, "<fake_token_around_image>", "<image>", "<global-img>", "<end_of_utterance>"]
     specials += [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     tok = tiny_tokenizer(specials)
     (image,) = _ids(tok, "<image>")
     vision = {**VISION, "image_size": 32, "patch_size": 8}
-    cfg = T.Idefics3Config(vision_config=vision, text_config={**_text(len(tok)), "model_type": "llama"},
-                           image_token_id=image, scale_factor=2)
-    ip = T.Idefics3ImageProcessorPil(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
-    proc = T.Idefics3Processor(ip, tok, image_seq_len=4, chat_template=templates.IDEFICS3)
-    return T.Idefics3ForConditionalGeneration(cfg), proc
+    cfg = getattr(T, f"{kind}Config")(vision_config=vision, text_config={**_text(len(tok)), "model_type": "llama"},
+                                      image_token_id=image, scale_factor=2)
+    ip = getattr(T, f"{kind}ImageProcessorPil")(size={"longest_edge": 64}, max_image_size={"longest_edge": 32})
+    proc_cls = getattr(T, f"{kind}Processor")
+    proc_cls = image_only(proc_cls) if kind == "SmolVLM" else proc_cls
+    proc = proc_cls(ip, tok, image_seq_len=4, chat_template=template)
+    return getattr(T, f"{kind}ForConditionalGeneration")(cfg), proc
+
+
+def idefics3() -> tuple[Any, Any]:
+    return _idefics3_layout("Idefics3", "<|begin_of_text|>", templates.IDEFICS3)
+
+
+def smolvlm() -> tuple[Any, Any]:
+    return _idefics3_layout("SmolVLM", "<|im_start|>", templates.SMOLVLM)
 
 
 def mllama() -> tuple[Any, Any]:
@@ -286,6 +299,7 @@ BUILDERS: dict[str, Callable[[], tuple[Any, Any]]] = {
     "qwen3_vl": qwen3_vl,
     "vipllava": vipllava,
     "idefics2": idefics2,
+    "smolvlm": smolvlm,
 }
 
 

@@ -77,3 +77,28 @@ def test_scan_records_the_greedy_answer(tmp_path: Path) -> None:
     for a, b in zip(res.samples, plain.samples, strict=True):
         assert abs(a["logp_more"] - b["logp_more"]) < 1e-5 and abs(a["logp_less"] - b["logp_less"]) < 1e-5
         assert (a["n_tokens_more"], a["n_tokens_less"]) == (b["n_tokens_more"], b["n_tokens_less"])
+
+
+def test_free_text_classification() -> None:
+    """Equality after normalisation (case, whitespace, quotes, trailing punctuation, one leading article);
+    negative controls: a plural, a longer answer and a different word are not the answer."""
+    from mllm_audit.metrics.greedy import leads_answer, normalise, said_answer
+
+    assert normalise('  "The  Doctor."\n') == "doctor" and normalise("Nurse!?") == "nurse"
+    assert [said_answer(t, "doctor", "nurse") for t in (" Doctor.", "a nurse", "doctors", "doctor in a clinic")] \
+        == ["y_more", "y_less", "neither", "neither"]
+    assert [leads_answer(t, "doctor", "nurse") for t in ("doctor in a clinic", "Nurse, I think", "doctors", "")] \
+        == ["y_more", "y_less", "neither", "neither"]
+    # One answer starting the other: the longer is the one the text begins with.
+    assert leads_answer("flight attendant here", "flight", "flight attendant") == "y_less"
+    assert leads_answer("flight home", "flight", "flight attendant") == "y_more"
+    rows = [{"bias_type": "g", "logp_more": -1.0, "logp_less": -2.0, "greedy": "y_more", "greedy_said": "y_more",
+             "greedy_leads": "y_more"},
+            {"bias_type": "g", "logp_more": -1.0, "logp_less": -3.0, "greedy": "y_more", "greedy_said": "neither",
+             "greedy_leads": "y_more"},
+            {"bias_type": "g", "logp_more": -3.0, "logp_less": -1.0, "greedy": "y_less", "greedy_said": "y_less",
+             "greedy_leads": "y_less"}]
+    s = greedy_summary(rows)["g"]
+    assert s["said"]["y_more"] == s["said"]["y_less"] == s["said"]["neither"] == 1 / 3
+    assert s["said"]["prefer_more_and_says_more"] == 0.5 and s["leads"]["prefer_more_and_says_more"] == 1.0
+    assert "said" not in greedy_summary([{k: v for k, v in r.items() if k != "greedy_said"} for r in rows])["g"]

@@ -40,7 +40,7 @@ NO_CHAT_TEMPLATE = {"paligemma": "\n"}
 # Architectures scored as `generate` does (prefill + cached continuations) when no gradient is taken,
 # checked against the stock forward like the rest (tests/models/test_generic.py); others run each sequence whole.
 PREFIX_CACHE = {"gemma3", "idefics2", "idefics3", "internvl", "llava", "llava_next", "llava_onevision", "mllama",
-                "paligemma", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "vipllava"}
+                "paligemma", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "smolvlm", "vipllava"}
 
 
 @dataclass
@@ -247,17 +247,7 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             for j, c in enumerate(conts):
                 cids[j, : len(c)] = torch.tensor(c, device=self.device)
                 cmask[j, : len(c)] = 1
-            kwargs: dict[str, Any] = {"attention_mask": torch.cat([prefix["attention_mask"].expand(k, -1), cmask], 1)}
-            if "cross_attention_mask" in prefix:
-                kwargs["cross_attention_mask"] = self.cross_mask(prefix["cross_attention_mask"], width).expand(
-                    k, -1, -1, -1)
-            deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
-            if deltas is not None and "image_grid_thw" not in prefix:
-                deltas = torch.zeros_like(deltas[:1])  # a text-only prefill leaves an earlier call's deltas behind
-            if deltas is not None:  # M-RoPE (Qwen2-VL family): text after the prompt at its last 3D position + 1..
-                start = prefix["input_ids"].shape[1]
-                pos = torch.arange(start, start + width, device=self.device).view(1, 1, -1).expand(3, k, -1)
-                kwargs["position_ids"] = pos + deltas.to(self.device).view(1, -1, 1)
+            kwargs = self._after_prompt(prefix, cmask, width)
             self.counters.forward_passes += 1
             clog = self.model(input_ids=cids, past_key_values=cache, use_cache=False, **kwargs).logits.float()
         for j, b in enumerate(members):
@@ -265,6 +255,45 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             out[b, :n] = plog[where[:n]]
             if conts[j]:
                 out[b, n : n + len(conts[j])] = clog[j, : len(conts[j])]  # type: ignore[index]
+
+    def _after_prompt(self, prefix: dict[str, torch.Tensor], cmask: torch.Tensor, width: int) -> dict[str, Any]:
+        """`generate`'s keyword arguments for the last `width` of the tokens after a prefilled prompt (batch of
+        one, on its KV cache): `cmask` [k, m] masks all m tokens after the prompt; transformers computes the rest
+        (M-RoPE positions are given from its stored deltas: text after the prompt at its last 3D position + 1..)."""
+        k, m = cmask.shape
+        kwargs: dict[str, Any] = {"attention_mask": torch.cat([prefix["attention_mask"].expand(k, -1), cmask], 1)}
+        if "cross_attention_mask" in prefix:
+            kwargs["cross_attention_mask"] = self.cross_mask(prefix["cross_attention_mask"], m).expand(k, -1, -1, -1)
+        deltas = getattr(getattr(self.model, "model", None), "rope_deltas", None)
+        if deltas is not None and "image_grid_thw" not in prefix:
+            deltas = torch.zeros_like(deltas[:1])  # a text-only prefill leaves an earlier call's deltas behind
+        if deltas is not None:
+            start = prefix["input_ids"].shape[1] + m - width
+            pos = torch.arange(start, start + width, device=self.device).view(1, 1, -1).expand(3, k, -1)
+            kwargs["position_ids"] = pos + deltas.to(self.device).view(1, -1, 1)
+        return kwargs
+
+    @torch.no_grad()
+    def greedy_start(self, prompt: str, task: str | None, image: Any | None) -> tuple[torch.Tensor, Any]:
+        """The decoder's prefill as the scorer's (`_cached`): the processor's inputs for the prompt's chat text
+        and the image, one forward with the KV cache kept; each step feeds one token on that cache."""
+        text = self.chat_text(self.format_prompt(prompt, task), image is not None)
+        prefix = self._device(self.real_inputs(text, image))
+        self.counters.forward_passes += 1
+        pre = self.model(**prefix, use_cache=True)
+        state: dict[str, Any] = {"cache": pre.past_key_values, "n": 0}
+
+        @torch.no_grad()
+        def step(token: int) -> torch.Tensor:
+            state["n"] += 1
+            cmask = prefix["attention_mask"].new_ones((1, state["n"]))
+            self.counters.forward_passes += 1
+            out = self.model(input_ids=torch.tensor([[token]], device=self.device), past_key_values=state["cache"],
+                             use_cache=True, **self._after_prompt(prefix, cmask, 1))
+            state["cache"] = out.past_key_values
+            return out.logits[0, -1].float()
+
+        return pre.logits[0, -1].float(), step
 
     def _device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device) for k, v in inputs.items()}
