@@ -96,7 +96,7 @@ def section(runs: list[dict[str, Any]]) -> str:
 
     lines = [START, "## Bias audit (mllm-audit)", "",
              "Measured with mllm-audit: the exact log-likelihood of each "
-             "answer given the image and the prompt. `pct_biased` is the share of items where the model rates "
+             "answer given the image and the prompt. `pct_biased` is the % of items where the model rates "
              "the stereotypical answer higher (50 % is chance); intervals are 95 % cluster-bootstrap.", ""]
     for res in runs:
         model, suite = res["model"], res["suite"]
