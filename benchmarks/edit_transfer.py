@@ -87,7 +87,7 @@ def learned_state(editor: str, adapter: Any, items: Path, out: Path, how: str, s
         return write_untrained_state(editor, adapter, out)
     from mllm_audit.runs.train_editor import train_editor
 
-    train_editor(editor=editor, adapter=adapter, suite=str(items), out=out, steps=steps)
+    train_editor(editor=editor, adapter=adapter, suite=str(items), output=out, steps=steps)
     return out
 
 

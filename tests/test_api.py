@@ -22,7 +22,7 @@ COMMANDS = {
     "study": "study", "suites frame": "frame_suite", "toy train": "train_toy",
     "suites export": "export_suite", "card": "card",
 }
-CLI_ONLY = {"quiet", "out_alias"}  # out_alias: train-editor's hidden old spelling `--out` of `--output`
+CLI_ONLY = {"quiet", "out_alias"}  # out_alias: the hidden old spelling `--out` of `--output` (cli/options.py)
 # Commands with no API function, and why.
 NOT_IN_API = {"ls": "prints the registry (models.cards / suites.items list it)",
               "suites build vlstereoset": "suites.builders.vlstereoset.build_vlstereoset",
