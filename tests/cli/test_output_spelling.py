@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import typer
+from cliwalk import leaf_commands
 from runfolders import make_run, rows
-from typer.main import get_command
 
 from mllm_audit.cli import app, options, run
 from mllm_audit.cli.options import OUT_RENAMED
@@ -15,19 +15,8 @@ from mllm_audit.cli.options import OUT_RENAMED
 
 def visible_spellings(command: typer.Typer | object) -> dict[str, list[str]]:
     """command -> every flag its --help shows (hidden options left out)."""
-    found: dict[str, list[str]] = {}
-
-    def walk(prefix: str, cmd: object) -> None:
-        subs = getattr(cmd, "commands", None)
-        if subs:
-            for name, sub in subs.items():
-                walk(f"{prefix} {name}".strip(), sub)
-            return
-        found[prefix] = [o for p in cmd.params if not getattr(p, "hidden", False)  # type: ignore[attr-defined]
-                         for o in (*p.opts, *p.secondary_opts)]
-
-    walk("", get_command(command) if isinstance(command, typer.Typer) else command)
-    return found
+    return {name: [o for p in cmd.params if not getattr(p, "hidden", False) for o in (*p.opts, *p.secondary_opts)]
+            for name, cmd in leaf_commands(command).items()}
 
 
 def spelled_out(command: typer.Typer | object) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.main import get_command
+from cliwalk import leaf_commands
 
 from mllm_audit.cli import app, run
 from mllm_audit.cli.options import OUT_RENAMED
@@ -73,19 +73,9 @@ for _cmd in OLD_SPELLING:
 def path_options(command: typer.Typer | object) -> set[tuple[str, str]]:
     """(command, parameter) for every option or argument typed as a Path."""
     found: set[tuple[str, str]] = set()
-
-    def walk(prefix: str, cmd: object) -> None:
-        subs = getattr(cmd, "commands", None)
-        if subs:
-            for name, sub in subs.items():
-                walk(f"{prefix} {name}".strip(), sub)
-            return
-        sig = inspect.signature(cmd.callback)  # type: ignore[attr-defined]
-        for p in cmd.params:  # type: ignore[attr-defined]
-            if "Path" in str(sig.parameters[p.name].annotation):
-                found.add((prefix, p.name))
-
-    walk("", get_command(command) if isinstance(command, typer.Typer) else command)
+    for prefix, cmd in leaf_commands(command).items():
+        sig = inspect.signature(cmd.callback)
+        found.update((prefix, p.name) for p in cmd.params if "Path" in str(sig.parameters[p.name].annotation))
     return found
 
 
