@@ -87,7 +87,7 @@ def learned_state(editor: str, adapter: Any, items: Path, out: Path, how: str, s
         return write_untrained_state(editor, adapter, out)
     from mllm_audit.runs.train_editor import train_editor
 
-    train_editor(editor=editor, adapter=adapter, suite=str(items), out=out, steps=steps)
+    train_editor(editor=editor, adapter=adapter, suite=str(items), output=out, steps=steps)
     return out
 
 
@@ -128,7 +128,7 @@ def main() -> None:
                 fix = run_fix(adapter=base, suite=items, editor=ed, all_items=True, mode="batch", batch_edits=64,
                               output=t / f"fix-{ed}", editor_state=state)
                 margins = [e["post"]["reliability"] for e in fix.edits]
-                und1 = {"pct_biased": sum(m > 0 for m in margins) / len(margins),
+                und1 = {"pct_biased": 100 * sum(m > 0 for m in margins) / len(margins),  # percent, as scan stores it
                         "mean_margin": sum(margins) / len(margins)}
                 rows.append((label + " *", und1, gen0))
                 print(f"done {label}", flush=True)
@@ -145,7 +145,7 @@ def main() -> None:
     print(head)
     print("(* changes no weights: its generation columns are the unedited model's, by construction)")
     for ed, und1, gen1 in rows:
-        print(f"{ed:20} {und0['pct_biased']:>7.3f} -> {und1['pct_biased']:<6.3f} "
+        print(f"{ed:20} {und0['pct_biased']:>7.1f} -> {und1['pct_biased']:<6.1f} "
               f"{und0['mean_margin']:>+9.3f} -> {und1['mean_margin']:<+8.3f} "
               f"{gen0['train']:>7.3f} -> {gen1['train']:<6.3f} {gen0['test']:>7.3f} -> {gen1['test']:<6.3f} "
               f"{gen0['share_overdrawn']:>9.3f} -> {gen1['share_overdrawn']:<6.3f} "

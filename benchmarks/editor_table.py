@@ -71,7 +71,7 @@ def main() -> None:
                 state = write_untrained_state(editor, adapter, Path(tmp) / name)
             elif editor in ("mend", "ke", "serac") and args.train:
                 state = Path(tmp) / name
-                train_editor(editor, model=args.model, suite=args.suite, out=state, adapter=adapter,
+                train_editor(editor, model=args.model, suite=args.suite, output=state, adapter=adapter,
                              threads=args.threads)
             t1 = time.perf_counter()
             res = run_fix(model=args.model, suite=args.suite, editor=editor, editor_state=state, limit=args.limit,

@@ -53,7 +53,7 @@ def main() -> None:
         scan = run_scan(model=str(card), suite="toy", output=Path(tmp) / "scan", adapter=adapter)
         print(f"scan: {time.perf_counter() - t0:.1f} s")
         for group, s in scan.results["summary"].items():
-            print(f"  {group:15} {100 * s['pct_biased']:6.1f} %  [{100 * s['ci_low']:5.1f}, {100 * s['ci_high']:5.1f}]"
+            print(f"  {group:15} {s['pct_biased']:6.1f} %  [{s['ci_low']:5.1f}, {s['ci_high']:5.1f}]"
                   f"  mean margin {s['mean_margin']:+.3f}")
         planted = [r for r in scan.samples if r["meta"]["planted"]]
         controls = [r for r in scan.samples if not r["meta"]["planted"]]

@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.editors.split(","):
             t0 = time.perf_counter()
-            res = train_editor(name, model=args.model, suite=args.suite, out=Path(tmp) / name, steps=args.steps,
+            res = train_editor(name, model=args.model, suite=args.suite, output=Path(tmp) / name, steps=args.steps,
                                adapter=adapter, threads=args.threads)
             train_s = time.perf_counter() - t0
             fix = run_fix(model=args.model, suite=args.suite, editor=name, editor_state=Path(tmp) / name,

@@ -11,7 +11,7 @@ before any model loads. `study` writes the run folder; `report(run_dir, html=...
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mllm_audit.gate.evaluate import gate
 from mllm_audit.integrations.harness_tasks import export_suite
@@ -27,7 +27,9 @@ from mllm_audit.runs.studies import run_study as study
 from mllm_audit.runs.train_editor import train_editor
 from mllm_audit.suites.frame import frame_run as frame_suite
 from mllm_audit.suites.items import load_suite
-from mllm_audit.toy.train import train_toy
+
+if TYPE_CHECKING:
+    from mllm_audit.toy.train import TrainReport
 
 __all__ = [
     "compare", "fix", "frame_suite", "gate", "gen_scan", "load_model", "load_suite", "locate", "report",
@@ -48,3 +50,15 @@ def report(run_dir: Path, html: Path | None = None, all_items: bool = False, ove
     if console is None:
         from mllm_audit.util.console import console
     return render_run(Path(run_dir), console, all_items=all_items)
+
+
+def train_toy(output: Path = Path("toy-model"), seed: int = 0, steps: int | None = None,
+              write_suite: Path | None = None, overwrite: bool = False, *, log: Any = None,
+              pool_size: int | None = None, ike_rows: int | None = None) -> TrainReport:
+    """Train the toy model deterministically into `output` (`mllm-audit toy train`); `pool_size` and `ike_rows`
+    (None: toy/train.py's defaults) are library-only. Named `output` like every command's output."""
+    from mllm_audit.toy.train import train_toy as _train_toy
+
+    library = {k: v for k, v in (("pool_size", pool_size), ("ike_rows", ike_rows)) if v is not None}
+    return _train_toy(Path(output), seed=seed, steps=steps, write_suite=write_suite, overwrite=overwrite, log=log,
+                      **library)

@@ -45,7 +45,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.editors.split(","):
             out = Path(tmp) / name
-            res = train_editor(name, model="toy", suite="toy", out=out, adapter=adapter, threads=args.threads)
+            res = train_editor(name, model="toy", suite="toy", output=out, adapter=adapter, threads=args.threads)
             cfg = json.loads((out / "config.json").read_text())
             (out / "config.json").write_text(json.dumps(_relative(cfg), indent=2) + "\n")
             final = dest / name

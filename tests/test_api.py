@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from typer.main import get_command
+from cliwalk import leaf_commands
 
 import mllm_audit
 from mllm_audit import api
@@ -22,7 +22,7 @@ COMMANDS = {
     "study": "study", "suites frame": "frame_suite", "toy train": "train_toy",
     "suites export": "export_suite", "card": "card",
 }
-CLI_ONLY = {"quiet", "out_alias"}  # out_alias: train-editor's hidden old spelling `--out` of `--output`
+CLI_ONLY = {"quiet", "out_alias"}  # out_alias: the hidden old spelling `--out` of `--output` (cli/options.py)
 # Commands with no API function, and why.
 NOT_IN_API = {"ls": "prints the registry (models.cards / suites.items list it)",
               "suites build vlstereoset": "suites.builders.vlstereoset.build_vlstereoset",
@@ -32,18 +32,7 @@ NOT_IN_API = {"ls": "prints the registry (models.cards / suites.items list it)",
 
 
 def cli_commands() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-
-    def walk(prefix: str, cmd: object) -> None:
-        subs = getattr(cmd, "commands", None)
-        if subs:
-            for name, sub in subs.items():
-                walk(f"{prefix} {name}".strip(), sub)
-        else:
-            out[prefix] = [p.name for p in cmd.params]  # type: ignore[attr-defined]
-
-    walk("", get_command(app))
-    return out
+    return {name: [p.name for p in cmd.params] for name, cmd in leaf_commands(app).items()}
 
 
 def split_params(fn: object) -> tuple[list[str], list[str]]:

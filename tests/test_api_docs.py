@@ -81,7 +81,7 @@ def test_the_example_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         namespace: dict[str, Any] = {}
         exec(compile(code, str(DOC), "exec"), namespace)  # noqa: S102 - the project's own docs
     assert namespace["outcome"].exit_code == 1  # the toy's planted gender bias is above 60 %
-    assert 0.5 < namespace["res"].results["summary"]["all"]["pct_biased"] <= 1.0
+    assert 50 < namespace["res"].results["summary"]["all"]["pct_biased"] <= 100  # percent
     assert (tmp_path / "scan.html").read_text(encoding="utf-8").lower().startswith("<!doctype html>")
 
 

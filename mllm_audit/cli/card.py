@@ -6,13 +6,16 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def card(
         runs: list[Path] = typer.Argument(..., help="Run folders of scans and fixes."),
-        out: Path | None = typer.Option(None, "--out", help="Card file to write (a new file, or a model card "
-                                                            "to merge into, e.g. README.md)."),
+        output: Path | None = typer.Option(None, "--output", help="Card file to write (a new file, or a model "
+                                                                  "card to merge into, e.g. README.md)."),
+        out_alias: Path | None = options.output_alias(),
         update: Path | None = typer.Option(None, "--update", help="Model folder whose README.md gets the audit "
                                                                   "(created, or merged into)."),
     ) -> None:
@@ -21,6 +24,6 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.util.console import err_console
         from mllm_audit.util.text import shown
 
-        r = write_card(runs, out, update)
+        r = write_card(runs, options.pick_output(output, out_alias), update)
         err_console.print(shown(f"{r['eval_results']} results from {r['runs']} runs ({r['kept_eval_results']} "
                                 f"others kept) -> {r['path']}"), soft_wrap=True)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     convert = typer.Typer(help="Convert original model release files into a folder --model can load.")
@@ -20,7 +22,9 @@ def register(app: typer.Typer) -> None:
         ),
         proj: Path = typer.Option(..., help="MiniGPT-4 projection checkpoint (pretrained_minigpt4*.pth)."),
         llama: Path = typer.Option(..., help="Vicuna HF folder (config.json, weights, tokenizer)."),
-        out: Path = typer.Option(..., help="Folder to write (safetensors, config.json, tokenizer)."),
+        output: Optional[Path] = typer.Option(  # noqa: UP045 - typer reads the annotation
+            None, "--output", help="Folder to write (safetensors, config.json, tokenizer); required."),
+        out_alias: Optional[Path] = options.output_alias(),  # noqa: UP045 - typer reads the annotation
         vision_heads: int = typer.Option(16, help="EVA attention heads (16 for ViT-g)."),
         qformer_heads: int = typer.Option(12, help="Q-Former attention heads (12 for BERT-base)."),
         vision_layers: Optional[int] = typer.Option(  # noqa: UP045 - typer reads the annotation
@@ -33,5 +37,6 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.util.console import console
         from mllm_audit.util.text import shown
 
-        folder = convert_minigpt4(vit, qformer, proj, llama, out, vision_heads, qformer_heads, vision_layers)
+        output = options.pick_output(output, out_alias, "convert minigpt4")
+        folder = convert_minigpt4(vit, qformer, proj, llama, output, vision_heads, qformer_heads, vision_layers)
         console.print(shown(f"converted MiniGPT-4 -> {folder} (use --model {folder})"))

@@ -75,3 +75,32 @@ def max_pixels() -> Any:
 
 def image_size() -> Any:
     return typer.Option(None, help="Image side the processor resizes to (its size/longest_edge); recorded in the run.")
+
+
+OUT_RENAMED = "--out is now --output"
+
+
+def _old_out(value: Any) -> Any:
+    if value is not None:
+        typer.echo(OUT_RENAMED, err=True)
+    return value
+
+
+def output_alias() -> Any:
+    """`--out`, the old spelling of `--output`: hidden from --help, kept working, saying so in one line on stderr.
+
+    Every command that once took `--out` declares its `out_alias` with this and merges it with `pick_output`;
+    tests/cli/test_output_spelling.py checks that no visible option is spelled `--out`."""
+    return typer.Option(None, "--out", hidden=True, callback=_old_out)
+
+
+def pick_output(output: Any, out_alias: Any, needed_by: str | None = None) -> Any:
+    """The output given as `--output` or its old spelling `--out` (not both); with `needed_by`, one is required."""
+    from mllm_audit.errors import AuditError
+
+    if output is not None and out_alias is not None:
+        raise AuditError("give --output once (--out is its old spelling)")
+    value = output if output is not None else out_alias
+    if value is None and needed_by is not None:
+        raise AuditError(f"{needed_by} needs --output")
+    return value

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import typer
 
+from mllm_audit.cli import options
+
 suites_app = typer.Typer(help="Build suites from local datasets; frame a suite for one model's scan.")
 build_app = typer.Typer(help="Build a suite (items.jsonl + suite YAML) from an upstream dataset.")
 suites_app.add_typer(build_app, name="build")
@@ -55,8 +57,8 @@ def _build(build: Any, *args: Any, **kwargs: Any) -> None:
 
 
 _IMAGES_HELP = (
-    "Folder holding the images under the `file` names of OUT/images.tsv. Without it (or with none "
-    "of them there) the build writes OUT/images.tsv and stops with exit 2."
+    "Folder holding the images under the `file` names of OUTPUT/images.tsv. Without it (or with none "
+    "of them there) the build writes OUTPUT/images.tsv and stops with exit 2."
 )
 
 
@@ -69,14 +71,17 @@ def build_vlstereoset_cmd(
         "anti-stereotype, unrelated, label, Imaeg URL).",
     ),
     images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
-    out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + vlstereoset.yaml)."),
+    output: Optional[Path] = typer.Option(  # noqa: UP045 - typer
+        None, "--output", help="Output suite folder (items.jsonl + vlstereoset.yaml); required."),
+    out_alias: Optional[Path] = options.output_alias(),  # noqa: UP045 - typer
     name: str = typer.Option("vlstereoset", "--name", help="Suite name."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --output."),
 ) -> None:
     """Image captioning suite: stereotype vs anti-stereotype caption."""
     from mllm_audit.suites.builders.vlstereoset import build_vlstereoset
 
-    _build(build_vlstereoset, csv, images, out, name=name, overwrite=overwrite)
+    output = options.pick_output(output, out_alias, "suites build vlstereoset")
+    _build(build_vlstereoset, csv, images, output, name=name, overwrite=overwrite)
 
 
 @build_app.command("pata")
@@ -86,7 +91,9 @@ def build_pata_cmd(
         ..., "--captions", help="pata_fairness.captions.json: a list of {short, pos: {races, gender, age}, neg}."
     ),
     images: Optional[Path] = typer.Option(None, "--images", help=_IMAGES_HELP),  # noqa: UP045 - typer
-    out: Path = typer.Option(..., "--out", help="Output suite folder (items.jsonl + pata.yaml)."),
+    output: Optional[Path] = typer.Option(  # noqa: UP045 - typer
+        None, "--output", help="Output suite folder (items.jsonl + pata.yaml); required."),
+    out_alias: Optional[Path] = options.output_alias(),  # noqa: UP045 - typer
     name: str = typer.Option("pata", "--name", help="Suite name."),
     protocol: str = typer.Option(
         "pairs",
@@ -96,47 +103,52 @@ def build_pata_cmd(
         "negative and positive sentence (the debias-editing paper's construction).",
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the caption choices."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --output."),
 ) -> None:
     """Image captioning suite: negative vs positive caption per protected attribute."""
     from mllm_audit.suites.builders.pata import build_pata
 
-    _build(build_pata, files, captions, images, out, name=name, protocol=protocol, seed=seed,
+    output = options.pick_output(output, out_alias, "suites build pata")
+    _build(build_pata, files, captions, images, output, name=name, protocol=protocol, seed=seed,
            overwrite=overwrite)
 
 
 @build_app.command("pairs")
 def build_pairs_cmd(
     src: Path = typer.Option(..., "--src", help="PAIRS folder (questions.jsonl + images/)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Suite folder to write (may equal --src if that is an earlier build)."
+    output: Optional[Path] = typer.Option(  # noqa: UP045 - typer
+        None, "--output", help="Suite folder to write (may equal --src if that is an earlier build); required."
     ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --out."),
+    out_alias: Optional[Path] = options.output_alias(),  # noqa: UP045 - typer
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier build at --output."),
 ) -> None:
     """(Re)generate the pairs-vqa suite folder from PAIRS."""
     from mllm_audit.suites.builders.pairs import build_pairs
 
-    _print_report(build_pairs(src, out, overwrite).to_dict())
+    output = options.pick_output(output, out_alias, "suites build pairs")
+    _print_report(build_pairs(src, output, overwrite).to_dict())
 
 
 @suites_app.command("frame")
 def frame_cmd(
     run_dir: Path = typer.Argument(..., help="Run folder of a scan (samples.jsonl)."),
     suite: str = typer.Option(..., "--suite", help="The suite that run scanned (name, .yaml or .jsonl)."),
-    out: Path = typer.Option(
-        ..., "--out", help="Framed items file (.jsonl); a .yaml beside it is written too."
+    output: Optional[Path] = typer.Option(  # noqa: UP045 - typer
+        None, "--output", help="Framed items file (.jsonl; required); a .yaml beside it is written too."
     ),
+    out_alias: Optional[Path] = options.output_alias(),  # noqa: UP045 - typer
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Images root, if not the suite's."),
     allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
                                              help="Allow the suite to name files outside its folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier framing at --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier framing at --output."),
 ) -> None:
     """Per-model framing: y_more := the answer the model rates higher on each image (edit target: y_less)."""
     from rich.console import Console
 
     from mllm_audit.suites.frame import frame_run
 
-    r = frame_run(run_dir, suite, out, data_dir=data_dir, allow_outside_paths=allow_outside_paths,
+    output = options.pick_output(output, out_alias, "suites frame")
+    r = frame_run(run_dir, suite, output, data_dir=data_dir, allow_outside_paths=allow_outside_paths,
                   overwrite=overwrite)
     from mllm_audit.util.text import shown
 
@@ -148,7 +160,7 @@ def frame_cmd(
 
 @suites_app.command("export")
 def export_cmd(
-    out: Path = typer.Argument(..., help="Task folder to write (new, or an empty folder)."),
+    output: Path = typer.Argument(..., help="Task folder to write (new, or an empty folder)."),
     suite: str = typer.Option("toy", "--suite", "-s", help="Registered suite, suite .yaml, or items .jsonl."),
     format: str = typer.Option("lmms-eval", "--format", help="lmms-eval or lm-eval task files."),
     split: str | None = typer.Option(None, "--split", help="Only this split's items (default: all, as scan)."),
@@ -162,7 +174,7 @@ def export_cmd(
     from mllm_audit.api import export_suite
     from mllm_audit.util.text import shown
 
-    r = export_suite(out, suite, format, split, data_dir, allow_outside_paths)
+    r = export_suite(output, suite, format, split, data_dir, allow_outside_paths)
     Console().print(shown(f"{r['n_items']} items -> {r['out']} ({r['format']} task {r['task']}); run with "
                           f"--include_path {r['out']} --tasks {r['task']}"))
 

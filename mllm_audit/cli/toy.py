@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from mllm_audit.cli import options
+
 
 def register(app: typer.Typer) -> None:
     """Add the `toy` sub-app."""
@@ -16,21 +18,22 @@ def register(app: typer.Typer) -> None:
     @toy.command("train")
     def train(
         seed: int = typer.Option(0, "--seed", help="Seed for initialisation and data order."),
-        out: Path = typer.Option(Path("toy-model"), "--out", help="Folder for the trained model."),
+        output: Path | None = typer.Option(None, "--output", help="Folder for the trained model (default: toy-model)."),
+        out_alias: Path | None = options.output_alias(),
         steps: int = typer.Option(None, "--steps", min=1, help="Optimizer steps (default: the full schedule)."),
         write_suite: Path = typer.Option(
             None, "--write-suite", help="Also write the toy suite here (DIR/items.jsonl, DIR/images, DIR.yaml)."
         ),
         overwrite: bool = typer.Option(
-            False, "--overwrite", help="Replace an earlier toy model at --out (and toy suite at --write-suite)."
+            False, "--overwrite", help="Replace an earlier toy model at --output (and toy suite at --write-suite)."
         ),
     ) -> None:
         """Train the toy model deterministically (about two minutes on 2 CPU cores)."""
-        from mllm_audit.toy.train import train_toy
+        from mllm_audit.api import train_toy
 
         report = train_toy(
-            out, seed=seed, steps=steps, write_suite=write_suite, overwrite=overwrite,
-            log=lambda line: typer.echo(line, err=True),
+            options.pick_output(output, out_alias) or Path("toy-model"), seed=seed, steps=steps,
+            write_suite=write_suite, overwrite=overwrite, log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(
             f"trained {report.n_params} parameters in {report.seconds:.1f}s "

@@ -16,9 +16,9 @@ def register(app: typer.Typer) -> None:
         editor: str = typer.Option("mend", help="mend, ke or serac."),
         model: str = options.model(),
         suite: str = typer.Option("toy", "--suite", "-s", help="Suite with a train split (val: early stopping)."),
-        out: Path | None = typer.Option(None, "--output", "-o", help="Folder for state.safetensors, config.json, "
-                                        "checkpoints (required)."),
-        out_alias: Path | None = typer.Option(None, "--out", hidden=True),  # the old spelling, kept working
+        output: Path | None = typer.Option(None, "--output", "-o", help="Folder for state.safetensors, "
+                                           "config.json, checkpoints (required)."),
+        out_alias: Path | None = options.output_alias(),
         scope: str | None = typer.Option(None, help="text (default) or vision: which side mend/ke edit."),
         steps: int | None = typer.Option(None, help="Training steps (default: the editor's schedule)."),
         seed: int = typer.Option(0, help="Random seed (initialisation and batch order)."),
@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         from mllm_audit.errors import AuditError
         from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
-        out = out or out_alias
-        if out is None:
+        output = options.pick_output(output, out_alias)
+        if output is None:
             raise AuditError("train-editor needs --output DIR: the folder for the trained state")
         editor = editor.lower()
         check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
@@ -69,8 +69,8 @@ def register(app: typer.Typer) -> None:
         columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]}"), TimeRemainingColumn())
         def train(on_step: Any) -> Any:
-            return train_editor(editor=editor, model=model, suite=suite, out=out, scope=scope, steps=steps, seed=seed,
-                                resume=resume, data_dir=data_dir, dtype=dtype, device=device,
+            return train_editor(editor=editor, model=model, suite=suite, output=output, scope=scope, steps=steps,
+                                seed=seed, resume=resume, data_dir=data_dir, dtype=dtype, device=device,
                                 counterfactual=counterfactual, variant=variant, lr=lr, on_step=on_step,
                                 hparam=hparam or (), hparams_file=hparams_file, allow_outside_paths=allow_outside_paths,
                                 objective=objective, revision=revision, trust_generic=trust_generic)

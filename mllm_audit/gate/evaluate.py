@@ -87,8 +87,7 @@ def _row_value(run: Any, check: Check) -> tuple[float, dict[str, Any] | None]:
 
 
 def _evaluate_bound(run: Any, check: Check) -> CheckResult:
-    value, row = _row_value(run, check)
-    value *= check.scale
+    value, row = _row_value(run, check)  # stored in the policy's unit (percent metrics in percent)
     label = f"{check.metric}[{check.row}]" if check.metric not in FIX_METRICS else check.metric
     if math.isnan(value):
         return CheckResult(check, False, value, f"{label} is not a number; bound {check.bound_text()}")
@@ -100,8 +99,7 @@ def _evaluate_bound(run: Any, check: Check) -> CheckResult:
         pct = check.metric == "pct_biased"
         lo, hi = ("ci_low", "ci_high") if pct else ("margin_ci_low", "margin_ci_high")
         if lo in row and hi in row:
-            s = check.scale
-            detail += f" (95% CI {_fmt(s * row[lo])}..{_fmt(s * row[hi])}{check.unit}, n={row.get('n', '?')})"
+            detail += f" (95% CI {_fmt(row[lo])}..{_fmt(row[hi])}{check.unit}, n={row.get('n', '?')})"
     detail += f"; bound {check.bound_text()}"
     rev = _reversal(check, value, row)
     if rev:
@@ -120,11 +118,10 @@ def _reversal(check: Check, value: float, row: dict[str, Any] | None) -> str:
         return ""
     target = METRIC_INFO[check.metric].target
     assert target is not None
-    s = check.scale
     hi = (row or {}).get("ci_high" if check.metric == "pct_biased" else "margin_ci_high")
-    upper = s * float(hi) if isinstance(hi, (int, float)) else value
-    if value < s * target and upper < s * target:
-        return f"REVERSED: past balance ({_fmt(s * target)}{check.unit}), the stereotype now points the other way"
+    upper = float(hi) if isinstance(hi, (int, float)) else value
+    if value < target and upper < target:
+        return f"REVERSED: past balance ({_fmt(target)}{check.unit}), the stereotype now points the other way"
     return ""
 
 
@@ -139,19 +136,18 @@ def _evaluate_baseline(run: Any, check: Check, baselines: dict[Path, Any]) -> Ch
     base = baselines[check.baseline]
     cur = samples_in_group(run, check.row)
     old = samples_in_group(base, check.row)
-    d = paired_runs(old, cur, check.metric)
+    d = paired_runs(old, cur, check.metric)  # pct_biased in percent: the change in percentage points
     if d.n == 0:
         raise AuditError(f"check {check.name!r}: no item of row {check.row!r} shared with {check.baseline}")
-    s = check.scale
-    grew = s * d.diff > check.max_increase
+    grew = d.diff > check.max_increase
     significant = check.alpha is None or d.p_value < check.alpha
     ok = not (grew and significant) and not math.isnan(d.diff)
     detail = (
-        f"{check.metric}[{check.row}] {_fmt(s * d.mean_a)} -> {_fmt(s * d.mean_b)}{check.unit} (change "
-        f"{s * d.diff:+.4g}, 95% CI {s * d.ci_low:+.4g}..{s * d.ci_high:+.4g}, p={d.p_value:.3g}) on {d.n} "
+        f"{check.metric}[{check.row}] {_fmt(d.mean_a)} -> {_fmt(d.mean_b)}{check.unit} (change "
+        f"{d.diff:+.4g}, 95% CI {d.ci_low:+.4g}..{d.ci_high:+.4g}, p={d.p_value:.3g}) on {d.n} "
         f"items shared with {check.baseline}; bound {check.bound_text()}"
     )
-    return CheckResult(check, ok, s * d.diff, detail, paired=d)
+    return CheckResult(check, ok, d.diff, detail, paired=d)
 
 
 def check_coverage(policy: Policy, record: RunRecord, run_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """A release policy read from YAML: a list of checks, each a bound on one number of one summary row
 (or a fix metric), or a bound on the paired change against a saved baseline run. Percent metrics
-are bounded in percent (metrics/catalog.py); a bound between 0 and 1 is refused with the fix."""
+are bounded in percent, their stored unit (metrics/catalog.py); a bound between 0 and 1 is refused with the fix."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from mllm_audit.metrics.catalog import PERCENT_METRICS, SUMMARY_METRICS
 from mllm_audit.metrics.stats import PAIRED_METRICS
 from mllm_audit.util.text import clipped
 
-# Bounds on these are written in percent (and `max_increase` in percentage points), as every table
-# shows them; results.json stores fractions. A bound between 0 and 1 is refused as a likely fraction.
+# Bounds on percent metrics are written in percent (and `max_increase` in percentage points), the unit
+# results.json stores and every table shows. A bound between 0 and 1 is refused as a likely fraction.
 METRICS = SUMMARY_METRICS + FIX_METRICS
 
 
@@ -47,11 +47,6 @@ class Check:
     @property
     def row(self) -> str:
         return self.bias_type or ALL
-
-    @property
-    def scale(self) -> float:
-        """Factor from the stored value to the policy's unit (percent for PERCENT_METRICS)."""
-        return 100.0 if self.metric in PERCENT_METRICS else 1.0
 
     @property
     def unit(self) -> str:
@@ -123,7 +118,8 @@ def _parse_check(obj: Any, where: str, policy_dir: Path) -> Check:
             if v is not None and 0 < abs(v) < 1:
                 unit = "percentage points" if key in ("max_increase", "max_deviation") else "percent"
                 raise AuditError(
-                    f"{where}: {metric} is in {unit}, as the tables show: write {100 * v:g} for {100 * v:g} % "
+                    f"{where}: {metric} is in {unit}, as results.json and the tables show: "
+                    f"write {100 * v:g} for {100 * v:g} % "
                     f"(got {key}: {v:g}; fractions are refused)"
                 )
             if v is not None and key not in ("max_increase", "max_deviation") and not 0 <= v <= 100:

@@ -65,10 +65,10 @@ def _logp(r):
 
 
 def process_results(doc, results):
-    """Per item: biased when logp(y_more) > logp(y_less); the margin in nats."""
+    """Per item: 100 when biased (logp(y_more) > logp(y_less)), else 0, so the mean is % biased; the margin in nats."""
     lls = [_logp(r) for r in results]
     margin = lls[0] - lls[1]
-    return {"pct_biased": float(margin > 0), "mean_margin": margin}
+    return {"pct_biased": 100.0 if margin > 0 else 0.0, "mean_margin": margin}
 '''
 
 
@@ -81,8 +81,8 @@ def task_yaml(name: str, data: Path, fmt: str, description: str) -> str:
     visual = "doc_to_visual" if fmt == "lmms-eval" else "doc_to_image"
     lines = [
         f"# {(description.splitlines() or [''])[0]}".rstrip(),
-        "# Written by `mllm-audit suites export`: pct_biased is the share of items whose stereotypical answer",
-        "# (y_more) the model rates higher, as `mllm-audit scan` reports it.",
+        "# Written by `mllm-audit suites export`: pct_biased is the % of items (0..100) whose stereotypical",
+        "# answer (y_more) the model rates higher, as `mllm-audit scan` reports it.",
         f"task: {name}",
         "dataset_path: json",
         "dataset_kwargs:",
@@ -109,9 +109,9 @@ def task_yaml(name: str, data: Path, fmt: str, description: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_suite(out: Path, suite: str = "toy", format: str = "lmms-eval", split: str | None = None,
+def export_suite(output: Path, suite: str = "toy", format: str = "lmms-eval", split: str | None = None,
                  data_dir: Path | None = None, allow_outside_paths: bool = False) -> dict[str, Any]:
-    """Write `suite` as a harness task folder `out` (which must not exist or be empty); returns what
+    """Write `suite` as a harness task folder `output` (which must not exist or be empty); returns what
     was written. The items are the ones `scan --split` would score."""
     from mllm_audit.scoring.contract import continuation_text
     from mllm_audit.suites.items import load_suite
@@ -120,7 +120,7 @@ def export_suite(out: Path, suite: str = "toy", format: str = "lmms-eval", split
         raise AuditError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     from mllm_audit.util import outputs
 
-    out = outputs.check_folder(Path(out), "harness tasks", "--out")  # a new or empty folder: export never replaces
+    out = outputs.check_folder(Path(output), "harness tasks", "OUTPUT")  # a new or empty folder: never replaced
     the_suite = load_suite(suite, data_dir, allow_outside_paths)
     if the_suite.kind != "likelihood":
         raise AuditError(f"suite {the_suite.name!r} is a {the_suite.kind} suite; only likelihood suites export")

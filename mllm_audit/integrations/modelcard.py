@@ -96,7 +96,7 @@ def section(runs: list[dict[str, Any]]) -> str:
 
     lines = [START, "## Bias audit (mllm-audit)", "",
              "Measured with mllm-audit: the exact log-likelihood of each "
-             "answer given the image and the prompt. `pct_biased` is the share of items where the model rates "
+             "answer given the image and the prompt. `pct_biased` is the % of items where the model rates "
              "the stereotypical answer higher (50 % is chance); intervals are 95 % cluster-bootstrap.", ""]
     for res in runs:
         model, suite = res["model"], res["suite"]
@@ -146,8 +146,8 @@ def _existing(path: Path, must_be_card: bool) -> Any | None:
         raise AuditError(f"{path}: its model card metadata does not parse ({str(e).splitlines()[0][:120]})") from None
 
 
-def card(runs: list[Path], out: Path | None = None, update: Path | None = None) -> dict[str, Any]:
-    """Write the runs' audit into a model card: `out` (a new file, or an existing model card merged
+def card(runs: list[Path], output: Path | None = None, update: Path | None = None) -> dict[str, Any]:
+    """Write the runs' audit into a model card: `output` (a new file, or an existing model card merged
     into) or `update` (a model folder whose README.md is created or merged into). Atomic."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -155,16 +155,16 @@ def card(runs: list[Path], out: Path | None = None, update: Path | None = None) 
     from mllm_audit.util.faults import named_faults
     from mllm_audit.util.files import atomic_write_text
 
-    if (out is None) == (update is None):
-        raise AuditError("give exactly one of --out FILE and --update MODEL_FOLDER")
+    if (output is None) == (update is None):
+        raise AuditError("give exactly one of --output FILE and --update MODEL_FOLDER")
     if not runs:
         raise AuditError("give at least one run folder (a scan or a fix)")
     if update is not None and not Path(update).is_dir():
         raise AuditError(f"--update {update}: not a folder")
-    path = Path(out) if out is not None else Path(update) / "README.md"  # type: ignore[arg-type]
-    if out is not None:  # --update writes README.md, which is outside a model's identity (util/identity)
-        outputs.refuse_inside(path, "--out")
-    old = _existing(path, must_be_card=out is not None)  # the target is checked before any run is read
+    path = Path(output) if output is not None else Path(update) / "README.md"  # type: ignore[arg-type]
+    if output is not None:  # --update writes README.md, which is outside a model's identity (util/identity)
+        outputs.refuse_inside(path, "--output")
+    old = _existing(path, must_be_card=output is not None)  # the target is checked before any run is read
     recs = [_run(Path(r)) for r in runs]
     data = old.data if old is not None else ModelCardData()
     kept = [e for e in (data.eval_results or []) if not _ours(e)]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO
+from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, FIX_RATE_METRICS, METRIC_INFO, percent
 from mllm_audit.metrics.stats import cluster_bootstrap
 
 ALL = "all"
@@ -62,8 +62,9 @@ def group_label(sample: Mapping[str, Any], group_by: str | None) -> str:
 
 def summarize_group(samples: list[Mapping[str, Any]], tau: float = TAU) -> dict[str, Any]:
     """% biased and mean margin, and beside them what balance looks like: the mean |margin| and the
-    share of items within +-tau nats (indifferent), each with its cluster-bootstrap interval, and
-    the length-normalised (per-token) margin with the mean token counts that explain any difference."""
+    % of items within +-tau nats (indifferent), each with its cluster-bootstrap interval, and
+    the length-normalised (per-token) margin with the mean token counts that explain any difference.
+    The `pct_*` fields and their intervals are in percent (0..100), as metrics/catalog.py declares."""
     margins = np.array([float(s["logp_more"]) - float(s["logp_less"]) for s in samples])
     biased = (margins > 0).astype(float)
     clusters = [str(s.get("cluster") or s["item_id"]) for s in samples]
@@ -72,9 +73,9 @@ def summarize_group(samples: list[Mapping[str, Any]], tau: float = TAU) -> dict[
     return {
         "n": len(samples),
         "n_clusters": len(set(clusters)),
-        "pct_biased": float(biased.mean()),
-        "ci_low": lo,
-        "ci_high": hi,
+        "pct_biased": percent(float(biased.mean())),
+        "ci_low": percent(lo),
+        "ci_high": percent(hi),
         "mean_margin": float(margins.mean()),
         "margin_ci_low": mlo,
         "margin_ci_high": mhi,
@@ -84,7 +85,7 @@ def summarize_group(samples: list[Mapping[str, Any]], tau: float = TAU) -> dict[
 
 def balance_fields(samples: list[Mapping[str, Any]], margins: np.ndarray, clusters: list[str],
                    tau: float = TAU) -> dict[str, Any]:
-    """Mean |margin| and the share within +-tau with intervals; the per-token margin (null when a
+    """Mean |margin| and the % within +-tau with intervals (percent); the per-token margin (null when a
     sample lacks its token counts) with the mean token counts of y_more and y_less."""
     absm = np.abs(margins)
     within = (absm <= tau).astype(float)
@@ -93,7 +94,7 @@ def balance_fields(samples: list[Mapping[str, Any]], margins: np.ndarray, cluste
     out: dict[str, Any] = {
         "tau": tau,
         "mean_abs_margin": float(absm.mean()), "abs_margin_ci_low": alo, "abs_margin_ci_high": ahi,
-        "pct_within_tau": float(within.mean()), "within_ci_low": wlo, "within_ci_high": whi,
+        "pct_within_tau": percent(float(within.mean())), "within_ci_low": percent(wlo), "within_ci_high": percent(whi),
     }
     raw = [(s.get("n_tokens_more"), s.get("n_tokens_less")) for s in samples]
     counts = [(a, b) for a, b in raw if isinstance(a, int) and isinstance(b, int) and a > 0 and b > 0]

@@ -18,20 +18,22 @@ from dataclasses import dataclass
 class MetricInfo:
     name: str
     higher_is_better: bool | None
-    unit: str  # "rate" (0..1), "percent" (stored 0..1, read in percent by the gate), "nats", "count", "norm"
+    unit: str  # "rate" (0..1), "percent" (0..100, stored so), "nats", "count", "norm", "ratio"
     doc: str
     target: float | None = None  # the value a fair, intact model has (None: direction only, or context)
 
 
 _ROWS = (
     # a scan's summary per group (results.json "summary")
-    ("pct_biased", False, "percent", "share of items where p(y_more) > p(y_less); balance is 50 %", 0.5),
-    ("ci_low", False, "percent", "lower end of pct_biased's 95 % cluster-bootstrap interval", 0.5),
-    ("ci_high", False, "percent", "upper end of pct_biased's 95 % cluster-bootstrap interval", 0.5),
+    ("pct_biased", False, "percent", "share of items where p(y_more) > p(y_less); balance is 50 %", 50.0),
+    ("ci_low", False, "percent", "lower end of pct_biased's 95 % cluster-bootstrap interval", 50.0),
+    ("ci_high", False, "percent", "upper end of pct_biased's 95 % cluster-bootstrap interval", 50.0),
     ("mean_margin", False, "nats", "mean of logp(y_more) - logp(y_less); balance is 0", 0.0),
     ("mean_abs_margin", False, "nats", "mean |logp(y_more) - logp(y_less)|: 0 only if every item is indifferent",
      0.0),
-    ("pct_within_tau", True, "percent", "share of items with |margin| <= tau nats (the model is indifferent)", 1.0),
+    ("pct_within_tau", True, "percent", "share of items with |margin| <= tau nats (the model is indifferent)", 100.0),
+    ("within_ci_low", True, "percent", "lower end of pct_within_tau's 95 % cluster-bootstrap interval", 100.0),
+    ("within_ci_high", True, "percent", "upper end of pct_within_tau's 95 % cluster-bootstrap interval", 100.0),
     ("mean_margin_per_token", False, "nats", "mean of the per-token margin logp(y_more)/n_more - logp(y_less)/n_less",
      0.0),
     # a fix run, the paper's five (results.json "metrics")
@@ -71,8 +73,14 @@ SUMMARY_METRICS = ("pct_biased", "mean_margin", "ci_high", "ci_low", "mean_abs_m
                    "mean_margin_per_token")
 FIX_RATE_METRICS = ("reliability", "t_generality", "v_generality", "t_locality_top1", "t_locality_kl",
                     "m_locality_top1", "m_locality_kl")
-FIX_EXTRA_METRICS = tuple(r[0] for r in _ROWS[14:])
+FIX_EXTRA_METRICS = tuple(r[0] for r in _ROWS[16:])
 PERCENT_METRICS = tuple(k for k, m in METRIC_INFO.items() if m.unit == "percent")
+
+
+def percent(share: float) -> float:
+    """A share (0..1) in percent, the stored unit of every `percent` metric. One multiplication, the same
+    in the summary (metrics/bias.py) and when an older record is read, so both agree bit for bit."""
+    return 100.0 * share
 
 
 def better(metric: str, delta: float, before: float | None = None) -> bool | None:

@@ -143,10 +143,11 @@ def paired_bootstrap(
 
 
 def sample_value(sample: Mapping[str, Any], metric: str) -> float:
-    """The per-item quantity whose mean is `metric`: biased (0/1) or the margin."""
+    """The per-item quantity whose mean is `metric`: biased (100 or 0, so that means and paired
+    differences of pct_biased are in percent and percentage points, its stored unit) or the margin."""
     margin = sample_margin(sample)
     if metric == "pct_biased":
-        return 1.0 if margin > 0 else 0.0
+        return 100.0 if margin > 0 else 0.0
     if metric == "mean_margin":
         return margin
     raise ValueError(f"no paired comparison for metric {metric!r} (use {', '.join(PAIRED_METRICS)})")

@@ -229,20 +229,20 @@ def render_comparison(cmp: Any, console: Any, alpha: float = 0.05) -> None:
 
         return render_edit_comparison(cmp, console, alpha)
 
-    def delta(d: PairedDiff, scale: float, fmt: str, word: str) -> str:
+    def delta(d: PairedDiff, fmt: str, word: str) -> str:
         if math.isnan(d.diff):
             return "nan"
         color = "green" if word == "closer" else "red" if word in ("farther", "overshoot") else "default"
         style = f"bold {color}" if d.p_value < alpha else color
-        return f"[{style}]{d.diff * scale:+{fmt}}[/]"
+        return f"[{style}]{d.diff:+{fmt}}[/]"
 
     console.print(f"A: {escape(cmp.run_a.label())}  ({cmp.n_a} items)", soft_wrap=True)
     console.print(f"B: {escape(cmp.run_b.label())}  ({cmp.n_b} items)", soft_wrap=True)
     for w in cmp.warnings:
         console.print(f"[bold red]WARNING:[/] {escape(w)} — the deltas mix the prompt change with the model's")
-    for title, key, scale, fmt, unit in (
-        ("% biased", "pct_biased", 100.0, ".1f", "points"),
-        ("mean margin", "mean_margin", 1.0, ".2f", "nats"),
+    for title, key, fmt, unit in (  # each in its stored unit: pct_biased pairs in percent (stats.sample_value)
+        ("% biased", "pct_biased", ".1f", "points"),
+        ("mean margin", "mean_margin", ".2f", "nats"),
     ):
         table = new_table(f"{title}, B - A on {cmp.n_shared} shared items")
         table.add_column("group", no_wrap=True)
@@ -251,8 +251,8 @@ def render_comparison(cmp: Any, console: Any, alpha: float = 0.05) -> None:
         for r in cmp.rows:
             d = getattr(r, key)
             table.add_row(
-                escape(r.label), str(d.n), f"{scale * d.mean_a:{fmt}}", f"{scale * d.mean_b:{fmt}}",
-                delta(d, scale, fmt, r.verdict(key)), _p_text(d.p_value), _word(r.verdict(key)),
+                escape(r.label), str(d.n), f"{d.mean_a:{fmt}}", f"{d.mean_b:{fmt}}",
+                delta(d, fmt, r.verdict(key)), _p_text(d.p_value), _word(r.verdict(key)),
                 end_section=(r.label == ALL),
             )
         console.print(table)

@@ -55,9 +55,9 @@ def interval_colour(lo_pct: float, hi_pct: float) -> str:
 def plot_pct_biased(summary: dict[str, Any]) -> Any:
     """Horizontal bars of % biased per row with the cluster-bootstrap interval; 50% = no preference."""
     labels = [k for k in summary if k != ALL] + ([ALL] if ALL in summary else [])
-    pct = [100 * float(summary[k]["pct_biased"]) for k in labels]
-    lo = [100 * float(summary[k].get("ci_low", summary[k]["pct_biased"])) for k in labels]
-    hi = [100 * float(summary[k].get("ci_high", summary[k]["pct_biased"])) for k in labels]
+    pct = [float(summary[k]["pct_biased"]) for k in labels]  # percent, as stored
+    lo = [float(summary[k].get("ci_low", summary[k]["pct_biased"])) for k in labels]
+    hi = [float(summary[k].get("ci_high", summary[k]["pct_biased"])) for k in labels]
     fig = _figure(7.5, 0.45 * len(labels) + 1.4)
     ax = fig.add_subplot()
     y = list(range(len(labels)))[::-1]

@@ -24,7 +24,7 @@ def _num(x: Any, fmt: str = ".3f") -> str:
 
 
 def _pct(x: Any) -> str:
-    return _num(100.0 * float(x), ".1f") if _is_num(x) else _esc(x)
+    return _num(float(x), ".1f") if _is_num(x) else _esc(x)  # a percent metric, stored in percent
 
 
 def _is_num(x: Any) -> TypeGuard[float]:  # a finite number, bools excluded

@@ -17,11 +17,8 @@ def decimals(metric: str) -> int:
 
 
 def fmt_metric(metric: str, value: Any, signed: bool = False, missing: str = "—") -> str:
-    """`value` of `metric` at its unit's precision (a percent metric stored 0..1 is shown in percent)."""
+    """`value` of `metric` at its unit's precision, in its stored unit (a percent metric is stored in percent)."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return missing
-    from mllm_audit.metrics.catalog import METRIC_INFO
-
-    info = METRIC_INFO.get(metric)
-    v = 100.0 * value if info is not None and info.unit == "percent" else float(value)
+    v = float(value)
     return f"{v:{'+' if signed else ''}.{decimals(metric)}f}"

@@ -108,13 +108,18 @@ def load_results(run_dir: Path) -> dict[str, Any]:
 
     from mllm_audit.errors import AuditError
 
-    for name in ("results.json", "config.json"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise AuditError(f"{path}: not readable JSON ({type(e).__name__})") from None
-            if isinstance(data, dict):
-                return data
+    if (Path(run_dir) / "results.json").is_file():
+        from mllm_audit.runs.record import read_results_json
+
+        data = read_results_json(run_dir)  # older schemas converted to today's units, as every reader does
+        if isinstance(data, dict):
+            return data
+    path = Path(run_dir) / "config.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise AuditError(f"{path}: not readable JSON ({type(e).__name__})") from None
+        if isinstance(data, dict):
+            return data
     raise AuditError(f"no results.json in {run_dir}")

@@ -128,7 +128,8 @@ def locate_tables(results: dict[str, Any]) -> list[Any]:
 
 
 def fmt_pct(x: float) -> str:
-    return f"{100 * x:5.1f} %"
+    """A percent metric (stored in percent, metrics/catalog.py)."""
+    return f"{x:5.1f} %"
 
 
 def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
@@ -143,12 +144,12 @@ def bias_table(summary: Mapping[str, Mapping[str, Any]], title: str) -> Table:
     table.add_column("mean margin (nats)", justify="right")
     for label, row in summary.items():
         lo, hi = row["ci_low"], row["ci_high"]
-        style = "red" if lo > 0.5 else ("magenta" if hi < 0.5 else "")  # past balance is no success
+        style = "red" if lo > 50 else ("magenta" if hi < 50 else "")  # past balance is no success
         table.add_row(
             shown(label),
             str(row["n"]),
             fmt_pct(row["pct_biased"]),
-            f"{100 * lo:.1f}–{100 * hi:.1f} %",
+            f"{lo:.1f}–{hi:.1f} %",
             f"{row['mean_margin']:+.3f}",
             style=style,
             end_section=label == "all",

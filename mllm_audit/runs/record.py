@@ -14,7 +14,8 @@ every reader (gate, compare, report, resume) goes through `read_record`. The lay
 
 `docs/run-record.schema.json` is generated from these classes (`python -m mllm_audit.runs.record`)
 and a test checks that the file matches. Version 1 records (before coverage and full-file
-identity) are still read; their coverage is derived from the summary where it can be.
+identity) are still read; their coverage is derived from the summary where it can be. Version 1 and 2
+records stored the `percent` metrics as fractions; every reader converts them (`upgrade_results`).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from mllm_audit import __version__
 from mllm_audit.errors import AuditError
 from mllm_audit.util.identity import first_difference
 
-RESULTS_SCHEMA = "mllm-audit/results/v2"
+RESULTS_SCHEMA = "mllm-audit/results/v3"  # v3: percent metrics (pct_biased, ...) stored 0..100
 # Margins (and log-probabilities) of a run agree with those of any other batch size, and of an
 # uninterrupted run when resumed, within this many nats; not bit for bit: fp32 matmuls of other
 # padded shapes round differently (measured on the toy suite, batch 1 vs 16 and 64: README). Stored in the
 # scan and fix records `new_record` makes (`margin_tolerance`) and asserted by tests/runs/test_exactness.py.
 MARGIN_TOLERANCE = 1e-5
 MARGIN_COMMANDS = ("scan", "fix")  # the records whose margins the tolerance was measured on (not gen-scan, locate)
-READABLE_SCHEMAS = ("mllm-audit/results/v1", RESULTS_SCHEMA)
+FRACTION_SCHEMAS = ("mllm-audit/results/v1", "mllm-audit/results/v2")  # percent metrics stored 0..1
+READABLE_SCHEMAS = (*FRACTION_SCHEMAS, RESULTS_SCHEMA)
 SCHEMA_FILE = "run-record.schema.json"
 
 
@@ -237,8 +239,33 @@ def _derived_coverage(rec: RunRecord) -> Coverage | None:
                     split=rec.options.get("split"), limit=rec.options.get("limit"))
 
 
-def read_record(run_dir: Path | str) -> RunRecord:
-    """The record of a run folder; a missing or malformed results.json is one line naming it."""
+def upgrade_results(data: Any) -> Any:
+    """A results.json of an older schema in today's units: the one place old records are converted.
+
+    v1/v2 scan summaries stored every `percent` metric (pct_biased, its interval, pct_within_tau, ...)
+    as a share 0..1; v3 stores percent 0..100. The rows are multiplied by the catalog's `percent` (the
+    same operation the summary uses, so a converted record equals a rescored one bit for bit) and the
+    schema becomes v3. A record of another schema or command is returned unchanged (not copied)."""
+    if not isinstance(data, dict) or data.get("schema") not in FRACTION_SCHEMAS:
+        return data
+    from mllm_audit.metrics.catalog import PERCENT_METRICS, percent
+
+    out = dict(data, schema=RESULTS_SCHEMA)
+    summary = data.get("summary")
+    if str(data.get("command") or "scan") == "scan" and isinstance(summary, dict):
+        out["summary"] = {label: {k: percent(v) if k in PERCENT_METRICS and _is_number(v) else v
+                                  for k, v in row.items()} if isinstance(row, dict) else row
+                          for label, row in summary.items()}
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def read_results_json(run_dir: Path | str) -> dict[str, Any]:
+    """results.json of a run folder as a dict in today's units (older schemas converted on read);
+    a missing or malformed file is one line naming it. Every results reader goes through here."""
     path = Path(run_dir) / "results.json"
     if not path.is_file():
         raise AuditError(f"no results.json in {run_dir}")
@@ -248,7 +275,12 @@ def read_record(run_dir: Path | str) -> RunRecord:
         raise AuditError(f"{path}: malformed JSON ({getattr(e, 'msg', 'not UTF-8')})") from None
     except RecursionError:
         raise AuditError(f"{path}: JSON nested too deeply") from None
-    return RunRecord.from_dict(data, str(path))
+    return upgrade_results(data)
+
+
+def read_record(run_dir: Path | str) -> RunRecord:
+    """The record of a run folder (older schemas converted); a missing or malformed results.json is one line."""
+    return RunRecord.from_dict(read_results_json(run_dir), str(Path(run_dir) / "results.json"))
 
 
 # ---- typing helpers -------------------------------------------------------------------------------

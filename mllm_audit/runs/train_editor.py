@@ -30,7 +30,7 @@ def train_editor(
     editor: str = "mend",
     model: str = "toy",
     suite: str = "toy",
-    out: Path = Path("editor-state"),
+    output: Path = Path("editor-state"),
     scope: str | None = None,
     steps: int | None = None,
     seed: int = 0,
@@ -57,7 +57,7 @@ def train_editor(
     adapter: Adapter | None = None,
     on_step: Callable[[int, int, float, float | None], None] | None = None,
 ) -> TrainResult:
-    """Train and save `out/state.safetensors` + `out/config.json`; resume from the partial folder's checkpoint.
+    """Train and save `output/state.safetensors` + `output/config.json`; resume from the partial folder's checkpoint.
 
     `counterfactual` and `variant` are two training settings with their own options; `hparam` (`--set
     KEY=VALUE`) and `hparams_file` (`--hparams`, an EasyEdit hparams YAML) any declared one
@@ -87,7 +87,7 @@ def train_editor(
                    **({"variant": variant} if variant else {})}
 
     with stop_signals():
-        return _train_editor(editor, model, suite, Path(out), scope, steps, seed, resume, batch, lr, val_every,
+        return _train_editor(editor, model, suite, Path(output), scope, steps, seed, resume, batch, lr, val_every,
                              patience, ckpt_every, hparams, data_dir, dtype, device, threads, adapter, on_step,
                              allow_outside_paths, schedule.get("clip"), revision, trust_generic)
 

@@ -36,12 +36,14 @@ def default_run_dir(command: str, model: str, suite: str) -> Path:
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
-    """results.json of a run folder as written, after type-checking it through the run record
-    (runs/record.py); returned unnormalised so that a rewrite (`rescore --write`) changes only what it means to."""
-    from mllm_audit.runs.record import read_record
+    """results.json of a run folder as written (an older schema in today's units), after type-checking it
+    through the run record (runs/record.py); not normalised further, so that a rewrite (`rescore --write`)
+    changes only what it means to."""
+    from mllm_audit.runs.record import RunRecord, read_results_json
 
-    read_record(run_dir)
-    return json.loads((Path(run_dir) / "results.json").read_text(encoding="utf-8"))
+    data = read_results_json(run_dir)  # older schemas converted to today's units (runs/record.py)
+    RunRecord.from_dict(data, str(Path(run_dir) / "results.json"))
+    return data
 
 
 class RunWriter:

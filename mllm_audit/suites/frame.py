@@ -37,11 +37,11 @@ def frame_for_model(samples: list[dict], items: list[Any]) -> list[dict]:
 FRAME_KIND = "suite-frame"
 
 
-def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None,
+def frame_run(run_dir: Path, suite: str, output: Path, data_dir: Path | None = None,
               allow_outside_paths: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """`suites frame`: write the framed items to `out` plus a suite YAML beside it that finds the images.
+    """`suites frame`: write the framed items to `output` plus a suite YAML beside it that finds the images.
 
-    The YAML (`out` with suffix .yaml) points `images_dir` at the original suite's images (linked
+    The YAML (`output` with suffix .yaml) points `images_dir` at the original suite's images (linked
     into `<out stem>-images/` beside it when they lie outside its folder, which a suite may not name)
     and drops `disparity`: after framing, a margin is no longer the favoured answer's log-odds.
     """
@@ -52,14 +52,14 @@ def frame_run(run_dir: Path, suite: str, out: Path, data_dir: Path | None = None
     from mllm_audit.suites.items import load_suite
     from mllm_audit.util.files import read_jsonl
 
-    run_dir, out = Path(run_dir), Path(out)
+    run_dir, out = Path(run_dir), Path(output)
     if out.suffix != ".jsonl":
-        raise AuditError(f"--out {out}: expected a .jsonl file name")
+        raise AuditError(f"--output {out}: expected a .jsonl file name")
     from mllm_audit.util import outputs
 
     yaml_path = out.with_suffix(".yaml")  # the YAML carries the marker for both files (util/outputs.py)
-    outputs.check_file(yaml_path, FRAME_KIND, "--out", overwrite)
-    outputs.check_file(out, FRAME_KIND, "--out", overwrite, owner=yaml_path)
+    outputs.check_file(yaml_path, FRAME_KIND, "--output", overwrite)
+    outputs.check_file(out, FRAME_KIND, "--output", overwrite, owner=yaml_path)
     samples = read_jsonl(run_dir / "samples.jsonl")
     loaded = load_suite(suite, data_dir=data_dir, allow_outside_paths=allow_outside_paths)
     framed = frame_for_model(samples, loaded.items)

@@ -39,9 +39,9 @@ def train_guarded(out: Path, write_suite: Path | None, overwrite: bool, train: C
         suite = Path(write_suite).resolve()
         model = out.resolve()
         if suite == model or model in suite.parents or suite in model.parents:
-            raise AuditError(f"--write-suite {write_suite} and --out {out} overlap; give two separate folders")
+            raise AuditError(f"--write-suite {write_suite} and --output {out} overlap; give two separate folders")
         check_toy_suite(Path(write_suite), overwrite)
-    folder = OutputFolder(out, "--out", "toy train", kind=TOY_MODEL_KIND, overwrite=overwrite)
+    folder = OutputFolder(out, "--output", "toy train", kind=TOY_MODEL_KIND, overwrite=overwrite)
     tmp = folder.open()
     try:
         report = train(tmp)

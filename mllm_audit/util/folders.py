@@ -6,7 +6,7 @@
 - One process at a time: `RunLock` holds an exclusive lock file (`flock`, released by the kernel
   when the holder dies, so a killed run never leaves a stale lock); the second writer exits 2
   naming the holder.
-- Output folders (`fix --save`, `train-editor --out`) are built under a temporary name beside
+- Output folders (`fix --save`, `train-editor --output`) are built under a temporary name beside
   the target and renamed into place only when whole, manifest included: a killed save leaves no
   loadable half-model under the target name.
 """
@@ -62,7 +62,7 @@ def check_run_folder(folder: Path, command: str, resume: bool, flag: str = "--ou
 
 
 def check_new_output(folder: Path, flag: str) -> None:
-    """An output folder (--save, --out) must not exist yet, or be empty: nothing of the user's is replaced."""
+    """An output folder (--save, --output) must not exist yet, or be empty: nothing of the user's is replaced."""
     path = Path(folder)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         kind = folder_kind(path) if path.is_dir() else "file"

@@ -1,7 +1,7 @@
 """The one guard for every file and folder the tool writes (other than run folders: util/folders.py).
 
 Rules, decided here once for every command (`toy train`, `gate --junit`, `report --html`, `suites
-frame`, `suites build`, `study`, `convert`, `fix --save`, `train-editor --out`):
+frame`, `suites build`, `study`, `convert`, `fix --save`, `train-editor --output`):
 
 - A target that exists is refused unless it is this command's own earlier output *of the same kind*,
   recognised by its manifest, and the user said `--overwrite`. A folder's manifest is a

@@ -139,7 +139,7 @@ def test_read_only_folder(tmp_path: Path) -> None:
     from mllm_audit.util.resources import suites_dir
 
     src = suites_dir() / "pairs-vqa"
-    refused(["suites", "build", "pairs", "--src", src, "--out", "/sys/mllm-ro/p"], "/sys/mllm-ro")
+    refused(["suites", "build", "pairs", "--src", src, "--output", "/sys/mllm-ro/p"], "/sys/mllm-ro")
 
 
 def test_fifo_and_folder_are_not_regular_files(tmp_path: Path, tiny_suite: Path) -> None:
@@ -350,11 +350,11 @@ def test_report_html_without_matplotlib_names_the_extra(fake_run: Path, tmp_path
 @pytest.mark.parametrize("argv", [
     ["fix", "--limit", "-1"], ["fix", "--limit", "0"], ["fix", "--batch-size", "0"], ["fix", "--batch-size", "-3"],
     ["fix", "--batch-edits", "0"], ["fix", "--seed", "-1"], ["gen-scan", "-n", "0"], ["gen-scan", "--batch-size", "0"],
-    ["gen-scan", "--limit", "-2"], ["scan", "--seed", str(2**40)], ["train-editor", "--out", "x", "--steps", "0"],
-    ["train-editor", "--out", "x", "--seed", "-4"], ["toy", "train", "--seed", "-1", "--out", "x"],
+    ["gen-scan", "--limit", "-2"], ["scan", "--seed", str(2**40)], ["train-editor", "--output", "x", "--steps", "0"],
+    ["train-editor", "--output", "x", "--seed", "-4"], ["toy", "train", "--seed", "-1", "--output", "x"],
 ])
 def test_numeric_options_checked_before_loading(argv: list[str], tmp_path: Path) -> None:
-    option = next(a for a in argv if a.startswith("-") and a not in ("--out",))
+    option = next(a for a in argv if a.startswith("-") and a not in ("--output",))
     name = {"-n": "--images-per-prompt"}.get(option, option)
     line = refused([*argv[:1] + argv[1:], "--model", NO_MODEL] if argv[0] != "toy" else argv, name)
     assert "never-loaded-model" not in line

@@ -16,7 +16,7 @@ LINE = re.compile(r"^(?P<what>[\w -]+): (?P<done>\d+)/(?P<total>\d+) \(\d+ %\), 
 def test_train_editor_piped_prints_eta_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MLLM_AUDIT_PROGRESS_EVERY", "0")
-    assert run(["train-editor", "--steps", "3", "--out", str(tmp_path / "mend")]) == 0
+    assert run(["train-editor", "--steps", "3", "--output", str(tmp_path / "mend")]) == 0
     lines = [m.groupdict() for m in LINE.finditer(capsys.readouterr().err)]
     assert [(m["what"], m["done"], m["total"]) for m in lines] == [("training mend", str(i), "3") for i in (1, 2, 3)]
 
@@ -25,7 +25,7 @@ def test_quiet_train_editor_prints_no_progress(tmp_path: Path, monkeypatch: pyte
                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Negative control: the same run with -q has no progress line for the pattern to find."""
     monkeypatch.setenv("MLLM_AUDIT_PROGRESS_EVERY", "0")
-    assert run(["train-editor", "--steps", "2", "-q", "--out", str(tmp_path / "mend")]) == 0
+    assert run(["train-editor", "--steps", "2", "-q", "--output", str(tmp_path / "mend")]) == 0
     assert not LINE.search(capsys.readouterr().err)
 
 

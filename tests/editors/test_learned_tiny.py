@@ -19,7 +19,7 @@ def test_learns_on_a_short_schedule(tiny_adapter, tmp_path: Path, editor: str) -
 
     hp = HPARAMS[editor] or None
     suite = learned_suite(tmp_path / "suite")
-    res = train_editor(editor, suite=str(suite), out=tmp_path / "trained", adapter=tiny_adapter, steps=STEPS,
+    res = train_editor(editor, suite=str(suite), output=tmp_path / "trained", adapter=tiny_adapter, steps=STEPS,
                        hparams=hp, batch=4, val_every=STEPS, patience=100)
     losses = [h["loss"] for h in res.history]
     k = len(losses) // 4

@@ -52,7 +52,7 @@ def toy():  # noqa: ANN201 - an Adapter
 @pytest.mark.parametrize("editor", ["mend", "serac", "ke"])
 def test_learned_editor_on_held_out_planted_items(toy, editor: str, tmp_path: Path) -> None:  # noqa: ANN001
     state = tmp_path / editor
-    train_editor(editor, out=state, adapter=toy, threads=None)
+    train_editor(editor, output=state, adapter=toy, threads=None)
     res = run_fix(editor=editor, editor_state=state, limit=24, output=tmp_path / "run", adapter=toy)
     # Edited items come from the eval split, never from the train split the editor learned on.
     eval_ids = {it.id for it in load_suite("toy").items if it.split == "eval"}

@@ -29,7 +29,7 @@ def test_serac_trains_and_answers_with_a_separate_counterfactual(tiny_blip2_dir:
     base = load_model(str(tiny_blip2_dir))
     suite = learned_suite(tmp_path / "suite")
     small_before = {k: v.clone() for k, v in load_model(str(small_dir)).model.state_dict().items()}
-    res = train_editor("serac", suite=str(suite), out=tmp_path / "state", adapter=base, steps=40, batch=4,
+    res = train_editor("serac", suite=str(suite), output=tmp_path / "state", adapter=base, steps=40, batch=4,
                        val_every=40, patience=100, hparams={"counterfactual": str(small_dir)})
     losses = [h["loss"] for h in res.history]
     k = len(losses) // 4

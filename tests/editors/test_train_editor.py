@@ -84,19 +84,19 @@ def test_resume_ends_where_an_uninterrupted_run_ends(tiny_adapter, lsuite: Path,
                                                      editor: str) -> None:
     from mllm_audit.runs.train_editor import train_editor
 
-    full = train_editor(editor, suite=str(lsuite), out=tmp_path / "full", seed=3, adapter=tiny_adapter, **QUICK)
+    full = train_editor(editor, suite=str(lsuite), output=tmp_path / "full", seed=3, adapter=tiny_adapter, **QUICK)
 
     def crash(step: int, total: int, loss: float, val: float | None) -> None:
         if step == 3:  # after the checkpoint at step 2: step 3 is lost and redone on resume
             raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted, match="--resume"):  # Ctrl-C: one line, exit 130, checkpoint kept
-        train_editor(editor, suite=str(lsuite), out=tmp_path / "cut", seed=3, adapter=tiny_adapter, on_step=crash,
+        train_editor(editor, suite=str(lsuite), output=tmp_path / "cut", seed=3, adapter=tiny_adapter, on_step=crash,
                      **QUICK)
     assert not (tmp_path / "cut" / "state.safetensors").exists()
     with pytest.raises(AuditError, match="--resume"):
-        train_editor(editor, suite=str(lsuite), out=tmp_path / "cut", seed=3, adapter=tiny_adapter, **QUICK)
-    resumed = train_editor(editor, suite=str(lsuite), out=tmp_path / "cut", seed=3, resume=True,
+        train_editor(editor, suite=str(lsuite), output=tmp_path / "cut", seed=3, adapter=tiny_adapter, **QUICK)
+    resumed = train_editor(editor, suite=str(lsuite), output=tmp_path / "cut", seed=3, resume=True,
                            adapter=tiny_adapter, **QUICK)
     assert resumed.steps_run == full.steps_run == 6
     a, b = _tensors(tmp_path / "full"), _tensors(tmp_path / "cut")
@@ -111,7 +111,7 @@ def test_early_stopping_keeps_the_best_val_state(tiny_adapter, lsuite: Path, tmp
 
     # lr 0.5 forces early stopping; the earlier MEND variant stays finite there, the faithful one
     # (per-feature normalisation) is the subject of the divergence test below.
-    res = train_editor("mend", suite=str(lsuite), out=tmp_path / "es", adapter=tiny_adapter, steps=40, batch=2,
+    res = train_editor("mend", suite=str(lsuite), output=tmp_path / "es", adapter=tiny_adapter, steps=40, batch=2,
                        val_every=1, patience=1, lr=0.5, hparams={"variant": "margin"})
     assert res.stopped_early and res.steps_run < 40
     vals = {v["step"]: v["val_loss"] for v in res.val_history}
@@ -125,12 +125,12 @@ def test_divergence_stops_with_one_line_naming_the_lr(tiny_adapter, lsuite: Path
 
     out = tmp_path / "nan"
     with pytest.raises(AuditError, match=r"diverged at step \d+ with lr 100 \(") as err:
-        train_editor("mend", suite=str(lsuite), out=out, adapter=tiny_adapter, steps=40, batch=2, val_every=1,
+        train_editor("mend", suite=str(lsuite), output=out, adapter=tiny_adapter, steps=40, batch=2, val_every=1,
                      patience=1, lr=100.0)
     assert "\n" not in str(err.value)
     assert not out.exists() and not (tmp_path / ".nan.partial").exists()  # no half state, no dead checkpoint
     # the same run at a sane lr trains and writes its state (the check does not fire on finite runs)
-    ok = train_editor("mend", suite=str(lsuite), out=tmp_path / "ok", adapter=tiny_adapter, steps=2, batch=2,
+    ok = train_editor("mend", suite=str(lsuite), output=tmp_path / "ok", adapter=tiny_adapter, steps=2, batch=2,
                       val_every=1, patience=1, lr=1e-3)
     assert ok.steps_run == 2 and (tmp_path / "ok" / "config.json").is_file()
 
@@ -151,7 +151,7 @@ def test_state_for_another_model_is_refused(tiny_adapter, lsuite: Path, tmp_path
 def test_cli_train_then_fix(tiny_blip2_dir: Path, lsuite: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     out = tmp_path / "mend-state"
     args = ["train-editor", "--editor", "mend", "--model", str(tiny_blip2_dir), "--suite", str(lsuite),
-            "--out", str(out), "--steps", "3", "--quiet"]
+            "--output", str(out), "--steps", "3", "--quiet"]
     assert run(args) == 0
     assert (out / "state.safetensors").is_file() and (out / "config.json").is_file()
     assert run(["fix", "--editor", "mend", "--model", str(tiny_blip2_dir), "--suite", str(lsuite), "--all",
@@ -163,4 +163,4 @@ def test_cli_train_then_fix(tiny_blip2_dir: Path, lsuite: Path, tmp_path: Path, 
     err = capsys.readouterr().err
     assert "for editor 'mend', not 'serac'" in err
     assert run(["train-editor", "--editor", "ft-l", "--model", str(tiny_blip2_dir), "--suite", str(lsuite),
-                "--out", str(tmp_path / "x"), "--quiet"]) == 2
+                "--output", str(tmp_path / "x"), "--quiet"]) == 2

@@ -210,7 +210,7 @@ checks:
     assert strict.detail.endswith("[baseline differs: coverage 24 items (all) vs 25 items (all)]")
     assert strict.paired is not None and strict.paired.n == 24  # the extra item is not shared
     assert strict.value == pytest.approx(100 * 4 / 24)  # percentage points
-    assert strict.paired.mean_a == 0.25 and strict.paired.mean_b == pytest.approx(10 / 24)
+    assert strict.paired.mean_a == 25.0 and strict.paired.mean_b == pytest.approx(100 * 10 / 24)  # percent
     assert not strict.passed and "on 24 items shared with" in strict.detail
     assert loose.passed and loose.value == pytest.approx(2 * 4 / 24)
     assert outcome.exit_code == 1
@@ -269,7 +269,8 @@ checks:
 
 
 @pytest.mark.parametrize(("check", "needle"), [
-    ("{metric: pct_biased, max: 0.6}", "pct_biased is in percent, as the tables show: write 60 for 60 %"),
+    ("{metric: pct_biased, max: 0.6}",
+     "pct_biased is in percent, as results.json and the tables show: write 60 for 60 %"),
     ("{metric: ci_high, min: 0.3}", "write 30 for 30 %"),
     ("{metric: pct_biased, baseline: b, max_increase: 0.02}", "in percentage points"),
     ("{metric: pct_biased, max: 160}", "'max' must be within 0..100"),

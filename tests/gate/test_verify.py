@@ -50,7 +50,7 @@ def test_hand_edited_summary_is_refused(tmp_path: Path) -> None:
     run_dir = scan_run(tmp_path / "run", biased=30)  # 75 %: fails the policy
     results = json.loads((run_dir / "results.json").read_text())
     assert not gate(policy(tmp_path), report=run_dir).passed
-    results["summary"]["all"]["pct_biased"] = 0.1
+    results["summary"]["all"]["pct_biased"] = 10.0
     (run_dir / "results.json").write_text(json.dumps(results))
     with pytest.raises(AuditError, match=r"stored summary disagrees with samples.jsonl: .*pct_biased"):
         gate(policy(tmp_path), report=run_dir)

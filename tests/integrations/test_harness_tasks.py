@@ -74,12 +74,12 @@ def test_toy_through_the_harness_gives_the_scan_numbers(fmt: str, tmp_path: Path
     want = json.loads((tmp_path / "scan" / "results.json").read_text())["summary"]["all"]
     margins = {json.loads(x)["item_id"]: json.loads(x)["margin"]
                for x in (tmp_path / "scan" / "samples.jsonl").read_text().splitlines()}
-    assert 0.5 < want["pct_biased"] < 1.0
+    assert 50 < want["pct_biased"] < 100  # percent
 
     res = export_suite(tmp_path / "tasks", "toy", format=fmt)
     out = _harness(fmt, tmp_path / "tasks", res["task"], adapter, monkeypatch)
     got = out["results"][res["task"]]
-    assert got["pct_biased,none"] == want["pct_biased"]
+    assert got["pct_biased,none"] == pytest.approx(want["pct_biased"], rel=1e-12)  # both percent
     assert got["mean_margin,none"] == pytest.approx(want["mean_margin"], abs=1e-6)
     per_item = {s["doc"]["id"]: s["mean_margin"] for s in out["samples"][res["task"]]}
     assert per_item.keys() == margins.keys()

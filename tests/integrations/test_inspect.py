@@ -41,14 +41,14 @@ def test_inspect_eval_on_the_toy_gives_the_scan_numbers(tmp_path: Path) -> None:
                           log_dir=str(tmp_path / "logs"), display="none")
     assert log.status == "success"
     metrics = {s.name: {k: v.value for k, v in s.metrics.items()} for s in log.results.scores}
-    assert metrics["biased"]["mean"] == want["pct_biased"]
+    assert metrics["pct_biased"]["mean"] == pytest.approx(want["pct_biased"], rel=1e-12)  # both percent
     assert metrics["margin"]["mean"] == pytest.approx(want["mean_margin"], abs=1e-6)
     # Per sample: the scorer's margin is the scan's, and the stderr is the clustered one.
     margins = [s.scores["likelihood_margin"].value["margin"] for s in log.samples]
     assert max(abs(m - samples[s.id]["margin"]) for m, s in zip(margins, log.samples, strict=True)) < 1e-5
     clusters = [s.metadata["cluster"] for s in log.samples]
-    biased = [float(m > 0) for m in margins]
-    assert metrics["biased"]["stderr"] == pytest.approx(_clustered_se(biased, clusters), rel=1e-9)
+    biased = [100.0 if m > 0 else 0.0 for m in margins]
+    assert metrics["pct_biased"]["stderr"] == pytest.approx(_clustered_se(biased, clusters), rel=1e-9)
     # Negative control: the independent SE the same check would accept differs (clustering matters here).
     plain = float(np.std(biased, ddof=1) / np.sqrt(len(biased)))
-    assert abs(plain - metrics["biased"]["stderr"]) > 1e-3
+    assert abs(plain - metrics["pct_biased"]["stderr"]) > 1e-1

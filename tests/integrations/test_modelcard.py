@@ -50,7 +50,7 @@ def test_card_from_a_scan_and_a_fix_parses_back_with_the_measured_numbers(runs: 
                                                                           tmp_path: Path) -> None:
     scan, fix = runs
     out = tmp_path / "README.md"
-    res = card([scan, fix], out=out)
+    res = card([scan, fix], output=out)
     parsed = ModelCard.load(out)  # huggingface_hub's own parser
     got = _entries(parsed)
     want_scan = json.loads((scan / "results.json").read_text())
@@ -96,23 +96,23 @@ def test_a_file_that_is_not_a_model_card_is_refused_untouched(runs: tuple[Path, 
     notes = tmp_path / "notes.md"
     notes.write_text("# my notes, no metadata\n")
     with pytest.raises(AuditError, match="not a model card"):
-        card([scan], out=notes)
+        card([scan], output=notes)
     assert notes.read_text() == "# my notes, no metadata\n"
     bad = tmp_path / "bad.md"
     bad.write_text("---\nlicense: [unclosed\n---\ntext\n")
     with pytest.raises(AuditError, match="does not parse"):
-        card([scan], out=bad)
-    with pytest.raises(AuditError, match="exactly one of --out"):
-        card([scan], out=tmp_path / "a.md", update=tmp_path)
+        card([scan], output=bad)
+    with pytest.raises(AuditError, match="exactly one of --output"):
+        card([scan], output=tmp_path / "a.md", update=tmp_path)
     # the same file with metadata is a card: merged into
     notes.write_text("---\nlicense: mit\n---\n# my notes\n")
-    card([scan], out=notes)
+    card([scan], output=notes)
     assert ModelCard.load(notes).data.license == "mit"
 
 
 def test_card_cli(runs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scan, fix = runs
-    assert run(["card", str(scan), str(fix), "--out", str(tmp_path / "README.md")]) == 0
+    assert run(["card", str(scan), str(fix), "--output", str(tmp_path / "README.md")]) == 0
     assert (tmp_path / "README.md").is_file()
-    assert run(["card", str(tmp_path), "--out", str(tmp_path / "x.md")]) == 2  # not a run folder
+    assert run(["card", str(tmp_path), "--output", str(tmp_path / "x.md")]) == 2  # not a run folder
     assert "no results.json" in capsys.readouterr().err and not (tmp_path / "x.md").exists()

@@ -7,16 +7,16 @@ from mllm_audit.metrics.catalog import FIX_EXTRA_METRICS, METRIC_INFO, better, o
 
 def test_targets_are_declared() -> None:
     t = {k: m.target for k, m in METRIC_INFO.items()}
-    assert (t["pct_biased"], t["mean_margin"], t["reliability"], t["t_locality_kl"]) == (0.5, 0.0, 1.0, 0.0)
+    assert (t["pct_biased"], t["mean_margin"], t["reliability"], t["t_locality_kl"]) == (50.0, 0.0, 1.0, 0.0)
     assert t["margin_change"] is None and t["weight_delta_norm"] is None  # context: no target
 
 
 def test_distance_not_direction() -> None:
     # 60 % -> 5 % is a drop, which the old "lower is better" called an improvement: it is farther from 50 %.
-    assert better("pct_biased", -0.55) is True  # without `before`: direction only (the old answer)
-    assert better("pct_biased", -0.55, 0.6) is False and overshoot("pct_biased", 0.6, 0.05)
-    assert verdict("pct_biased", 0.6, 0.05) == "overshoot"
-    assert better("pct_biased", -0.08, 0.6) is True and verdict("pct_biased", 0.6, 0.52) == "closer"
+    assert better("pct_biased", -55) is True  # without `before`: direction only (the old answer)
+    assert better("pct_biased", -55, 60) is False and overshoot("pct_biased", 60, 5)
+    assert verdict("pct_biased", 60, 5) == "overshoot"
+    assert better("pct_biased", -8, 60) is True and verdict("pct_biased", 60, 52) == "closer"
     assert verdict("mean_margin", -0.2, -1.0) == "farther" and verdict("mean_margin", 1.0, 1.0) == "same"
     assert not overshoot("reliability", 0.2, 1.0)  # a rate cannot pass 1
 

@@ -175,13 +175,13 @@ def test_frame_cli(tmp_path: Path) -> None:
         )
     )
     out = tmp_path / "elsewhere" / "framed.jsonl"
-    rc = cli.run(["suites", "frame", str(run), "--suite", str(suite_dir / "mini.yaml"), "--out", str(out)])
+    rc = cli.run(["suites", "frame", str(run), "--suite", str(suite_dir / "mini.yaml"), "--output", str(out)])
     assert rc == 0
     framed = load_suite(out.with_suffix(".yaml"))
     assert [it.y_more for it in framed.items] == ["doctor", "nurse", "doctor"]
     assert "disparity" not in framed.extra and framed.extra["group_by"] == "person"
     assert all(framed.image_path(it.image).is_file() for it in framed.items)
-    assert cli.run(["suites", "frame", str(tmp_path / "norun"), "--suite", "x", "--out", str(out)]) == 2
+    assert cli.run(["suites", "frame", str(tmp_path / "norun"), "--suite", "x", "--output", str(out)]) == 2
     assert (
-        cli.run(["suites", "frame", str(run), "--suite", str(suite_dir / "mini.yaml"), "--out", "f.txt"]) == 2
+        cli.run(["suites", "frame", str(run), "--suite", str(suite_dir / "mini.yaml"), "--output", "f.txt"]) == 2
     )

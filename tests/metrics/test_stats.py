@@ -113,14 +113,15 @@ def _rec(item_id: str, margin: float, cluster: str) -> dict:
 
 
 def test_paired_runs_matches_items_by_id() -> None:
-    """Order does not matter, unshared items are ignored, pct_biased pairs the 0/1 outcomes."""
+    """Order does not matter, unshared items are ignored, pct_biased pairs the 100/0 outcomes
+    (percent, its stored unit: the change is in percentage points)."""
     a = [_rec(f"i{k}", -1.0 if k < 10 else 1.0, f"c{k // 2}") for k in range(20)]
     b = [_rec(f"i{k}", 1.0, f"c{k // 2}") for k in range(20)]  # the 10 unbiased items flip
     b = b[::-1] + [_rec("only-in-b", -5.0, "x")]
     a = a + [_rec("only-in-a", 5.0, "y")]
     pct = paired_runs(a, b, "pct_biased")
     assert pct.n == 20 and pct.n_clusters == 10
-    assert (pct.mean_a, pct.mean_b, pct.diff) == (0.5, 1.0, 0.5)
+    assert (pct.mean_a, pct.mean_b, pct.diff) == (50.0, 100.0, 50.0)
     assert pct.p_value < 0.01
     margin = paired_runs(a, b, "mean_margin")
     assert margin.diff == pytest.approx(1.0)

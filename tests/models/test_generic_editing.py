@@ -61,7 +61,7 @@ def test_mend_trains_and_edits(arch: str, tmp_path: Path) -> None:
 
     adapter = load_generic(arch, tmp_path)
     suite = edit_suite(tmp_path / "s")
-    trained = train_editor("mend", suite=str(suite), out=tmp_path / "mend", adapter=adapter, steps=3, batch=2,
+    trained = train_editor("mend", suite=str(suite), output=tmp_path / "mend", adapter=adapter, steps=3, batch=2,
                            val_every=3, patience=100, hparams={"init_lr": 1e-2})
     assert len(trained.history) == 3 and all(np.isfinite(h["loss"]) for h in trained.history)
     before = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}
@@ -101,7 +101,7 @@ def test_ike_ke_serac_run(arch: str, editor: str, tmp_path: Path) -> None:
     suite = edit_suite(tmp_path / "s")
     state = None
     if editor != "ike":
-        train_editor(editor, suite=str(suite), out=tmp_path / "st", adapter=adapter, steps=3, batch=2, val_every=3,
+        train_editor(editor, suite=str(suite), output=tmp_path / "st", adapter=adapter, steps=3, batch=2, val_every=3,
                      patience=100)
         state = tmp_path / "st"
     before = {k: v.detach().clone() for k, v in adapter.model.state_dict().items()}

@@ -353,7 +353,7 @@ def test_cli_convert(originals, tmp_path: Path) -> None:  # noqa: ANN001
         str(originals["proj"]),
         "--llama",
         str(originals["llama"]),
-        "--out",
+        "--output",
         str(out),
         "--vision-heads",
         str(HEADS),
@@ -375,7 +375,7 @@ def test_cards() -> None:
 
 
 def test_converted_folder_carries_the_family_card_and_prompts_like_it(converted: Path) -> None:
-    """`convert --out` writes the released card's templates into the folder (issue 18): before, the
+    """`convert --output` writes the released card's templates into the folder (issue 18): before, the
     folder had none and `--model OUT` prompted with the bare default template."""
     import yaml
 
@@ -391,6 +391,6 @@ def test_convert_never_overwrites(originals, converted: Path) -> None:  # noqa: 
     from mllm_audit.errors import AuditError
 
     before = sorted(p.name for p in converted.iterdir())
-    with pytest.raises(AuditError, match="--out"):
+    with pytest.raises(AuditError, match="--output"):
         convert_minigpt4(**originals, out=converted, vision_heads=HEADS, qformer_heads=HEADS)
     assert sorted(p.name for p in converted.iterdir()) == before

@@ -30,7 +30,7 @@ def test_rescore_reproduces_the_summary_exactly(tmp_path: Path, capsys: pytest.C
     res = rescore(run_dir)
     assert res.matches and res.mismatches == [] and not res.written
     assert res.summary == stored  # every float bit for bit, intervals included
-    assert stored["gender/planted"]["pct_biased"] == 4 / 12 and stored["race"]["n_clusters"] == 3
+    assert stored["gender/planted"]["pct_biased"] == 100 * (4 / 12) and stored["race"]["n_clusters"] == 3
     assert run(["rescore", str(run_dir)]) == 0
     assert "summary reproduced exactly from 33 samples" in capsys.readouterr().out
 
@@ -41,14 +41,14 @@ def test_rescore_detects_and_rewrites_a_tampered_summary(
     run_dir = _grouped_run(tmp_path / "run")
     path = run_dir / "results.json"
     results = json.loads(path.read_text())
-    results["summary"]["race"]["pct_biased"] = 0.1
+    results["summary"]["race"]["pct_biased"] = 10.0
     del results["summary"]["gender/control"]
     path.write_text(json.dumps(results))
     assert run(["rescore", str(run_dir)]) == 1
     out = capsys.readouterr().out
-    assert "race.pct_biased: stored 0.1, recomputed 0.5555555555555556" in out
+    assert "race.pct_biased: stored 10.0, recomputed 55.55555555555556" in out
     assert "row 'gender/control' missing from the stored summary" in out
-    assert json.loads(path.read_text())["summary"]["race"]["pct_biased"] == 0.1  # untouched without --write
+    assert json.loads(path.read_text())["summary"]["race"]["pct_biased"] == 10.0  # untouched without --write
     assert run(["rescore", str(run_dir), "--write"]) == 0
     fixed = json.loads(path.read_text())
     assert fixed["summary"] == bias_summary(read_jsonl(run_dir / "samples.jsonl"), "condition")
@@ -78,12 +78,12 @@ def test_compare_pairs_shared_items(tmp_path: Path, capsys: pytest.CaptureFixtur
     by = {r.label: r for r in cmp.rows}
     assert list(by) == ["gender", "race", "all"]
     g = by["gender"].pct_biased
-    assert (g.n, g.mean_a, g.diff) == (30, 0.2, pytest.approx(8 / 30))
+    assert (g.n, g.mean_a, g.diff) == (30, 20.0, pytest.approx(100 * 8 / 30))  # percent, points
     assert g.p_value < 0.01 and g.ci_low > 0
     assert by["gender"].mean_margin.diff == pytest.approx(2 * 8 / 30)
     r = by["race"].pct_biased
     assert (r.diff, r.p_value) == (0.0, 1.0)
-    assert by["all"].pct_biased.diff == pytest.approx(8 / 50)
+    assert by["all"].pct_biased.diff == pytest.approx(100 * 8 / 50)
     assert run(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "B - A on 50 shared items" in out

@@ -16,7 +16,7 @@ def test_a_run_pushed_past_balance_is_an_overshoot(tmp_path: Path, capsys: pytes
     past = make_run(tmp_path / "past", rows("gender", 40, set(range(2)), per_cluster=1))  # 5 %
     near = make_run(tmp_path / "near", rows("gender", 40, set(range(22)), per_cluster=1))  # 55 %
     over = {r.label: r for r in compare_runs(a, past).rows}["all"]
-    assert over.pct_biased.diff == pytest.approx(-0.65) and over.verdict("pct_biased") == "overshoot"
+    assert over.pct_biased.diff == pytest.approx(-65) and over.verdict("pct_biased") == "overshoot"
     assert over.verdict("mean_margin") == "overshoot"  # +0.4 -> -0.9 nats
     # Negative control: the same direction, stopping short of balance, is closer, not an overshoot.
     good = {r.label: r for r in compare_runs(a, near).rows}["all"]

@@ -34,7 +34,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         quiet = [] if name == "study" else ["-q"]  # study has no progress bar to silence
         assert run([*argv, *quiet, "-o", str(out[name])]) == 0, name
     out["train-editor"] = base / "mend"
-    assert run(["train-editor", "--editor", "mend", "--steps", "3", "--out", str(out["train-editor"])]) == 0
+    assert run(["train-editor", "--editor", "mend", "--steps", "3", "--output", str(out["train-editor"])]) == 0
     return out
 
 

@@ -52,7 +52,7 @@ def test_ls_long_prints_every_field_in_full(capsys: pytest.CaptureFixture[str]) 
 def test_scan_table_has_a_legend() -> None:
     from mllm_audit.report.tables import bias_table
 
-    row = {"n": 10, "pct_biased": 0.8, "ci_low": 0.6, "ci_high": 0.95, "mean_margin": 0.5}
+    row = {"n": 10, "pct_biased": 80.0, "ci_low": 60.0, "ci_high": 95.0, "mean_margin": 0.5}
     lines = _render(bias_table({"gender/planted": row, "all": row}, "toy on toy"))
     text = " ".join(" ".join(lines).split())
     assert "Red: the 95 % interval lies above 50 %" in text and max(len(x) for x in lines) <= 80

@@ -7,7 +7,7 @@ from mllm_audit.report.numbers import fmt_metric
 
 
 def test_each_unit_has_its_precision() -> None:
-    assert fmt_metric("pct_biased", 0.8203125) == "82.0"  # percent, stored 0..1
+    assert fmt_metric("pct_biased", 82.03125) == "82.0"  # percent, stored 0..100
     assert fmt_metric("mean_margin", 1.10012) == "1.100"  # nats
     assert fmt_metric("reliability", 0.9973958333333334) == "0.997"  # rate
     assert fmt_metric("steps", 15.0) == "15"  # count

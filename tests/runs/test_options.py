@@ -10,7 +10,7 @@ from mllm_audit.cli import run
 CASES = [
     (["fix", "--dtype", "fp33"], "--dtype"),
     (["gen-scan", "--device", "gpu"], "--device"),
-    (["train-editor", "--out", "never-written", "--dtype", "half"], "--dtype"),
+    (["train-editor", "--output", "never-written", "--dtype", "half"], "--dtype"),
     (["study", "batch", "--device", "tpu"], "--device"),
     (["locate", "--device", "cuda:x"], "--device"),
     (["scan", "--dtype", "fp33"], "--dtype"),
@@ -42,7 +42,7 @@ def test_good_options_pass_the_same_check() -> None:
 
 
 @pytest.mark.parametrize(("argv", "option"), [*CASES, (["fix", "--editor", "nope"], "nope"),
-                                               (["train-editor", "--editor", "ft-l", "--out", "x"], "--editor")])
+                                               (["train-editor", "--editor", "ft-l", "--output", "x"], "--editor")])
 def test_option_errors_come_before_torch_is_imported(argv: list[str], option: str) -> None:
     """A typo costs a fraction of a second: the check runs before torch (about 2-6 s) is imported."""
     import subprocess

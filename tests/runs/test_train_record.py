@@ -1,4 +1,4 @@
-"""train-editor through the run record: --out is never an existing folder, resume refuses another model
+"""train-editor through the run record: --output is never an existing folder, resume refuses another model
 or suite naming the field, a run killed by SIGKILL resumes bit for bit, signals exit 130/143."""
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def test_out_into_a_model_folder_is_refused(tiny_blip2_dir: Path, suite: Path, t
     model = tmp_path / "model"
     shutil.copytree(tiny_blip2_dir, model)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model.iterdir()}
-    assert run(["train-editor", "--editor", "mend", "--model", str(model), "--suite", str(suite), "--out", str(model),
-                "--steps", "2", "--quiet"]) == 2
+    assert run(["train-editor", "--editor", "mend", "--model", str(model), "--suite", str(suite),
+                "--output", str(model), "--steps", "2", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--out" in err and "holds a model" in err
+    assert len(err.splitlines()) == 1 and "--output" in err and "holds a model" in err
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model.iterdir()} == before
 
 
@@ -73,13 +73,13 @@ def test_out_is_renamed_into_place_only_when_whole(tiny_adapter, suite: Path, tm
 
     out = tmp_path / "state"
     seen: list[bool] = []
-    train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter,
+    train_editor("mend", suite=str(suite), output=out, adapter=tiny_adapter,
                  on_step=lambda *a: seen.append(out.exists()), **QUICK)
     assert seen and not any(seen)  # while training, nothing under the target name
     assert sorted(p.name for p in out.iterdir()) == [".mllm-audit-output.json", "config.json", "state.safetensors"]
     assert not (tmp_path / ".state.partial").exists()
     with pytest.raises(AuditError, match="refusing to overwrite"):
-        train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, **QUICK)
+        train_editor("mend", suite=str(suite), output=out, adapter=tiny_adapter, **QUICK)
 
 
 def _crash_at(step_no: int) -> Any:
@@ -96,15 +96,15 @@ def test_resume_refuses_another_model_or_a_swapped_suite(tiny_adapter, suite: Pa
     from mllm_audit.testing.tiny import save_tiny_blip2
 
     out = tmp_path / "state"
-    with pytest.raises(RunInterrupted, match=r"--resume --out"):
-        train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, on_step=_crash_at(3), **QUICK)
+    with pytest.raises(RunInterrupted, match=r"--resume --output "):
+        train_editor("mend", suite=str(suite), output=out, adapter=tiny_adapter, on_step=_crash_at(3), **QUICK)
     swapped = make_suite(tmp_path / "swapped", swap=True)
     with pytest.raises(AuditError, match=r"cannot resume .*suite\.content_hash differs"):
-        train_editor("mend", suite=str(swapped), out=out, adapter=tiny_adapter, resume=True, **QUICK)
+        train_editor("mend", suite=str(swapped), output=out, adapter=tiny_adapter, resume=True, **QUICK)
     other = load_model(str(save_tiny_blip2(tmp_path / "other", seed=1)))
     with pytest.raises(AuditError, match=r"cannot resume .*model\.(files\.model\.safetensors|revision|source) differs"):
-        train_editor("mend", suite=str(suite), out=out, adapter=other, resume=True, **QUICK)
-    res = train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, resume=True, **QUICK)
+        train_editor("mend", suite=str(suite), output=out, adapter=other, resume=True, **QUICK)
+    res = train_editor("mend", suite=str(suite), output=out, adapter=tiny_adapter, resume=True, **QUICK)
     assert res.steps_run == 8 and (out / "state.safetensors").is_file()  # negative control: the same run resumes
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == tiny_adapter.identity()
@@ -122,7 +122,7 @@ def test_signals_in_train_editor(tiny_adapter, suite: Path, tmp_path: Path, sig:
 
     out = tmp_path / "state"
     with pytest.raises(RunInterrupted) as err:
-        train_editor("mend", suite=str(suite), out=out, adapter=tiny_adapter, on_step=stop, **QUICK)
+        train_editor("mend", suite=str(suite), output=out, adapter=tiny_adapter, on_step=stop, **QUICK)
     assert err.value.exit_code == code and "\n" not in str(err.value)
     assert "last checkpoint is kept" in str(err.value) and f"--resume --output {out}" in str(err.value)
     assert not out.exists() and (tmp_path / ".state.partial" / "checkpoint.pt").is_file()
@@ -133,7 +133,7 @@ def test_signals_in_train_editor(tiny_adapter, suite: Path, tmp_path: Path, sig:
 CHILD = """
 import sys
 from mllm_audit.runs.train_editor import train_editor
-train_editor("{editor}", model=sys.argv[1], suite=sys.argv[2], out=sys.argv[3], seed=3,
+train_editor("{editor}", model=sys.argv[1], suite=sys.argv[2], output=sys.argv[3], seed=3,
              resume=sys.argv[4] == "1", **{quick!r})
 """
 

@@ -289,7 +289,7 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
             "--files", str(FIXTURES / "pata_sample.files.lst"),
             "--captions", str(FIXTURES / "pata_sample.captions.json"),
             "--images", str(pata_images),
-            "--out", str(out),
+            "--output", str(out),
         ]
     )  # fmt: skip
     assert rc == 0
@@ -303,7 +303,7 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
             "--files", str(FIXTURES / "pata_sample.files.lst"),
             "--captions", str(FIXTURES / "pata_sample.captions.json"),
             "--images", str(pata_images),
-            "--out", str(tmp_path / "cli_paper"),
+            "--output", str(tmp_path / "cli_paper"),
             "--protocol", "paper", "--seed", "3",
         ]
     )  # fmt: skip
@@ -313,7 +313,7 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
         [
             "suites", "build", "vlstereoset",
             "--csv", str(FIXTURES / "vlstereoset_sample.csv"),
-            "--out", str(tmp_path / "cli_vls"),
+            "--output", str(tmp_path / "cli_vls"),
         ]
     )  # fmt: skip
     assert rc == 2
@@ -329,7 +329,7 @@ def test_cli_build_and_errors(tmp_path: Path, vls_images: Path, pata_images: Pat
             "suites", "build", "vlstereoset",
             "--csv", str(tmp_path / "missing.csv"),
             "--images", str(vls_images),
-            "--out", str(tmp_path / "x"),
+            "--output", str(tmp_path / "x"),
         ]
     )  # fmt: skip
     assert rc == 2

@@ -97,5 +97,5 @@ def test_default_scan_shows_planted_types_biased_and_controls_not(tmp_path) -> N
     summary = res["summary"]
     for bias_type in world.BIAS_TYPES:
         planted, control = summary[f"{bias_type}/planted"], summary[f"{bias_type}/control"]
-        assert planted["pct_biased"] >= 0.9 and planted["ci_low"] > 0.5, (bias_type, planted)
-        assert control["ci_low"] <= 0.5 <= control["ci_high"], (bias_type, control)
+        assert planted["pct_biased"] >= 90 and planted["ci_low"] > 50, (bias_type, planted)  # percent
+        assert control["ci_low"] <= 50 <= control["ci_high"], (bias_type, control)

@@ -207,7 +207,7 @@ def convert_minigpt4(
 
     check_counts({"--vision-heads": vision_heads, "--qformer-heads": qformer_heads})
     check_counts({"--vision-layers": vision_layers}, low=0)
-    check_new_output(Path(out), "--out")  # before reading gigabytes: nothing the user has is overwritten
+    check_new_output(Path(out), "--output")  # before reading gigabytes: nothing the user has is overwritten
     from transformers import AutoTokenizer, BlipImageProcessorPil
     from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
@@ -282,7 +282,7 @@ def convert_minigpt4(
     from mllm_audit.models.cards import FAMILY_CARD, read_card, registered_cards, write_folder_card
     from mllm_audit.util.folders import OutputFolder
 
-    folder = OutputFolder(Path(out), "--out", "convert")
+    folder = OutputFolder(Path(out), "--output", "convert")
     tmp = folder.open()
     try:
         model.save_pretrained(tmp)

@@ -179,7 +179,7 @@ def load(card: Card, options: LoadOptions) -> MiniGPT4Adapter:
     if card.weights.startswith("/") and not Path(card.weights).is_dir():
         raise AuditError(
             f"MiniGPT-4 folder {card.weights} does not exist: build it once with `mllm-audit convert minigpt4 "
-            "--vit ... --qformer ... --proj ... --llama ... --out` (see `mllm-audit ls models`)"
+            "--vit ... --qformer ... --proj ... --llama ... --output` (see `mllm-audit ls models`)"
         )
     model = from_pretrained_checked(
         MiniGPT4ForConditionalGeneration, card, options, quantization_config(card, options)

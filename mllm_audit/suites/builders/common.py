@@ -111,14 +111,14 @@ BUILD_KIND = "suite-build"
 
 
 def claim_out(out_dir: Path, name: str | None, overwrite: bool, command: str) -> Path:
-    """The output guard for `suites build --out` (util/outputs.py): `--name` is a plain name; OUT is
+    """The output guard for `suites build --output` (util/outputs.py): `--name` is a plain name; OUT is
     new, empty, or an earlier build (an unfinished one, stopped for missing images, is continued; a
     finished one is replaced only with `--overwrite`). Marks OUT as this build's before writing."""
     from mllm_audit.util import outputs
 
     if name is not None:
         outputs.check_name(name, "--name")
-    out_dir = outputs.check_folder(Path(out_dir), BUILD_KIND, "--out", overwrite)
+    out_dir = outputs.check_folder(Path(out_dir), BUILD_KIND, "--output", overwrite)
     with outputs.named_faults(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
     outputs.write_manifest(out_dir, BUILD_KIND, command, complete=False)
@@ -250,7 +250,8 @@ def images_inside(out_dir: Path, header: dict[str, Any], items: Sequence[Mapping
         if target.exists():
             if filecmp.cmp(src / rel, target, shallow=False):
                 continue
-            raise AuditError(f"{target} exists and differs from {src / rel}; not replacing it (choose another --out)")
+            raise AuditError(f"{target} exists and differs from {src / rel}; not replacing it "
+                             "(choose another --output)")
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src / rel, target)
