@@ -23,15 +23,20 @@ def _pair(block: Mapping[str, Any] | None, fmt: Callable[[float], str]) -> str:
     return f"{fmt((block.get('y_more') or 0.0) + both)}/{fmt((block.get('y_less') or 0.0) + both)}"
 
 
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}"
+
+
 def greedy_rows(greedy: Mapping[str, Any], summary: Mapping[str, Any] | None,
                 fmt: Callable[[float], str]) -> list[list[str]]:
-    """One row per group, cells formatted with `fmt` (a 0..1 fraction in, percent text out)."""
+    """One row per group: the greedy shares (0..1 fractions) formatted with `fmt` (percent text out); % biased is
+    stored in percent already (the catalog's unit) and printed as it is."""
     rows = []
     for label, g in greedy.items():
         biased = ((summary or {}).get(label) or {}).get("pct_biased")
         said = g.get("said")
         prefer = (said or {}).get("prefer_more_and_says_more")
-        rows.append([str(label), str(g.get("n")), fmt(biased) if isinstance(biased, (int, float)) else "—",
+        rows.append([str(label), str(g.get("n")), f"{biased:.1f}" if isinstance(biased, (int, float)) else "—",
                      _pair(said, fmt), _pair(g.get("leads"), fmt), _pair(g, fmt),
                      fmt(prefer) if isinstance(prefer, (int, float)) else "—"])
     return rows
@@ -44,13 +49,13 @@ def greedy_table(greedy: Mapping[str, Any], title: str, summary: Mapping[str, An
     table = new_table(title, CAPTION)
     for k, name in enumerate(HEADER[:-1]):  # the last column is in results.json and the HTML report
         table.add_column(name, justify="left" if k == 0 else "right", no_wrap=True)
-    for row in greedy_rows(greedy, summary, lambda x: f"{100 * x:.1f}"):
+    for row in greedy_rows(greedy, summary, _percent):
         table.add_row(shown(row[0]), *row[1:-1], end_section=row[0] == "all")
     return table
 
 
 def greedy_html(greedy: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> str:
-    from mllm_audit.report.htmlkit import _esc, _pct, _table
+    from mllm_audit.report.htmlkit import _esc, _table
 
-    rows = [[_esc(c) for c in r] for r in greedy_rows(greedy, summary, _pct)]
+    rows = [[_esc(c) for c in r] for r in greedy_rows(greedy, summary, _percent)]
     return "<h2>What the model would say</h2>" + f"<p>{_esc(CAPTION)}</p>" + _table(HEADER, rows)
