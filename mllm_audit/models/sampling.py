@@ -68,14 +68,28 @@ def per_image_sampling(model: Any, seeds: list[int], steps: int) -> Iterator[Inv
             model._get_logits_processor = own
 
 
-def generate_rows(adapter: Any, rows: list[tuple[str, int]], batch_size: int) -> Iterator[list[Any]]:
-    """Images for (prompt, seed) rows, `batch_size` rows per `generate` whatever their prompts, in order;
-    yields each batch's images as it is decoded (per-image sampler: the same images for any batching).
+# Images are VQ-decoded this many at a time, the last block padded by repeating its last row: the
+# decoder's convolutions round differently by batch shape (one pixel level on 15 of 60 toy images
+# decoded 32 at a time against one at a time), never by a row's neighbours in a block of fixed shape.
+DECODE_ROWS = 8
 
-    Each image is VQ-decoded alone: the decoder's convolutions round differently by batch shape (one
-    pixel level on 15 of 60 toy images decoded 32 at a time against one at a time), the tokens do not."""
+
+def _decode(adapter: Any, block: list[torch.Tensor]) -> list[Any]:
+    n = len(block)
+    return list(adapter.decode_images(torch.stack(block + block[-1:] * (DECODE_ROWS - n)))[:n])
+
+
+def generate_rows(adapter: Any, rows: list[tuple[str, int]], batch_size: int) -> Iterator[list[Any]]:
+    """Images for (prompt, seed) rows, in order: `batch_size` rows per `generate` whatever their prompts,
+    decoded in blocks of `DECODE_ROWS`; yields images as they are decoded. Under the per-image sampler
+    an image is the same (tokens and pixels) for any batch size and any rows around it."""
     step = max(1, batch_size)
+    pending: list[torch.Tensor] = []
     for start in range(0, len(rows), step):
         part = rows[start : start + step]
-        tokens = adapter.generate_tokens([p for p, _ in part], 0, row_seeds=[s for _, s in part])
-        yield [adapter.decode_images(tokens[i : i + 1])[0] for i in range(tokens.shape[0])]
+        pending.extend(adapter.generate_tokens([p for p, _ in part], 0, row_seeds=[s for _, s in part]))
+        while len(pending) >= DECODE_ROWS:
+            yield _decode(adapter, pending[:DECODE_ROWS])
+            pending = pending[DECODE_ROWS:]
+    if pending:
+        yield _decode(adapter, pending)
