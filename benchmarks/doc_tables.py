@@ -142,10 +142,6 @@ def main() -> None:
     sys.exit(1 if diff else 0)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def render_gen_batch(rec: dict[str, Any]) -> list[str]:
     """gen-scan's generation by batch: per-image rows across prompts against one prompt per call."""
     def avg(xs: list[float]) -> str:
@@ -166,3 +162,7 @@ def render_gen_batch(rec: dict[str, Any]) -> list[str]:
 
 
 TABLES["gen-batch"] = ("gen_batch.json", render_gen_batch)
+
+
+if __name__ == "__main__":
+    main()
