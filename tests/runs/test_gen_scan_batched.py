@@ -110,3 +110,11 @@ def test_resume_with_another_sampler_is_refused_in_one_line(toy, tmp_path: Path)
         scan(toy, up, batch_size=4, resume=True, sampler="upstream")
     with pytest.raises(AuditError, match="--sampler 'multinomial'"):
         scan(toy, tmp_path / "bad", sampler="multinomial")
+
+
+def test_cli_unknown_sampler_exits_2_in_one_line(capsys) -> None:  # noqa: ANN001
+    from mllm_audit.cli import run
+
+    assert run(["gen-scan", "--sampler", "multinomial", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--sampler 'multinomial'" in err and "per-image, upstream" in err and "Traceback" not in err
