@@ -75,29 +75,24 @@ def test_inverse_cdf_draws_the_row_distribution() -> None:
 def test_sampler_follows_every_processor_upstream_builds(adapter) -> None:  # noqa: ANN001
     """The per-image draw sees the scores upstream's multinomial would: the sampler is appended after
     transformers' own list (here with temperature and top-k warpers from the card), and only then."""
-    seen: list[Any] = []
-    model = adapter.model
-    original = model._get_logits_processor
+    from unittest.mock import patch
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        out = original(*args, **kwargs)
-        seen.append(out)
-        return out
+    def kinds(generation: dict[str, Any], **kw: Any) -> list[type]:
+        built: list[Any] = []
+        build = adapter.model._get_logits_processor
+        adapter.card.generation = generation
+        try:
+            with patch.object(adapter.model, "_get_logits_processor",
+                              side_effect=lambda *a, **k: built.append(build(*a, **k)) or built[-1]):
+                adapter.generate_tokens(PROMPTS[:2], 0, **kw)
+        finally:
+            adapter.card.generation = {}
+        return [type(p) for p in built[-1]]
 
-    adapter.card.generation = {"temperature": 0.7, "top_k": 5}
-    model._get_logits_processor = spy
-    try:
-        adapter.generate_tokens(PROMPTS[:2], 0, row_seeds=[1, 2])
-        per_image = [type(p) for p in seen[-1]]
-        adapter.generate_tokens(PROMPTS[:2], 0)
-        upstream = [type(p) for p in seen[-1]]
-        adapter.card.generation = {"do_sample": False}
-        adapter.generate_tokens(PROMPTS[:2], 0, row_seeds=[1, 2])
-        greedy = [type(p) for p in seen[-1]]
-    finally:
-        del model._get_logits_processor
-        adapter.card.generation = {}
+    warped = {"temperature": 0.7, "top_k": 5}
+    per_image, upstream = kinds(warped, row_seeds=[1, 2]), kinds(warped)
+    greedy = kinds({"do_sample": False}, row_seeds=[1, 2])
     assert per_image == [*upstream, InverseCdfSampler]
     assert TemperatureLogitsWarper in upstream and TopKLogitsWarper in upstream
     assert InverseCdfSampler not in greedy and InverseCdfSampler not in upstream
-    assert "_get_logits_processor" not in model.__dict__  # no wrapper is left behind
+    assert "_get_logits_processor" not in adapter.model.__dict__  # no wrapper is left behind
