@@ -142,5 +142,27 @@ def main() -> None:
     sys.exit(1 if diff else 0)
 
 
+def render_gen_batch(rec: dict[str, Any]) -> list[str]:
+    """gen-scan's generation by batch: per-image rows across prompts against one prompt per call."""
+    def avg(xs: list[float]) -> str:
+        return " / ".join(f"{x:.2f}" for x in xs)
+
+    out = [f"{rec['prompts']} prompts x {rec['images_per_prompt']} images, {rec['model']['image_tokens']} image "
+           f"tokens, {rec['threads']} thread(s), best of {rec.get('repeats', 1)}, "
+           f"load {avg(rec['load_before'])} before, "
+           f"{avg(rec['load_after'])} after; per-image images identical at every batch: "
+           f"{'yes' if rec['per_image_identical_across_batches'] else 'NO'}.", "",
+           "| batch | per-image, rows across prompts (images/s) | upstream, one prompt per call (images/s) "
+           "| upstream rows per call |",
+           "| --- | --- | --- | --- |"]
+    for r in rec["rows"]:
+        out.append(f"| {r['batch']} | {r['per_image_images_per_s']:.2f} | {r['upstream_images_per_s']:.2f} "
+                   f"| {r['upstream_rows_per_call']} |")
+    return out
+
+
+TABLES["gen-batch"] = ("gen_batch.json", render_gen_batch)
+
+
 if __name__ == "__main__":
     main()

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
                                               "(default: the suite's, else clip-vit-l14)."),
         output: Path | None = options.output(),
         seed: int = typer.Option(0, help="Seed; each prompt's images are seeded from (seed, prompt id)."),
-        batch_size: int = typer.Option(8, help="Images per generate call."),
+        batch_size: int = typer.Option(8, help="Images per generate call (under --sampler per-image, rows of "
+                                       "several prompts share a call)."),
         resume: bool = typer.Option(False, help="Continue the run in --output, reusing prompts already done."),
         limit: int | None = typer.Option(None, help="Only the first N prompts."),
         understanding: bool = typer.Option(True, help="Also ask the blank-image gender question per prompt."),
@@ -33,6 +34,9 @@ def register(app: typer.Typer) -> None:
         quiet: bool = options.quiet(),
         revision: str | None = options.revision(),
         trust_generic: bool = options.trust_generic(),
+        sampler: str = typer.Option("per-image", help="per-image: each image drawn from its own generator "
+                                    "(the same image whatever its batch); upstream: torch.multinomial on the "
+                                    "global generator, as the Janus repos (images depend on --batch-size)."),
     ) -> None:
         """Generate images per prompt, classify gender and race, report the skew (U-MLLM fairness metric)."""
         from mllm_audit.runs.options import check_load_options
@@ -49,6 +53,7 @@ def register(app: typer.Typer) -> None:
                 output=output, seed=seed, batch_size=batch_size, resume=resume, limit=limit,
                 understanding=understanding, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
                 progress=start, allow_outside_paths=allow_outside_paths, revision=revision, trust_generic=trust_generic,
+                sampler=sampler,
             )
         r = res.results
         title = f"{r['model']['name']} on {r['suite']['name']}"

@@ -13,7 +13,9 @@ tower's layers.
 
 Exact: the layers after the cut see the same input tensor they would have computed (tests check the
 edited weights to 1e-6 against the uncached path). Caching is off in training mode (dropout would
-differ between steps) and for a stack whose layer runs more than once per call.
+differ between steps) and for a stack whose layer runs more than once per call. MEND and KE training
+(editors/learned) keys it by the requests of each forward, so an item's frozen layers run once per
+training run, not once per step that draws it (within `max_bytes`).
 """
 
 from __future__ import annotations
@@ -52,10 +54,14 @@ def _replay(out: Any) -> Callable[..., Any]:
 class FrozenPrefix:
     """Per key: the recorded outputs at each stack's cut; `__call__` records once, then replays."""
 
-    def __init__(self, model: torch.nn.Module, enabled: bool = True) -> None:
+    def __init__(self, model: torch.nn.Module, enabled: bool = True, max_bytes: int | None = None) -> None:
         self.model = model
         self.enabled = enabled and not model.training
         self.cuts: dict[str, list[tuple[torch.nn.ModuleList, list[Any]]]] = {}
+        # A cache that lives across many keys (learned-editor training: one per item) holds at most this
+        # much; a key recorded past it keeps no cut and runs whole each time (same numbers, no saving).
+        self.max_bytes = max_bytes
+        self.held = 0
 
     def __call__(self, key: str, fn: Callable[[], T]) -> T:
         if not self.enabled:
@@ -97,6 +103,18 @@ class FrozenPrefix:
                 k += 1
             if k > 0:
                 cuts.append((stacks[s], [out for _, out in calls[:k]]))
+        size = sum(_nbytes(out) for _, outs in cuts for out in outs)
+        if self.max_bytes is not None and self.held + size > self.max_bytes:
+            cuts = []
+        self.held += size if cuts else 0
         self.cuts[key] = cuts
         return result
+
+
+def _nbytes(out: Any) -> int:
+    if isinstance(out, torch.Tensor):
+        return out.numel() * out.element_size()
+    if isinstance(out, (tuple, list)):
+        return sum(_nbytes(o) for o in out)
+    return sum(_nbytes(v) for v in getattr(out, "values", list)())
 

@@ -19,9 +19,16 @@ control), `meta`. An empty or duplicate prompt or id is an AuditError naming fil
 Run folder: `images/<prompt_id>/<k>.png`, `samples.jsonl` (one line per prompt: per-class counts per
 attribute, per-image predictions, the images with no detected person, the understanding answer) and
 `results.json` (complete false until the last prompt is in). `--resume` reuses the lines of prompts
-already done when model, suite hash, classifier, seed, images per prompt, batch size and generation
-settings all match, so a resumed run ends with the same images and numbers as an uninterrupted one
-(each prompt's images are seeded from (seed, prompt id)).
+already done when model, suite hash, classifier, seed, sampler, images per prompt and generation
+settings all match, so a resumed run ends with the same images and numbers as an uninterrupted one.
+
+Samplers (`--sampler`, named in the record's options; models/sampling.py): `per-image` (the default)
+seeds image k of a prompt from (seed, prompt id, k) and draws its tokens from its own generator, so
+`--batch-size` rows are taken across prompts and an image is the same whatever shares its batch, the
+batch size, `--limit` or `--resume` (a resume may change the batch size); `upstream` draws with
+torch.multinomial on the global generator as the Janus repos' loop does, one prompt per call, each
+batch seeded from (seed, prompt id, batch index): its images depend on `--batch-size`. Both sample
+the same distribution (the card's CFG, temperature, top-k / top-p).
 """
 
 from __future__ import annotations
@@ -58,6 +65,8 @@ DEFAULT_MODEL = "toy-janus"
 DEFAULT_SUITE = "gen-toy"
 _PROMPT_KEYS = {"id", "occupation", "prompt", "group", "meta"}
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+SAMPLERS = ("per-image", "upstream")
+DEFAULT_SAMPLER = "per-image"
 
 
 @dataclass(frozen=True)
@@ -265,14 +274,21 @@ def prompt_record(run_id: str, p: GenPrompt, seed: int, names: list[str], preds:
 
 
 def _check_resume(old: dict[str, Any], new: dict[str, Any], out_dir: Path) -> None:
+    # A record from before `--sampler` drew with the global generator: `upstream`.
+    was, now = (old.get("options") or {}).get("sampler", "upstream"), new["options"]["sampler"]
+    if was != now:
+        raise AuditError(f"cannot resume {out_dir}: its images were drawn with --sampler {was}, this run asks for "
+                         f"--sampler {now} (pass --sampler {was}, or choose another --output)")
+    # --limit may grow between runs; under per-image sampling the batch size does not shape an image either.
+    free = {"limit", "sampler"} | ({"batch_size"} if now == "per-image" else set())
     keys = [("model", "model"), ("suite", "suite.content_hash"), ("classifier", "classifier"), ("seed", "seed"),
             ("options", "options")]
     for key, label in keys:
         a, b = old.get(key), new.get(key)
         if key == "suite":
             a, b = (a or {}).get("content_hash"), b["content_hash"]  # type: ignore[index]
-        if key == "options":  # --limit may grow between runs; everything else shapes the images
-            a, b = ({k: v for k, v in (x or {}).items() if k != "limit"} for x in (a, b))
+        if key == "options":
+            a, b = ({k: v for k, v in (x or {}).items() if k not in free} for x in (a, b))
         if a != b:
             raise AuditError(f"cannot resume {out_dir}: its {label} differs from this run's "
                              "(choose another --output, or run without --resume into a new folder)")
@@ -295,6 +311,7 @@ def run_gen_scan(
     allow_outside_paths: bool = False,
     revision: str | None = None,
     trust_generic: bool = False,
+    sampler: str = DEFAULT_SAMPLER,
     *,
     adapter: Adapter | None = None,
     classifier_obj: Classifier | None = None,
@@ -309,6 +326,8 @@ def run_gen_scan(
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--images-per-prompt": images_per_prompt, "--batch-size": batch_size, "--limit": limit}, seed)
+    if sampler not in SAMPLERS:
+        raise AuditError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
     check_load_options(dtype, device)
     the_suite = load_gen_suite(suite, allow_outside_paths=allow_outside_paths)
     prompts = the_suite.prompts[:limit] if limit else the_suite.prompts
@@ -341,6 +360,7 @@ def run_gen_scan(
         options={
             "images_per_prompt": images_per_prompt,
             "batch_size": batch_size,
+            "sampler": sampler,
             "generation": adapter.generation_settings(),  # type: ignore[attr-defined]
             "understanding": bool(understanding and the_suite.understanding),
             "limit": limit,
@@ -392,21 +412,43 @@ def _generate(adapter: Adapter, clf: Classifier, the_suite: GenSuite, prompts: l
         tick = progress(len(prompts)) if progress else None
         if tick and reused:
             tick(len(reused))
-        for p in todo:
-            pseed = _prompt_seed(seed, p.id)
-            images = adapter.generate_images([p.prompt], images_per_prompt, pseed, batch_size)  # type: ignore[attr-defined]
+
+        def finish(p: GenPrompt, images: list[Any]) -> None:
             folder = out_dir / "images" / p.id
             folder.mkdir(parents=True, exist_ok=True)
             names = []
             for k, img in enumerate(images):
                 img.save(folder / f"{k}.png")
                 names.append(f"images/{p.id}/{k}.png")
-            rec = prompt_record(record.header.run_id, p, pseed, names, clf.classify(images, batch_size), clf.attributes,
-                                und.get(p.id))
+            rec = prompt_record(record.header.run_id, p, _prompt_seed(seed, p.id), names,
+                                clf.classify(images, batch_size), clf.attributes, und.get(p.id))
             writer.append([rec])
             reused[p.id] = rec
             if tick:
                 tick(1)
+
+        if record.options["sampler"] == "per-image":
+            # Rows (prompt, k) of every prompt left, batch_size per generate call; a prompt is written as
+            # soon as its last image is decoded, so a kill loses at most the prompts of one batch.
+            from mllm_audit.models.sampling import generate_rows
+
+            rows = [(p, k) for p in todo for k in range(images_per_prompt)]
+            seeded = [(p.prompt, image_seed(seed, p.id, k)) for p, k in rows]
+            pending: list[Any] = []
+            i = 0
+            for images in generate_rows(adapter, seeded, batch_size):
+                for img in images:
+                    p, k = rows[i]
+                    i += 1
+                    pending.append(img)
+                    if k == images_per_prompt - 1:
+                        finish(p, pending)
+                        pending = []
+        else:
+            for p in todo:
+                images = adapter.generate_images([p.prompt], images_per_prompt,  # type: ignore[attr-defined]
+                                                 _prompt_seed(seed, p.id), batch_size)
+                finish(p, images)
         samples = [reused[p.id] for p in prompts]
         after = adapter.counters.as_dict()
         assert record.coverage is not None
@@ -427,3 +469,10 @@ def _prompt_seed(seed: int, prompt_id: str) -> int:
     from mllm_audit.models.families.janus import derive_seed
 
     return derive_seed(seed, prompt_id)
+
+
+def image_seed(seed: int, prompt_id: str, k: int) -> int:
+    """The per-image sampler's seed of image k of a prompt: (the prompt's seed, k), nothing about batching."""
+    from mllm_audit.models.families.janus import derive_seed
+
+    return derive_seed(_prompt_seed(seed, prompt_id), k)

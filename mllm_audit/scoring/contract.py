@@ -178,7 +178,7 @@ def _run(
             feats.clear()
             continue
         # Prefix trees (an image's shared prefix, then each prompt's own suffix), longest first.
-        trees = plan_trees(adapter, keys, groups, toks, batch_size)
+        trees = plan_trees(adapter, keys, groups, toks, batch_size, folded)
         # Batches: `batch_size` bounds the rows of every pass (trees under the tree mask; else prompts,
         # answers of two tokens or more), so a chunk's prefixes run in as few, as large passes as it allows.
         batch: list = []

@@ -80,9 +80,12 @@ def plan_trees(
     groups: dict[GroupKey, list[int]],
     toks: Sequence[tuple[list[int], list[int]]],
     batch_size: int,
+    folded: bool = False,
 ) -> list[Tree]:
     """The chunk's prefix groups as trees, longest first; a tree takes at most `batch_size` rows in any
-    pass (a larger one is split, each part re-running the shared prefix) unless one prompt alone has more."""
+    pass (a larger one is split, each part re-running the shared prefix) unless one prompt alone has more.
+    Under the tree mask (`folded`) a tree is one row whatever its prompts, so it is never split: a small
+    `--batch-size` then means fewer trees per pass, not each image's shared prefix run again per part."""
     by_image: dict[str | None, list[GroupKey]] = {}
     for k in keys:
         by_image.setdefault(k[0], []).append(k)
@@ -95,7 +98,7 @@ def plan_trees(
         ks = sorted(ks, key=lambda k: -(len(k[1]) + max(len(toks[i][1]) for i in groups[k])))
         part: list[GroupKey] = []
         for k in ks + [None]:  # type: ignore[list-item]
-            if k is not None and (not part or Tree(image, (), [*part, k]).n_rows(groups, toks) <= batch_size):
+            if k is not None and (not part or Tree(image, (), [*part, k]).n_rows(groups, toks, folded) <= batch_size):
                 part.append(k)
                 continue
             trees.append(Tree(image, ks[0][1][:n], part))

@@ -27,8 +27,10 @@ def toy():  # noqa: ANN201 - (adapter, classifier)
 def scan(toy, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN001, ANN201 - a GenResult
     adapter, clf = toy
     out = tmp_path_factory.mktemp("runs") / "toy"
+    # The upstream sampler (global generator): these statistical bars were set on its stream at seed 0;
+    # the per-image sampler's runs are checked in test_gen_scan_batched.py.
     return run_gen_scan(adapter=adapter, classifier_obj=clf, suite="gen-toy", images_per_prompt=N, output=out,
-                        seed=0, batch_size=32)
+                        seed=0, batch_size=32, sampler="upstream")
 
 
 def test_finds_planted_skew_and_balanced_control(scan) -> None:  # noqa: ANN001
@@ -72,7 +74,7 @@ def test_resume_reuses_done_prompts(toy, scan, tmp_path: Path) -> None:  # noqa:
     adapter, clf = toy
     out = tmp_path / "r"
     kw = {"adapter": adapter, "classifier_obj": clf, "suite": "gen-toy", "images_per_prompt": N, "output": out,
-          "seed": 0, "batch_size": 32}
+          "seed": 0, "batch_size": 32, "sampler": "upstream"}
     run_gen_scan(limit=2, **kw)
     with pytest.raises(Exception, match="--resume"):
         run_gen_scan(**kw)

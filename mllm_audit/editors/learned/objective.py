@@ -5,8 +5,9 @@ data view (cached image features and unedited distributions) that training and e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,8 @@ from mllm_audit.models.base import Adapter
 from mllm_audit.scoring.contract import ImageLoader, Request
 from mllm_audit.scoring.differentiable import continuation_distributions
 from mllm_audit.suites.items import Item
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,11 +63,20 @@ def edit_objective(loss: str, margin: torch.Tensor, nll: torch.Tensor, target_ma
 class Data:
     """Image features and the unedited model's locality distributions, computed once and cached."""
 
-    def __init__(self, adapter: Adapter, load_image: ImageLoader) -> None:
+    def __init__(self, adapter: Adapter, load_image: ImageLoader, replay_bytes: int | None = None) -> None:
+        from mllm_audit.editors.cache import FrozenPrefix
+
         self.adapter = adapter
         self.load_image = load_image
         self._feats: dict[str, torch.Tensor] = {}
         self._pre: dict[Request, torch.Tensor] = {}
+        # Frozen layers' outputs per forward (editors/cache.py), kept across calls when `replay_bytes` is
+        # given (training revisits each item); off otherwise (an edit runs each forward once).
+        self.replay = FrozenPrefix(adapter.model, enabled=replay_bytes is not None, max_bytes=replay_bytes)
+
+    def forward(self, kind: str, parts: object, fn: Callable[[], T]) -> T:
+        """`fn()` with the frozen layers replayed when this exact forward (kind, requests) ran before."""
+        return self.replay(replay_key(kind, parts), fn)
 
     def features(self, keys: Sequence[str | None], grad: bool = False) -> dict[str, torch.Tensor]:
         """Encoded images by key; with grad (vision edits) re-encoded inside the caller's hooks.
@@ -93,6 +105,11 @@ class Data:
                     (dist,) = continuation_distributions(self.adapter, [r], self.features([r.image]))
                 self._pre[r] = dist.detach()
         return [self._pre[r] for r in requests]
+
+
+def replay_key(kind: str, parts: object) -> str:
+    """The replay cache's key: the forward's kind and its requests, written out (dataclass reprs)."""
+    return f"{kind}:{parts!r}"
 
 
 def pair_margins(adapter: Adapter, pairs: Sequence[tuple[Request, Request]], feats: dict[str, torch.Tensor]

@@ -69,6 +69,9 @@ def _check_finite(what: str, value: float | None, net: torch.nn.Module, step: in
 
 # Test hook: seconds to sleep after each training step (lets tests kill a run part-way).
 STEP_DELAY_ENV = "MLLM_AUDIT_STEP_DELAY"
+# Frozen layers' outputs kept across training steps (MEND, KE: each item's forwards below the edited
+# layers run once, then replay; editors/cache.py). Past this, further items run whole: same numbers.
+REPLAY_BYTES = 2 << 30
 
 
 def _rng_states(gen: torch.Generator) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def train_loop(
     lr = float(settings["lr"])
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    data = Data(adapter, load_image)
+    data = Data(adapter, load_image, replay_bytes=REPLAY_BYTES)
     step, best_val, best_step, bad, seconds = 0, float("inf"), 0, 0, 0.0
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     history: list[dict[str, float]] = []

@@ -49,10 +49,15 @@ def capture(
         handles.append(mod.register_forward_hook(hook))
     pairs = [(Request(r.prompt, r.avoid, r.image, r.task), Request(r.prompt, r.target, r.image, r.task))
              for r in requests]
+    keys = [r.image for r in requests]
+    cached = None if vision else data.features(keys)  # text edits: features from Data's own cache
+
+    def forward() -> tuple[torch.Tensor, torch.Tensor]:
+        return pair_scores(adapter, pairs, data.features(keys, grad=True) if vision else cached)
+
     try:
         with torch.enable_grad():
-            feats = data.features([r.image for r in requests], grad=vision)
-            margin, nll = pair_scores(adapter, pairs, feats)
+            margin, nll = data.forward("capture", (pairs, vision), forward)
             loss = edit_objective(loss_kind, margin, nll, 0.0).sum()
             names = list(zs)
             grads = torch.autograd.grad(loss, [zs[n] for n in names], allow_unused=True)
@@ -117,10 +122,13 @@ class WeightEditor(LearnedEditor):
         loc = item_locality(item)
         pre = data.pre(loc)
         vision = self.scope == "vision"
-        with added_deltas(mods, dws):
-            feats = data.features([r.image for p in pairs for r in p] + [r.image for r in loc], grad=vision)
-            margin, nll = pair_scores(adapter, pairs, feats)
-            post = continuation_distributions(adapter, loc, feats) if loc else []
+        keys = [r.image for p in pairs for r in p] + [r.image for r in loc]
+        with added_deltas(mods, dws):  # one pass per replayed forward: the frozen layers replay (Data.forward)
+            feats = (data.forward("features", keys, lambda: data.features(keys, grad=True)) if vision
+                     else data.features(keys))
+            margin, nll = data.forward("pairs", (pairs, vision), lambda: pair_scores(adapter, pairs, feats))
+            post = (data.forward("locality", (loc, vision), lambda: continuation_distributions(adapter, loc, feats))
+                    if loc else [])
         l_edit = edit_objective(self.loss_kind(), margin, nll, float(self.hp.get("target_margin", 1.0))).mean()
         l_loc = kl_pre_post(pre, post) if loc else torch.zeros(())
         loss = float(self.hp.get("c_edit", 1.0)) * l_edit + self.locality_term(l_loc)

@@ -120,9 +120,12 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
         return allowed
 
     @torch.no_grad()
-    def generate_tokens(self, prompts: list[str], seed: int) -> torch.Tensor:
-        """BPE image tokens [len(prompts), h (w + 1)] (rows end with end-of-line) for one batch, seeded."""
+    def generate_tokens(self, prompts: list[str], seed: int, row_seeds: list[int] | None = None) -> torch.Tensor:
+        """BPE image tokens [len(prompts), h (w + 1)] (rows end with end-of-line) for one batch, seeded as
+        Janus' (`seed` for the global generator, or `row_seeds` for the per-image sampler)."""
         from transformers import GenerationConfig
+
+        from mllm_audit.models.sampling import per_image_sampling
 
         h, w = self.generation_grid()
         area = h * w * self.processor.downsample_ratio**2  # the processor turns a 1:1 area back into (h, w)
@@ -140,14 +143,18 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
         cfg.update(**{k: v for k, v in self.generation_settings().items() if v is not None},
                    max_new_tokens=h * (w + 1) + 3, num_beams=1, num_return_sequences=1, pad_token_id=self.pad_id,
                    eos_token_id=self.tokenizer.eos_token_id)
-        torch.manual_seed(seed)
         self.counters.forward_passes += 1
-        out = self.model.generate(
-            input_ids=inputs["input_ids"].to(self.device), attention_mask=inputs["attention_mask"].to(self.device),
-            generation_config=cfg, prefix_allowed_tokens_fn=self._allowed(start, h, w),
-            negative_prompt_ids=neg["input_ids"].to(self.device),
-            negative_prompt_attention_mask=neg["attention_mask"].to(self.device),
-        )
+        kw = {"input_ids": inputs["input_ids"].to(self.device),
+              "attention_mask": inputs["attention_mask"].to(self.device),
+              "generation_config": cfg, "prefix_allowed_tokens_fn": self._allowed(start, h, w),
+              "negative_prompt_ids": neg["input_ids"].to(self.device),
+              "negative_prompt_attention_mask": neg["attention_mask"].to(self.device)}
+        if row_seeds is None:
+            torch.manual_seed(seed)
+            out = self.model.generate(**kw)
+        else:
+            with per_image_sampling(self.model, row_seeds, cfg.max_new_tokens):
+                out = self.model.generate(**kw)
         return out[:, start : start + h * (w + 1)]
 
     @torch.no_grad()

@@ -9,7 +9,10 @@ SigLIP tower's last hidden state through the `aligner` MLP.
 Generation draws with transformers' own `generate(generation_mode="image")`, which runs the
 classifier-free guidance pair (the prompt, and the prompt masked to pads but BOS/BOI) and samples from
 the generation head; the card's `generation:` block sets the guidance scale, temperature and
-sampling. Each batch is seeded from (seed, batch index), so the same call gives the same images.
+sampling. `generate_images` seeds each batch from (seed, batch index), so the same call gives the same
+images; `generate_tokens(..., row_seeds=...)` draws each row from its own generator instead
+(models/sampling.py), so rows of any prompts batch together without changing an image. transformers'
+image `generate` already runs each CFG pair in one forward over a static KV cache.
 
 A random tiny Janus built from a config lives in testing/tiny.py; the toy unified world v1 in
 toy/unified_v1.py.
@@ -100,18 +103,22 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         return self.chat_text(self.format_prompt(prompt, "t2i"), False)
 
     @torch.no_grad()
-    def generate_tokens(self, prompts: list[str], seed: int) -> torch.Tensor:
-        """Image tokens [len(prompts), n_tokens] for one batch, seeded."""
+    def generate_tokens(self, prompts: list[str], seed: int, row_seeds: list[int] | None = None) -> torch.Tensor:
+        """Image tokens [len(prompts), n_tokens] for one batch: the global generator seeded with `seed`
+        (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
+        from mllm_audit.models.sampling import per_image_sampling
+
         texts = [self.generation_text(p) for p in prompts]
         inputs = self.processor(text=texts, generation_mode="image", padding=True, return_tensors="pt")
-        torch.manual_seed(seed)
         self.counters.forward_passes += 1
-        return self.model.generate(
-            input_ids=inputs["input_ids"].to(self.device),
-            attention_mask=inputs["attention_mask"].to(self.device),
-            generation_config=self.generation_config(),
-            generation_mode="image",
-        )
+        kw = {"input_ids": inputs["input_ids"].to(self.device),
+              "attention_mask": inputs["attention_mask"].to(self.device),
+              "generation_config": self.generation_config(), "generation_mode": "image"}
+        if row_seeds is None:
+            torch.manual_seed(seed)
+            return self.model.generate(**kw)
+        with per_image_sampling(self.model, row_seeds, self.n_image_tokens):
+            return self.model.generate(**kw)
 
     @torch.no_grad()
     def decode_images(self, tokens: torch.Tensor) -> list[Any]:
