@@ -1,0 +1,58 @@
+"""The benchmark records behind benchmarks/README.md and docs/real-models.md (benchmarks/_record.py):
+each says what ran and under what load, and the documents' tables follow the records, not hand edits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from test_doc_tables import _doc_tables
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench_records() -> dict[str, dict]:
+    recs = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in (ROOT / "benchmarks" / "records").glob("*.json")}
+    return {k: v for k, v in recs.items() if "load_average" in v}
+
+
+def test_every_benchmark_record_says_what_ran_and_under_what_load() -> None:
+    recs = _bench_records()
+    assert {"scan_flops", "prefix_memory", "ftl_speed", "image_memory_16", "generic_conformance"} <= set(recs)
+    for name, r in recs.items():
+        script = name.removesuffix("_16")
+        assert re.match(rf"(OMP_NUM_THREADS=\d+ )?python benchmarks/{script}\.py( |$)", r["command"]), name
+        assert "--record" in r["command"] and r["torch"].startswith("2.") and r["figures"], name
+        assert len(r["load_average"]["start"]) == 3 and len(r["load_average"]["end"]) == 3, name
+
+
+def test_the_architecture_table_reports_each_measured_deviation() -> None:
+    """The tolerance column comes from each architecture's record, with and without an image."""
+    dt = _doc_tables()
+    rec = json.loads((ROOT / "benchmarks" / "records" / "generic_conformance.json").read_text(encoding="utf-8"))
+    table = dt.render("generic-conformance")
+    for arch, r in rec["figures"]["architectures"].items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| {arch} |"))
+        assert f"| {r['with_image']:.2e} | {r['without_image']:.2e} |" in row
+
+
+def test_a_changed_record_or_a_changed_digit_fails(tmp_path: Path) -> None:
+    """Negative controls: a digit typed into the README's FT-L table, or a record that moved, is reported."""
+    dt = _doc_tables()
+    doc = tmp_path / "README.md"
+    shutil.copy(ROOT / "benchmarks" / "README.md", doc)
+    text = doc.read_text(encoding="utf-8")
+    m = next(b for b in dt.BLOCK.finditer(text) if b.group("name") == "ftl-speed")
+    i = m.start("body") + m.group("body").index("| 477.8 |") + 4  # the today path's GFLOP per edit
+    doc.write_text(text[:i] + "9" + text[i + 1 :], encoding="utf-8")
+    diff = dt.differences([doc])
+    assert len(diff) == 1 and "table 'ftl-speed' differs" in diff[0]
+    records = tmp_path / "records"
+    shutil.copytree(ROOT / "benchmarks" / "records", records)
+    rec = json.loads((records / "generic_conformance.json").read_text(encoding="utf-8"))
+    rec["figures"]["architectures"]["gemma3"]["with_image"] = 1e-3
+    (records / "generic_conformance.json").write_text(json.dumps(rec), encoding="utf-8")
+    diff = dt.differences([ROOT / "docs" / "real-models.md"], records)
+    assert len(diff) == 1 and "table 'generic-conformance' differs" in diff[0]
