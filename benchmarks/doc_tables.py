@@ -242,6 +242,19 @@ def render_gen_floor(rec: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_scan_throughput(rec: dict[str, Any]) -> list[str]:
+    f = rec["figures"]
+    n = f["candidates"]
+    return [f"BLIP-2 shape, {f['parameters_m']}M random parameters; {f['images']} images x {f['prompts']} prompts x 2 "
+            f"answers = {n} candidates; max |score difference| {f['max_abs_diff_nats']:.1e} nats.", "",
+            "| path | candidates/s | |", "| --- | --- | --- |",
+            "| naive loop (one candidate per stock forward, image re-encoded each time, as EasyEdit evaluates) | "
+            f"{n / f['naive_s']:.2f} | {f['naive_s']:.1f} s |",
+            f"| `scan` (image encoded once, shared prefixes, batches of {f['batch_size']}) | {n / f['scan_s']:.2f} | "
+            f"{f['scan_s']:.1f} s |",
+            f"| speed-up (target: at least 5x) | {f['naive_s'] / f['scan_s']:.2f}x | |"]
+
+
 TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "five": ("balance_table.json", render_five),
     "balance": ("balance_table.json", render_balance),
@@ -257,6 +270,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "hostile-inputs": ("hostile_inputs.json", render_hostile),
     "edit-speed": ("edit_speed.json", render_edit_speed),
     "gen-floor": ("gen_floor.json", render_gen_floor),
+    "scan-throughput": ("scan_throughput.json", render_scan_throughput),
 }
 
 
