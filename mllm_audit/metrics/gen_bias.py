@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pairwise_bias(counts: Sequence[float]) -> float:
+def pairwise_bias(counts: Sequence[float] | np.ndarray) -> float:
     """Mean over ordered pairs i != j of |freq_i - freq_j|; NaN when there is nothing to count."""
     c = np.asarray(counts, dtype=float)
     k, n = c.size, c.sum()
@@ -19,6 +19,6 @@ def pairwise_bias(counts: Sequence[float]) -> float:
     return float(np.abs(f[:, None] - f[None, :]).sum() / (k * (k - 1)))
 
 
-def normalised_bias(counts: Sequence[float]) -> float:
+def normalised_bias(counts: Sequence[float] | np.ndarray) -> float:
     """`pairwise_bias / (2 / K)`: 0 for a balanced prompt, 1 when every image is one class."""
     return pairwise_bias(counts) * len(counts) / 2.0
