@@ -265,6 +265,7 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "prefix-memory": ("prefix_memory.json", render_prefix_memory),
     "ftl-speed": ("ftl_speed.json", render_ftl_speed),
     "image-memory-16": ("image_memory_16.json", render_image_memory),
+    "image-memory-64": ("image_memory_64.json", render_image_memory),
     "generic-conformance": ("generic_conformance.json", render_generic),
     "hash-speed": ("hash_speed.json", render_hash_speed),
     "hostile-inputs": ("hostile_inputs.json", render_hostile),

@@ -20,9 +20,10 @@ def _bench_records() -> dict[str, dict]:
 
 def test_every_benchmark_record_says_what_ran_and_under_what_load() -> None:
     recs = _bench_records()
-    assert {"scan_flops", "prefix_memory", "ftl_speed", "image_memory_16", "generic_conformance"} <= set(recs)
+    assert {"scan_flops", "prefix_memory", "ftl_speed", "image_memory_16", "image_memory_64",
+            "generic_conformance"} <= set(recs)
     for name, r in recs.items():
-        script = name.removesuffix("_16")
+        script = re.sub(r"_\d+$", "", name)  # image_memory_16 and _64: one script, two sizes
         assert re.match(rf"(OMP_NUM_THREADS=\d+ )?python benchmarks/{script}\.py( |$)", r["command"]), name
         assert "--record" in r["command"] and r["torch"].startswith("2.") and r["figures"], name
         assert len(r["load_average"]["start"]) == 3 and len(r["load_average"]["end"]) == 3, name
