@@ -2,7 +2,7 @@
 
 Each edit's evaluation (reliability, T/V-generality, T/M-locality) goes through one batched
 `next_token_logprobs` call, so its cost is a handful of forwards. Usage:
-    python benchmarks/edit_speed.py [--edits 8] [--threads 2] [--skip-large]
+    python benchmarks/edit_speed.py [--edits 8] [--threads 2] [--skip-large] [--record]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _record import Recorder, add_record_option
 from _shapes import blip2_100m
 from PIL import Image
 
@@ -42,8 +43,9 @@ def synthetic_suite(folder: Path, n: int) -> Path:
     return folder / "items.jsonl"
 
 
-def bench(label: str, model: str, suite: str, edits: int, adapter=None) -> None:  # noqa: ANN001
+def bench(label: str, model: str, suite: str, edits: int, adapter=None) -> dict:  # noqa: ANN001
     adapter = adapter or load_model(model)
+    fig: dict = {"label": label, "parameters_m": round(sum(p.numel() for p in adapter.model.parameters()) / 1e6, 2)}
     for editor in ("ft-l", "ike"):
         with tempfile.TemporaryDirectory() as out:
             t = time.perf_counter()
@@ -54,6 +56,8 @@ def bench(label: str, model: str, suite: str, edits: int, adapter=None) -> None:
             per = res.results["timings"]["s_per_edit"]
             print(f"{label:22} {editor:5} {res.results['n_edits']:3d} edits  {per:7.3f} s/edit"
                   f"  (wall {dt:6.1f} s; reliability {m['reliability']:.2f})")
+            fig[editor] = {"edits": res.results["n_edits"], "s_per_edit": per, "reliability": m["reliability"]}
+    return fig
 
 
 def main() -> None:
@@ -61,14 +65,18 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-large", action="store_true")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    bench("toy world", "toy", "toy", args.edits)
+    rec = Recorder("edit_speed", args.threads)
+    rows = [bench("toy world", "toy", "toy", args.edits)]
     if not args.skip_large:
         tmp = Path(tempfile.gettempdir())
         model_dir = blip2_100m(tmp / "mllm-audit-bench-blip2-100m")
         suite = synthetic_suite(tmp / "mllm-audit-bench-edit-suite", args.edits + 4)
-        bench("BLIP-2 shape, 80M", str(model_dir), str(suite), args.edits)
+        rows.append(bench("BLIP-2 shape, 80M", str(model_dir), str(suite), args.edits))
+    if args.record:
+        rec.write({"models": rows})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ with the loss stop off so that every edit takes `--steps` (13 by default, the av
 measured; random weights would stop early); old and new interleaved in one process; FLOPs by
 FlopCounterMode (load-independent), then time. The edited weights are compared: cached and
 uncached on the same head must agree to 1e-6. Usage:
-    python benchmarks/ftl_speed.py [--shape 389m] [--edits 2] [--threads 2]
+    python benchmarks/ftl_speed.py [--shape 389m] [--edits 2] [--threads 2] [--record]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from _baseline import load, old_module
+from _record import Recorder, add_record_option
 from _shapes import blip2_shape
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
@@ -65,8 +66,10 @@ def main() -> None:
     ap.add_argument("--edits", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=13, help="AdamW steps per edit (loss stop off; 13 as measured)")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("ftl_speed", args.threads)
     adapter = load_model(str(blip2_shape(args.shape, Path(tempfile.gettempdir()))))
     old = old_module("mllm_audit/scoring/differentiable.py")
     rng = np.random.default_rng(0)
@@ -101,6 +104,11 @@ def main() -> None:
     print(f"  seconds per edit ({args.threads} threads, interleaved; load averages {' -> '.join(loads)}):")
     ratio = per["today"] / per["cached"]
     print(f"    today's path {per['today']:.2f} s, now {per['cached']:.2f} s: {ratio:.2f}x faster")
+    if args.record:
+        rec.write({"shape": args.shape, "parameters_m": round(n_params / 1e6, 1), "edits": args.edits,
+                   "steps": args.steps, "gflop_per_edit": {k: v / 1e9 for k, v in fl.items()},
+                   "max_weight_diff": {"cached_vs_uncached": same, "cached_vs_today": today},
+                   "seconds_per_edit": per, "loads": loads})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 A run's identity hashes every byte of every weight, config and tokenizer file; the sidecar cache
 (util/identity.py, keyed by path, size, mtime and inode) makes the second run of the same files
 read only the cache. Usage:
-    python benchmarks/hash_speed.py [--gib 1.0] [--dir /tmp]
+    python benchmarks/hash_speed.py [--gib 1.0] [--dir /tmp] [--record]
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _record import Recorder, add_record_option
+
 from mllm_audit.util.identity import HashCache
 
 
@@ -21,7 +23,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--gib", type=float, default=1.0, help="size of the weight file in GiB")
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="where to write it (needs that much free space)")
+    add_record_option(ap)
     args = ap.parse_args()
+    rec = Recorder("hash_speed", 1)
     size = int(args.gib * (1 << 30))
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         weights = Path(tmp) / "model.safetensors"
@@ -42,6 +46,8 @@ def main() -> None:
     gib = size / (1 << 30)
     print(f"sha256 of a {gib:.2f} GiB weight file: cold {t_cold:.2f} s ({gib / t_cold * 1024:.0f} MiB/s), "
           f"warm (sidecar cache) {t_warm * 1000:.2f} ms")
+    if args.record:
+        rec.write({"gib": gib, "cold_s": t_cold, "cold_mib_per_s": gib / t_cold * 1024, "warm_ms": t_warm * 1000})
 
 
 if __name__ == "__main__":

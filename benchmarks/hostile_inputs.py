@@ -1,6 +1,6 @@
 """Cost of the issue-19 hostile inputs: each in a fresh process, wall time and peak resident memory.
 
-    python benchmarks/hostile_inputs.py [--prompt-mb 50]
+    python benchmarks/hostile_inputs.py [--prompt-mb 50] [--record]
 
 Before the caps, the 50 MB single-line prompt took 4 min 49 s and 10 GB before "over the model's 256
 positions", and the policy whose check name is a 9-levels-of-9 YAML alias bomb ran about 2 min to
@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _record import Recorder, add_record_option
 
 CHILD = ("import resource, sys\n"
          "from mllm_audit.cli import run\n"
@@ -36,7 +38,10 @@ def run_case(argv: list[str]) -> tuple[int, float, float, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompt-mb", type=int, default=50)
+    add_record_option(ap)
     args = ap.parse_args()
+    rec = Recorder("hostile_inputs", None)
+    rows = []
     work = Path(tempfile.mkdtemp(prefix="mllm-audit-hostile-"))
     (work / "images").mkdir()
     from PIL import Image
@@ -58,6 +63,10 @@ def main() -> None:
     for name, argv in cases.items():
         code, seconds, peak, line = run_case(argv)
         print(f"{name:40} {code:>4} {seconds:8.2f} {peak:8.0f}  {line[:110]}")
+        rows.append({"case": name, "exit": code, "seconds": seconds, "peak_mb": peak,
+                     "message": line.replace(str(work) + "/", "")})
+    if args.record:
+        rec.write({"cases": rows})
 
 
 if __name__ == "__main__":

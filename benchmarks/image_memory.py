@@ -1,6 +1,6 @@
 """Peak memory of a scan over 16 camera-sized images, at batch 16 and 64, before and after the pixel budget.
 
-    python benchmarks/image_memory.py [--side 4000x3000] [--format JPEG]
+    python benchmarks/image_memory.py [--side 4000x3000] [--format JPEG] [--count 16] [--record]
 
 Each scan runs in a fresh process (the toy model, a 16-item suite, one image per item) and reports
 its peak resident memory, under three settings:
@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _record import Recorder, add_record_option
 
 CHILD = ("import os, resource, sys\n"
          "from mllm_audit.cli import run\n"
@@ -50,8 +53,6 @@ def camera_suite(folder: Path, width: int, height: int, fmt: str, n: int = 16) -
 
 
 def peak_mb(argv: list[str], encode_pixels: str | None = None) -> tuple[int, float, float]:
-    import os
-
     env = {**os.environ, **({"BENCH_ENCODE_PIXELS": encode_pixels} if encode_pixels else {})}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True, check=False, env=env)
@@ -66,7 +67,10 @@ def main() -> None:
     ap.add_argument("--side", default="4000x3000", help="WIDTHxHEIGHT of each image (12 MP: a phone camera)")
     ap.add_argument("--format", default="JPEG", choices=("JPEG", "PNG"))
     ap.add_argument("--count", type=int, default=16, help="distinct images in the suite")
+    add_record_option(ap)
     args = ap.parse_args()
+    rec = Recorder(f"image_memory_{args.count}", None)
+    rows: dict[str, dict[str, dict[str, float]]] = {}
     width, height = (int(x) for x in args.side.split("x"))
     work = Path(tempfile.mkdtemp(prefix="mllm-audit-pixels-"))
     suite = camera_suite(work / "suite", width, height, args.format, args.count)
@@ -83,7 +87,10 @@ def main() -> None:
             code, secs, mb = peak_mb([*budget, "scan", "-m", "toy", "-s", str(suite), "--batch-size", str(batch),
                                       "-q", "-o", str(out)], encode)
             row.append(f"{mb:,.0f} MB peak RSS, {secs:.1f} s" + ("" if code == 0 else f" (exit {code})"))
+            rows.setdefault(str(batch), {})[label] = {"peak_mb": mb, "seconds": secs, "exit": code}
         print(f"| {batch} | " + " | ".join(row) + " |")
+    if args.record:
+        rec.write({"count": args.count, "side": args.side, "format": args.format, "disk_mb": size, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ batch 8); the scan now runs the head at each prompt's last position and on conti
 Random weights at the real vocabulary and image-token count, a small decoder (the logits, not the
 decoder, are what grew). Peak resident memory above the loaded weights, measured per path in one
 process by resetting the kernel's high-water mark (/proc/self/clear_refs) before each. Usage:
-    python benchmarks/prefix_memory.py [--images 8] [--batch-size 16] [--threads 2]
+    python benchmarks/prefix_memory.py [--images 8] [--batch-size 16] [--threads 2] [--record]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _baseline import load, old_module
+from _record import Recorder, add_record_option
 from gpu_bench import build_janus
 from PIL import Image
 
@@ -51,8 +52,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("prefix_memory", args.threads)
+    paths: dict[str, dict[str, float]] = {}
     folder = Path(tempfile.gettempdir()) / "mllm-audit-bench-janus-like"
     if not (folder / "config.json").is_file():
         build_janus(JANUS_LIKE, folder, "cpu", torch.float32)
@@ -77,8 +81,12 @@ def main() -> None:
         else:
             old_scores = out
         print(f"  {label:24} peak {peak:5.2f} GiB above the weights, {secs:6.2f} s")
+        paths["scan" if label == "scan" else "today"] = {"peak_gib": peak, "seconds": secs}
     diff = max(abs(a.logp - b.logp) for a, b in zip(old_scores, new_scores, strict=True))  # type: ignore[arg-type]
     print(f"  max |score difference| {diff:.2e} nats; load after {load()}")
+    if args.record:
+        rec.write({"image_tokens": adapter.n_image_tokens, "prefix_tokens": n_prefix, "candidates": len(reqs),
+                   "batch_size": args.batch_size, "paths": paths, "max_abs_diff_nats": diff})
 
 
 if __name__ == "__main__":

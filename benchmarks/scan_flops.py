@@ -17,6 +17,8 @@ the first image's candidates and scaled (every image has the same shapes).
 Timings interleave the paths in one process (`--repeats` rounds) and print the machine load beside
 them. Usage:
     python benchmarks/scan_flops.py [--shapes 56m,389m] [--images 4] [--threads 2] [--repeats 1] [--no-time]
+                                    [--time-shapes 56m] [--record]
+`--record` writes benchmarks/records/scan_flops.json (benchmarks/_record.py) for the README's tables.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 from _baseline import load, old_module
+from _record import Recorder, add_record_option
 from _shapes import blip2_shape
 from PIL import Image
 from scan_throughput import ANSWERS, PROMPTS
@@ -124,7 +127,7 @@ def matmul_probe(d: int, seconds: float = 1.0) -> float:
     return 2 * 256 * d * 4 * d * n / (time.perf_counter() - t0) / 1e9
 
 
-def bench(name: str, args: argparse.Namespace, old: Any) -> None:
+def bench(name: str, args: argparse.Namespace, old: Any) -> dict[str, Any]:
     adapter = load_model(str(blip2_shape(name, Path(tempfile.gettempdir()))))
     adapter.model.requires_grad_(False)  # FlopCounterMode's module tracker trips over trainable leaves
     n_params = sum(p.numel() for p in adapter.model.parameters())
@@ -150,8 +153,12 @@ def bench(name: str, args: argparse.Namespace, old: Any) -> None:
     ref = naive(adapter, images, first)
     diff = max(abs(a - b.logp) for a, b in zip(ref, new_scores[: len(first)], strict=True))
     print(f"  max |scan - naive| over the first image's candidates: {diff:.2e} nats")
-    if args.no_time:
-        return
+    fig: dict[str, Any] = {"parameters_m": round(n_params / 1e6, 1), "images": args.images, "candidates": n,
+                           "max_abs_diff_nats": diff,
+                           "gflop_per_candidate": {k: f / n / 1e9 for k, f in (("minimum", f_min), ("scan", f_new),
+                                                   ("today", f_old), ("lm-eval-style", f_lme), ("naive", f_naive))}}
+    if args.no_time or name not in (args.time_shapes or args.shapes).split(","):
+        return fig
     times: dict[str, list[float]] = {"naive": [], "lm-eval-style": [], "today's scan": [], "scan": []}
     paths = {"naive": lambda: naive(adapter, images, reqs),
              "lm-eval-style": lambda: lm_eval_style(adapter, images, reqs, args.batch_size),
@@ -175,6 +182,9 @@ def bench(name: str, args: argparse.Namespace, old: Any) -> None:
           f"scan / today's scan {today / best['scan']:.2f}x")
     print(f"  useful GFLOP/s (minimum FLOPs / scan time) {f_min / best['scan'] / 1e9:.1f} vs torch.matmul probe "
           f"{probe:.1f} GFLOP/s in this process")
+    fig["timings"] = {"repeats": args.repeats, "loads": loads, "candidates_per_s": {k: n / t for k, t in best.items()},
+                      "useful_gflops": f_min / best["scan"] / 1e9, "matmul_probe_gflops": probe}
+    return fig
 
 
 def main() -> None:
@@ -186,11 +196,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-time", action="store_true", help="FLOP counts only")
+    ap.add_argument("--time-shapes", default=None, help="time only these shapes (default: every shape)")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("scan_flops", args.threads)
     old = old_module("mllm_audit/scoring/contract.py")
-    for name in args.shapes.split(","):
-        bench(name, args, old)
+    figures = {name: bench(name, args, old) for name in args.shapes.split(",")}
+    if args.record:
+        rec.write({"shapes": figures})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Naive: one candidate per stock forward, the image re-processed and re-encoded every time.
 scan: the scoring contract (each image encoded once, shared prefix forward, batches).
 Model: BLIP-2-shaped, ~85M random parameters, fp32, CPU. Usage:
-    python benchmarks/scan_throughput.py [--images 16] [--prompts 3] [--threads 2]
+    python benchmarks/scan_throughput.py [--images 16] [--prompts 3] [--threads 2] [--record]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _record import Recorder, add_record_option
 from _shapes import blip2_100m
 from PIL import Image
 
@@ -32,8 +33,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "mllm-audit-bench-blip2-100m")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("scan_throughput", args.threads)
     adapter = load_model(str(blip2_100m(args.model_dir)))
     n_params = sum(p.numel() for p in adapter.model.parameters())
     rng = np.random.default_rng(0)
@@ -65,6 +68,10 @@ def main() -> None:
     print(f"naive loop: {len(reqs) / t_naive:8.2f} candidates/s ({t_naive:.1f} s)")
     print(f"scan:       {len(reqs) / t_ours:8.2f} candidates/s ({t_ours:.1f} s)")
     print(f"speed-up:   {t_naive / t_ours:8.2f}x; max |score difference| = {diff:.2e}")
+    if args.record:
+        rec.write({"parameters_m": round(n_params / 1e6, 1), "images": args.images, "prompts": args.prompts,
+                   "candidates": len(reqs), "batch_size": args.batch_size, "naive_s": t_naive, "scan_s": t_ours,
+                   "max_abs_diff_nats": diff})
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         seed: int = options.seed("Random seed."),
         revision: str | None = options.revision(),
         trust_generic: bool = options.trust_generic(),
+        cluster: str = typer.Option("image", help="Paired intervals resample image or scenario clusters."),
     ) -> None:
         """Run one of the paper's studies; prints its table and writes a run folder with report.html."""
 
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
             study, model=model, suite=suite, editors=names, on_row=on_row,
             limit=limit, sizes=size_list, protocol=protocol, editor_state=states, train_steps=train_steps,
             output=output, data_dir=data_dir, batch_size=batch_size, dtype=dtype, device=device, seed=seed,
-            revision=revision, trust_generic=trust_generic,
+            revision=revision, trust_generic=trust_generic, cluster=cluster,
         )
         try:
             write_html_report(res.run_dir, res.run_dir / "report.html")

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mllm_audit.metrics.gen_bias import normalised_bias
+
 LEVEL = 0.95
 METHOD = ("exact Clopper-Pearson interval per class share (Bonferroni over K classes), bias = its least and "
           "greatest value over the region of shares; covers the true bias (0 included)")
@@ -79,12 +81,6 @@ def share_region(counts: Sequence[int], level: float = LEVEL) -> tuple[np.ndarra
     return np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
 
 
-def _bias(p: np.ndarray) -> float:
-    """Normalised bias of a share vector: sum over pairs i < j of |p_i - p_j|, over K - 1."""
-    k = p.size
-    return float(np.abs(p[:, None] - p[None, :]).sum() / 2 / (k - 1))
-
-
 def _most_equal(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The shares clip(c, lo, hi) summing to 1: majorised by every other point of the region, so the
     least bias there (the bias is Schur-convex)."""
@@ -98,7 +94,7 @@ def bias_interval(counts: Sequence[int], level: float = LEVEL) -> tuple[float, f
     if c.size < 2 or c.sum() <= 0:
         return (float("nan"), float("nan"))
     lo, hi = share_region(c.tolist(), level)
-    least = _bias(_most_equal(lo, hi))
+    least = normalised_bias(_most_equal(lo, hi))
     k = c.size
     greatest = least
     for free in range(k):  # vertices: K - 1 shares at a bound, the free one fills the sum
@@ -109,7 +105,7 @@ def bias_interval(counts: Sequence[int], level: float = LEVEL) -> tuple[float, f
                 p[i] = hi[i] if e else lo[i]
             p[free] = 1.0 - p[others].sum()
             if lo[free] - 1e-12 <= p[free] <= hi[free] + 1e-12:
-                greatest = max(greatest, _bias(p))
+                greatest = max(greatest, normalised_bias(p))
     return (max(0.0, least), min(1.0, greatest))
 
 
@@ -127,9 +123,7 @@ def control_check(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
     balance beyond its interval. It fails when the after-fix interval lies wholly above the before-fix
     one (ci_low after > ci_high before); a move toward balance never fails. Returns per prompt and
     attribute the before/after bias and intervals, `failed` (prompt/attribute names) and `passed`."""
-    def normalised_bias(c: list[int]) -> float:
-        return _bias(np.asarray(c, dtype=float) / sum(c))
-
+    n_max = 0
     old = {str(s["prompt_id"]): s for s in before if s.get(group_key) == group}
     rows: dict[str, dict[str, Any]] = {}
     failed: list[str] = []
@@ -143,11 +137,45 @@ def control_check(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
             a = [int(s["counts"].get(attr, {}).get(c, 0)) for c in classes]
             if sum(a) == 0 or sum(b) == 0:
                 continue
+            n_max = max(n_max, sum(a), sum(b))
             (blo, bhi), (alo, ahi) = bias_interval(b), bias_interval(a)
             away = alo > bhi
             rows[pid][attr] = {"before": normalised_bias(b), "before_ci": [blo, bhi], "after": normalised_bias(a),
                                "after_ci": [alo, ahi], "moved_away": away}
             if away:
                 failed.append(f"{pid}/{attr}")
-    return {"group": group, "prompts": rows, "failed": failed, "passed": not failed,
+    return {"group": group, "prompts": rows, "failed": failed, "passed": not failed, "method": f"sampled, {n_max}",
             "rule": "fails when a control's after-fix interval lies wholly above its before-fix interval"}
+
+
+EXACT_TOLERANCE = 0.05  # normalised-bias points a control may move away from balance under an exact check
+
+
+def control_check_exact(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
+                        tolerance: float = EXACT_TOLERANCE) -> dict[str, Any]:
+    """`control_check` on exact class shares (runs/gen_exact.py: prompt -> {shares: {attr: [..]},
+    pruned_mass, person_mass}): no sampling noise, so a control fails when its normalised bias rises by
+    more than `tolerance` plus the enumeration's error bound (the normalised bias moves by at most the
+    L1 change of the shares, and a pruned mass e moves the shares by at most 2 e / person mass in L1)."""
+    rows: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    for pid, a in after.items():
+        b = before.get(pid)
+        if b is None:
+            continue
+        rows[pid] = {}
+        slack = sum(2 * x["pruned_mass"] / x["person_mass"] for x in (a, b) if x["person_mass"] > 0)
+        for attr, sa in a["shares"].items():
+            sb = b["shares"].get(attr)
+            if sa is None or sb is None:
+                continue
+            vb, va = normalised_bias(sb), normalised_bias(sa)
+            away = va - vb > tolerance + slack
+            rows[pid][attr] = {"before": vb, "after": va, "change": va - vb, "error_bound": slack,
+                               "moved_away": away}
+            if away:
+                failed.append(f"{pid}/{attr}")
+    return {"group": "control", "prompts": rows, "failed": failed, "passed": not failed, "method": "exact",
+            "tolerance": tolerance,
+            "rule": f"exact guided distribution: fails when a control's normalised bias rises by more than "
+                    f"{tolerance} (plus the enumeration's error bound)"}

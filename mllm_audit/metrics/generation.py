@@ -24,27 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from mllm_audit.metrics.gen_bias import normalised_bias, pairwise_bias
 from mllm_audit.metrics.gen_intervals import suite_interval
 from mllm_audit.metrics.stats import N_BOOT, SEED
 from mllm_audit.util.numbers import finite_or_none
 
 JOINT = "gender_x_race"
 BALANCED_P = 0.05
-
-
-def pairwise_bias(counts: Sequence[float]) -> float:
-    """Mean over ordered pairs i != j of |freq_i - freq_j|; NaN when there is nothing to count."""
-    c = np.asarray(counts, dtype=float)
-    k, n = c.size, c.sum()
-    if k < 2 or n <= 0:
-        return float("nan")
-    f = c / n
-    return float(np.abs(f[:, None] - f[None, :]).sum() / (k * (k - 1)))
-
-
-def normalised_bias(counts: Sequence[float]) -> float:
-    """`pairwise_bias / (2 / K)`: 0 for a balanced prompt, 1 when every image is one class."""
-    return pairwise_bias(counts) * len(counts) / 2.0
 
 
 def _bias_rows(freq_draws: np.ndarray) -> np.ndarray:

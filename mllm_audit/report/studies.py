@@ -41,15 +41,54 @@ def paired_rows(pairs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
         for k in keys:
             d = p["diffs"].get(k)
             cells.append("—" if d is None else f"{d['diff']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] "
-                         f"p={d['p_value']:.3f}")
+                         f"p={_p(d['p_value'])}")
         rows.append([p["editor"], p["a"], p["b"], *cells])
     return ["editor", "A", "B", *keys], rows
+
+
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+SHORT = {"reliability": "rel", "t_generality": "t-gen", "v_generality": "v-gen", "t_locality_top1": "t-loc",
+         "m_locality_top1": "m-loc", "parity_after": "parity post", "balanced": "balanced",
+         "mirror_amplified": "mirror amp.", "neighbour_drift": "drift"}
+
+
+def paired_tables(results: dict[str, Any]) -> list[Any]:
+    """Per editor, each setting minus the study's reference row on the same items, per metric: the paired
+    difference, its 95 % cluster-bootstrap interval and p (no difference). Long format (a row per setting
+    and metric), so it fits 80 columns whatever the number of metrics."""
+    from mllm_audit.report.tables import new_table
+
+    pairs = results.get("paired") or []
+    cluster = results.get("paired_cluster", "image")
+    study = results.get("study")
+    tables = []
+    for ed in dict.fromkeys(p["editor"] for p in pairs):
+        mine = [p for p in pairs if p["editor"] == ed]
+        if study == "cross-bias":
+            ref, keys = "the in-type edit (edit on = measured on)", ["on", "edit on"]
+        else:
+            ref, keys = mine[0]["a"], ["module" if study == "modules" else "batch"]
+        table = new_table(f"{ed} minus {ref} on the same items: 95 % paired interval, clusters: {cluster}")
+        for h in [*keys, "metric", "diff", "interval", "p"]:
+            table.add_column(h, justify="left" if h in ("on", "edit on", "module", "metric") else "right",
+                             no_wrap=True)
+        for p in mine:
+            key = [p["eval_type"], p["key"]] if study == "cross-bias" else [p.get("key") or p["b"].split()[-1]]
+            for k, d in p["diffs"].items():
+                table.add_row(*key, SHORT.get(k, k), f"{d['diff']:+.2f}",
+                              f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]", _p(d["p_value"]))
+        tables.append(table)
+    return tables
 
 
 def study_table(results: dict[str, Any], width: int | None = None) -> Any:
     """The study's console table (the `study` command and `report` of a study run print the same). Too wide
     for the terminal (80 columns: 11 columns of a batch study), it stacks: the value columns split over
-    several tables, each repeating the key columns, so no header or number is ever cut."""
+    several tables, each repeating the key columns, so no header or number is ever cut. Below it, the
+    paired differences against the reference row (`paired_tables`)."""
     from rich.console import Group
 
     from mllm_audit.report.tables import new_table
@@ -76,6 +115,7 @@ def study_table(results: dict[str, Any], width: int | None = None) -> Any:
         for r in rows:
             table.add_row(*[r[i] for i in [*range(keys), *cols]])
         tables.append(table)
+    tables += paired_tables(results)
     return tables[0] if len(tables) == 1 else Group(*tables)
 
 
@@ -122,7 +162,8 @@ def html_section(results: dict[str, Any]) -> tuple[str, int]:
     parts.append(_table(header, [[_esc(c) for c in r] for r in rows], numeric_from=2))
     if results.get("paired"):
         ph, prows = paired_rows(results["paired"])
-        parts.append("<p>Same edited items, B − A with the 95 % paired cluster-bootstrap interval and p:</p>")
+        parts.append("<p>Same items, B − A with the 95 % paired cluster-bootstrap interval (clusters: "
+                     f"{_esc(results.get('paired_cluster', 'image'))}) and p:</p>")
         parts.append(_table(ph, [[_esc(c) for c in r] for r in prows], numeric_from=3))
     n = 0
     if study == "modules" and rows:

@@ -198,12 +198,23 @@ def run_unified_fix(
                                  batch_size, name)
             m["pair_gap"] = pair_gap(model_now, rows, attrs).mean_abs
             m["training"] = training
+            # Judged on the controls too: a control moved away from balance fails the fix's check, on the
+            # exact guided distribution where the model's images can be enumerated (runs/gen_exact.py).
+            from mllm_audit.runs.gen_exact import exact_controls
+
+            exact = exact_controls(adapter, clf, held, batch_size)
             if name == "base":
                 base_samples[:] = samples
-            else:  # judged on the controls too: a control moved away from balance fails the fix's check
+                base_exact.append(exact)
+            elif isinstance(exact, dict) and isinstance(base_exact[0], dict):
+                from mllm_audit.metrics.gen_intervals import control_check_exact
+
+                m["control_check"] = control_check_exact(base_exact[0], exact)
+            else:
                 from mllm_audit.metrics.gen_intervals import control_check
 
-                m["control_check"] = control_check(base_samples, samples, clf.attributes)
+                m["control_check"] = {**control_check(base_samples, samples, clf.attributes), "exact_unavailable":
+                                      exact if isinstance(exact, str) else base_exact[0]}
             results["stages"][name] = m
             writer.append({"stage": name, **r} for r in samples)
             writer.write_results(results)
@@ -213,11 +224,15 @@ def run_unified_fix(
                     return "-" if x is None else f"{x:.3f}"
 
                 adherence = ", ".join(f"{a} {f3(v)}" for a, v in (m["adherence"] or {}).items())
+                cc = m.get("control_check")
+                controls = "" if cc is None else (f" controls ({cc['method']}) " +
+                                                  ("pass" if cc["passed"] else "FAIL " + ", ".join(cc["failed"])))
                 log(f"{name}: held-out gender {f3(g.get('normalised'))} fidelity {f3(m['fidelity'])} "
-                    f"adherence {adherence or '-'} pair gap {m['pair_gap']:.4f}")
+                    f"adherence {adherence or '-'} pair gap {m['pair_gap']:.4f}{controls}")
 
         base = adapter.model
         base_samples: list[dict[str, Any]] = []
+        base_exact: list[Any] = []
         stage("base", base, None)
         peft_model = add_lora(base, s)
         adapter.model = base  # LoRA layers sit inside the base model's modules: generation uses them

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mllm_audit.errors import AuditError
-from mllm_audit.metrics.paired_edits import study_pairs
+from mllm_audit.metrics.paired_edits import CLUSTERS, study_pairs
 from mllm_audit.runs.options import FIX_BATCH_SIZES, LEARNED_EDITORS, check_load_options
 
 if TYPE_CHECKING:
@@ -286,6 +286,7 @@ def run_study(
     seed: int = 0,
     revision: str | None = None,
     trust_generic: bool = False,
+    cluster: str = "image",
     *,
     adapter: Adapter | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
@@ -306,6 +307,8 @@ def run_study(
     check_load_options(dtype, device)
     if protocol not in CROSS_PROTOCOLS:
         raise AuditError(f"--protocol must be one of {', '.join(CROSS_PROTOCOLS)}, got {protocol!r}")
+    if cluster not in CLUSTERS:
+        raise AuditError(f"--cluster must be one of {', '.join(CLUSTERS)}, got {cluster!r}")
     bad = [s for s in sizes if s < 1]
     if bad:
         raise AuditError(f"--sizes must be positive, got {bad[0]}")
@@ -431,7 +434,8 @@ def run_study(
             "complete": True, "n_items": len(chosen), "n_candidates": n_candidates,
             "protocol": protocol if study == "cross-bias" else None,
             "sizes": list(sizes) if study == "batch" else None, "table": table,
-            "paired": study_pairs(study, all_records),  # settings vs their reference, same edits, with intervals
+            # settings vs their reference on the same items, with paired cluster-bootstrap intervals
+            "paired": study_pairs(study, all_records, cluster), "paired_cluster": cluster,
             "timings": {"total_s": round(time.perf_counter() - t0, 3)},
         })
         writer.write_results(results)

@@ -64,6 +64,8 @@ def test_fix_sft_save_writes_a_folder_every_command_loads(tmp_path: Path) -> Non
                           images_per_prompt=4, adherence_images=2, settings=BalancedSettings(sft_epochs=1),
                           batch_size=8)
     assert res.results["saved"] == str(tmp_path / "saved")
+    check = res.results["stages"]["sft"]["control_check"]  # the toy's images enumerate: exact, not 4 draws
+    assert check["method"] == "exact" and set(check["prompts"]) == {"writer", "student", "cook", "artist"}
     saved = load_model(str(tmp_path / "saved" / "sft"))
     assert saved.card.family == "janus" and saved.generates_images
     assert saved.card.name == "toy-janus-v2+sft"  # not the base's name: later runs tell the two apart

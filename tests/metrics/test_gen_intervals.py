@@ -73,3 +73,34 @@ def test_a_fix_that_skews_a_control_fails_its_check() -> None:
     # Negative control: sampling noise of the same size as the intervals does not fail it.
     noisy = [s("student", "control", 38, 26), s("person", "control", 27, 37), s("nurse", "test", 30, 34)]
     assert control_check(before, noisy, attrs)["passed"]
+
+
+def test_the_exact_control_check_fails_a_control_moved_beyond_tolerance() -> None:
+    """Exact shares measured on the toy before / after the anchored SFT (tests/runs/test_gen_exact.py):
+    student 0.4941 -> 0.6517 male (normalised 0.012 -> 0.303) fails; cook 0.4402 -> 0.4235 (0.120 ->
+    0.153, +0.033 < 0.05) and writer (toward balance) pass."""
+    from mllm_audit.metrics.gen_intervals import control_check_exact
+
+    def ex(p_male: float, pruned: float = 2e-6) -> dict:
+        return {"shares": {"gender": [p_male, 1 - p_male]}, "pruned_mass": pruned, "person_mass": 1 - pruned}
+
+    before = {"student": ex(0.4941), "cook": ex(0.4402), "writer": ex(0.3717)}
+    after = {"student": ex(0.6517), "cook": ex(0.4235), "writer": ex(0.4347)}
+    res = control_check_exact(before, after)
+    assert res["method"] == "exact" and res["failed"] == ["student/gender"]
+    assert res["prompts"]["student"]["gender"]["change"] == pytest.approx(0.2916, abs=1e-9)
+    assert res["prompts"]["cook"]["gender"]["change"] == pytest.approx(0.0334, abs=1e-9)
+    # Negative controls: the same move inside the tolerance passes; a large pruned mass widens the bound.
+    assert control_check_exact(before, {**after, "student": ex(0.52)})["passed"]
+    assert control_check_exact(before, {**after, "student": ex(0.6517, pruned=0.15)})["passed"]
+
+
+def test_the_sampled_check_records_its_method_and_one_bias_definition() -> None:
+    import mllm_audit.metrics.gen_intervals as gi
+    from mllm_audit.metrics.gen_intervals import control_check
+
+    row = {"prompt_id": "student", "group": "control", "counts": {"gender": {"male": 40, "female": 24}}}
+    assert control_check([row], [row], {"gender": ["male", "female"]})["method"] == "sampled, 64"
+    p = np.array([0.5, 0.2, 0.2, 0.1])
+    assert normalised_bias(p) == pytest.approx(0.4) and not hasattr(gi, "_bias")  # the old duplicate is gone
+    assert gi.normalised_bias is normalised_bias  # intervals and metric share one definition

@@ -114,6 +114,9 @@ def test_batch_study_writes_its_run_folder_and_report(toy, tmp_path: Path) -> No
     lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(lines) == 6 and [r["chunk_size"] for r in lines] == [1, 1, 1, 3, 3, 3]
     assert all(r["parity_after"] is not None for r in lines)
+    (pair,) = saved["paired"]  # batch 3 against batch 1 on the same three edits, clusters stated
+    assert (pair["a"], pair["b"], saved["paired_cluster"]) == ("batch 1", "batch 3", "image")
+    assert pair["diffs"]["reliability"]["n"] == 3
     html = report(out, html=out / "report.html").path.read_text()  # the study's section in the run report
     assert "Study: batch" in html and "parity pre" in html
     # Nothing the user has is overwritten.
@@ -142,6 +145,12 @@ def test_cross_bias_table_has_every_pair_of_types(toy, tmp_path: Path, protocol:
     if protocol == "transfer":  # editing one type's items leaves another type's items biased
         off = [r["reliability"] for r in table if r["edit_type"] != r["eval_type"]]
         assert sum(off) / len(off) < 0.5
+        # ... paired against the in-type edit on the same measured items: 4 types x 3 other sources
+        pairs = res.results["paired"]
+        assert len(pairs) == 12 and res.results["paired_cluster"] == "image"
+        assert all(p["diffs"]["reliability"]["diff"] <= 0 and p["diffs"]["reliability"]["n"] == 1 for p in pairs)
+    else:  # FT fits nothing: its other-source rows repeat the first, so there is nothing to pair
+        assert res.results["paired"] == []
 
 
 def test_study_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -151,3 +160,5 @@ def test_study_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:  # noqa:
     assert cli(["study", "batch", "--sizes", "1,x"]) == 2
     assert cli(["study", "modules", "--editors", "ike"]) == 2
     assert "unknown editor 'ike'" in capsys.readouterr().err
+    assert cli(["study", "batch", "--cluster", "scene"]) == 2
+    assert "--cluster must be one of image, scenario" in capsys.readouterr().err
