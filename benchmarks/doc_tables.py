@@ -317,7 +317,9 @@ def write(paths: list[Path], records: Path = RECORDS) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--write", action="store_true")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="the default: name every table that differs")
+    mode.add_argument("--write", action="store_true")
     args = ap.parse_args()
     if args.write:
         print(f"rewrote {write(documents())} documents")
