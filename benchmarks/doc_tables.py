@@ -90,6 +90,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "balance": ("balance_table.json", render_balance),
     "objectives-vs-flip": ("balance_table.json", render_paired),
     "gen-coverage": ("gen_coverage.json", render_coverage),
+    # toy world v3 (`toy-v3`): python benchmarks/balance_table.py --model toy-v3 --out ...balance_table_v3.json
+    "five-v3": ("balance_table_v3.json", render_five),
+    "balance-v3": ("balance_table_v3.json", render_balance),
+    "objectives-vs-flip-v3": ("balance_table_v3.json", render_paired),
 }
 
 
