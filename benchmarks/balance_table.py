@@ -9,8 +9,10 @@
 `flip` (the paper's), `paired` and `neutral`; MEND and KE use the states adapters/toy-editors ships
 (flip: `mend`, `ke`; paired: `mend-paired`, `ke-paired`, trained with `train-editor --objective
 paired`; neutral where a `*-neutral` state exists). Controls: control-shift, trained SERAC (an
-exact-match lookup on this toy), untrained MEND / KE / SERAC. Beside the rows, each objective against
-`flip` for the same editor: the paired difference on the same edits with its interval and p.
+exact-match lookup on this toy), untrained MEND / KE / SERAC (and MEND / KE untrained under
+`neutral`, where a neutral state ships). Beside the rows, each objective against `flip` for the same
+editor, and each neutral state against its untrained start: the paired difference on the same edits
+with its interval and p.
 
 The record (JSON) is what docs/editors.md's tables are rendered from (benchmarks/doc_tables.py); the
 command that wrote it is stored in it.
@@ -43,6 +45,8 @@ def plan(states: Path = STATES) -> list[tuple[str, str, str | None, Path | None]
         for o, folder in (("flip", ed), ("paired", f"{ed}-paired"), ("neutral", f"{ed}-neutral")):
             if (states / folder / "state.safetensors").is_file():
                 rows.append((f"{ed} {o}", ed, o, states / folder))
+        if (states / f"{ed}-neutral" / "state.safetensors").is_file():  # what training under neutral buys
+            rows.append((f"{ed} neutral untrained", ed, "neutral", Path("untrained")))
     rows += [("ike", "ike", None, None), ("serac (exact-match)", "serac", None, None),
              ("control-shift", "control-shift", None, None), ("mend untrained", "mend", None, Path("untrained")),
              ("ke untrained", "ke", None, Path("untrained")), ("serac untrained (no-op)", "serac", None,
@@ -76,7 +80,7 @@ def main() -> None:
         for name, editor, objective, state in plan(ROOT / "adapters" / f"{args.model}-editors"):
             t0 = time.perf_counter()
             if state == Path("untrained"):
-                state = write_untrained_state(editor, adapter, Path(tmp) / name.replace(" ", "-"))
+                state = write_untrained_state(editor, adapter, Path(tmp) / name.replace(" ", "-"), objective)
             elif state is not None:
                 states[name] = model_digest(state)[0]
             res = run_fix(model=args.model, editor=editor, editor_state=state, limit=args.limit, objective=objective,
@@ -94,6 +98,9 @@ def main() -> None:
         if obj in ("paired", "neutral") and f"{ed} flip" in rows:
             diffs = paired_edits(edits[f"{ed} flip"], edits[name], COMPARED)
             paired[f"{name} - {ed} flip"] = {k: d.to_dict() for k, d in diffs.items()}
+        if obj == "neutral untrained" and f"{ed} neutral" in rows:  # trained against its initial state
+            diffs = paired_edits(edits[name], edits[f"{ed} neutral"], COMPARED)
+            paired[f"{ed} neutral - {name}"] = {k: d.to_dict() for k, d in diffs.items()}
     record = {
         "schema": "mllm-audit/benchmark-record/v1",
         "command": "python benchmarks/balance_table.py " + " ".join(sys.argv[1:]),

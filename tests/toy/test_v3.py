@@ -83,3 +83,29 @@ def test_faithful_ike_reaches_the_papers_reliability_on_v3_only(model: str, ok: 
     m = res.results["metrics"]
     assert m["perception_locality_top1"] is not None
     assert (m["reliability"] >= 0.9) is ok, m["reliability"]
+
+
+def _planted(model: str, editor: str, objective: str, state: Path, out: Path) -> list[dict]:
+    res = run_fix(model=model, editor=editor, editor_state=state, objective=objective, limit=16, output=out)
+    return [r for r in res.edits if r["meta"].get("planted")]
+
+
+@pytest.mark.slow  # four fix runs per editor (about 20 s each on one thread)
+@pytest.mark.parametrize("editor", ["mend", "ke"])
+def test_trained_neutral_states_beat_their_untrained_start_on_balance(editor: str, tmp_path: Path) -> None:
+    """On v3, MEND / KE trained under `neutral` leave more edited items balanced than the same network
+    untrained, paired on the same edits (measured, 16 edits: MEND 0.69 vs 0.12, KE 0.38 vs 0.00). The
+    negative control: under `flip` (the paper's objective) training buys no balance at all (0 vs 0)."""
+    from mllm_audit.metrics.paired_edits import paired_edits
+    from mllm_audit.toy.evaluate import write_untrained_state
+    from mllm_audit.util.resources import adapters_dir
+
+    adapter = load_model("toy-v3")
+    states = adapters_dir() / "toy-v3-editors"
+    for objective, trained, beats in (("neutral", states / f"{editor}-neutral", True),
+                                      ("flip", states / editor, False)):
+        untrained = write_untrained_state(editor, adapter, tmp_path / f"u-{objective}", objective)
+        a = _planted("toy-v3", editor, objective, untrained, tmp_path / f"fix-u-{objective}")
+        b = _planted("toy-v3", editor, objective, trained, tmp_path / f"fix-t-{objective}")
+        d = paired_edits(a, b, ("balanced",))["balanced"]
+        assert (d.ci_low > 0) is beats, (objective, d.to_dict())
