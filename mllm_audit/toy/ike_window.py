@@ -32,6 +32,29 @@ SAME_SCENARIO = 0.75  # share of demonstration facts from the edit's own scenari
 SAME_TASK = 0.8
 
 
+V2_QUERIES = (0.4, 0.65, 0.82, 0.82)  # cumulative shares: copy, update, background/place, perception; text fact
+V3_QUERIES = (0.4, 0.6, 0.7, 0.85)
+
+
+def query_row(j: int, scene: world.Scene, fact: tuple[str, str], family: tuple[tuple[str, ...], str], fmt: Any,
+              rng: random.Random, cuts: tuple[float, float, float, float]) -> tuple[int, str, str]:
+    """The query after the fact: (image index or -1, prompt, answer). Copy (the fact's prompt), update
+    (a trained paraphrase from `family`: the fact's prompts and task), retain (background or place
+    question, a perception question, or a train text fact), drawn at the cumulative shares `cuts`."""
+    kind = rng.random()
+    if kind < cuts[0]:
+        return (j, fact[0], fact[1])
+    if kind < cuts[1]:
+        return (j, fmt(rng.choice(family[0]), family[1]), fact[1])
+    if kind < cuts[2]:
+        q = rng.choice(list(world.MLOC_QUESTIONS))
+        return (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scene, q))
+    if kind < cuts[3]:
+        b = rng.choice(world.BIAS_TYPES)
+        return (j, fmt(world.FIGURE_QUESTIONS[b], "vqa"), world.GROUPS[b][scene.group(b)])
+    return (-1, *rng.choice(world.TRAIN_FACTS))
+
+
 def _material(sc: world.Scenario, task: str) -> tuple[tuple[str, ...], tuple[str, str]]:
     return (sc.questions, sc.answers) if task == "vqa" else (world.IC_PROMPTS, sc.captions)
 
@@ -76,19 +99,7 @@ def window_examples(adapter: Any, scenes: list[world.Scene], rng: random.Random,
             if len(adapter.continuation_ids(ike_prompt([*demos, demo], fact, fact[0]))) + 1 > budget:
                 break  # the window is full, as editors/ike.py stops
             demos.append(demo)
-        kind = rng.random()
-        if kind < 0.4:
-            row = (j, fact[0], fact[1])
-        elif kind < 0.6:
-            row = (j, fmt(rng.choice(prompts), task), fact[1])
-        elif kind < 0.7:
-            q = rng.choice(list(world.MLOC_QUESTIONS))
-            row = (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scenes[j], q))
-        elif kind < 0.85:
-            b = rng.choice(world.BIAS_TYPES)
-            row = (j, fmt(world.FIGURE_QUESTIONS[b], "vqa"), world.GROUPS[b][scenes[j].group(b)])
-        else:
-            row = (-1, *rng.choice(world.TRAIN_FACTS))
+        row = query_row(j, scenes[j], fact, (prompts, task), fmt, rng, V3_QUERIES)
         out.append((row[0], ike_prompt(demos, fact, row[1]), row[2], len(demos)))
     return out
 

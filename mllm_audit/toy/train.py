@@ -23,7 +23,7 @@ from typing import Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.toy import world
-from mllm_audit.toy.ike_window import window_rows
+from mllm_audit.toy.ike_window import V2_QUERIES, query_row, window_rows
 
 # About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
 # min): 4 px patches, group colours that appear nowhere else in a scene (world.py), the output head
@@ -204,17 +204,7 @@ class _Batcher:
                 else:
                     x, y = fmt(dq if kind == 0 else rng.choice(dps), dt), da
                 demos.append((fmt(dq, dt), da, x, y))
-            kind = rng.random()
-            if kind < 0.4:
-                row = (j, fact[0], fact[1])
-            elif kind < 0.65:
-                row = (j, fmt(rng.choice(prompts), task), fact[1])
-            elif kind < 0.82:
-                q = rng.choice(list(world.MLOC_QUESTIONS))
-                row = (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scenes[j], q))
-            else:
-                tp, ta = rng.choice(world.TRAIN_FACTS)
-                row = (-1, tp, ta)
+            row = query_row(j, scenes[j], fact, (prompts, task), fmt, rng, V2_QUERIES)
             text = ike_prompt(demos, fact, row[1])
             out.append((row[0], self.prefix(text, None, row[0] >= 0), self.cont(row[2]), 1.0))
         return out
