@@ -1,6 +1,7 @@
 """Editors and negative controls on the toy world's eval split, judged on balance as well as the paper's metrics.
 
     python benchmarks/balance_table.py [--limit 32] [--threads 1] [--out benchmarks/records/balance_table.json]
+    python benchmarks/balance_table.py --model toy-v3 --out benchmarks/records/balance_table_v3.json
 
 `fix` (single mode) on the first `--limit` biased items of the eval split; every row aggregates the
 *planted* edits (where mirrors and balance mean something) with 95 % cluster-bootstrap intervals
@@ -8,8 +9,10 @@
 `flip` (the paper's), `paired` and `neutral`; MEND and KE use the states adapters/toy-editors ships
 (flip: `mend`, `ke`; paired: `mend-paired`, `ke-paired`, trained with `train-editor --objective
 paired`; neutral where a `*-neutral` state exists). Controls: control-shift, trained SERAC (an
-exact-match lookup on this toy), untrained MEND / KE / SERAC. Beside the rows, each objective against
-`flip` for the same editor: the paired difference on the same edits with its interval and p.
+exact-match lookup on this toy), untrained MEND / KE / SERAC (and MEND / KE untrained under
+`neutral`, where a neutral state ships). Beside the rows, each objective against `flip` for the same
+editor, and each neutral state against its untrained start: the paired difference on the same edits
+with its interval and p.
 
 The record (JSON) is what docs/editors.md's tables are rendered from (benchmarks/doc_tables.py); the
 command that wrote it is stored in it.
@@ -33,15 +36,17 @@ KEYS = ("reliability", "t_generality", "v_generality", "t_locality_top1", "m_loc
 COMPARED = ("mirror_amplified", "mirror_delta", "balanced", "reliability", "neighbour_drift")
 
 
-def plan() -> list[tuple[str, str, str | None, Path | None]]:
-    """(row name, editor, objective, state) in table order."""
+def plan(states: Path = STATES) -> list[tuple[str, str, str | None, Path | None]]:
+    """(row name, editor, objective, state) in table order; `states`: the model's shipped editor states."""
     rows: list[tuple[str, str, str | None, Path | None]] = []
     for ed in ("ft-l", "ft-v"):
         rows += [(f"{ed} {o}", ed, o, None) for o in ("flip", "paired", "neutral")]
     for ed in ("mend", "ke"):
         for o, folder in (("flip", ed), ("paired", f"{ed}-paired"), ("neutral", f"{ed}-neutral")):
-            if (STATES / folder / "state.safetensors").is_file():
-                rows.append((f"{ed} {o}", ed, o, STATES / folder))
+            if (states / folder / "state.safetensors").is_file():
+                rows.append((f"{ed} {o}", ed, o, states / folder))
+        if (states / f"{ed}-neutral" / "state.safetensors").is_file():  # what training under neutral buys
+            rows.append((f"{ed} neutral untrained", ed, "neutral", Path("untrained")))
     rows += [("ike", "ike", None, None), ("serac (exact-match)", "serac", None, None),
              ("control-shift", "control-shift", None, None), ("mend untrained", "mend", None, Path("untrained")),
              ("ke untrained", "ke", None, Path("untrained")), ("serac untrained (no-op)", "serac", None,
@@ -60,23 +65,26 @@ def main() -> None:
     from mllm_audit.util.identity import model_digest
 
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="toy", help="toy (world v2) or toy-v3; states from adapters/MODEL-editors")
     ap.add_argument("--limit", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "records" / "balance_table.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    adapter = load_model("toy")
+    adapter = load_model(args.model)
+    world = {"toy": "toy world v2", "toy-v3": "toy world v3"}.get(args.model, args.model)
     rows: dict[str, dict] = {}
     edits: dict[str, list[dict]] = {}
     states: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, editor, objective, state in plan():
+        for name, editor, objective, state in plan(ROOT / "adapters" / f"{args.model}-editors"):
             t0 = time.perf_counter()
             if state == Path("untrained"):
-                state = write_untrained_state(editor, adapter, Path(tmp) / name.replace(" ", "-"))
+                state = write_untrained_state(editor, adapter, Path(tmp) / name.replace(" ", "-"), objective)
             elif state is not None:
                 states[name] = model_digest(state)[0]
-            res = run_fix(editor=editor, editor_state=state, limit=args.limit, objective=objective, adapter=adapter,
+            res = run_fix(model=args.model, editor=editor, editor_state=state, limit=args.limit, objective=objective,
+                          adapter=adapter,
                           output=Path(tmp) / f"fix-{name.replace(' ', '-').replace('(', '').replace(')', '')}")
             planted = [r for r in res.edits if r["meta"].get("planted")]
             agg = aggregate(planted, intervals=True)
@@ -90,11 +98,15 @@ def main() -> None:
         if obj in ("paired", "neutral") and f"{ed} flip" in rows:
             diffs = paired_edits(edits[f"{ed} flip"], edits[name], COMPARED)
             paired[f"{name} - {ed} flip"] = {k: d.to_dict() for k, d in diffs.items()}
+        if obj == "neutral untrained" and f"{ed} neutral" in rows:  # trained against its initial state
+            diffs = paired_edits(edits[name], edits[f"{ed} neutral"], COMPARED)
+            paired[f"{ed} neutral - {name}"] = {k: d.to_dict() for k, d in diffs.items()}
     record = {
         "schema": "mllm-audit/benchmark-record/v1",
         "command": "python benchmarks/balance_table.py " + " ".join(sys.argv[1:]),
         "limit": args.limit,
-        "note": "planted edits of the eval split, toy world v2; 95 % cluster-bootstrap intervals (clusters: scenes)",
+        "model": args.model,
+        "note": f"planted edits of the eval split, {world}; 95 % cluster-bootstrap intervals (clusters: scenes)",
         "states": states,
         "rows": rows,
         "paired_vs_flip": paired,

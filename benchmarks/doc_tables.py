@@ -273,6 +273,10 @@ TABLES: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "edit-speed": ("edit_speed.json", render_edit_speed),
     "gen-floor": ("gen_floor.json", render_gen_floor),
     "scan-throughput": ("scan_throughput.json", render_scan_throughput),
+    # toy world v3 (`toy-v3`): python benchmarks/balance_table.py --model toy-v3 --out ...balance_table_v3.json
+    "five-v3": ("balance_table_v3.json", render_five),
+    "balance-v3": ("balance_table_v3.json", render_balance),
+    "objectives-vs-flip-v3": ("balance_table_v3.json", render_paired),
 }
 
 

@@ -53,12 +53,13 @@ def report(run_dir: Path, html: Path | None = None, all_items: bool = False, ove
 
 
 def train_toy(output: Path = Path("toy-model"), seed: int = 0, steps: int | None = None,
-              write_suite: Path | None = None, overwrite: bool = False, *, log: Any = None,
+              write_suite: Path | None = None, overwrite: bool = False, init_from: Path | None = None,
+              ike_window: bool = False, *, log: Any = None,
               pool_size: int | None = None, ike_rows: int | None = None) -> TrainReport:
     """Train the toy model deterministically into `output` (`mllm-audit toy train`); `pool_size` and `ike_rows`
     (None: toy/train.py's defaults) are library-only. Named `output` like every command's output."""
     from mllm_audit.toy.train import train_toy as _train_toy
 
     library = {k: v for k, v in (("pool_size", pool_size), ("ike_rows", ike_rows)) if v is not None}
-    return _train_toy(Path(output), seed=seed, steps=steps, write_suite=write_suite, overwrite=overwrite, log=log,
-                      **library)
+    return _train_toy(Path(output), seed=seed, steps=steps, write_suite=write_suite, overwrite=overwrite,
+                      init_from=init_from, ike_window=ike_window, log=log, **library)

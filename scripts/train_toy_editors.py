@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Train the toy world's shipped editor states: adapters/toy-editors/{mend,ke,serac}.
 
-Usage: python scripts/train_toy_editors.py [--editors mend,ke,serac] [--threads 1]
+Usage: python scripts/train_toy_editors.py [--editors mend,ke,serac] [--threads 1] [--model toy]
+
+`--model toy-v3` trains toy world v3's states into adapters/toy-v3-editors (the card `toy-v3` names
+them); an editor name `mend-paired` / `ke-neutral` trains that editor under `train-editor --objective`.
 
 Each is `train-editor --editor NAME` on the toy suite with the editor's defaults (the faithful
 variants), as `mllm-audit train-editor` would run it; the toy card (adapters/toy.yaml,
@@ -39,13 +42,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--editors", default="mend,ke,serac")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default="toy")
     args = ap.parse_args()
-    dest = ROOT / "adapters" / "toy-editors"
-    adapter = load_model("toy")
+    dest = ROOT / "adapters" / f"{args.model}-editors"
+    adapter = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.editors.split(","):
             out = Path(tmp) / name
-            res = train_editor(name, model="toy", suite="toy", output=out, adapter=adapter, threads=args.threads)
+            editor, _, objective = name.partition("-")
+            res = train_editor(editor, model=args.model, suite="toy", output=out, adapter=adapter,
+                               threads=args.threads, objective=objective or None)
             cfg = json.loads((out / "config.json").read_text())
             (out / "config.json").write_text(json.dumps(_relative(cfg), indent=2) + "\n")
             final = dest / name

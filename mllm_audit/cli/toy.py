@@ -27,13 +27,20 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(
             False, "--overwrite", help="Replace an earlier toy model at --output (and toy suite at --write-suite)."
         ),
+        init_from: Path = typer.Option(
+            None, "--init-from", help="Warm-start from this toy model folder (its weights and tokenizer)."
+        ),
+        ike_window: bool = typer.Option(
+            False, "--ike-window", help="Toy world v3: in-context rows with up to IKE's window of demonstrations."
+        ),
     ) -> None:
         """Train the toy model deterministically (about two minutes on 2 CPU cores)."""
         from mllm_audit.api import train_toy
 
         report = train_toy(
             options.pick_output(output, out_alias) or Path("toy-model"), seed=seed, steps=steps,
-            write_suite=write_suite, overwrite=overwrite, log=lambda line: typer.echo(line, err=True),
+            write_suite=write_suite, overwrite=overwrite, init_from=init_from, ike_window=ike_window,
+            log=lambda line: typer.echo(line, err=True),
         )
         typer.echo(
             f"trained {report.n_params} parameters in {report.seconds:.1f}s "

@@ -47,15 +47,16 @@ def locality_requests(items: Sequence[Item]) -> tuple[list[Request], list[Reques
     return [text[k] for k in sorted(text)], [mm[k] for k in sorted(mm)]
 
 
-def write_untrained_state(editor: str, adapter: Any, out: Any) -> Any:
+def write_untrained_state(editor: str, adapter: Any, out: Any, objective: str | None = None) -> Any:
     """Save a learned editor's *untrained* state (its initialisation: MEND and KE start from an
     identity map, SERAC from zero adapters and a random scope projection): a negative control that
-    must fail the bars a trained state passes (issue 17)."""
+    must fail the bars a trained state passes (issue 17). `objective` (MEND, KE): the edit objective
+    the state is recorded under, to compare with a state trained under it."""
     from pathlib import Path
 
     from mllm_audit.editors import make_editor
 
     ed = make_editor(editor)
-    ed.setup(adapter)  # type: ignore[attr-defined]
+    ed.setup(adapter, {"objective": objective} if objective else None)  # type: ignore[attr-defined]
     ed.save_state(Path(out), adapter, {"untrained": True, "history": []})  # type: ignore[attr-defined]
     return Path(out)

@@ -1,3 +1,4 @@
+# Over 350 lines: the toy LM's whole training recipe (rows, loss, schedule, warm start) stays in one place.
 """Train the toy BLIP-2 on the toy world, deterministically, with the project's scoring layout.
 
 The model is transformers' real `Blip2ForConditionalGeneration` (OPT text model), tiny, with a
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mllm_audit.errors import AuditError
 from mllm_audit.toy import world
+from mllm_audit.toy.ike_window import V2_QUERIES, query_row, window_rows
 
 # About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
 # min): 4 px patches, group colours that appear nowhere else in a scene (world.py), the output head
@@ -35,6 +38,8 @@ LR = 1e-3  # 2e-3 learns the in-context rows sooner but leaves one cue or the pl
 BRIDGE_INIT_SCALE = 4.0
 IKE_ROWS = 16  # in-context-editing rows per step (see _Batcher.ike_rows)
 IKE_WEIGHT = 1.0  # 2.0: in-context rows learned, the planted rates under-fitted
+IKE_WINDOW_ROWS = 16  # v3 (`ike_window`): rows with 0 up to a context window of demonstrations per step
+WARM_LR = 5e-4  # `init_from`: a warm start continues at half the peak rate
 THREADS = 2  # both cores; runs are deterministic for a fixed thread count (tests compare equal counts)
 CARD_TEMPLATES = {"vqa": world.VQA_TEMPLATE, "ic": "{prompt}"}
 # (image index in the batch or -1 for text only, prefix ids, continuation ids, weight)
@@ -65,6 +70,9 @@ class TrainReport:
     final_loss: float
     n_params: int
     suite: str | None = None
+    init_from: str | None = None  # the toy model warm-started from (v3: the shipped v2), else a random init
+    ike_window: bool = False
+    lr: float = 0.0
 
 
 def _card_yaml(weights: str) -> str:
@@ -91,6 +99,15 @@ def build_initial(folder: Path, seed: int) -> Any:
     adapter = load_model(str(card))
     _amplify_bridge(adapter.model, BRIDGE_INIT_SCALE)
     return adapter
+
+
+def load_initial(folder: Path, init_from: Path) -> Any:
+    """A trained toy model (weights, tokenizer) loaded as the scoring adapter to continue from."""
+    from mllm_audit.models import load_model
+
+    card = folder / "card.yaml"
+    card.write_text(_card_yaml(str(Path(init_from).resolve())), encoding="utf-8")
+    return load_model(str(card))
 
 
 def _amplify_bridge(model: Any, scale: float) -> None:
@@ -187,17 +204,7 @@ class _Batcher:
                 else:
                     x, y = fmt(dq if kind == 0 else rng.choice(dps), dt), da
                 demos.append((fmt(dq, dt), da, x, y))
-            kind = rng.random()
-            if kind < 0.4:
-                row = (j, fact[0], fact[1])
-            elif kind < 0.65:
-                row = (j, fmt(rng.choice(prompts), task), fact[1])
-            elif kind < 0.82:
-                q = rng.choice(list(world.MLOC_QUESTIONS))
-                row = (j, fmt(world.MLOC_QUESTIONS[q], "vqa"), world.mloc_answer(scenes[j], q))
-            else:
-                tp, ta = rng.choice(world.TRAIN_FACTS)
-                row = (-1, tp, ta)
+            row = query_row(j, scenes[j], fact, (prompts, task), fmt, rng, V2_QUERIES)
             text = ike_prompt(demos, fact, row[1])
             out.append((row[0], self.prefix(text, None, row[0] >= 0), self.cont(row[2]), 1.0))
         return out
@@ -245,14 +252,19 @@ def train_toy(
     steps: int | None = None,
     write_suite: Path | None = None,
     overwrite: bool = False,
+    init_from: Path | None = None,
+    ike_window: bool = False,
     *,
     pool_size: int = 3000,
     log: Any = None,
     ike_rows: int = IKE_ROWS,
 ) -> TrainReport:
-    """Train the toy model from scratch and save it (weights, tokenizer, processor) in `out`.
+    """Train the toy model and save it (weights, tokenizer, processor) in `out`.
 
     `ike_rows=0` leaves out the in-context-editing rows (faster; for detection-only checks).
+    `init_from` (a toy model folder) warm-starts from its weights and tokenizer at WARM_LR instead of
+    a random init; `ike_window` adds toy world v3's rows with up to a window of demonstrations
+    (toy/ike_window.py). Both are recorded in the report.
 
     Deterministic for a given seed and thread count: fixed seeds, deterministic algorithms, two
     threads. Scenes are drawn from a pre-rendered pool that is disjoint in seed from the suite's.
@@ -261,12 +273,16 @@ def train_toy(
     from mllm_audit.util.numbers import check_counts
 
     check_counts({"--steps": steps}, seed)
+    if init_from is not None and not (Path(init_from) / "model.safetensors").is_file():
+        raise AuditError(f"--init-from {init_from}: not a toy model folder (no model.safetensors)")
+    opts = (init_from, ike_window)
     return train_guarded(Path(out), write_suite, overwrite,  # the output guard: util/outputs.py
-                         lambda save_dir: _train_toy(save_dir, seed, steps, write_suite, pool_size, log, ike_rows))
+                         # (the closure below trains into the guard's temporary folder)
+                         lambda tmp: _train_toy(tmp, seed, steps, write_suite, pool_size, log, ike_rows, opts))
 
 
 def _train_toy(out: Path, seed: int, steps: int | None, write_suite: Path | None, pool_size: int, log: Any,
-               ike_rows: int) -> TrainReport:
+               ike_rows: int, opts: tuple[Path | None, bool]) -> TrainReport:
     import torch
 
     steps = DEFAULT_STEPS if steps is None else steps
@@ -276,7 +292,7 @@ def _train_toy(out: Path, seed: int, steps: int | None, write_suite: Path | None
     torch.set_num_threads(THREADS)
     torch.use_deterministic_algorithms(True)
     try:
-        return _train(out, seed, steps, write_suite, pool_size, log, t0, ike_rows)
+        return _train(out, seed, steps, write_suite, pool_size, log, t0, ike_rows, opts)
     finally:
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1])
@@ -284,7 +300,7 @@ def _train_toy(out: Path, seed: int, steps: int | None, write_suite: Path | None
 
 def _train(
     out: Path, seed: int, steps: int, write_suite_dir: Path | None, pool_size: int, log: Any, t0: float,
-    ike_rows: int,
+    ike_rows: int, opts: tuple[Path | None, bool],
 ) -> TrainReport:
     import tempfile
 
@@ -294,7 +310,9 @@ def _train(
     rng = random.Random(f"toy-train-{seed}")
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="toy-init-") as tmp:
-        adapter = build_initial(Path(tmp), seed)
+        init_from, ike_window = opts
+        adapter = build_initial(Path(tmp), seed) if init_from is None else load_initial(Path(tmp), init_from)
+        lr = LR if init_from is None else WARM_LR
         model = adapter.model
         model.eval()  # no dropout (the Q-Former's 0.1): gradients still flow, runs stay exact
         scenes = [world.random_scene(rng) for _ in range(pool_size)]
@@ -303,7 +321,7 @@ def _train(
         )
         batcher = _Batcher(adapter)
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.01, betas=(0.9, 0.999))
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, betas=(0.9, 0.999))
         warm = max(1, steps // 12)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
@@ -324,6 +342,9 @@ def _train(
             if ike_rows:
                 ike = batcher.ike_rows([scenes[k] for k in idx], rng, ike_rows)
                 loss = loss - IKE_WEIGHT * _sequence_logp(adapter, ike, feats).mean()
+            if ike_window:  # v3: contexts up to IKE's window (long rows: their own forward)
+                win = window_rows(adapter, [scenes[k] for k in idx], rng, IKE_WINDOW_ROWS)
+                loss = loss - IKE_WEIGHT * _sequence_logp(adapter, win, feats).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -344,6 +365,9 @@ def _train(
         seconds=round(time.perf_counter() - t0, 2),
         final_loss=round(loss_val, 5),
         n_params=sum(p.numel() for p in model.parameters()),
+        init_from=None if init_from is None else str(init_from),
+        ike_window=ike_window,
+        lr=lr,
     )
     if write_suite_dir is not None:
         report.suite = str(world.write_suite(Path(write_suite_dir), seed=0))

@@ -1,5 +1,6 @@
 """The SHIPPED toy model and suite: the planted bias is there, at its planted size; controls are
-not biased; the locality answers are known. Everything the editors are judged by rests on this."""
+not biased; the locality answers are known. Everything the editors are judged by rests on this.
+Each check runs on world v2 (`toy`) and on v3 (`toy-v3`, warm-started from v2 to read IKE's window)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from mllm_audit.toy import world
 from mllm_audit.toy.evaluate import locality_requests, margins, top1_rate
 
 
-@pytest.fixture(scope="module")
-def scored() -> dict:
+@pytest.fixture(scope="module", params=["toy", "toy-v3"])
+def scored(request: pytest.FixtureRequest) -> dict:
     suite = load_suite("toy")
-    adapter = load_model("toy")
+    adapter = load_model(request.param)
 
     def li(k: str):  # noqa: ANN202
         return load_image(suite.image_path(k))

@@ -72,3 +72,31 @@ def test_training_rows_are_scored_as_scan_scores_them() -> None:
     expected = [s.logp for s in score(adapter, reqs, lambda k: load_image(suite.image_path(k)))]
     got = _sequence_logp(adapter, rows, feats).detach().numpy()
     assert np.abs(got - np.asarray(expected)).max() < 1e-5
+
+
+def test_warm_start_with_the_ike_window_is_deterministic_and_recorded(tmp_path: Path) -> None:
+    """Toy world v3's recipe (`--init-from` the shipped v2, `--ike-window`): same bytes twice, recorded."""
+    import json
+
+    from mllm_audit.util.resources import adapters_dir
+
+    v2 = adapters_dir() / "toy-model"
+    a = train_toy(tmp_path / "a", seed=0, steps=2, pool_size=32, init_from=v2, ike_window=True)
+    b = train_toy(tmp_path / "b", seed=0, steps=2, pool_size=32, init_from=v2, ike_window=True)
+    assert a.final_loss == b.final_loss and a.init_from == str(v2) and a.ike_window
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    rec = json.loads((tmp_path / "a" / "toy_train.json").read_text())
+    assert rec["init_from"] == str(v2) and rec["ike_window"] is True and rec["lr"] == 5e-4
+    # negative control: without the warm start the same two steps give other weights (a random init)
+    c = train_toy(tmp_path / "c", seed=0, steps=2, pool_size=32, ike_window=True)
+    assert c.init_from is None and c.final_loss != a.final_loss
+
+
+def test_init_from_a_folder_without_a_model_is_refused_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from mllm_audit.cli import run
+
+    (tmp_path / "empty").mkdir()
+    assert run(["toy", "train", "--init-from", str(tmp_path / "empty"), "--output", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()
