@@ -33,7 +33,7 @@ def train(adapter, tmp: Path, editor: str, monkeypatch: pytest.MonkeyPatch, repl
     try:
         suite = learned_suite(tmp / "suite")
         out = tmp / f"state-{replay}-{stale}"
-        train_editor(editor, suite=str(suite), out=out, adapter=adapter, steps=STEPS, batch=4, val_every=4,
+        train_editor(editor, suite=str(suite), output=out, adapter=adapter, steps=STEPS, batch=4, val_every=4,
                      patience=100, hparams=HPARAMS[editor])
     finally:
         for h in hooks:
