@@ -29,7 +29,7 @@ INPUT_OPTIONS = {
     ("suites build pata", "files"), ("suites build pata", "captions"), ("suites build pata", "images"),
     ("suites build pairs", "src"), ("convert minigpt4", "vit"), ("convert minigpt4", "qformer"),
     ("convert minigpt4", "proj"), ("convert minigpt4", "llama"), ("card", "runs"), ("suites export", "data_dir"),
-    ("fix", "hparams_file"), ("train-editor", "hparams_file"),
+    ("fix", "hparams_file"), ("train-editor", "hparams_file"), ("toy train", "init_from"),
 }
 # Output options that merge into what the user has, by design, and why that is safe.
 MERGE_OPTIONS = {
