@@ -4,7 +4,7 @@ A tree is an image's *shared* prefix (its placeholders and the text all of its p
 then each prompt's own *suffix*, then each answer's continuation. Per batch:
 
 1. shared parts, one row per tree, padded (left by default), KV cache on, the head at the last
-   position only (it is read only where a prompt has no suffix of its own);
+   position only, and only where some prompt of the batch has no suffix of its own (else none reads it);
 2. one row per tree holding every prompt's suffix and every answer of two tokens or more (a
    one-token answer is read from its prompt's last position), under a tree attention mask: each
    token sees the shared part, its own segment up to itself and, an answer, its prompt's suffix.
@@ -140,16 +140,21 @@ def score_trees(
     for t in trees:
         c.prefix_forwards_saved += len(t.keys) - 1
         c.prefix_tokens_saved += (len(t.keys) - 1) * len(t.shared)
-    # 1) Shared parts. Left-padded, every row ends at the last position: the head runs there only.
+    # 1) Shared parts. Left-padded, every row ends at the last position: the head runs there only, when read.
     ids, mask, last = _pad([t.shared for t in trees], adapter.pad_id, left)
     ids, mask = ids.to(dev), mask.to(dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     emb = adapter.embed(ids, [feats[t.image] if t.image is not None else None for t in trees])
-    keep = torch.unique(last).to(dev)
-    logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=1 if left else keep)
-    at = torch.zeros_like(last) if left else torch.searchsorted(keep.cpu(), last)
-    first = torch.log_softmax(logits[torch.arange(len(trees)), at.to(dev)], dim=-1)
     prompts = [(b, k) for b, t in enumerate(trees) for k in t.keys]
+    if reads_shared_head(trees):
+        keep = torch.unique(last).to(dev)
+        logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=1 if left else keep)
+        at = torch.zeros_like(last) if left else torch.searchsorted(keep.cpu(), last)
+        first = torch.log_softmax(logits[torch.arange(len(trees)), at.to(dev)], dim=-1)
+    else:  # every prompt has a suffix, whose pass fills `first`: no head here (it reads the whole weight)
+        none = torch.zeros(0, dtype=torch.long, device=dev)
+        logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=none)
+        first = torch.full((len(trees), logits.shape[-1]), float("nan"), device=dev)
     suffixes = [k[1][len(trees[b].shared) :] for b, k in prompts]
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
@@ -167,6 +172,12 @@ def score_trees(
         lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
         out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
     return out
+
+
+def reads_shared_head(trees: list[Tree]) -> bool:
+    """Whether some prompt of the batch ends with its tree's shared part (no suffix of its own): its
+    next-token logits come from the shared pass, the only reader of that pass's head."""
+    return any(len(k[1]) == len(t.shared) for t in trees for k in t.keys)
 
 
 def _suffix_then_continuation(
