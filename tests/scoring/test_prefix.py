@@ -60,8 +60,8 @@ def test_answers_blind_to_their_prompt_are_caught(tiny_adapter, monkeypatch: pyt
     """Negative control for the tree mask: answers that do not see their prompt's suffix fail the check."""
     images = _images(2)
     reqs = _grid(images)
-    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent: (seg.unsqueeze(-1) == seg.unsqueeze(-2))
-                        & (idx.unsqueeze(-2) <= idx.unsqueeze(-1)))
+    mask = prefix_mod.tree_mask
+    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent, root: mask(seg, idx, root, root))
     got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
     worst = max(abs(s.logp - _stock(tiny_adapter, r, images)[0]) for r, s in zip(reqs, got, strict=True))
     assert worst > 1e-3
@@ -94,11 +94,10 @@ def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: 
     longer = [c for c in conts if len(c) > 1]
     assert 0 < len(longer) < len(conts)
     if tree_attention:
-        # One batch: the shared parts (no head: every prompt has a suffix), then one row per image holding
-        # its prompts' suffixes and its answers, the head on the read positions only: each prompt's last
-        # token, each answer's.
+        # One pass, one row per image holding its shared part, its prompts' suffixes and its answers, the
+        # head on the read positions only: each prompt's last token, each answer's.
         per_image = len(PROMPTS) + sum(len(c) - 1 for c in longer) // len(images)
-        assert rows == [0, len(images) * per_image]
+        assert rows == [len(images) * per_image]
     else:
         # The shared parts (no head), a row per prompt (its last token), then the answers of two tokens
         # or more, padded to the longest less its last token.
@@ -141,7 +140,9 @@ def test_the_shared_head_runs_where_a_prompt_has_no_suffix(tiny_adapter, tree_at
 
 
 def test_skipping_the_shared_head_where_it_is_read_is_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    """Negative control: a batch whose one-prompt image reads the shared pass's head, run without it."""
+    """Negative control (copied cache rows, the one path with a separate shared pass): a batch whose
+    one-prompt image reads the shared pass's head, run without it."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", False)
     images = _images(2)
     reqs = _mixed(images)
     monkeypatch.setattr(prefix_mod, "reads_shared_head", lambda trees: False)
