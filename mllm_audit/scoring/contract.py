@@ -23,9 +23,10 @@ How it is computed, and why it stays exact:
 - Each distinct image is encoded (vision tower + bridge) once per call and reused by all of its
   requests. Images are taken in chunks so that memory stays bounded on large suites.
 - Requests that share (image, prompt) share one *prefix* forward, and the prompts of one image share
-  its placeholders and the text they all begin with: that shared part runs once, each prompt's own
-  suffix continues from a copy of its cache rows, each continuation from a copy of its prompt's
-  (scoring/prefix.py; `counters.prefix_forwards_saved` and `prefix_tokens_saved` record what it spared).
+  its placeholders and the text they all begin with: that shared part runs once, and each prompt's own
+  suffix and each continuation see it through a tree attention mask in the same forward (or, families
+  without one, continue from copies of its cache rows) (scoring/prefix.py; `counters.prefix_forwards_saved`
+  and `prefix_tokens_saved` record what it spared).
   Position ids are explicit (0..n-1 over real tokens), so padding never shifts positions, and
   results do not depend on batch size, padding or order (tests check 1e-5 in fp32).
 - The LM head runs only where a logit is read: each prompt's last position and the continuation

@@ -1,18 +1,19 @@
 """Prefix trees: how scoring.contract runs the requests of one batch with no token forwarded twice.
 
 A tree is an image's *shared* prefix (its placeholders and the text all of its prompts begin with),
-then each prompt's own *suffix*, then each answer's continuation. Per batch:
+then each prompt's own *suffix*, then each answer's continuation. Per batch, one forward: one row per
+tree holding its shared part, every prompt's suffix and every answer of two tokens or more (a
+one-token answer is read from its prompt's last position), under a tree attention mask: each token
+sees its own segment up to itself, a suffix or answer the shared part too, an answer its prompt's
+whole suffix. Tokens whose logits are read go last in the row and the head runs on those columns
+only. One pass, not a shared pass then a cached one: twice the rows per matmul, half the operations,
+no cache copies (issue 29 item 3: fewer, larger operations).
 
-1. shared parts, one row per tree, padded (left by default), KV cache on, the head at the last
-   position only (it is read only where a prompt has no suffix of its own);
-2. one row per tree holding every prompt's suffix and every answer of two tokens or more (a
-   one-token answer is read from its prompt's last position), under a tree attention mask: each
-   token sees the shared part, its own segment up to itself and, an answer, its prompt's suffix.
-   Tokens whose logits are read go last in the row and the head runs on those columns only.
-
-Families whose language model does not take a 4-D mask (`Adapter.tree_attention` False) run step
-2 as two forwards on copied cache rows instead: suffixes (left-padded inside their block, so each
-prompt's last token is the block's last position), then continuations.
+Families whose language model does not take a 4-D mask (`Adapter.tree_attention` False) run up to
+three forwards on copied cache rows instead: 1. the shared parts, KV cache on, the head at the last
+position only, and only where some prompt has no suffix of its own (else none reads it); 2. the
+suffixes (left-padded inside their block, so each prompt's last token is the block's last position);
+3. the continuations.
 
 Padding anywhere is inert: the attention mask hides it and position ids count real tokens only, so
 each row sees exactly its own sequence, as the stock forward does (tests check 1e-5 in fp32).
@@ -49,7 +50,7 @@ class Tree:
     def n_rows(self, groups: dict[GroupKey, list[int]], toks: Sequence[tuple[list[int], list[int]]],
                folded: bool = False) -> int:
         """Rows of this tree's widest pass, what `batch_size` bounds (memory grows with rows): one under
-        the tree mask (a tree is one row in both passes), else its prompts (suffix pass) or its answers
+        the tree mask (a tree is one row of its one pass), else its prompts (suffix pass) or its answers
         of two tokens or more (continuation pass), whichever is more."""
         if folded:
             return 1
@@ -140,23 +141,15 @@ def score_trees(
     for t in trees:
         c.prefix_forwards_saved += len(t.keys) - 1
         c.prefix_tokens_saved += (len(t.keys) - 1) * len(t.shared)
-    # 1) Shared parts. Left-padded, every row ends at the last position: the head runs there only.
-    ids, mask, last = _pad([t.shared for t in trees], adapter.pad_id, left)
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    emb = adapter.embed(ids, [feats[t.image] if t.image is not None else None for t in trees])
-    keep = torch.unique(last).to(dev)
-    logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=1 if left else keep)
-    at = torch.zeros_like(last) if left else torch.searchsorted(keep.cpu(), last)
-    first = torch.log_softmax(logits[torch.arange(len(trees)), at.to(dev)], dim=-1)
     prompts = [(b, k) for b, t in enumerate(trees) for k in t.keys]
     suffixes = [k[1][len(trees[b].shared) :] for b, k in prompts]
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
-    first = first[torch.tensor([b for b, _ in prompts], device=dev)]
     if uses_tree_mask(adapter):
-        rest = _folded_pass(adapter, trees, prompts, suffixes, rows, conts, cache, mask, first)
+        first, rest = _tree_pass(adapter, trees, feats, prompts, suffixes, rows, conts, left)
     else:
+        first, cache, mask = _shared_pass(adapter, trees, feats, left)
+        first = first[torch.tensor([b for b, _ in prompts], device=dev)]
         rest = _suffix_then_continuation(adapter, prompts, suffixes, rows, conts, cache, mask, first)
     out = []
     for r, (p, i) in enumerate(rows):
@@ -167,6 +160,34 @@ def score_trees(
         lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
         out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
     return out
+
+
+def _shared_pass(
+    adapter: Adapter, trees: list[Tree], feats: dict[str, torch.Tensor], left: bool,
+) -> tuple[torch.Tensor, Any, torch.Tensor]:
+    """Pass 1 on copied cache rows: the shared parts, one row per tree, KV cache on. Padded, each row's
+    last position holds its last token: the head runs there only, and only when read. Returns (the
+    next-token log-softmax per tree, NaN where unread; the cache; the attention mask)."""
+    dev = adapter.device
+    ids, mask, last = _pad([t.shared for t in trees], adapter.pad_id, left)
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    emb = adapter.embed(ids, [feats[t.image] if t.image is not None else None for t in trees])
+    if reads_shared_head(trees):
+        keep = torch.unique(last).to(dev)
+        logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=1 if left else keep)
+        at = torch.zeros_like(last) if left else torch.searchsorted(keep.cpu(), last)
+        return torch.log_softmax(logits[torch.arange(len(trees)), at.to(dev)], dim=-1), cache, mask
+    # every prompt has a suffix, whose pass fills `first`: no head here (it reads the whole weight)
+    none = torch.zeros(0, dtype=torch.long, device=dev)
+    logits, cache = adapter.lm(emb, mask, pos, use_cache=True, logits_to_keep=none)
+    return torch.full((len(trees), logits.shape[-1]), float("nan"), device=dev), cache, mask
+
+
+def reads_shared_head(trees: list[Tree]) -> bool:
+    """Whether some prompt of the batch ends with its tree's shared part (no suffix of its own): its
+    next-token logits come from the shared pass, the only reader of that pass's head."""
+    return any(len(k[1]) == len(t.shared) for t in trees for k in t.keys)
 
 
 def _suffix_then_continuation(
@@ -209,72 +230,73 @@ def _suffix_then_continuation(
     return rest
 
 
-def _folded_pass(
-    adapter: Adapter, trees: list[Tree], prompts: list[tuple[int, GroupKey]], suffixes: list[tuple[int, ...]],
-    rows: list[tuple[int, int]], conts: list[list[int]], cache: Any, mask: torch.Tensor, first: torch.Tensor,
-) -> dict[int, torch.Tensor]:
-    """Passes 2 and 3 as one forward: per tree one row holding every prompt's suffix and every longer
-    answer's tokens, a tree attention mask letting each token see the shared part, its own segment up
-    to itself and (an answer) its prompt's whole suffix. Positions are explicit, so the order inside a
-    row is free: tokens whose logits are read go last, and the head runs on the last columns only.
-    Fills `first` for prompts with a suffix; returns each longer answer's continuation log-softmax."""
+def _tree_pass(
+    adapter: Adapter, trees: list[Tree], feats: dict[str, torch.Tensor], prompts: list[tuple[int, GroupKey]],
+    suffixes: list[tuple[int, ...]], rows: list[tuple[int, int]], conts: list[list[int]], left: bool,
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """The module docstring's one pass: per tree one row holding its shared part, every prompt's suffix and
+    every longer answer's tokens under a tree mask (each token sees its own segment up to itself, a
+    suffix or answer the shared part too, an answer its prompt's whole suffix); no KV cache. Positions
+    are explicit, so the order inside a row is free: tokens whose logits are read go last, and the head
+    runs on those columns only. Returns (each prompt's next-token log-softmax, each longer answer's
+    continuation log-softmax)."""
     dev = adapter.device
-    n_shared = mask.sum(-1).tolist()
-    # Per tree: tokens as (id, position, segment, index in segment, parent segment, read key).
+    # Per tree: tokens as (id, position, segment, index in segment, parent segment, read key). Segment 0
+    # is the shared part, 1 + p prompt p's suffix, 1 + len(prompts) + r answer r; all but 0 see 0.
     layout: list[list[tuple[int, int, int, int, int, tuple[str, int, int] | None]]] = [[] for _ in trees]
-    seg_of_prompt: dict[int, int] = {}
+    reader = {b: p for p, (b, _) in enumerate(prompts) if not suffixes[p]}  # a prompt reading the shared head
+    for b, t in enumerate(trees):
+        for k, tok in enumerate(t.shared):
+            key = ("first", reader[b], 0) if k == len(t.shared) - 1 and b in reader else None
+            layout[b].append((tok, k, 0, k, -5, key))
     for p, ((b, _), sfx) in enumerate(zip(prompts, suffixes, strict=True)):
-        seg_of_prompt[p] = 2 * p
         for k, tok in enumerate(sfx):
             key = ("first", p, 0) if k == len(sfx) - 1 else None
-            layout[b].append((tok, n_shared[b] + k, 2 * p, k, -1, key))
+            layout[b].append((tok, len(trees[b].shared) + k, 1 + p, k, -5, key))
     for r, (p, _) in enumerate(rows):
         b, sfx = prompts[p][0], suffixes[p]
         for j, tok in enumerate(conts[r][:-1]):
-            layout[b].append((tok, n_shared[b] + len(sfx) + j, 2 * len(prompts) + r, j, seg_of_prompt[p],
+            layout[b].append((tok, len(trees[b].shared) + len(sfx) + j, 1 + len(prompts) + r, j, 1 + p,
                               ("cont", r, j)))
-    if not any(layout):
-        return {}
     for tokens in layout:
         tokens.sort(key=lambda t: t[5] is not None)  # stable: read tokens last, segment order kept
     q = max(len(t) for t in layout)
-    n_read = max(sum(1 for t in tokens if t[5] is not None) for tokens in layout)
     ids = torch.full((len(trees), q), adapter.pad_id, dtype=torch.long)
     pos = torch.zeros((len(trees), q), dtype=torch.long)
     seg = -torch.arange(1, q + 1).repeat(len(trees), 1) - 10  # pads: a segment of their own
     idx = torch.zeros((len(trees), q), dtype=torch.long)
     parent = torch.full((len(trees), q), -5, dtype=torch.long)
+    offs = [q - len(tokens) if left else 0 for tokens in layout]
     for b, tokens in enumerate(layout):
-        off = q - len(tokens)  # left-padded: every row ends with its read tokens
-        for c, (tok, ps, sg, k, par, _) in enumerate(tokens):
-            ids[b, off + c], pos[b, off + c], seg[b, off + c], idx[b, off + c], parent[b, off + c] = tok, ps, sg, k, par
-    visible = tree_mask(seg, idx, parent)
-    emb = adapter.embed(ids.to(dev), [None] * len(trees))
-    lo = torch.finfo(emb.dtype).min
-    full = torch.full((len(trees), 1, q, mask.shape[1] + q), lo, dtype=emb.dtype, device=dev)
-    full[:, 0, :, : mask.shape[1]].masked_fill_(mask.bool().unsqueeze(1), 0.0)
-    full[:, 0, :, mask.shape[1] :].masked_fill_(visible.to(dev), 0.0)
-    logits, _ = adapter.lm(emb, full, pos.to(dev), past_key_values=cache, logits_to_keep=n_read)
+        cols = slice(offs[b], offs[b] + len(tokens))
+        ids[b, cols], pos[b, cols], seg[b, cols], idx[b, cols], parent[b, cols] = (
+            torch.tensor([t[i] for t in tokens], dtype=torch.long) for i in range(5))
+    root = torch.where(seg > 0, 0, -5)  # suffixes and answers see the shared part
+    emb = adapter.embed(ids.to(dev), [feats[t.image] if t.image is not None else None for t in trees])
+    full = torch.full((len(trees), 1, q, q), torch.finfo(emb.dtype).min, dtype=emb.dtype, device=dev)
+    full[:, 0].masked_fill_(tree_mask(seg, idx, parent, root).to(dev), 0.0)
+    lo = min(off + sum(1 for t in tokens if t[5] is None) for off, tokens in zip(offs, layout, strict=True))
+    logits, _ = adapter.lm(emb, full, pos.to(dev), logits_to_keep=torch.arange(lo, q, device=dev))
     logp = torch.log_softmax(logits, dim=-1)
+    first = torch.full((len(prompts), logp.shape[-1]), float("nan"), device=dev)
     rest_rows: dict[int, list[torch.Tensor]] = {}
     for b, tokens in enumerate(layout):
-        off = q - len(tokens) - (q - n_read)
         for c, tok in enumerate(tokens):
             if tok[5] is None:
                 continue
             kind, ref, _ = tok[5]
             if kind == "first":
-                first[ref] = logp[b, off + c]
+                first[ref] = logp[b, offs[b] + c - lo]
             else:
-                rest_rows.setdefault(ref, []).append(logp[b, off + c])
-    return {r: torch.stack(v) for r, v in rest_rows.items()}
+                rest_rows.setdefault(ref, []).append(logp[b, offs[b] + c - lo])
+    return first, {r: torch.stack(v) for r, v in rest_rows.items()}
 
 
-def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:
-    """[B, Q, Q] True where query q sees key k: the same segment up to itself, or (an answer's token)
-    every token of its parent segment (its prompt's suffix)."""
+def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+    """[B, Q, Q] True where query q sees key k: the same segment up to itself, or every token of its
+    parent segment (an answer's: its prompt's suffix) or of its root segment (the shared part)."""
     own = (seg.unsqueeze(-1) == seg.unsqueeze(-2)) & (idx.unsqueeze(-2) <= idx.unsqueeze(-1))
-    return own | (parent.unsqueeze(-1) == seg.unsqueeze(-2))
+    return own | (parent.unsqueeze(-1) == seg.unsqueeze(-2)) | (root.unsqueeze(-1) == seg.unsqueeze(-2))
 
 
 def uses_tree_mask(adapter: Adapter) -> bool:

@@ -1,8 +1,8 @@
 """Issue 29 item 3, "all prefixes of a chunk in one batch whatever --batch-size means for memory": under
-the tree mask `--batch-size` bounds rows (trees, one per image), so a chunk whose trees fit runs in two
-passes whatever its prompts and answers (the shared prefixes in one, every suffix and answer in the
-other), a smaller bound in the fewest batches of two it allows (an image's prompts are never split off
-to re-run its shared prefix), and the scores do not move."""
+the tree mask `--batch-size` bounds rows (trees, one per image), so a chunk whose trees fit runs in one
+pass whatever its prompts and answers (shared prefixes, suffixes and answers in one forward), a smaller
+bound in the fewest passes it allows (an image's prompts are never split off to re-run its shared
+prefix), and the scores do not move."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def test_a_chunk_runs_in_the_fewest_passes_its_batch_size_allows(tiny_adapter) -
     images = _images(10)
     reqs = _grid(images)  # 10 images x 3 prompts x 2 answers = 60 candidates
     n, saved, ref = passes(tiny_adapter, reqs, images, 64)
-    assert n == 2 and saved == 10 * (len(PROMPTS) - 1)  # the whole chunk: one prefix pass, one tree pass
+    assert n == 1 and saved == 10 * (len(PROMPTS) - 1)  # the whole chunk in one tree pass
     for bs in (1, 2, 4, 16):
         n, saved, got = passes(tiny_adapter, reqs, images, bs)
-        assert n == 2 * math.ceil(10 / bs) and saved == 10 * (len(PROMPTS) - 1), bs
+        assert n == math.ceil(10 / bs) and saved == 10 * (len(PROMPTS) - 1), bs
         np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
 
 
@@ -43,4 +43,4 @@ def test_negative_control_a_planner_counting_unfolded_rows(tiny_adapter, monkeyp
     monkeypatch.setattr(prefix_mod, "plan_trees", lambda *a, **k: plan(*a[:5]))  # folded left False
     images = _images(10)
     n, saved, _ = passes(tiny_adapter, _grid(images), images, 1)
-    assert n == 2 * 10 * len(PROMPTS) != 2 * 10 and saved == 0
+    assert n == 10 * len(PROMPTS) != 10 and saved == 0

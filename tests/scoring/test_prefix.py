@@ -60,8 +60,8 @@ def test_answers_blind_to_their_prompt_are_caught(tiny_adapter, monkeypatch: pyt
     """Negative control for the tree mask: answers that do not see their prompt's suffix fail the check."""
     images = _images(2)
     reqs = _grid(images)
-    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent: (seg.unsqueeze(-1) == seg.unsqueeze(-2))
-                        & (idx.unsqueeze(-2) <= idx.unsqueeze(-1)))
+    mask = prefix_mod.tree_mask
+    monkeypatch.setattr(prefix_mod, "tree_mask", lambda seg, idx, parent, root: mask(seg, idx, root, root))
     got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
     worst = max(abs(s.logp - _stock(tiny_adapter, r, images)[0]) for r, s in zip(reqs, got, strict=True))
     assert worst > 1e-3
@@ -94,14 +94,14 @@ def test_the_head_runs_only_where_logits_are_read(tiny_adapter, tree_attention: 
     longer = [c for c in conts if len(c) > 1]
     assert 0 < len(longer) < len(conts)
     if tree_attention:
-        # One batch: a row per image (shared part), then one row per image holding its prompts' suffixes
-        # and its answers, the head on the read positions only: each prompt's last token, each answer's.
+        # One pass, one row per image holding its shared part, its prompts' suffixes and its answers, the
+        # head on the read positions only: each prompt's last token, each answer's.
         per_image = len(PROMPTS) + sum(len(c) - 1 for c in longer) // len(images)
-        assert rows == [len(images), len(images) * per_image]
+        assert rows == [len(images) * per_image]
     else:
-        # A row per image, a row per prompt (its last token), then the answers of two tokens or more,
-        # padded to the longest less its last token.
-        assert rows == [len(images), len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
+        # The shared parts (no head), a row per prompt (its last token), then the answers of two tokens
+        # or more, padded to the longest less its last token.
+        assert rows == [0, len(images) * len(PROMPTS), len(longer) * (max(map(len, longer)) - 1)]
     n_positions = sum(len(tokenize(tiny_adapter, r)[0]) + len(c) for r, c in zip(reqs, conts, strict=True))
     assert sum(rows) < n_positions / 4  # the old head ran at every prefix position (over n_positions)
 
@@ -117,3 +117,34 @@ def test_differentiable_scores_read_the_same_window(tiny_adapter) -> None:  # no
         assert lp[b].item() == pytest.approx(ref, abs=1e-5) and int(n[b]) == n_ref
         cont = torch.tensor(tokenize(tiny_adapter, r)[1])
         assert dists[b].gather(-1, cont.unsqueeze(-1)).sum().item() == pytest.approx(ref, abs=1e-5)
+
+
+def _mixed(images: dict) -> list[Request]:  # noqa: ANN001
+    """An image with three prompts (each has a suffix), an image with one (none: its shared part is the
+    whole prompt) and a text-only prompt, in one batch."""
+    keys = list(images)
+    return (_grid({keys[0]: images[keys[0]]})
+            + [Request(prompt=PROMPTS[0], continuation=a, image=keys[1], task="vqa") for a in ANSWERS[0]]
+            + [Request(prompt="a photo of", continuation="red", image=None, task="ic")])
+
+
+def test_the_shared_head_runs_where_a_prompt_has_no_suffix(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
+    images = _images(2)
+    reqs = _mixed(images)
+    trees = [prefix_mod.Tree("img0", (1, 2), [("img0", (1, 2, 3)), ("img0", (1, 2, 4))])]
+    assert not prefix_mod.reads_shared_head(trees)
+    assert prefix_mod.reads_shared_head([*trees, prefix_mod.Tree("img1", (1, 2), [("img1", (1, 2))])])
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    for req, s in zip(reqs, got, strict=True):
+        assert s.logp == pytest.approx(_stock(tiny_adapter, req, images)[0], abs=1e-5)
+
+
+def test_skipping_the_shared_head_where_it_is_read_is_caught(tiny_adapter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Negative control (copied cache rows, the one path with a separate shared pass): a batch whose
+    one-prompt image reads the shared pass's head, run without it."""
+    monkeypatch.setattr(type(tiny_adapter), "tree_attention", False)
+    images = _images(2)
+    reqs = _mixed(images)
+    monkeypatch.setattr(prefix_mod, "reads_shared_head", lambda trees: False)
+    got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    assert any(np.isnan(s.logp) for s in got)
