@@ -50,7 +50,7 @@ def capture(
     pairs = [(Request(r.prompt, r.avoid, r.image, r.task), Request(r.prompt, r.target, r.image, r.task))
              for r in requests]
     keys = [r.image for r in requests]
-    cached = None if vision else data.features(keys)  # text edits: features from Data's own cache
+    cached = {} if vision else data.features(keys)  # text edits: features from Data's own cache (unused for vision)
 
     def forward() -> tuple[torch.Tensor, torch.Tensor]:
         return pair_scores(adapter, pairs, data.features(keys, grad=True) if vision else cached)
