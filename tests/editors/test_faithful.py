@@ -163,11 +163,11 @@ def test_ke_lagrange_multiplier_rises_only_while_kl_exceeds_the_margin(toy) -> N
         net.lag_raw.data.fill_(math.log(math.e - 1))
         net.lag_raw.grad = None
         term = ke.locality_term(torch.tensor(kl))
-        assert float(term) == pytest.approx(1.0 * (kl - 1e-3), abs=1e-6)  # lambda = 1 at the start
+        assert float(term.detach()) == pytest.approx(1.0 * (kl - 1e-3), abs=1e-6)  # lambda = 1 at the start
         term.backward()
         with torch.no_grad():
             net.lag_raw -= 0.1 * net.lag_raw.grad  # a descent step on the total loss
-        assert (float(net.lag_raw) > math.log(math.e - 1)) == rises
+        assert (float(net.lag_raw.detach()) > math.log(math.e - 1)) == rises
     # The earlier variant: a fixed penalty, no multiplier.
     old = make_editor("ke")
     old.setup(toy, {"variant": "margin"})
