@@ -65,7 +65,6 @@ def frame_run(run_dir: Path, suite: str, output: Path, data_dir: Path | None = N
     framed = frame_for_model(samples, loaded.items)
     if not framed:
         raise AuditError(f"no sample in {run_dir} matches an item of suite {loaded.name!r}")
-    write_items(out, framed)
     try:
         images_dir = Path(os.path.relpath(loaded.images_root, out.parent.resolve())).as_posix()
     except ValueError:
@@ -84,7 +83,10 @@ def frame_run(run_dir: Path, suite: str, output: Path, data_dir: Path | None = N
     import yaml
 
     body = yaml.safe_dump(dict(header), sort_keys=False, allow_unicode=True)
+    # The YAML first: its marker vouches for the items file, so a run killed between the two writes leaves
+    # a file the next `--overwrite` may replace, never an unmarked JSONL the guard must refuse as the user's.
     outputs.write_text(yaml_path, outputs.marker_line(FRAME_KIND) + "\n" + body, FRAME_KIND)
+    write_items(out, framed)
     n_swapped = sum(1 for d in framed if d["meta"]["frame"]["swapped"])
     return {
         "items": len(framed),

@@ -185,3 +185,31 @@ def test_frame_cli(tmp_path: Path) -> None:
     assert (
         cli.run(["suites", "frame", str(run), "--suite", str(suite_dir / "mini.yaml"), "--output", "f.txt"]) == 2
     )
+
+
+def test_frame_killed_between_its_two_files_can_be_redone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The YAML (which carries the marker for both files) is written before the items: a run stopped between the
+    two leaves a marked output that `--overwrite` replaces. Written the other way round, the lone JSONL has no
+    marker and the guard refuses it as the user's file (the negative control)."""
+    import mllm_audit.suites.builders.common as common
+
+    test_frame_cli(tmp_path)  # builds the suite and the run under tmp_path
+    out = tmp_path / "again" / "framed.jsonl"
+    argv = ["suites", "frame", str(tmp_path / "run"), "--suite", str(tmp_path / "s" / "mini.yaml"),
+            "--output", str(out)]
+
+    def killed(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt  # stands in for a kill between the two writes
+
+    with monkeypatch.context() as m:
+        m.setattr(common, "write_items", killed)
+        assert cli.run(argv) != 0  # the CLI reports the interrupt
+    assert out.with_suffix(".yaml").is_file() and not out.exists()
+    assert cli.run([*argv, "--overwrite"]) == 0
+    assert len(load_suite(out.with_suffix(".yaml")).items) == 3
+
+    lone = tmp_path / "lone" / "framed.jsonl"  # the old order's leftover: items without their marked YAML
+    lone.parent.mkdir()
+    lone.write_text(out.read_text())
+    lone_argv = [*argv[:-1], str(lone), "--overwrite"]
+    assert cli.run(lone_argv) == 2
