@@ -110,7 +110,8 @@ def _reusable(rec: dict[str, Any], wanted: set[str]) -> bool:
 
 
 def _previous_samples(out_dir: Path, items: list[Item], identity: Identity,
-                      selection: tuple[str | None, int | None] | None = None) -> tuple[
+                      selection: tuple[str | None, int | None] | None = None,
+                      greedy: tuple[bool, int | None] = (False, None)) -> tuple[
     str | None, dict[str, dict[str, Any]]
 ]:
     """(run_id, reusable samples by item id) of the run in `out_dir`; nothing when there is none.
@@ -122,6 +123,13 @@ def _previous_samples(out_dir: Path, items: list[Item], identity: Identity,
         return None, {}
     old = read_record(out_dir)
     check_resume(old, identity, out_dir, "scan", verb="scanned", selection=selection)
+    was = (bool(old.options.get("greedy")), old.options.get("greedy_tokens"))
+    if was != greedy:  # reused samples would carry another decode (or none) under this record's greedy options
+        def said(g: tuple[bool, int | None]) -> str:
+            return f"--greedy --greedy-tokens {g[1]}" if g[0] else "without --greedy"
+
+        raise AuditError(f"cannot resume {out_dir}: it was scanned {said(was)}, this run asks {said(greedy)}; "
+                         "resume it with the same greedy options or choose another --output")
     wanted = {it.id for it in items}
     found: dict[str, dict[str, Any]] = {}
     files = [out_dir / "samples.jsonl", *sorted((out_dir / SHARDS_DIR).glob("rank*.jsonl"))]
@@ -283,7 +291,8 @@ def _scan_locked(
     seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
     greedy: bool = False, greedy_tokens: int = 8,
 ) -> ScanResult:
-    old_run_id, reused = _previous_samples(out_dir, items, identity, (split, limit)) if resume else (None, {})
+    old_run_id, reused = _previous_samples(
+        out_dir, items, identity, (split, limit), (greedy, greedy_tokens if greedy else None)) if resume else (None, {})
     run_id = procs.broadcast(old_run_id or new_run_id())
     out_dir = procs.broadcast(out_dir)
     if procs.is_main:

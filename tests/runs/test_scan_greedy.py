@@ -101,3 +101,19 @@ def test_greedy_table_fits_80_columns(toy_greedy) -> None:  # noqa: ANN001
     text = render(80)
     assert max(len(x) for x in text.splitlines()) <= 80 and "…" not in text and "profession/planted" in text
     assert "…" in render(60)
+
+
+def test_resume_refuses_other_greedy_options(toy_greedy, tmp_path: Path) -> None:  # noqa: ANN001
+    """Reused samples carry the old decode: a resume with other greedy options is refused in one line; the same
+    options resume (the control)."""
+    from mllm_audit.errors import AuditError
+
+    adapter = toy_greedy[0]
+    out = tmp_path / "r"
+    run_scan(model="toy", suite="toy", output=out, greedy=True, greedy_tokens=2, limit=4, adapter=adapter)
+    for other in ({"greedy": True, "greedy_tokens": 3}, {"greedy": False}):
+        with pytest.raises(AuditError, match="cannot resume .* greedy"):
+            run_scan(model="toy", suite="toy", output=out, resume=True, limit=4, adapter=adapter, **other)
+    again = run_scan(model="toy", suite="toy", output=out, greedy=True, greedy_tokens=2, limit=4, resume=True,
+                     adapter=adapter)
+    assert again.results["options"]["greedy_tokens"] == 2
