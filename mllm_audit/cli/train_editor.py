@@ -47,12 +47,9 @@ def register(app: typer.Typer) -> None:
         """Train a learned editor; `fix --editor NAME --editor-state OUT` then uses it."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from mllm_audit.errors import AuditError
         from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
-        output = options.pick_output(output, out_alias)
-        if output is None:
-            raise AuditError("train-editor needs --output DIR: the folder for the trained state")
+        output = options.pick_output(output, out_alias, "train-editor")
         editor = editor.lower()
         check_editor_name(editor, LEARNED_EDITORS, "--editor (a learned editor)")  # before torch is imported
         check_load_options(dtype, device)

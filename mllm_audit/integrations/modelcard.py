@@ -92,6 +92,7 @@ def _fmt(v: Any) -> str:
 
 def section(runs: list[dict[str, Any]]) -> str:
     """The human-readable part: per run, what was measured on what, and the numbers with intervals."""
+    from mllm_audit.metrics.catalog import PERCENT_METRICS
     from mllm_audit.report.numbers import fmt_metric
 
     lines = [START, "## Bias audit (mllm-audit)", "",
@@ -110,8 +111,8 @@ def section(runs: list[dict[str, Any]]) -> str:
                   f"{res.get('finished_at') or res.get('created')}.", "",
                   "| group | metric | value | 95 % interval | n |", "| --- | --- | --- | --- | --- |"]
         for g, m, v, lo, hi, n in _rows(res):
-            def f(x: Any, m: str = m) -> str:  # each metric at its catalog precision (pct_biased in percent)
-                return fmt_metric(m, x) + (" %" if x is not None and m == "pct_biased" else "")
+            def f(x: Any, m: str = m) -> str:  # each metric at its catalog precision and unit
+                return fmt_metric(m, x) + (" %" if x is not None and m in PERCENT_METRICS else "")
 
             lines.append(f"| {_fmt(g)} | {m} | {f(v)} | {f(lo)} – {f(hi)} | {_fmt(n)} |")
         lines.append("")

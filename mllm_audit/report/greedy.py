@@ -24,7 +24,9 @@ def _pair(block: Mapping[str, Any] | None, fmt: Callable[[float], str]) -> str:
 
 
 def _percent(share: float) -> str:
-    return f"{100 * share:.1f}"
+    from mllm_audit.metrics.catalog import percent
+
+    return f"{percent(share):.1f}"
 
 
 def greedy_rows(greedy: Mapping[str, Any], summary: Mapping[str, Any] | None,
