@@ -144,7 +144,9 @@ def control_check(before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[s
                                "after_ci": [alo, ahi], "moved_away": away}
             if away:
                 failed.append(f"{pid}/{attr}")
-    return {"group": group, "prompts": rows, "failed": failed, "passed": not failed, "method": f"sampled, {n_max}",
+    # n_max is the most images classified for one prompt and attribute (before or after), not the images drawn
+    return {"group": group, "prompts": rows, "failed": failed, "passed": not failed, "method": "sampled",
+            "classified_max": n_max,
             "rule": "fails when a control's after-fix interval lies wholly above its before-fix interval"}
 
 

@@ -100,7 +100,8 @@ def test_the_sampled_check_records_its_method_and_one_bias_definition() -> None:
     from mllm_audit.metrics.gen_intervals import control_check
 
     row = {"prompt_id": "student", "group": "control", "counts": {"gender": {"male": 40, "female": 24}}}
-    assert control_check([row], [row], {"gender": ["male", "female"]})["method"] == "sampled, 64"
+    check = control_check([row], [row], {"gender": ["male", "female"]})
+    assert (check["method"], check["classified_max"]) == ("sampled", 64)
     p = np.array([0.5, 0.2, 0.2, 0.1])
     assert normalised_bias(p) == pytest.approx(0.4) and not hasattr(gi, "_bias")  # the old duplicate is gone
     assert gi.normalised_bias is normalised_bias  # intervals and metric share one definition
