@@ -48,8 +48,9 @@ class Counters:
     images_encoded: int = 0
     forward_passes: int = 0
     joint_tokenization: int = 0  # continuations scored as tokenized after the prompt (scoring.py)
-    # Shared image prefixes (scoring.contract): prompts that continued from their image's shared prefix
-    # instead of running their own, and the prefix token-forwards that spared.
+    # Shared image prefixes (scoring.contract): prompts beyond an image's first that read its shared
+    # prefix (in the same tree row, or from its cache) instead of running their own copy of it, and the
+    # prefix token-forwards that spared. Counted prompts, not passes: one tree pass may spare many.
     prefix_forwards_saved: int = 0
     prefix_tokens_saved: int = 0
 

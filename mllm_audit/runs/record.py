@@ -132,8 +132,9 @@ class Counters:
     # Continuations scored as the tokenizer splits them after the prompt, where that differs from
     # tokenizing them alone (scoring.py's boundary rule); 0 for tokenizers without the difference.
     joint_tokenization: int = 0
-    # Shared image prefixes (scoring.prefix): prompts that continued from their image's shared prefix
-    # instead of running their own, and the prefix token-forwards that spared.
+    # Shared image prefixes (scoring.prefix): prompts beyond an image's first that read its shared
+    # prefix (in the same tree row, or from its cache) instead of running their own copy of it, and the
+    # prefix token-forwards that spared. Counted prompts, not passes: one tree pass may spare many.
     prefix_forwards_saved: int = 0
     prefix_tokens_saved: int = 0
 

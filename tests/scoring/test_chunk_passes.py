@@ -25,7 +25,7 @@ def passes(adapter, reqs, images, batch_size: int) -> tuple[int, int, list[float
 
 
 def test_a_chunk_runs_in_the_fewest_passes_its_batch_size_allows(tiny_adapter) -> None:  # noqa: ANN001
-    assert tiny_adapter.tree_attention
+    assert prefix_mod.uses_tree_mask(tiny_adapter)  # the path under test (sdpa takes the tree mask)
     images = _images(10)
     reqs = _grid(images)  # 10 images x 3 prompts x 2 answers = 60 candidates
     n, saved, ref = passes(tiny_adapter, reqs, images, 64)
