@@ -121,3 +121,31 @@ def test_stop_strings_and_budget(tmp_path: Path) -> None:
     a.card.generation["stop_strings"] = [stop]
     cut = greedy_text(a, PROMPT, "vqa", image, N)
     assert stop not in cut and full.startswith(cut) and cut != full
+
+
+@pytest.mark.parametrize("arch", ["qwen2_vl", "paligemma"])
+def test_outside_the_prefix_cache_list_the_decoder_runs_whole_rows(arch: str, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An architecture scored without a cache (not in PREFIX_CACHE, e.g. one loaded with --trust-generic) is
+    decoded without one too, and still gives generate's tokens; the control: listed, the same model decodes on
+    its cache (the spy sees it), so the check tells the two paths apart."""
+    import mllm_audit.models.families.generic as generic
+
+    a = load_model(str(save_tiny_generic(arch, tmp_path / arch)))
+    image = _images()[0]
+    stock, _ = stock_generate(a, image)
+    monkeypatch.setattr(generic, "PREFIX_CACHE", set())
+    seen: list[bool] = []
+    forward = a.model.forward
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        seen.append(kw.get("past_key_values") is not None or bool(kw.get("use_cache")))
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(a.model, "forward", spy)
+    ours = greedy_ids(a, PROMPT, "vqa", image, N)
+    assert ours == stock or ours == stock[:-1]
+    assert seen and not any(seen)  # no step read or kept a cache
+    monkeypatch.setattr(generic, "PREFIX_CACHE", {arch})
+    seen.clear()
+    assert greedy_ids(a, PROMPT, "vqa", image, N) == ours and any(seen)  # the listed path does use the cache

@@ -280,6 +280,8 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
         text = self.chat_text(self.format_prompt(prompt, task), image is not None)
         prefix = self._device(self.real_inputs(text, image))
         self.counters.forward_passes += 1
+        if self.model.config.model_type not in PREFIX_CACHE:  # cached continuations unchecked here: whole rows
+            return self._greedy_whole(prefix)
         pre = self.model(**prefix, use_cache=True)
         state: dict[str, Any] = {"cache": pre.past_key_values, "n": 0}
 
@@ -294,6 +296,31 @@ class GenericAdapter(ChatTemplateMixin, Adapter):
             return out.logits[0, -1].float()
 
         return pre.logits[0, -1].float(), step
+
+    def _greedy_whole(self, prefix: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """The decoder for architectures outside PREFIX_CACHE, as they are scored: each step runs the whole row
+        (prompt, pixels and the tokens chosen so far) with no cache; per-token inputs are extended alongside."""
+        n = prefix["input_ids"].shape[1]
+        chosen: list[int] = []
+
+        @torch.no_grad()
+        def run() -> torch.Tensor:
+            extra = torch.tensor([chosen], dtype=prefix["input_ids"].dtype, device=self.device)
+            inputs = {}
+            for k, v in prefix.items():
+                if v.dim() == 2 and v.shape == (1, n):  # input_ids, attention_mask, token types: one per token
+                    tail = extra if k == "input_ids" else (torch.ones_like(extra) if k == "attention_mask"
+                                                          else torch.zeros_like(extra))
+                    v = torch.cat([v, tail.to(v.dtype)], dim=1)
+                inputs[k] = v
+            self.counters.forward_passes += 1
+            return self.model(**inputs, use_cache=False).logits[0, -1].float()
+
+        def step(token: int) -> torch.Tensor:
+            chosen.append(token)
+            return run()
+
+        return run(), step
 
     def _device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {k: v.to(self.device) for k, v in inputs.items()}
