@@ -8,21 +8,21 @@ Two paths over the same prompts, interleaved in one process:
 Each transformers Janus `generate` runs the CFG pairs of its rows in one forward over a static KV cache.
 A random Janus of the tiny shape in benchmarks/gpu_bench.py (64 px, 16 image tokens) on CPU: the figures
 show how batching amortises the per-step overhead, not real-model speed (for that,
-`python benchmarks/gpu_bench.py janus-pro-1b --gen` on a GPU). Writes benchmarks/records/gen_batch.json
-(the README's gen-batch table; `python benchmarks/doc_tables.py --write`). Usage:
+`python benchmarks/gpu_bench.py janus-pro-1b --gen` on a GPU). `--record` writes benchmarks/records/gen_batch.json
+through benchmarks/_record.py (the README's gen-batch table; `python benchmarks/doc_tables.py --write`). Usage:
     python benchmarks/gen_batch.py [--batches 1,8,32] [--prompts 8] [--per-prompt 8] [--threads 1] [--repeats 2]
+                                   [--record]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _record import Recorder, add_record_option, loadavg
 from gpu_bench import SHAPES, build_janus
 
 from mllm_audit.models import load_model
@@ -33,9 +33,6 @@ OCCUPATIONS = ["doctor", "nurse", "pilot", "engineer", "teacher", "chef", "lawye
                "baker", "singer", "driver", "painter", "banker", "writer"]
 
 
-def load() -> list[float]:
-    """The 1, 5 and 15 minute load averages (the machine is shared: timings are read beside them)."""
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def main() -> None:
@@ -47,7 +44,7 @@ def main() -> None:
     ap.add_argument("--per-prompt", type=int, default=8, help="images per prompt")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2, help="timings per path and batch, best kept")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "records" / "gen_batch.json")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     folder = Path(tempfile.gettempdir()) / "mllm-audit-bench-janus-tiny"
@@ -59,7 +56,8 @@ def main() -> None:
     rows = [(p, image_seed(0, pid, k)) for p, pid in zip(prompts, ids, strict=True) for k in range(args.per_prompt)]
     n = len(rows)
     adapter.generate_images(prompts[:1], 1, seed=0, batch_size=1)  # warm-up
-    load_before = load()
+    recorder = Recorder("gen_batch", args.threads)
+    load_before = loadavg()
     print(f"tiny Janus (random, {adapter.n_image_tokens} image tokens), {n} images over {len(prompts)} prompts, "
           f"{args.threads} threads, load {load_before}")
     out_rows, pixels_by_batch = [], {}
@@ -78,22 +76,17 @@ def main() -> None:
         out_rows.append({"batch": b, "images": n, "per_image_s": dt_new, "per_image_images_per_s": n / dt_new,
                          "upstream_s": dt_old, "upstream_images_per_s": n / dt_old,
                          "upstream_rows_per_call": min(b, args.per_prompt), "per_image_runs_s": news,
-                         "upstream_runs_s": olds, "load": load()})
+                         "upstream_runs_s": olds, "load": loadavg()})
         print(f"  batch {b:3d}: per-image across prompts {n / dt_new:7.2f} images/s ({dt_new:6.2f} s); "
               f"upstream, one prompt per call {n / dt_old:7.2f} images/s ({dt_old:6.2f} s)", flush=True)
     first = next(iter(pixels_by_batch.values()))
     same = all(v == first for v in pixels_by_batch.values())
-    print(f"  per-image images identical at every batch: {same}; load after {load()}")
-    record = {"schema": "mllm-audit/benchmark-record/v1",
-              "command": "python benchmarks/gen_batch.py " + " ".join(sys.argv[1:]),
-              "threads": args.threads, "repeats": args.repeats, "load_before": load_before, "load_after": load(),
-              "model": {"shape": "janus-pro-1b tiny (benchmarks/gpu_bench.py), random weights",
-                        "image_tokens": adapter.n_image_tokens, "device": "cpu", "dtype": "fp32"},
-              "prompts": len(prompts), "images_per_prompt": args.per_prompt,
-              "per_image_identical_across_batches": same, "rows": out_rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-
+    print(f"  per-image images identical at every batch: {same}; load after {loadavg()}")
+    if args.record:
+        recorder.write({"model": {"shape": "janus-pro-1b tiny (benchmarks/gpu_bench.py), random weights",
+                                  "image_tokens": adapter.n_image_tokens, "device": "cpu", "dtype": "fp32"},
+                        "prompts": len(prompts), "images_per_prompt": args.per_prompt, "repeats": args.repeats,
+                        "per_image_identical_across_batches": same, "rows": out_rows})
 
 if __name__ == "__main__":
     main()
