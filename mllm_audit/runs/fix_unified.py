@@ -202,7 +202,9 @@ def run_unified_fix(
             # exact guided distribution where the model's images can be enumerated (runs/gen_exact.py).
             from mllm_audit.runs.gen_exact import exact_controls
 
-            exact = exact_controls(adapter, clf, held, batch_size)
+            # Without the base's exact shares there is nothing to compare a stage's with: not enumerated again.
+            exact = (exact_controls(adapter, clf, held, batch_size) if name == "base" or isinstance(base_exact[0], dict)
+                     else None)
             if name == "base":
                 base_samples[:] = samples
                 base_exact.append(exact)
@@ -214,7 +216,7 @@ def run_unified_fix(
                 from mllm_audit.metrics.gen_intervals import control_check
 
                 m["control_check"] = {**control_check(base_samples, samples, clf.attributes), "exact_unavailable":
-                                      exact if isinstance(exact, str) else base_exact[0]}
+                                      exact if isinstance(exact, str) else base_exact[0]}  # the base's reason
             results["stages"][name] = m
             writer.append({"stage": name, **r} for r in samples)
             writer.write_results(results)

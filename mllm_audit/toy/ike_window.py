@@ -24,10 +24,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from mllm_audit.editors.ike import VARIANTS
 from mllm_audit.toy import world
 
-IKE_RESERVE = 32  # editors/ike.py's `reserve` (both variants)
-MAX_DEMOS = 32  # editors/ike.py's `k` (easyedit variant)
+# IKE's own settings (the easyedit variant, faithful IKE's default): v3 fills the very window IKE fills.
+IKE_RESERVE = int(VARIANTS["easyedit"]["reserve"])
+MAX_DEMOS = int(VARIANTS["easyedit"]["k"])
 SAME_SCENARIO = 0.75  # share of demonstration facts from the edit's own scenario
 SAME_TASK = 0.8
 
