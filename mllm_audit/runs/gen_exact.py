@@ -26,12 +26,6 @@ MAX_LEAVES = 20_000  # a distribution spread wider than this is sampled instead
 EPS = 1e-7  # branches below this probability are dropped (their mass recorded)
 
 
-def image_tokens(adapter: Any) -> int | None:
-    cfg = getattr(getattr(adapter.model, "config", None), "vision_config", None)
-    n = getattr(adapter.processor, "num_image_tokens", None) or getattr(cfg, "num_image_tokens", None)
-    return int(n) if n else None
-
-
 def exact_unavailable(adapter: Any) -> str | None:
     """Why the exact distribution cannot be computed for this model (None: it can)."""
     inner = getattr(adapter.model, "model", None)
@@ -42,7 +36,7 @@ def exact_unavailable(adapter: Any) -> str | None:
         return "greedy decoding"
     if gen.get("top_k") not in (None, 0) or gen.get("top_p") not in (None, 1.0):
         return "top-k / top-p sampling"
-    n = image_tokens(adapter)
+    n = getattr(adapter, "n_image_tokens", None)  # the family's own count (Janus: its card rule)
     if n is None or n > MAX_TOKENS:
         return f"{n} image tokens per image (enumerated only up to {MAX_TOKENS})"
     return None
@@ -58,7 +52,7 @@ def image_tree(adapter: Any, prompt: str, eps: float = EPS, max_leaves: int = MA
 
     gen = adapter.generation_settings()
     scale, temp = float(gen.get("guidance_scale") or 1.0), float(gen.get("temperature") or 1.0)
-    n = image_tokens(adapter)
+    n = int(adapter.n_image_tokens)
     tok = adapter.tokenizer
     ids = t2i_prompt_ids(adapter, prompt)
     unc = unconditional_ids(ids, tok.bos_token_id, adapter.boi_token_id, adapter.pad_id)

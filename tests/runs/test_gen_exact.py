@@ -65,7 +65,7 @@ def test_models_that_cannot_be_enumerated_say_why() -> None:
     def fake(n: int, **gen: object) -> SimpleNamespace:
         settings = {"guidance_scale": 5.0, "temperature": 1.0, "do_sample": True, "top_k": 0, "top_p": 1.0, **gen}
         return SimpleNamespace(model=SimpleNamespace(model=inner, config=None), generates_images=True,
-                               processor=SimpleNamespace(num_image_tokens=n), generation_settings=lambda: settings)
+                               n_image_tokens=n, generation_settings=lambda: settings)
 
     assert exact_unavailable(fake(4)) is None
     assert exact_unavailable(fake(576)) == "576 image tokens per image (enumerated only up to 16)"
