@@ -79,6 +79,13 @@ def _decode(adapter: Any, block: list[torch.Tensor]) -> list[Any]:
     return list(adapter.decode_images(torch.stack(block + block[-1:] * (DECODE_ROWS - n)))[:n])
 
 
+def decode_in_blocks(adapter: Any, codes: Any) -> list[Any]:
+    """Images of image-token rows, decoded `DECODE_ROWS` at a time as gen-scan decodes them: the same pixels
+    for the same codes (the decoder's rounding depends on its batch shape), and memory bounded by the block."""
+    rows = list(codes)
+    return [im for i in range(0, len(rows), DECODE_ROWS) for im in _decode(adapter, rows[i : i + DECODE_ROWS])]
+
+
 def generate_rows(adapter: Any, rows: list[tuple[str, int]], batch_size: int) -> Iterator[list[Any]]:
     """Images for (prompt, seed) rows, in order: `batch_size` rows per `generate` whatever their prompts,
     decoded in blocks of `DECODE_ROWS`; yields images as they are decoded. Under the per-image sampler

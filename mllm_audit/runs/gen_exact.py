@@ -88,7 +88,9 @@ def exact_shares(adapter: Any, clf: Any, prompt: str, batch_size: int = 64) -> d
     if tree is None:
         return None
     codes, probs, pruned = tree
-    preds = clf.classify(adapter.decode_images(codes), batch_size)
+    from mllm_audit.models.sampling import decode_in_blocks
+
+    preds = clf.classify(decode_in_blocks(adapter, codes), batch_size)
     person = sum(float(p) for p, pr in zip(probs, preds, strict=True) if pr.person)
     shares = {}
     for attr, classes in clf.attributes.items():
