@@ -73,6 +73,8 @@ class TrainReport:
     init_from: str | None = None  # the toy model warm-started from (v3: the shipped v2), else a random init
     ike_window: bool = False
     lr: float = 0.0
+    threads: int = 0  # torch's CPU threads while training: the bits depend on it (THREADS unless changed)
+    init_digest: str | None = None  # util/identity.model_digest of the `init_from` folder's weights and files
 
 
 def _card_yaml(weights: str) -> str:
@@ -99,6 +101,13 @@ def build_initial(folder: Path, seed: int) -> Any:
     adapter = load_model(str(card))
     _amplify_bridge(adapter.model, BRIDGE_INIT_SCALE)
     return adapter
+
+
+def _digest(folder: Path) -> str | None:
+    from mllm_audit.util.identity import model_digest
+
+    got = model_digest(folder)
+    return None if got is None else got[0]
 
 
 def load_initial(folder: Path, init_from: Path) -> Any:
@@ -365,9 +374,11 @@ def _train(
         seconds=round(time.perf_counter() - t0, 2),
         final_loss=round(loss_val, 5),
         n_params=sum(p.numel() for p in model.parameters()),
-        init_from=None if init_from is None else str(init_from),
+        init_from=None if init_from is None else str(Path(init_from).resolve()),
         ike_window=ike_window,
         lr=lr,
+        threads=torch.get_num_threads(),
+        init_digest=None if init_from is None else _digest(Path(init_from)),
     )
     if write_suite_dir is not None:
         report.suite = str(world.write_suite(Path(write_suite_dir), seed=0))

@@ -86,10 +86,15 @@ def test_warm_start_with_the_ike_window_is_deterministic_and_recorded(tmp_path: 
     assert a.final_loss == b.final_loss and a.init_from == str(v2) and a.ike_window
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     rec = json.loads((tmp_path / "a" / "toy_train.json").read_text())
-    assert rec["init_from"] == str(v2) and rec["ike_window"] is True and rec["lr"] == 5e-4
+    assert rec["init_from"] == str(v2.resolve()) and rec["ike_window"] is True and rec["lr"] == 5e-4
+    from mllm_audit.toy.train import THREADS
+    from mllm_audit.util.identity import model_digest
+
+    # what the bits depend on is recorded: the thread count and the exact weights warm-started from
+    assert rec["threads"] == THREADS and rec["init_digest"] == model_digest(v2)[0]
     # negative control: without the warm start the same two steps give other weights (a random init)
     c = train_toy(tmp_path / "c", seed=0, steps=2, pool_size=32, ike_window=True)
-    assert c.init_from is None and c.final_loss != a.final_loss
+    assert c.init_from is None and c.init_digest is None and c.final_loss != a.final_loss
 
 
 def test_init_from_a_folder_without_a_model_is_refused_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
