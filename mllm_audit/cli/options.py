@@ -9,8 +9,10 @@ from typing import Any
 
 import typer
 
+from mllm_audit.models.cards import DEFAULT_MODEL
 
-def model(default: str = "toy") -> Any:
+
+def model(default: str = DEFAULT_MODEL) -> Any:
     return typer.Option(default, "--model", "-m", help="Card name, card .yaml, or model folder.")
 
 

@@ -24,6 +24,8 @@ from inspect_ai.dataset import Sample
 from inspect_ai.scorer import Score, Target, mean, scorer, stderr
 from inspect_ai.solver import Generate, TaskState, solver
 
+from mllm_audit.models.cards import DEFAULT_MODEL
+
 METRICS = {"pct_biased": [mean(), stderr(cluster="cluster")], "margin": [mean(), stderr(cluster="cluster")]}
 
 
@@ -52,7 +54,7 @@ def likelihood_margin(margins: Any) -> Any:
     return score
 
 
-def bias_task(suite: str = "toy", model: str = "toy", split: str | None = None, data_dir: Path | None = None,
+def bias_task(suite: str = "toy", model: str = DEFAULT_MODEL, split: str | None = None, data_dir: Path | None = None,
               batch_size: int = 16, dtype: str = "fp32", device: str = "cpu", adapter: Any = None) -> Task:
     """A task over a likelihood suite whose scorer is the contract (see the module docstring)."""
     from mllm_audit.errors import AuditError

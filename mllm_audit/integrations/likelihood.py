@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mllm_audit.models.cards import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter
     from mllm_audit.scoring.contract import Request
@@ -51,9 +53,9 @@ class BridgeModel:
     a card name, card path or model folder, or given), the scoring batch size, the template task for
     docs without `mllm_audit_task`, and the generation length. Mixed in before the harness's base class."""
 
-    def __init__(self, pretrained: str = "toy", device: str = "cpu", dtype: str = "fp32", batch_size: int | str = 16,
-                 card: str | None = None, prompt_task: str | None = None, max_new_tokens: int | str = 32,
-                 adapter: Any = None, **kwargs: Any) -> None:
+    def __init__(self, pretrained: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "fp32",
+                 batch_size: int | str = 16, card: str | None = None, prompt_task: str | None = None,
+                 max_new_tokens: int | str = 32, adapter: Any = None, **kwargs: Any) -> None:
         super().__init__()
         if adapter is None:
             from mllm_audit.models import load_model

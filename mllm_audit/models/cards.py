@@ -18,6 +18,10 @@ from mllm_audit.util.files import read_yaml_mapping
 from mllm_audit.util.registry import Registry, yaml_folder
 from mllm_audit.util.resources import adapters_dir
 
+# The model every command defaults to (scan, fix, train-editor, study, the harness bridges): toy world v3,
+# whose LM read IKE's whole window of demonstrations, so every editor can work on it (`toy` is world v2).
+DEFAULT_MODEL = "toy-v3"
+
 _CARD_KEYS = {
     "name",
     "description",

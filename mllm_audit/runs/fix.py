@@ -42,6 +42,7 @@ import torch
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.edits import LOCALITY_PROTOCOLS, PROTOCOL, aggregate, base_metrics, edit_record
+from mllm_audit.models.cards import DEFAULT_MODEL
 from mllm_audit.runs.fix_save import save_edited
 from mllm_audit.runs.options import check_fix_options
 from mllm_audit.runs.probes import Probe, evaluate, neighbours_of, probes_for
@@ -102,7 +103,7 @@ def check_metric_splits(items: Sequence[Item], require: Sequence[str]) -> None:
 
 
 def run_fix(
-    model: str = "toy",
+    model: str = DEFAULT_MODEL,
     suite: str = "toy",
     editor: str = "ft-l",
     scope: str | None = None,
@@ -170,7 +171,7 @@ def run_fix(
         from mllm_audit.runs.fix_unified import run_unified_fix
 
         settings = BalancedSettings(**{"seed": seed, **parse_overrides(list(hparam))})  # type: ignore[arg-type]
-        return run_unified_fix(model="toy-janus-v2" if model == "toy" else model,
+        return run_unified_fix(model="toy-janus-v2" if model in ("toy", DEFAULT_MODEL) else model,
                                suite="gen-toy-v2" if suite == "toy" else suite, editor=editor, images=data_dir,
                                output=output, save=save, seed=seed, settings=settings, device=device,
                                balanced_from=balanced_from, self_images_per_word=self_images_per_word,

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import bias_summary
+from mllm_audit.models.cards import DEFAULT_MODEL
 from mllm_audit.runs.options import check_device_available, check_scan_options, check_weights, parse_max_memory
 from mllm_audit.runs.record import (
     Counters,
@@ -54,7 +55,6 @@ from mllm_audit.util.folders import RunLock, check_run_folder
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter
 
-DEFAULT_MODEL = "toy"
 DEFAULT_SUITE = "toy"
 SHARDS_DIR = ".shards"  # per-rank sample files while several processes run
 # Test hook: seconds to sleep after each chunk is written (lets tests kill a run part-way).

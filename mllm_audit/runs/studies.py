@@ -37,6 +37,7 @@ import torch
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.paired_edits import CLUSTERS, study_pairs
+from mllm_audit.models.cards import DEFAULT_MODEL
 from mllm_audit.runs.options import FIX_BATCH_SIZES, LEARNED_EDITORS, check_load_options
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ class StudyResult:
 
 def run_study(
     study: str,
-    model: str = "toy",
+    model: str = DEFAULT_MODEL,
     suite: str = "toy",
     editors: Sequence[str] | None = None,
     limit: int | None = 24,

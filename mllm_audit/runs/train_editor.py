@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
+from mllm_audit.models.cards import DEFAULT_MODEL
 from mllm_audit.runs.options import LEARNED_EDITORS, check_editor_name, check_load_options
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 def train_editor(
     editor: str = "mend",
-    model: str = "toy",
+    model: str = DEFAULT_MODEL,
     suite: str = "toy",
     output: Path = Path("editor-state"),
     scope: str | None = None,
