@@ -84,7 +84,8 @@ def test_fix_uses_the_toy_cards_shipped_state(toy, tmp_path: Path, capsys) -> No
     res2 = run_fix(editor="mend", limit=2, editor_state=given, output=tmp_path / "given-run", adapter=toy)
     assert digest not in json.dumps(res2.results)
     # The command line (no adapter passed in: the state is read from the card before loading).
-    assert run(["fix", "--editor", "ke", "--limit", "1", "--quiet", "--output", str(tmp_path / "cli")]) == 0
+    argv = ["fix", "--model", "toy", "--editor", "ke", "--limit", "1", "--quiet", "--output", str(tmp_path / "cli")]
+    assert run(argv) == 0
     assert model_digest(SHIPPED / "ke")[0] in (tmp_path / "cli" / "results.json").read_text()  # type: ignore[index]
 
 

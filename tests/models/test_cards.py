@@ -23,7 +23,7 @@ def _margins(run_dir: Path) -> dict[str, float]:
 
 def test_folder_a_card_points_at_scores_like_the_card(tmp_path: Path) -> None:
     """The newcomer's report: `scan` 80.6 % vs `scan --model adapters/toy-model` 68.4 % (verbatim)."""
-    assert run(["scan", "--limit", "24", "-q", "-o", str(tmp_path / "byname")]) == 0
+    assert run(["scan", "--model", "toy", "--limit", "24", "-q", "-o", str(tmp_path / "byname")]) == 0
     assert run(["scan", "--model", str(TOY_DIR), "--limit", "24", "-q", "-o", str(tmp_path / "byfolder")]) == 0
     a, b = _margins(tmp_path / "byname"), _margins(tmp_path / "byfolder")
     assert a.keys() == b.keys() and max(abs(a[k] - b[k]) for k in a) < 1e-6
@@ -55,7 +55,8 @@ def test_card_option_applies_a_cards_templates(tiny_blip2_dir: Path) -> None:
 
 def test_fix_save_writes_the_card_so_the_saved_folder_scores_as_the_original(tmp_path: Path) -> None:
     saved = tmp_path / "edited"
-    args = ["fix", "--editor", "ft-l", "--limit", "2", "-q", "-o", str(tmp_path / "fix"), "--save", str(saved)]
+    args = ["fix", "--model", "toy", "--editor", "ft-l", "--limit", "2", "-q", "-o", str(tmp_path / "fix"),
+            "--save", str(saved)]
     assert run(args) == 0
     assert (saved / FOLDER_CARD).is_file()
     card = resolve_card(str(saved))

@@ -15,9 +15,9 @@ from mllm_audit.report.runinfo import KINDS, run_kind, run_title, what_ran
 
 COMMANDS = {
     "scan": ["scan", "--limit", "24"],
-    "fix-single": ["fix", "--limit", "2"],
-    "fix-batch": ["fix", "--limit", "4", "--mode", "batch", "--batch-edits", "4"],
-    "fix-sequential": ["fix", "--limit", "3", "--mode", "sequential"],
+    "fix-single": ["fix", "--model", "toy", "--limit", "2"],
+    "fix-batch": ["fix", "--model", "toy", "--limit", "4", "--mode", "batch", "--batch-edits", "4"],
+    "fix-sequential": ["fix", "--model", "toy", "--limit", "3", "--mode", "sequential"],
     "fix-sft": ["fix", "--editor", "sft", "--set", "sft_epochs=1"],
     "gen-scan": ["gen-scan", "--model", "toy-janus", "--suite", "gen-toy", "-n", "4", "--limit", "2"],
     "locate": ["locate", "-n", "8", "--limit", "3", "--folds", "2"],

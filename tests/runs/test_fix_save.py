@@ -20,8 +20,8 @@ def _margins(scan_dir: Path) -> dict[str, float]:
 def saved_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("fix-save")
     for mode in ("sequential", "single"):
-        assert run(["fix", "--mode", mode, "--limit", "3", "--save", str(base / f"{mode}-model"), "-o",
-                    str(base / f"{mode}-run"), "-q"]) == 0
+        assert run(["fix", "--model", "toy", "--mode", mode, "--limit", "3", "--save", str(base / f"{mode}-model"),
+                    "-o", str(base / f"{mode}-run"), "-q"]) == 0
         assert run(["scan", "--model", str(base / f"{mode}-model"), "--split", "eval", "-q", "-o",
                     str(base / f"{mode}-scan")]) == 0
     return base

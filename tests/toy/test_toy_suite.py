@@ -87,14 +87,14 @@ def test_perception_of_all_four_attributes(scored: dict) -> None:
 
 
 def test_default_scan_shows_planted_types_biased_and_controls_not(tmp_path) -> None:  # noqa: ANN001
-    """`mllm-audit scan` with no model or suite: the README's main job, on the toy world."""
+    """`mllm-audit scan` with no model or suite: the README's main job, on the toy world (v3 by default)."""
     import json
 
     from mllm_audit.cli import run
 
     assert run(["scan", "-q", "--output", str(tmp_path / "run")]) == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["model"]["name"] == "toy" and res["suite"]["name"] == "toy" and res["complete"]
+    assert res["model"]["name"] == "toy-v3" and res["suite"]["name"] == "toy" and res["complete"]
     summary = res["summary"]
     for bias_type in world.BIAS_TYPES:
         planted, control = summary[f"{bias_type}/planted"], summary[f"{bias_type}/control"]

@@ -18,7 +18,7 @@ def _cli(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_piped_fix_reports_phases_and_progress(tmp_path: Path) -> None:
     out = tmp_path / "fix"
-    p = _cli(["fix", "--limit", "3", "-o", str(out)], MLLM_AUDIT_PROGRESS_EVERY="0")
+    p = _cli(["fix", "--model", "toy", "--limit", "3", "-o", str(out)], MLLM_AUDIT_PROGRESS_EVERY="0")
     assert p.returncode == 0, p.stderr
     lines = p.stderr.splitlines()
     assert any(x.startswith("loading toy (blip2) on cpu") for x in lines)
