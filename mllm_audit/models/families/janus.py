@@ -42,6 +42,18 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def seeded_generate(model: Any, kw: dict[str, Any], seed: int, row_seeds: list[int] | None, steps: int) -> Any:
+    """`model.generate(**kw)` drawn as every image family draws: from the global generator seeded with
+    `seed` (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
+    from mllm_audit.models.sampling import per_image_sampling
+
+    if row_seeds is None:
+        torch.manual_seed(seed)
+        return model.generate(**kw)
+    with per_image_sampling(model, row_seeds, steps):
+        return model.generate(**kw)
+
+
 class JanusAdapter(ChatTemplateMixin, Adapter):
     generates_images: ClassVar[bool] = True
     processor: Any = None
@@ -106,19 +118,13 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
     def generate_tokens(self, prompts: list[str], seed: int, row_seeds: list[int] | None = None) -> torch.Tensor:
         """Image tokens [len(prompts), n_tokens] for one batch: the global generator seeded with `seed`
         (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
-        from mllm_audit.models.sampling import per_image_sampling
-
         texts = [self.generation_text(p) for p in prompts]
         inputs = self.processor(text=texts, generation_mode="image", padding=True, return_tensors="pt")
         self.counters.forward_passes += 1
         kw = {"input_ids": inputs["input_ids"].to(self.device),
               "attention_mask": inputs["attention_mask"].to(self.device),
               "generation_config": self.generation_config(), "generation_mode": "image"}
-        if row_seeds is None:
-            torch.manual_seed(seed)
-            return self.model.generate(**kw)
-        with per_image_sampling(self.model, row_seeds, self.n_image_tokens):
-            return self.model.generate(**kw)
+        return seeded_generate(self.model, kw, seed, row_seeds, self.n_image_tokens)
 
     @torch.no_grad()
     def decode_images(self, tokens: torch.Tensor) -> list[Any]:
