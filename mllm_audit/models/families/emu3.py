@@ -163,14 +163,9 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
 
     def generate_images(self, prompts: list[str], n: int, seed: int, batch_size: int = 8) -> list[Any]:
         """`n` images per prompt, prompt-major; batch b seeded with `derive_seed(seed, b)` (as Janus)."""
-        from mllm_audit.models.families.janus import derive_seed
+        from mllm_audit.models.families.janus import images_in_batches
 
-        rows = [p for p in prompts for _ in range(n)]
-        out: list[Any] = []
-        for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
-            part = rows[start : start + max(1, batch_size)]
-            out.extend(self.decode_images(self.generate_tokens(part, derive_seed(seed, b))))
-        return out
+        return images_in_batches(self, prompts, n, seed, batch_size)
 
 
 def token_grid(processor: Any, image_size: int) -> tuple[int, int]:

@@ -42,6 +42,17 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def images_in_batches(adapter: Any, prompts: list[str], n: int, seed: int, batch_size: int) -> list[Any]:
+    """`n` images per prompt, prompt-major, `batch_size` rows at a time, batch b drawn with
+    `derive_seed(seed, b)`: every image family's `generate_images` (a call reproducible for a batch size)."""
+    rows = [p for p in prompts for _ in range(n)]
+    out: list[Any] = []
+    for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
+        part = rows[start : start + max(1, batch_size)]
+        out.extend(adapter.decode_images(adapter.generate_tokens(part, derive_seed(seed, b))))
+    return out
+
+
 def seeded_generate(model: Any, kw: dict[str, Any], seed: int, row_seeds: list[int] | None, steps: int) -> Any:
     """`model.generate(**kw)` drawn as every image family draws: from the global generator seeded with
     `seed` (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
@@ -149,12 +160,7 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         Rows (prompt, k) are taken `batch_size` at a time; batch b is seeded with
         `derive_seed(seed, b)`, so a call is reproducible for a given batch size.
         """
-        rows = [p for p in prompts for _ in range(n)]
-        out: list[Any] = []
-        for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
-            part = rows[start : start + max(1, batch_size)]
-            out.extend(self.decode_images(self.generate_tokens(part, derive_seed(seed, b))))
-        return out
+        return images_in_batches(self, prompts, n, seed, batch_size)
 
 
 def _edit_modules(model: Any) -> dict[str, list[str]]:
