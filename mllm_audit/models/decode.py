@@ -41,9 +41,9 @@ def stop_strings(adapter: Adapter, until: Sequence[str] = ()) -> list[str]:
     return out
 
 
-# Tokens decoded beyond the longest stop string's length when a stop string is looked for: a decoder's effects
-# at the start of a decoded slice (a leading space dropped, a split UTF-8 character, spaces cleaned before
-# punctuation) reach a character or two, never this far.
+# The stop check decodes the last (longest stop string + TAIL_MARGIN) tokens and wants nearly as many characters
+# before the last one: a decoder's effects at the start of a decoded slice (a leading space dropped, a split
+# UTF-8 character, spaces cleaned before punctuation) reach a character or two, never this far.
 TAIL_MARGIN = 8
 
 
