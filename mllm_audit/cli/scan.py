@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mllm_audit.cli import options
+from mllm_audit.runs.greedy import DEFAULT_TOKENS
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +45,8 @@ def register(app: typer.Typer) -> None:
         image_size: int | None = options.image_size(),
         greedy: bool = typer.Option(False, help="Also record each item's greedy answer (y_more, y_less or "
                                     "neither, lm-eval's is_greedy), summarised per group: one more forward pass."),
-        greedy_tokens: int = typer.Option(8, help="With --greedy: the most new tokens decoded for each item's "
-                                          "free-text answer (stops earlier at EOS or a stop string)."),
+        greedy_tokens: int = typer.Option(DEFAULT_TOKENS, help="With --greedy: the most new tokens decoded for "
+                                          "each item's free-text answer (stops earlier at EOS or a stop string)."),
     ) -> None:
         """Score every item: is p(y_more) > p(y_less)? Prints a table per bias type.
 

@@ -7,8 +7,9 @@
   subset whatever the command, which the policy must accept (`accept_subset: true`).
 - A `baseline:` run must share the suite's content hash and coverage, unless the policy says
   `baseline_may_differ: true` (then each baseline check's detail says how they differ).
-- A policy may pin `model_revision` (the card revision, or the `sha256:` of every model file) and
-  `templates_hash` (sha256 of the prompt templates the run used); the gate names the field that differs.
+- A policy may pin `suite_hash` (the suite's content), `model_revision` (the card revision, or the `sha256:`
+  of every model file) and `templates_hash` (sha256 of the prompt templates the run used); the gate names
+  the field that differs (`check_pins`, one place for every pin).
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ def _bare(h: str | None) -> str:
 
 
 def check_pins(policy: Policy, record: RunRecord, run_dir: Path) -> None:
-    """Every pin of the policy holds for the run; else one line naming the field and both values."""
+    """Every pin of the policy (the suite's content hash, the model revision, the templates) holds for
+    the run; else one line naming the field and both values."""
+    if policy.suite_hash is not None:
+        got, want = _bare(record.identity.suite.content_hash), _bare(policy.suite_hash)
+        if got != want:
+            raise AuditError(f"{policy.path}: policy pins suite content {want[:16]}..., run {run_dir} scored "
+                             f"{(got or 'unknown')[:16]}... (another version of {record.identity.suite.name!r})")
     got = {"model_revision": record.identity.model.revision, "templates_hash": templates_hash(record)}
     field = {"model_revision": "model.revision", "templates_hash": "model.templates"}
     for key, want in policy.pins.items():
@@ -62,6 +69,20 @@ def check_pins(policy: Policy, record: RunRecord, run_dir: Path) -> None:
         if not have or _bare(have) != _bare(want):
             raise AuditError(f"{policy.path}: policy pins {field[key]} = {want[:24]}, run {run_dir} has "
                              f"{(have or 'none')[:24]}; not gating it")
+
+
+def check_whole_suite(policy: Policy, record: RunRecord, run_dir: Path) -> None:
+    """A run covers its whole suite unless the policy accepts a subset; the rule is runs.coverage.subset_reason."""
+    from mllm_audit.runs.coverage import subset_reason
+
+    reason = subset_reason(record.header.command, record.coverage, record.identity.suite.n_items)
+    if not reason or policy.accept_subset:
+        return
+    if record.coverage is None:
+        raise AuditError(f"run {run_dir} does not say how many items it scored; not gating it "
+                         "(rerun it, or set accept_subset: true in the policy)")
+    raise AuditError(f"run {run_dir} covers part of its suite ({reason}), not the whole suite; not gating it "
+                     "(set accept_subset: true in the policy to allow)")
 
 
 def verify_records(results: dict[str, Any], record: RunRecord, run_dir: Path) -> None:
@@ -81,15 +102,11 @@ def verify_records(results: dict[str, Any], record: RunRecord, run_dir: Path) ->
 
 
 def verify_run(policy: Policy, results: dict[str, Any], record: RunRecord, run_dir: Path) -> None:
-    """All the gate's checks of a run before any bound is applied (called from gate/evaluate.py)."""
-    from mllm_audit.runs.coverage import subset_reason
-
-    verify_records(results, record, run_dir)
-    reason = subset_reason(record.header.command, record.coverage, record.identity.suite.n_items)
-    if reason and not policy.accept_subset:
-        raise AuditError(f"run {run_dir} covers part of its suite ({reason}); not gating it "
-                         "(set accept_subset: true in the policy to allow)")
+    """All the gate's checks of a run before any bound is applied (called from gate/evaluate.py):
+    the pins and the coverage rule first (they read results.json only), then the records."""
     check_pins(policy, record, run_dir)
+    check_whole_suite(policy, record, run_dir)
+    verify_records(results, record, run_dir)
 
 
 def verify_baseline(policy: Policy, check_name: str, record: RunRecord, base: Any) -> str:

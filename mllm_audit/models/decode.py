@@ -41,23 +41,41 @@ def stop_strings(adapter: Adapter, until: Sequence[str] = ()) -> list[str]:
     return out
 
 
+# The stop check decodes the last (longest stop string + TAIL_MARGIN) tokens and wants nearly as many characters
+# before the last one: a decoder's effects at the start of a decoded slice (a leading space dropped, a split
+# UTF-8 character, spaces cleaned before punctuation) reach a character or two, never this far.
+TAIL_MARGIN = 8
+
+
+def _completes_stop(tok: Any, ids: list[int], stops: Sequence[str], width: int) -> bool:
+    """Does the last token complete a stop string? Looked for in the text of the last `width` tokens (the
+    whole answer only when their text is too short to hold one before the last token, or to confirm a hit),
+    not in the whole answer decoded again at every step."""
+    whole = len(ids) <= width
+    tail = str(tok.decode(ids[-width:], skip_special_tokens=True))
+    if not whole and len(tail) - len(tok.decode(ids[-1:], skip_special_tokens=True)) < width - 1:
+        whole, tail = True, str(tok.decode(ids, skip_special_tokens=True))  # special tokens, split characters
+    if not any(s in tail for s in stops):
+        return False
+    return whole or any(s in tok.decode(ids, skip_special_tokens=True) for s in stops)
+
+
 def greedy_ids(adapter: Adapter, prompt: str, task: str | None, image: Any | None, max_new_tokens: int,
                until: Sequence[str] = ()) -> list[int]:
     """Token ids of the greedy continuation (EOS not included)."""
     stops = stop_strings(adapter, until)
+    width = max((len(s) for s in stops), default=0) + TAIL_MARGIN
     eos = eos_ids(adapter)
     out: list[int] = []
     if max_new_tokens < 1:
         return out
     logits, step = adapter.greedy_start(prompt, task, image)
-    for _ in range(max_new_tokens):
+    while True:
         nxt = int(logits.argmax())
         if nxt in eos:
             break
         out.append(nxt)
-        if stops and any(s in adapter.tokenizer.decode(out, skip_special_tokens=True) for s in stops):
-            break
-        if len(out) == max_new_tokens:
+        if len(out) == max_new_tokens or (stops and _completes_stop(adapter.tokenizer, out, stops, width)):
             break
         logits = step(nxt)
     return out

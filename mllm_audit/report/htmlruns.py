@@ -107,9 +107,9 @@ def locate_section(res: dict[str, Any]) -> str:
 
 def editor_state_page(folder: Path) -> tuple[str, int, list[str], str]:
     """train-editor: the state's settings and its training curve; (body, images, sections, title)."""
-    from mllm_audit.report.runinfo import load_results, run_title
+    from mllm_audit.report.runinfo import read_state_config, run_title
 
-    cfg = load_results(folder)
+    cfg = read_state_config(folder)
     body = [what_ran_table(cfg)]
     rows = [[_esc(k), _esc(v)] for k, v in (
         ("items (train / val)", f"{cfg.get('n_train', '?')} / {cfg.get('n_val', '?')}"),

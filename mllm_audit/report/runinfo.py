@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+EDITOR_STATE_SCHEMA = "mllm-audit/editor-state/v1"  # a train-editor output's config.json
 # run kind -> the command a user typed
 KINDS = ("scan", "fix", "fix-unified", "gen-scan", "locate", "study", "train-editor")
 
@@ -15,7 +16,7 @@ def run_kind(results: dict[str, Any]) -> str:
     """The run type of a results.json (or an editor state's config.json): one of KINDS.
 
     `fix --editor sft|bpo` writes `command: fix` with stages instead of per-edit metrics."""
-    if results.get("schema") == "mllm-audit/editor-state/v1":
+    if results.get("schema") == EDITOR_STATE_SCHEMA:
         return "train-editor"
     cmd = str(results.get("command") or "scan")
     if cmd == "fix" and "stages" in results:
@@ -102,24 +103,18 @@ def run_title(results: dict[str, Any]) -> str:
     return f"{kind}: {where}"
 
 
-def load_results(run_dir: Path) -> dict[str, Any]:
-    """results.json, or an editor state's config.json (a train-editor output has no results.json)."""
+def read_state_config(folder: Path) -> dict[str, Any]:
+    """The config.json of a train-editor output (it has no results.json), checked to be an editor state:
+    the console view and the HTML page read it here, so neither shows a folder the other refuses."""
     import json
 
     from mllm_audit.errors import AuditError
 
-    if (Path(run_dir) / "results.json").is_file():
-        from mllm_audit.runs.record import read_results_json
-
-        data = read_results_json(run_dir)  # older schemas converted to today's units, as every reader does
-        if isinstance(data, dict):
-            return data
-    path = Path(run_dir) / "config.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise AuditError(f"{path}: not readable JSON ({type(e).__name__})") from None
-        if isinstance(data, dict):
-            return data
-    raise AuditError(f"no results.json in {run_dir}")
+    path = Path(folder) / "config.json"
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise AuditError(f"{path}: not a readable editor state ({type(e).__name__})") from None
+    if not isinstance(cfg, dict) or cfg.get("schema") != EDITOR_STATE_SCHEMA:
+        raise AuditError(f"{path}: not an editor state (schema {EDITOR_STATE_SCHEMA})")
+    return cfg

@@ -136,9 +136,6 @@ def rescore_run(run_dir: Path, write: bool = False) -> Any:
     return RescoreResult(run.dir, fresh, stored, mismatches, written)
 
 
-EDITOR_STATE_SCHEMA = "mllm-audit/editor-state/v1"
-
-
 def is_editor_state(folder: Path) -> bool:
     """A train-editor output: state.safetensors + config.json (schema editor-state), no results.json."""
     return (folder / "state.safetensors").is_file() and (folder / "config.json").is_file() and not (
@@ -147,17 +144,11 @@ def is_editor_state(folder: Path) -> bool:
 
 def editor_state_table(folder: Path) -> Any:
     """The train-editor run's view: what was trained on what, how long, and the validation curve."""
-    import json
-
+    from mllm_audit.report.runinfo import read_state_config
     from mllm_audit.report.tables import new_table
     from mllm_audit.util.text import shown
 
-    try:
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AuditError(f"{folder / 'config.json'}: not a readable editor state ({type(e).__name__})") from None
-    if not isinstance(cfg, dict) or cfg.get("schema") != EDITOR_STATE_SCHEMA:
-        raise AuditError(f"{folder / 'config.json'}: not an editor state (schema {EDITOR_STATE_SCHEMA})")
+    cfg = read_state_config(folder)
     model, suite = cfg.get("model") or {}, cfg.get("suite") or {}
     table = new_table(f"train-editor: {cfg.get('editor', '?')} ({cfg.get('scope', '?')}) on "
                       f"{model.get('name', '?')} / {suite.get('name', '?')}")

@@ -295,6 +295,7 @@ def _run_fix(
         return _edit_and_measure(
             adapter, the_editor, the_suite, items, probes, pre, requests, ctx, load, record, out_dir, mode,
             batch_edits, batch_size, save, on_edit, progress, n_candidates, t0, t_loaded, previous[1], previous[2],
+            lock=lock,
         )
     except STOPS as e:
         record.finish.interrupted = "SIGINT" if isinstance(e, KeyboardInterrupt) else "SIGTERM"
@@ -343,7 +344,7 @@ def _edit_and_measure(
     out_dir: Path, mode: str, batch_edits: int, batch_size: int, save: Path | None,
     on_edit: Callable[[dict[str, Any]], None] | None, progress: Callable[[int], Callable[[int], None]] | None,
     n_candidates: int, t0: float, t_loaded: float, kept: Sequence[dict[str, Any]] = (),
-    kept_touched: Sequence[str] = (),
+    kept_touched: Sequence[str] = (), lock: RunLock | None = None,
 ) -> FixResult:
     run_id = record.header.run_id
     snapshot = _fingerprint(adapter)
@@ -352,7 +353,7 @@ def _edit_and_measure(
     curve: list[dict[str, Any]] = []
     saved: dict[str, Any] | None = None
     note(f"fix: {len(items)} edits with {the_editor.name} ({mode}) -> {out_dir}")
-    with RunWriter(out_dir, run_id, samples_name="edits.jsonl") as writer:
+    with RunWriter(out_dir, run_id, samples_name="edits.jsonl", lock=lock) as writer:
         record.write(out_dir)
         tick = progress(len(items)) if progress else None
         touched: set[str] = set(kept_touched)

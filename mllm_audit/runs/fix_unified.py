@@ -25,6 +25,7 @@ from typing import Any
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.record import versions
 from mllm_audit.runs.writer import RESULTS_SCHEMA, RunWriter, default_run_dir, new_run_id
+from mllm_audit.util.folders import OutputFolder
 
 UNIFIED_EDITORS = ("sft", "bpo")
 
@@ -240,22 +241,28 @@ def run_unified_fix(
         adapter.model = base  # LoRA layers sit inside the base model's modules: generation uses them
         info = train_sft(peft_model, rows, s, log)
         stage("sft", peft_model, info)
-        if save is not None:  # a whole model folder (merged weights): every command loads it
-            from mllm_audit.editors.merged import save_merged
+        # The stages' folders are built under a temporary sibling (util/folders.OutputFolder, as fix_save and
+        # save_merged build theirs) and renamed into place with the manifest: a killed run leaves no half
+        # --save folder, and the next run removes the temporary one.
+        saving = OutputFolder(Path(save), "--save", "fix", kind=SAVE_KIND) if save is not None else None
+        try:
+            if saving is not None:  # a whole model folder (merged weights): every command loads it
+                from mllm_audit.editors.merged import save_merged
 
-            Path(save).mkdir(parents=True, exist_ok=True)
-            save_merged(peft_model, adapter, Path(save) / "sft", f"{adapter.card.name}+sft",
-                        f"{adapter.card.name} after fix --editor sft")
-        if editor == "bpo":
-            info = train_bpo(peft_model, rows, attrs, s, log)
-            stage("sft+bpo", peft_model, info)
-            if save is not None:
-                save_merged(peft_model, adapter, Path(save) / "sft+bpo", f"{adapter.card.name}+sft+bpo",
-                            f"{adapter.card.name} after fix --editor bpo")
-        if save is not None:
-            from mllm_audit.util.outputs import write_manifest
-
-            write_manifest(Path(save), SAVE_KIND, "fix")
+                tmp = saving.open()
+                save_merged(peft_model, adapter, tmp / "sft", f"{adapter.card.name}+sft",
+                            f"{adapter.card.name} after fix --editor sft")
+            if editor == "bpo":
+                info = train_bpo(peft_model, rows, attrs, s, log)
+                stage("sft+bpo", peft_model, info)
+                if saving is not None:
+                    save_merged(peft_model, adapter, tmp / "sft+bpo", f"{adapter.card.name}+sft+bpo",
+                                f"{adapter.card.name} after fix --editor bpo")
+            if saving is not None:
+                saving.commit()
+        finally:
+            if saving is not None and not saving.committed:
+                saving.abandon()
         results.update({"complete": True, "saved": str(save) if save else None,
                         "timings": {"total_s": round(time.perf_counter() - t0, 3)}})
         writer.write_results(results)

@@ -48,7 +48,7 @@ def image_tree(adapter: Any, prompt: str, eps: float = EPS, max_leaves: int = MA
     branches): (codes [L, n], probabilities [L], pruned mass), None when more than `max_leaves` survive."""
     import torch
 
-    from mllm_audit.scoring.imagetokens import image_token_logits, t2i_prompt_ids, unconditional_ids
+    from mllm_audit.scoring.imagetokens import guided_next_token, t2i_prompt_ids, unconditional_ids
 
     gen = adapter.generation_settings()
     scale, temp = float(gen.get("guidance_scale") or 1.0), float(gen.get("temperature") or 1.0)
@@ -60,16 +60,9 @@ def image_tree(adapter: Any, prompt: str, eps: float = EPS, max_leaves: int = MA
     codes = torch.zeros((1, 0), dtype=torch.long, device=device)
     probs = torch.ones(1, dtype=torch.float64, device=device)
     pruned = 0.0
-    for depth in range(int(n or 0)):
-        rows = []
-        with torch.no_grad():
-            for i in range(0, len(codes), chunk):
-                part = codes[i : i + chunk]
-                feed = torch.cat([part, torch.zeros((len(part), 1), dtype=torch.long, device=device)], 1)
-                lg = image_token_logits(adapter.model, [ids] * len(part) + [unc] * len(part), feed.repeat(2, 1))
-                c, u = lg[: len(part), depth].double(), lg[len(part) :, depth].double()
-                guided = u + scale * (c - u) if scale > 1 else c
-                rows.append(torch.softmax(guided / temp, dim=-1))
+    for _ in range(int(n or 0)):
+        rows = [guided_next_token(adapter.model, ids, unc, codes[i : i + chunk], scale, temp)
+                for i in range(0, len(codes), chunk)]
         joint = probs[:, None] * torch.cat(rows)
         keep = joint >= eps
         pruned += float(joint[~keep].sum())

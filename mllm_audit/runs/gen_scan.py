@@ -372,7 +372,7 @@ def run_gen_scan(
     with stop_signals(), lock:
         try:
             return _generate(adapter, clf, the_suite, prompts, record, old, out_dir, images_per_prompt, seed,
-                             batch_size, progress, t0, t_loaded)
+                             batch_size, progress, t0, t_loaded, lock)
         except STOPS as e:
             raise interrupted(e, f"{out_dir} keeps the finished prompts; continue with --resume --output {out_dir}") \
                 from None
@@ -380,7 +380,8 @@ def run_gen_scan(
 
 def _generate(adapter: Adapter, clf: Classifier, the_suite: GenSuite, prompts: list[GenPrompt], record: Any,
               old: dict[str, Any] | None, out_dir: Path, images_per_prompt: int, seed: int, batch_size: int,
-              progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float) -> GenResult:
+              progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
+              lock: RunLock | None = None) -> GenResult:
     from mllm_audit.metrics.generation import gen_summary
 
     if old is None:
@@ -405,7 +406,7 @@ def _generate(adapter: Adapter, clf: Classifier, the_suite: GenSuite, prompts: l
     und = understanding_scores(adapter, the_suite, todo, batch_size) if record.options["understanding"] else {}
     t_und = time.perf_counter()
     samples: list[dict[str, Any]] = []
-    with RunWriter(out_dir, record.header.run_id) as writer:
+    with RunWriter(out_dir, record.header.run_id, lock=lock) as writer:
         writer.append(reused[p.id] for p in prompts if p.id in reused)
         record.payload["resumed_prompts"] = len(reused)
         record.write(out_dir)

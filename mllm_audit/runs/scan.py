@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import bias_summary
 from mllm_audit.models.cards import DEFAULT_MODEL
+from mllm_audit.runs.greedy import DEFAULT_TOKENS
 from mllm_audit.runs.options import check_device_available, check_scan_options, check_weights, parse_max_memory
 from mllm_audit.runs.record import (
     Counters,
@@ -173,7 +174,7 @@ def run_scan(
     max_pixels: int | None = None,
     image_size: int | None = None,
     greedy: bool = False,
-    greedy_tokens: int = 8,
+    greedy_tokens: int = DEFAULT_TOKENS,
     *,
     adapter: Adapter | None = None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
@@ -226,7 +227,7 @@ def _run_scan(
     trust_remote_code: bool, adapter: Adapter | None, progress: Callable[[int], Callable[[int], None]] | None,
     resume: bool, device_map: str | None, max_memory: str | Mapping[Any, Any] | None, card: str | None = None,
     revision: str | None = None, threads: int | None = None,
-    load_extra: dict[str, Any] | None = None, greedy: bool = False, greedy_tokens: int = 8,
+    load_extra: dict[str, Any] | None = None, greedy: bool = False, greedy_tokens: int = DEFAULT_TOKENS,
 ) -> ScanResult:
     t0 = time.perf_counter()
     from mllm_audit.runs.sharding import world_size_from_env
@@ -289,7 +290,7 @@ def _scan_locked(
     adapter: Adapter, the_suite: Suite, items: list[Item], identity: Identity, out_dir: Path, procs: Processes,
     resume: bool, batch_size: int, limit: int | None, split: str | None, device: str, device_map: str | None,
     seed: int, progress: Callable[[int], Callable[[int], None]] | None, t0: float, t_loaded: float,
-    greedy: bool = False, greedy_tokens: int = 8,
+    greedy: bool = False, greedy_tokens: int = DEFAULT_TOKENS,
 ) -> ScanResult:
     old_run_id, reused = _previous_samples(
         out_dir, items, identity, (split, limit), (greedy, greedy_tokens if greedy else None)) if resume else (None, {})
@@ -369,7 +370,7 @@ def _start_folder(out_dir: Path, items: list[Item], reused: Mapping[str, dict[st
 def _score_chunks(
     adapter: Adapter, suite: Suite, chunks: list[list[Item]], run_id: str, out_dir: Path, procs: Processes,
     sizer: BatchSize, progress: Callable[[int], Callable[[int], None]] | None,
-    greedy: bool = False, greedy_tokens: int = 8,
+    greedy: bool = False, greedy_tokens: int = DEFAULT_TOKENS,
 ) -> list[dict[str, Any]]:
     """Score this process's chunks, appending each chunk's samples as soon as it finishes."""
     name = "samples.jsonl" if procs.count == 1 else f"{SHARDS_DIR}/rank{procs.index}.jsonl"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.metrics.bias import sample_record
+from mllm_audit.runs.greedy import DEFAULT_TOKENS
 from mllm_audit.runs.writer import SAMPLE_SCHEMA
 from mllm_audit.suites.items import Item, Suite, iter_image_refs, load_image
 
@@ -87,7 +88,7 @@ def score_items(
     batch_size: int | BatchSize = 16,
     on_progress: Callable[[int], None] | None = None,
     greedy: bool = False,
-    greedy_tokens: int = 8,
+    greedy_tokens: int = DEFAULT_TOKENS,
 ) -> list[dict[str, Any]]:
     """Score y_more and y_less of each item; one sample record per item, in item order.
 

@@ -372,7 +372,7 @@ def run_study(
     def ctx_for(train_items: Sequence[Item]) -> EditContext:
         return EditContext(load_image=load, train_items=list(train_items), options={})
 
-    with lock, RunWriter(out_dir, run_id, samples_name="records.jsonl") as writer:
+    with lock, RunWriter(out_dir, run_id, samples_name="records.jsonl", lock=lock) as writer:
         writer.write_results(results)
 
         def add(setting: Setting, row_label: dict[str, Any]) -> None:

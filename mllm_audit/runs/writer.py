@@ -15,11 +15,14 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mllm_audit.errors import AuditError
 from mllm_audit.runs.record import RESULTS_SCHEMA as _RECORD_SCHEMA
 from mllm_audit.util.files import atomic_write_json
+
+if TYPE_CHECKING:
+    from mllm_audit.util.folders import RunLock
 
 SAMPLE_SCHEMA = "mllm-audit/sample/v1"
 RESULTS_SCHEMA = _RECORD_SCHEMA  # the run record's version lives with its dataclasses (runs/record.py)
@@ -50,20 +53,25 @@ class RunWriter:
     """Owns one run folder: the samples file (append + flush) and results.json (atomic)."""
 
     def __init__(
-        self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False
+        self, out_dir: Path, run_id: str, samples_name: str = "samples.jsonl", append: bool = False,
+        lock: RunLock | None = None,
     ) -> None:
         """`append=True` continues an existing samples file (resume, shard files) instead of starting it.
 
         Every run folder goes through here, so here the output guard's rules hold for all of them: a
         fresh run of a command that did not lock the folder itself (and so did not check it) starts only
-        in a new or empty folder (util/folders.check_run_folder), and locks it against a second writer."""
-        from mllm_audit.util.folders import RunLock, check_run_folder, held_by_this_process
+        in a new or empty folder (util/folders.check_run_folder), and locks it against a second writer.
+        A command that did lock and check it passes its `lock`: only that holder skips the check (a
+        second writer in the same process, holding no lock of its own, is refused like any other)."""
+        from mllm_audit.util.folders import RunLock, check_run_folder
 
         self.dir = Path(out_dir)
         self.run_id = run_id
         self._lock: RunLock | None = None
         self._writing: Any = None
-        if not append and not held_by_this_process(self.dir):  # a command that locked the folder checked it
+        if lock is not None and not (lock.held and lock.folder.resolve() == self.dir.resolve()):
+            raise ValueError(f"RunWriter({self.dir}): the lock passed is not held on this folder")
+        if not append and lock is None:
             check_run_folder(self.dir, "run", resume=False)
             self._lock = RunLock(self.dir, "run").acquire()
         self.samples_path = self.dir / samples_name

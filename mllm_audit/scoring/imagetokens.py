@@ -58,11 +58,26 @@ def image_token_logprobs(model: Any, prompts: Sequence[Sequence[int]], codes: to
     return torch.log_softmax(logits, dim=-1).gather(-1, codes.unsqueeze(-1)).squeeze(-1)
 
 
+def guided_mix(cond: torch.Tensor, uncond: torch.Tensor, scale: float, temperature: float = 1.0) -> torch.Tensor:
+    """softmax((u + s (c - u)) / T) in float64: how `generate` mixes the conditional and unconditional
+    logits under classifier-free guidance (scale <= 1: the conditional alone). One place for the mix."""
+    c, u = cond.double(), uncond.double()
+    return torch.softmax((u + scale * (c - u) if scale > 1 else c) / temperature, dim=-1)
+
+
+def guided_next_token(model: Any, prompt: Sequence[int], uncond: Sequence[int], codes: torch.Tensor, scale: float,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """The distributions [B, codebook] `generate` samples the next image token from, after each row of
+    the image tokens `codes` [B, t] drawn so far for `prompt` (teacher-forced, guidance `scale`)."""
+    b, t = codes.shape
+    feed = torch.cat([codes, torch.zeros((b, 1), dtype=torch.long, device=codes.device)], 1)
+    with torch.no_grad():
+        logits = image_token_logits(model, [prompt] * b + [uncond] * b, feed.repeat(2, 1))
+    return guided_mix(logits[:b, t], logits[b:, t], scale, temperature)
+
+
 def guided_first_token(model: Any, prompt: Sequence[int], uncond: Sequence[int], scale: float,
                        temperature: float = 1.0) -> torch.Tensor:
     """The distribution `generate` samples the first image token from, with guidance `scale`."""
-    empty = torch.zeros((2, 1), dtype=torch.long, device=next(model.parameters()).device)
-    with torch.no_grad():
-        cond, unc = image_token_logits(model, [prompt, uncond], empty)[:, 0].double()
-    logits = unc + scale * (cond - unc) if scale > 1 else cond
-    return torch.softmax(logits / temperature, dim=-1)
+    empty = torch.zeros((1, 0), dtype=torch.long, device=next(model.parameters()).device)
+    return guided_next_token(model, prompt, uncond, empty, scale, temperature)[0]

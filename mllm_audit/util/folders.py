@@ -76,14 +76,6 @@ def _pid_alive(pid: int) -> bool:
     return pid_alive(pid)
 
 
-_HELD: set[Path] = set()  # folders this process holds a RunLock on
-
-
-def held_by_this_process(folder: Path) -> bool:
-    """Does this process already hold the lock of `folder` (a second lock would block on itself)?"""
-    return Path(folder).resolve() in _HELD
-
-
 class RunLock:
     """An exclusive lock on a folder for one writing process (a lock file inside it)."""
 
@@ -118,8 +110,12 @@ class RunLock:
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
         self._fd = fd
-        _HELD.add(self.folder.resolve())
         return self
+
+    @property
+    def held(self) -> bool:
+        """Is the lock held now (acquired, not yet released)?"""
+        return self._fd is not None
 
     def _holder(self) -> str:
         try:
@@ -132,7 +128,6 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
-        _HELD.discard(self.folder.resolve())
         try:
             self.path.unlink(missing_ok=True)
         except OSError:

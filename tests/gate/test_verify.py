@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,38 @@ def test_policy_pins_model_revision_and_templates(tmp_path: Path) -> None:
         gate(policy(tmp_path, "templates_hash: '0123'\n" + POLICY), report=run_dir)
     with pytest.raises(AuditError, match="'model_revision' must be a non-empty string"):
         gate(policy(tmp_path, "model_revision: 3\n" + POLICY), report=run_dir)
+
+
+def test_suite_hash_is_a_pin(tmp_path: Path) -> None:
+    """`suite_hash` is checked with the other pins, in `check_pins` (before, the gate checked it elsewhere)."""
+    from mllm_audit.gate.policy import load_policy
+    from mllm_audit.gate.verify import check_pins
+    from mllm_audit.runs.record import RunRecord
+
+    run_dir = scan_run(tmp_path / "run")
+    record = RunRecord.from_dict(json.loads((run_dir / "results.json").read_text()), "results.json")
+    assert record.identity.suite.content_hash == "abc"
+    check_pins(load_policy(policy(tmp_path, "suite_hash: sha256:abc\n" + POLICY)), record, run_dir)  # control
+    with pytest.raises(AuditError, match=r"policy pins suite content def\.\.\., run .* scored abc\.\.\."):
+        check_pins(load_policy(policy(tmp_path, "suite_hash: def\n" + POLICY)), record, run_dir)
+
+
+@pytest.mark.parametrize(("n_scored", "split", "limit", "why"), [
+    (20, None, 20, "20 of 40 items, --limit 20"), (40, None, 8, "--limit 8"), (40, "eval", None, "--split eval"),
+    (40, None, None, ""), (40, None, 40, "")])
+def test_one_subset_rule(tmp_path: Path, n_scored: int, split: str | None, limit: int | None, why: str) -> None:
+    """The gate refuses a run exactly when runs.coverage.subset_reason names a reason, and names it.
+
+    Before, a run with fewer items scored than its suite met a second rule with its own message."""
+    from mllm_audit.runs.coverage import subset_reason
+    from mllm_audit.runs.record import Coverage
+
+    cov = coverage(40, n_scored, split, limit)
+    assert subset_reason("scan", Coverage(**cov["coverage"]), 40) == why
+    run_dir = make_run(tmp_path / "run", rows("gender", n_scored, set(range(5))), extra=cov)
+    if not why:  # negative control: the whole suite is gated
+        assert gate(policy(tmp_path), report=run_dir).passed
+        return
+    with pytest.raises(AuditError, match=re.escape(f"covers part of its suite ({why}), not the whole suite")):
+        gate(policy(tmp_path), report=run_dir)
+    assert gate(policy(tmp_path, "accept_subset: true\n" + POLICY), report=run_dir).passed

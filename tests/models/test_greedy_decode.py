@@ -149,3 +149,36 @@ def test_outside_the_prefix_cache_list_the_decoder_runs_whole_rows(arch: str, tm
     monkeypatch.setattr(generic, "PREFIX_CACHE", {arch})
     seen.clear()
     assert greedy_ids(a, PROMPT, "vqa", image, N) == ours and any(seen)  # the listed path does use the cache
+
+
+def test_stop_check_reads_the_tail_and_stops_where_the_whole_text_does(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop string is looked for in the tail the new token completes, not in the whole answer decoded again
+    at every step (the old check: 63 tokens in its last call here). It stops where that whole-text check
+    stops, for stop strings ending at tokens all along a 64-token answer that splits characters into bytes."""
+    from mllm_audit.models.decode import TAIL_MARGIN
+
+    a = load_model(str(tiny.save_tiny_llava(tmp_path / "llava")))
+    image = _images()[0]
+    full = greedy_ids(a, PROMPT, "vqa", image, 64)
+    tok = a.tokenizer
+    texts = [tok.decode(full[:k], skip_special_tokens=True) for k in range(1, len(full) + 1)]
+    assert len(full) == 64 and "\ufffd" in texts[-1]  # byte pieces: decoded slices start mid-character
+    stopped = []
+    for k in range(3, 64, 4):
+        stop = texts[k - 1][-3:]
+        want = next(j for j, t in enumerate(texts, 1) if stop in t)  # the whole-text check's first stop
+        assert greedy_ids(a, PROMPT, "vqa", image, 64, until=[stop]) == full[:want], (k, stop)
+        stopped.append(want)
+    # Stops at many tokens, past twice the window too (the answer repeats itself after about 30 tokens).
+    assert len(set(stopped)) > 5 and max(stopped) > 2 * (3 + TAIL_MARGIN)
+    calls: list[int] = []
+    decode = tok.decode
+
+    def counted(ids: Any, **kw: Any) -> Any:
+        calls.append(len(ids))
+        return decode(ids, **kw)
+
+    monkeypatch.setattr(tok, "decode", counted)
+    assert greedy_ids(a, PROMPT, "vqa", image, 64, until=["<never>"]) == full
+    assert max(calls) <= len("<never>") + TAIL_MARGIN and sum(calls) < 64 * 65 // 2

@@ -116,3 +116,15 @@ def test_report_refuses_a_folder_that_is_not_an_editor_state(
     assert run(["report", str(_state(tmp_path / "other", schema="something/else"))]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an editor state" in err
+
+
+def test_html_page_refuses_what_the_console_view_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report --html` reads an editor state's config.json through the same check as the console view
+    (report/runinfo.read_state_config); before, it wrote a page for a config of another schema."""
+    good, bad = tmp_path / "good.html", tmp_path / "bad.html"
+    assert run(["report", str(_state(tmp_path / "mend")), "--html", str(good)]) == 0  # control: a real state
+    assert "<h2>Training</h2>" in good.read_text(encoding="utf-8") and "144 / 48" in good.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert run(["report", str(_state(tmp_path / "other", schema="something/else")), "--html", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an editor state" in err and not bad.exists()

@@ -125,7 +125,7 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
         Janus' (`seed` for the global generator, or `row_seeds` for the per-image sampler)."""
         from transformers import GenerationConfig
 
-        from mllm_audit.models.sampling import per_image_sampling
+        from mllm_audit.models.families.janus import seeded_generate
 
         h, w = self.generation_grid()
         area = h * w * self.processor.downsample_ratio**2  # the processor turns a 1:1 area back into (h, w)
@@ -149,12 +149,7 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
               "generation_config": cfg, "prefix_allowed_tokens_fn": self._allowed(start, h, w),
               "negative_prompt_ids": neg["input_ids"].to(self.device),
               "negative_prompt_attention_mask": neg["attention_mask"].to(self.device)}
-        if row_seeds is None:
-            torch.manual_seed(seed)
-            out = self.model.generate(**kw)
-        else:
-            with per_image_sampling(self.model, row_seeds, cfg.max_new_tokens):
-                out = self.model.generate(**kw)
+        out = seeded_generate(self.model, kw, seed, row_seeds, cfg.max_new_tokens)
         return out[:, start : start + h * (w + 1)]
 
     @torch.no_grad()
@@ -168,14 +163,9 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
 
     def generate_images(self, prompts: list[str], n: int, seed: int, batch_size: int = 8) -> list[Any]:
         """`n` images per prompt, prompt-major; batch b seeded with `derive_seed(seed, b)` (as Janus)."""
-        from mllm_audit.models.families.janus import derive_seed
+        from mllm_audit.models.families.janus import images_in_batches
 
-        rows = [p for p in prompts for _ in range(n)]
-        out: list[Any] = []
-        for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
-            part = rows[start : start + max(1, batch_size)]
-            out.extend(self.decode_images(self.generate_tokens(part, derive_seed(seed, b))))
-        return out
+        return images_in_batches(self, prompts, n, seed, batch_size)
 
 
 def token_grid(processor: Any, image_size: int) -> tuple[int, int]:

@@ -42,6 +42,29 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def images_in_batches(adapter: Any, prompts: list[str], n: int, seed: int, batch_size: int) -> list[Any]:
+    """`n` images per prompt, prompt-major, `batch_size` rows at a time, batch b drawn with
+    `derive_seed(seed, b)`: every image family's `generate_images` (a call reproducible for a batch size)."""
+    rows = [p for p in prompts for _ in range(n)]
+    out: list[Any] = []
+    for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
+        part = rows[start : start + max(1, batch_size)]
+        out.extend(adapter.decode_images(adapter.generate_tokens(part, derive_seed(seed, b))))
+    return out
+
+
+def seeded_generate(model: Any, kw: dict[str, Any], seed: int, row_seeds: list[int] | None, steps: int) -> Any:
+    """`model.generate(**kw)` drawn as every image family draws: from the global generator seeded with
+    `seed` (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
+    from mllm_audit.models.sampling import per_image_sampling
+
+    if row_seeds is None:
+        torch.manual_seed(seed)
+        return model.generate(**kw)
+    with per_image_sampling(model, row_seeds, steps):
+        return model.generate(**kw)
+
+
 class JanusAdapter(ChatTemplateMixin, Adapter):
     generates_images: ClassVar[bool] = True
     processor: Any = None
@@ -106,19 +129,13 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
     def generate_tokens(self, prompts: list[str], seed: int, row_seeds: list[int] | None = None) -> torch.Tensor:
         """Image tokens [len(prompts), n_tokens] for one batch: the global generator seeded with `seed`
         (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
-        from mllm_audit.models.sampling import per_image_sampling
-
         texts = [self.generation_text(p) for p in prompts]
         inputs = self.processor(text=texts, generation_mode="image", padding=True, return_tensors="pt")
         self.counters.forward_passes += 1
         kw = {"input_ids": inputs["input_ids"].to(self.device),
               "attention_mask": inputs["attention_mask"].to(self.device),
               "generation_config": self.generation_config(), "generation_mode": "image"}
-        if row_seeds is None:
-            torch.manual_seed(seed)
-            return self.model.generate(**kw)
-        with per_image_sampling(self.model, row_seeds, self.n_image_tokens):
-            return self.model.generate(**kw)
+        return seeded_generate(self.model, kw, seed, row_seeds, self.n_image_tokens)
 
     @torch.no_grad()
     def decode_images(self, tokens: torch.Tensor) -> list[Any]:
@@ -143,12 +160,7 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         Rows (prompt, k) are taken `batch_size` at a time; batch b is seeded with
         `derive_seed(seed, b)`, so a call is reproducible for a given batch size.
         """
-        rows = [p for p in prompts for _ in range(n)]
-        out: list[Any] = []
-        for b, start in enumerate(range(0, len(rows), max(1, batch_size))):
-            part = rows[start : start + max(1, batch_size)]
-            out.extend(self.decode_images(self.generate_tokens(part, derive_seed(seed, b))))
-        return out
+        return images_in_batches(self, prompts, n, seed, batch_size)
 
 
 def _edit_modules(model: Any) -> dict[str, list[str]]:
