@@ -8,14 +8,16 @@ the same occupations. Printed per editor: understanding (share of items with p(y
 mean margin) and generation (held-out and train normalised gender bias, and the share of images
 of the over-drawn gender), before -> after.
 
-    OMP_NUM_THREADS=1 python benchmarks/edit_transfer.py [--editors ft-l,mend,ke,serac] [-n 64]
-        [--states untrained|quick] [--train-steps 100]
+    OMP_NUM_THREADS=1 python benchmarks/edit_transfer.py --model toy-janus-v2 [--editors ft-l,mend,ke,serac]
+        [-n 64] [--states untrained|quick] [--train-steps 100] [--record]
 
 IKE changes no weights and FT-V edits the understanding aligner, which generation never reads, so
 both transfer nothing by construction. MEND / KE / SERAC need an editor state: `--states untrained`
 (default) uses each one's initialisation (`toy.evaluate.write_untrained_state`), `--states quick`
 trains it for `--train-steps` steps on the 16 train-occupation items (`train_editor`; all 24 are
 then edited); neither is the meta-trained state of docs/editors.md, and the rows say which was used.
+`--record` writes benchmarks/records/edit_transfer_<states>.json (benchmarks/_record.py) for the tables
+of docs/unified.md (doc_tables.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import json
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import torch
+from _record import Recorder, add_record_option
 
 
 def understanding_suite(folder: Path) -> Path:
@@ -98,7 +103,12 @@ def main() -> None:
     ap.add_argument("--states", choices=("untrained", "quick"), default="untrained",
                     help="learned editors' state: initialisation, or trained --train-steps on these items")
     ap.add_argument("--train-steps", type=int, default=100)
+    ap.add_argument("--model", required=True, help="a toy unified card (toy-janus-v2): never the default")
+    ap.add_argument("--threads", type=int, default=1)
+    add_record_option(ap)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rec = Recorder(f"edit_transfer_{args.states}", args.threads)
 
     from mllm_audit.classifiers.classify import load_classifier
     from mllm_audit.models import load_model
@@ -108,7 +118,7 @@ def main() -> None:
 
     clf = load_classifier("toy-janus-v2")
     props = load_classifier("toy-janus-v2-props")
-    base = load_model("toy-janus-v2")
+    base = load_model(args.model)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         items = understanding_suite(t)
@@ -150,6 +160,14 @@ def main() -> None:
               f"{gen0['train']:>7.3f} -> {gen1['train']:<6.3f} {gen0['test']:>7.3f} -> {gen1['test']:<6.3f} "
               f"{gen0['share_overdrawn']:>9.3f} -> {gen1['share_overdrawn']:<6.3f} "
               f"{gen0['fidelity']:>6.3f} -> {gen1['fidelity']:<6.3f}")
+    if args.record:
+        keep = ("pct_biased", "mean_margin")
+        rec.write({"model": args.model, "images_per_prompt": args.images_per_prompt, "states": args.states,
+                   "train_steps": args.train_steps if args.states == "quick" else None,
+                   "before": {"understanding": {k: und0[k] for k in keep}, "generation": gen0},
+                   "rows": [{"editor": ed, "weights_changed": not ed.endswith(" *"),
+                             "understanding": {k: und1[k] for k in keep}, "generation": gen1}
+                            for ed, und1, gen1 in rows]})
 
 
 if __name__ == "__main__":

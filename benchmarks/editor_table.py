@@ -1,6 +1,7 @@
 """Every editor and the negative controls on the toy world's held-out eval split, and the paper's Table 2.
 
-    python benchmarks/editor_table.py [--model toy] [--limit N] [--editors ...] [--threads 2]
+    OMP_NUM_THREADS=1 python benchmarks/editor_table.py --model toy [--limit N] [--editors ...] [--controls ...]
+        [--threads 1] [--record]
 
 `fix` (single mode) on the biased items of the eval split (the default of `fix`); every editor is
 its faithful default variant. MEND, KE and SERAC use the states the toy card ships
@@ -16,6 +17,8 @@ Columns: the five metrics, locality under both protocols (`answer`: the answer p
 the paper's Table 2), parity before -> after (planted spread beside), mirror amplification
 (share > 0.5 nats, mean change), neighbour drift, perception locality, effect sizes.
 Then the toy numbers (easyedit protocol, in %) beside the paper's Table 2 (BLIP-2 OPT, VQA / IC).
+`--record` writes benchmarks/records/editor_table.json (benchmarks/_record.py): the per-task five
+metrics beside the paper's, which benchmarks/doc_tables.py renders into docs/editors.md.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+from _record import Recorder, add_record_option
 
 # The paper's Table 2 (seed 000), BLIP-2 OPT: Reliability, T-Gen, V-Gen, T-Loc, M-Loc in %.
 PAPER_TABLE2 = {
@@ -51,15 +56,17 @@ def main() -> None:
     from mllm_audit.toy.evaluate import write_untrained_state
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="toy")
+    ap.add_argument("--model", required=True, help="a toy card (toy, toy-v3): never the default")
     ap.add_argument("--suite", default="toy")
     ap.add_argument("--limit", type=int, default=None, help="edit at most N items (default: every biased eval item)")
     ap.add_argument("--editors", default="ft-l,ft-v,ike,mend,ke,serac")
     ap.add_argument("--controls", default="control-shift,mend-untrained,ke-untrained,serac-untrained")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train", action="store_true", help="train MEND/KE/SERAC afresh, not the card's states")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("editor_table", args.threads)
     adapter = load_model(args.model)
     rows: dict[str, dict] = {}
     by_task: dict[str, dict[str, dict]] = {}
@@ -79,8 +86,8 @@ def main() -> None:
             planted = [r for r in res.edits if r["meta"].get("planted")]
             rows[name] = {**aggregate(planted, intervals=True), "n": len(planted), "n_all": len(res.edits),
                           "train_s": t1 - t0, "fix_s": time.perf_counter() - t1}
-            by_task[name] = {t: aggregate([r for r in planted if r["item_id"].endswith("/" + t)])
-                             for t in ("vqa", "ic")}
+            by_task[name] = {t: {**aggregate(mine), "n": len(mine)} for t in ("vqa", "ic")
+                             if (mine := [r for r in planted if r["item_id"].endswith("/" + t)])}
             print(f"# {name}: {len(res.edits)} edits ({len(planted)} planted), train {t1 - t0:.1f} s, "
                   f"fix {time.perf_counter() - t1:.1f} s", flush=True)
 
@@ -112,10 +119,15 @@ def main() -> None:
         if name not in by_task:
             continue
         for task in ("ic", "vqa"):
-            m = by_task[name][task]
+            m = by_task[name].get(task, {})
             cells = [f"{_f(None if m.get(k) is None else 100 * m[k], 1)} / {p:.1f}"
                      for k, p in zip(FIVE_EASYEDIT, paper[task], strict=True)]
             print(f"| {name} | {task} | " + " | ".join(cells) + " |")
+    if args.record:
+        rec.write({"model": args.model, "suite": args.suite, "limit": args.limit, "five_easyedit": list(FIVE_EASYEDIT),
+                   "by_task": {name: {t: {k: m.get(k) for k in ("n", *FIVE_EASYEDIT)} for t, m in tasks.items()}
+                               for name, tasks in by_task.items()},
+                   "paper_table2": PAPER_TABLE2})
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 """Faithful editors (each original's defaults, docs/editors.md) vs this project's earlier variants.
 
-    python benchmarks/faithful_editors.py [--limit 24] [--steps N] [--editors ft-l,ft-v,ike,mend,ke,serac]
+    OMP_NUM_THREADS=1 python benchmarks/faithful_editors.py --model toy [--limit 24] [--steps N]
+        [--editors ft-l,ft-v,ike,mend,ke,serac] [--train] [--record]
 
 `fix` in single mode on the first LIMIT biased items of the toy suite's eval split (held out from
-the learned editors' training); learned editors are trained here on the train split, once per
-variant. Prints one line per (editor, variant): the five metrics (answer-position locality, the
-protocol `fix` reports), parity before -> after (studies.py), training and edit seconds.
+the learned editors' training). Learned editors: by default the states the model card ships (their
+default variant only: MEND easyedit, KE decao, SERAC under both routings, which share one state);
+`--train` trains each variant here on the train split instead (minutes per variant). Prints one
+line per (editor, variant): the five metrics (answer-position locality, the protocol `fix` reports),
+parity before -> after (studies.py), training and edit seconds. `--record` writes
+benchmarks/records/faithful_editors.json (benchmarks/_record.py) for benchmarks/doc_tables.py.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+
+from _record import Recorder, add_record_option
 
 PAIRS = {
     "ft-l": [("easyedit", {"variant": "easyedit"}), ("margin", {"variant": "margin"})],
@@ -29,6 +35,7 @@ def main() -> None:
     import torch
 
     from mllm_audit.editors.base import EditContext
+    from mllm_audit.editors.states import shipped_state
     from mllm_audit.models import load_model
     from mllm_audit.runs.fix import choose_items
     from mllm_audit.runs.score import image_loader
@@ -36,14 +43,17 @@ def main() -> None:
     from mllm_audit.suites.items import load_suite
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="toy")
+    ap.add_argument("--model", required=True, help="a toy card (toy, toy-v3): never the default")
     ap.add_argument("--suite", default="toy")
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--editors", default=",".join(PAIRS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train", action="store_true", help="train MEND / KE / SERAC here instead of the shipped states")
+    add_record_option(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recorder("faithful_editors", args.threads)
     adapter = load_model(args.model)
     suite = load_suite(args.suite)
     items, _ = choose_items(adapter, suite, None, False, args.limit, 16)
@@ -53,11 +63,18 @@ def main() -> None:
     print(f"{len(items)} biased eval items; {'editor':6} {'variant':9} {'rel':>5} {'t-gen':>5} {'v-gen':>5} "
           f"{'t-loc':>5} {'t-kl':>6} {'m-loc':>5} {'m-kl':>6} {'parity':>11} {'train_s':>7} {'s/edit':>6}")
     made: dict = {}
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.editors.split(","):
-            for variant, opts in PAIRS[name]:
+            shipped = None if args.train or name not in ("mend", "ke", "serac") else shipped_state(adapter.card, name,
+                                                                                                   None)
+            for i, (variant, opts) in enumerate(PAIRS[name]):
+                if shipped is not None and name in ("mend", "ke") and i > 0:
+                    print(f"{'':22}{name:6} {variant:9} skipped: the shipped state is the default variant; --train "
+                          "trains this one", flush=True)
+                    continue
                 t0 = time.perf_counter()
-                learned = name in ("mend", "ke")
+                learned = name in ("mend", "ke") and shipped is None
                 if learned:
                     from mllm_audit.editors import make_editor
                     from mllm_audit.editors.learned.training import TRAIN_DEFAULTS, train_loop
@@ -74,10 +91,11 @@ def main() -> None:
                 else:
                     if name not in made:
                         made[name] = make_study_editor(name, adapter, suite, "vision" if name == "ft-v" else "text",
-                                                       train, Path(tmp) / name, {}, args.steps, 0)
+                                                       train, Path(tmp) / name, {name: shipped} if shipped else {},
+                                                       args.steps, 0)
                     ed = made[name]
                     ctx_opts = opts
-                train_s = time.perf_counter() - t0 if name in ("mend", "ke", "serac") else 0.0
+                train_s = time.perf_counter() - t0 if name in ("mend", "ke", "serac") and shipped is None else 0.0
                 ctx = EditContext(load_image=load, train_items=train, options=ctx_opts)
                 m = summarise(engine.run(Setting({}, ed, ctx, [[it] for it in items])))
 
@@ -89,6 +107,15 @@ def main() -> None:
                 print(f"{'':22}{name:6} {variant:9} {f('reliability')} {f('t_generality')} {f('v_generality')} "
                       f"{f('t_locality_top1')} {f('t_locality_kl', w=6)} {f('m_locality_top1')} "
                       f"{f('m_locality_kl', w=6)} {par:>11} {train_s:7.1f} {m['edit_s']:6.3f}", flush=True)
+                keys = ("n", "reliability", "t_generality", "v_generality", "t_locality_top1", "t_locality_kl",
+                        "m_locality_top1", "m_locality_kl", "parity_before", "parity_after", "parity_planted", "edit_s")
+                rows.append({"editor": name, "variant": variant, **{k: m.get(k) for k in keys},
+                             "state": "trained here" if learned or (name == "serac" and shipped is None) else (
+                                 "shipped" if shipped else None),
+                             "train_s": round(train_s, 1), "steps": args.steps})
+    if args.record:
+        rec.write({"model": args.model, "suite": args.suite, "limit": args.limit, "n_items": len(items),
+                   "rows": rows})
 
 
 if __name__ == "__main__":

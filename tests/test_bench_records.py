@@ -23,8 +23,9 @@ def test_every_benchmark_record_says_what_ran_and_under_what_load() -> None:
     assert {"scan_flops", "prefix_memory", "ftl_speed", "image_memory_16", "image_memory_64",
             "generic_conformance"} <= set(recs)
     for name, r in recs.items():
-        script = re.sub(r"_\d+$", "", name)  # image_memory_16 and _64: one script, two sizes
-        assert re.match(rf"(OMP_NUM_THREADS=\d+ )?python benchmarks/{script}\.py( |$)", r["command"]), name
+        m = re.match(r"(OMP_NUM_THREADS=\d+ )?python benchmarks/(?P<script>\w+)\.py( |$)", r["command"])
+        # One script may write several records: image_memory_16 / _64, study_modules / study_batch, ...
+        assert m and (name == m["script"] or name.startswith(m["script"].removesuffix("_tables") + "_")), name
         assert "--record" in r["command"] and r["torch"].startswith("2.") and r["figures"], name
         assert len(r["load_average"]["start"]) == 3 and len(r["load_average"]["end"]) == 3, name
 
@@ -68,3 +69,24 @@ def test_a_record_that_moved_fails(tmp_path: Path) -> None:
     (records / "generic_conformance.json").write_text(json.dumps(rec), encoding="utf-8")
     diff = dt.differences([ROOT / "docs" / "real-models.md"], records)
     assert len(diff) == 1 and "table 'generic-conformance' differs" in diff[0]
+
+
+def test_toy_tables_name_the_model_they_measured() -> None:
+    """The toy worlds' tables (benchmarks/doc_tables_toy.py) come from runs that named their model on the
+    command line (the default model changes), and the record says the same model; a record whose command
+    leaves the model to the default fails."""
+    dt = _doc_tables()
+    toy = {file for name, (file, _) in dt.TABLES.items() if dt.TABLES[name][1].__module__ == "doc_tables_toy"}
+    assert {"study_batch.json", "locate_table.json", "bpo_lr.json"} <= toy
+
+    def named(rec: dict) -> bool:
+        m = re.search(r" --models? (\S+)", rec["command"])
+        f = rec["figures"]
+        said = f.get("model") or ",".join(x["model"] for x in f.get("models", []))
+        return m is not None and m.group(1) == said
+
+    for file in toy:
+        rec = json.loads((ROOT / "benchmarks" / "records" / file).read_text(encoding="utf-8"))
+        assert named(rec), file
+    bad = {**rec, "command": re.sub(r" --models? \S+", "", rec["command"])}
+    assert not named(bad)  # negative control: the same record without the model on its command line

@@ -42,3 +42,18 @@ def test_changing_one_number_fails(tmp_path: Path) -> None:
     diff = dt.differences([doc])
     assert len(diff) == 1 and "table 'balance' differs" in diff[0]
     assert dt.write([doc]) == 1 and dt.differences([doc]) == []  # --write restores it from the record
+
+
+def test_no_table_of_figures_is_typed_by_hand(tmp_path: Path) -> None:
+    """Every table with a decimal figure in docs/, benchmarks/README.md and README.md sits between
+    generated markers (tables of settings aside: doc_tables.NOT_FIGURES). Negative control: a typed table
+    of figures, and a generated table's rows copied out of its markers, are both named."""
+    dt = _doc_tables()
+    assert dt.loose_tables([*dt.documents(), ROOT / "README.md"]) == []
+    text = (ROOT / "docs" / "unified.md").read_text(encoding="utf-8")
+    m = next(b for b in dt.BLOCK.finditer(text) if b.group("name") == "bpo-lr")
+    rows = m.group("body")[m.group("body").index("\n|") + 1 :]
+    doc = tmp_path / "unified.md"
+    doc.write_text(text + "\n| model | rel |\n| --- | --- |\n| toy | 0.50 |\n\n" + rows, encoding="utf-8")
+    loose = dt.loose_tables([doc])
+    assert len(loose) == 3 and "| model | rel |" in loose[0], loose  # the typed one and bpo-lr's two
