@@ -2,7 +2,9 @@
 
 The rows it was trained on are IKE's layout, from 0 demonstrations up to the window editors/ike.py
 fills, with no held-out eval material; `fix --editor ike` then reaches the paper's reliability on
-the eval split, where the v2 model (`toy`, at most two demonstrations seen) does not.
+the eval split, where the v2 model (`toy`, at most two demonstrations seen) does not. Its other two
+signals (toy/v3_rows.py): the eval paraphrases' words on other content (so SERAC's scope can reach an
+unseen paraphrase) and graded targets at the image positions (so their top-10 ranks mean something).
 """
 
 from __future__ import annotations
