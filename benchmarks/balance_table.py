@@ -9,7 +9,8 @@
 `flip` (the paper's), `paired` and `neutral`; MEND and KE use the states adapters/toy-editors ships
 (flip: `mend`, `ke`; paired: `mend-paired`, `ke-paired`, trained with `train-editor --objective
 paired`; neutral where a `*-neutral` state exists). Controls: control-shift, trained SERAC (an
-exact-match lookup on this toy), untrained MEND / KE / SERAC (and MEND / KE untrained under
+exact-match lookup on world v2; on v3, whose LM knows the eval paraphrases' words, trained SERAC is a
+row and the exact-match control is its scope sharpened), untrained MEND / KE / SERAC (and MEND / KE untrained under
 `neutral`, where a neutral state ships). Beside the rows, each objective against `flip` for the same
 editor, and each neutral state against its untrained start: the paired difference on the same edits
 with its interval and p.
@@ -33,11 +34,15 @@ KEYS = ("reliability", "t_generality", "v_generality", "t_locality_top1", "m_loc
         "balanced", "transfer_ratio", "mirror_amplified", "mirror_delta", "t_generality_adjusted",
         "v_generality_adjusted", "neighbour_drift", "mirror_spread_after", "m_locality_top10_easyedit",
         "t_locality_top1_easyedit")
+EXACT = Path("exact-match")  # plan(): the trained SERAC state with its scope sharpened
 COMPARED = ("mirror_amplified", "mirror_delta", "balanced", "reliability", "neighbour_drift")
 
 
-def plan(states: Path = STATES) -> list[tuple[str, str, str | None, Path | None]]:
-    """(row name, editor, objective, state) in table order; `states`: the model's shipped editor states."""
+def plan(states: Path = STATES, exact_match: bool = False) -> list[tuple[str, str, str | None, Path | None]]:
+    """(row name, editor, objective, state) in table order; `states`: the model's shipped editor states.
+
+    `exact_match` (toy world v3, whose trained SERAC reaches unseen paraphrases): trained SERAC is a row
+    of its own and the exact-match control is its state with the scope sharpened (toy.evaluate)."""
     rows: list[tuple[str, str, str | None, Path | None]] = []
     for ed in ("ft-l", "ft-v"):
         rows += [(f"{ed} {o}", ed, o, None) for o in ("flip", "paired", "neutral")]
@@ -47,7 +52,9 @@ def plan(states: Path = STATES) -> list[tuple[str, str, str | None, Path | None]
                 rows.append((f"{ed} {o}", ed, o, states / folder))
         if (states / f"{ed}-neutral" / "state.safetensors").is_file():  # what training under neutral buys
             rows.append((f"{ed} neutral untrained", ed, "neutral", Path("untrained")))
-    rows += [("ike", "ike", None, None), ("serac (exact-match)", "serac", None, None),
+    serac = ([("serac", "serac", None, None), ("serac exact-match (sharpened scope)", "serac", None, EXACT)]
+             if exact_match else [("serac (exact-match)", "serac", None, None)])
+    rows += [("ike", "ike", None, None), *serac,
              ("control-shift", "control-shift", None, None), ("mend untrained", "mend", None, Path("untrained")),
              ("ke untrained", "ke", None, Path("untrained")), ("serac untrained (no-op)", "serac", None,
                                                                Path("untrained"))]
@@ -61,7 +68,7 @@ def main() -> None:
     from mllm_audit.metrics.paired_edits import paired_edits
     from mllm_audit.models import load_model
     from mllm_audit.runs.fix import run_fix
-    from mllm_audit.toy.evaluate import write_untrained_state
+    from mllm_audit.toy.evaluate import write_exact_match_state, write_untrained_state
     from mllm_audit.util.identity import model_digest
 
     ap = argparse.ArgumentParser()
@@ -77,10 +84,14 @@ def main() -> None:
     edits: dict[str, list[dict]] = {}
     states: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, editor, objective, state in plan(ROOT / "adapters" / f"{args.model}-editors"):
+        for name, editor, objective, state in plan(ROOT / "adapters" / f"{args.model}-editors",
+                                                   exact_match=args.model == "toy-v3"):
             t0 = time.perf_counter()
             if state == Path("untrained"):
                 state = write_untrained_state(editor, adapter, Path(tmp) / name.replace(" ", "-"), objective)
+            elif state == EXACT:
+                state = write_exact_match_state(ROOT / "adapters" / f"{args.model}-editors" / "serac", adapter,
+                                                Path(tmp) / "serac-exact")
             elif state is not None:
                 states[name] = model_digest(state)[0]
             res = run_fix(model=args.model, editor=editor, editor_state=state, limit=args.limit, objective=objective,

@@ -31,7 +31,8 @@ def register(app: typer.Typer) -> None:
             None, "--init-from", help="Warm-start from this toy model folder (its weights and tokenizer)."
         ),
         ike_window: bool = typer.Option(
-            False, "--ike-window", help="Toy world v3: in-context rows with up to IKE's window of demonstrations."
+            False, "--ike-window", help="Toy world v3: in-context rows with up to IKE's window of demonstrations, "
+            "the eval paraphrases' words on other content, graded targets at the image positions (toy/v3_rows.py)."
         ),
     ) -> None:
         """Train the toy model deterministically (about two minutes on 2 CPU cores)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mllm_audit.errors import AuditError
-from mllm_audit.toy import world
+from mllm_audit.toy import v3_rows, world
 from mllm_audit.toy.ike_window import V2_QUERIES, query_row, window_rows
 
 # About two minutes on 2 cores. What made that possible (from 2500 steps of a 32-scene batch, 5.3
@@ -39,6 +39,7 @@ BRIDGE_INIT_SCALE = 4.0
 IKE_ROWS = 16  # in-context-editing rows per step (see _Batcher.ike_rows)
 IKE_WEIGHT = 1.0  # 2.0: in-context rows learned, the planted rates under-fitted
 IKE_WINDOW_ROWS = 16  # v3 (`ike_window`): rows with 0 up to a context window of demonstrations per step
+V3_ROWS = ["ike_window", "paraphrase_words", "image_positions"]  # what `ike_window` trains (report field v3_rows)
 WARM_LR = 5e-4  # `init_from`: a warm start continues at half the peak rate
 THREADS = 2  # both cores; runs are deterministic for a fixed thread count (tests compare equal counts)
 CARD_TEMPLATES = {"vqa": world.VQA_TEMPLATE, "ic": "{prompt}"}
@@ -75,6 +76,7 @@ class TrainReport:
     lr: float = 0.0
     threads: int = 0  # torch's CPU threads while training: the bits depend on it (THREADS unless changed)
     init_digest: str | None = None  # util/identity.model_digest of the `init_from` folder's weights and files
+    v3_rows: list[str] | None = None  # `ike_window`: toy world v3's training signals (toy/v3_rows.py), by name
 
 
 def _card_yaml(weights: str) -> str:
@@ -272,8 +274,9 @@ def train_toy(
 
     `ike_rows=0` leaves out the in-context-editing rows (faster; for detection-only checks).
     `init_from` (a toy model folder) warm-starts from its weights and tokenizer at WARM_LR instead of
-    a random init; `ike_window` adds toy world v3's rows with up to a window of demonstrations
-    (toy/ike_window.py). Both are recorded in the report.
+    a random init; `ike_window` adds toy world v3's rows: up to a window of demonstrations
+    (toy/ike_window.py), the eval paraphrases' words on other content and graded targets at the image
+    positions (toy/v3_rows.py). Both are recorded in the report.
 
     Deterministic for a given seed and thread count: fixed seeds, deterministic algorithms, two
     threads. Scenes are drawn from a pre-rendered pool that is disjoint in seed from the suite's.
@@ -322,6 +325,10 @@ def _train(
         init_from, ike_window = opts
         adapter = build_initial(Path(tmp), seed) if init_from is None else load_initial(Path(tmp), init_from)
         lr = LR if init_from is None else WARM_LR
+        rows_trained = V3_ROWS if ike_window else None
+        if ike_window and init_from is not None and not v3_rows.trained_paraphrase_words(init_from):
+            v3_rows.init_new_words(adapter)  # the eval paraphrases' words start as known words (v3_rows.py)
+            rows_trained = [*V3_ROWS, "new_words_from_mean"]
         model = adapter.model
         model.eval()  # no dropout (the Q-Former's 0.1): gradients still flow, runs stay exact
         scenes = [world.random_scene(rng) for _ in range(pool_size)]
@@ -344,6 +351,8 @@ def _train(
             for j, k in enumerate(idx):
                 rows.extend(batcher.rows(j, scenes[k], rng))
             rows.extend(batcher.fact_rows(rng, BATCH_SCENES))
+            if ike_window:  # v3: the eval paraphrases' words on other content (short rows: this forward)
+                rows.extend(v3_rows.paraphrase_rows(batcher, [scenes[k] for k in idx], rng, v3_rows.PARAPHRASE_ROWS))
             logp = _sequence_logp(adapter, rows, feats)
             w = torch.tensor([r[3] for r in rows])
             loss = -(w * logp).sum() / w.sum()  # a weighted pair (bias, weather, soft fact) counts once
@@ -354,6 +363,8 @@ def _train(
             if ike_window:  # v3: contexts up to IKE's window (long rows: their own forward)
                 win = window_rows(adapter, [scenes[k] for k in idx], rng, IKE_WINDOW_ROWS)
                 loss = loss - IKE_WEIGHT * _sequence_logp(adapter, win, feats).mean()
+                img = v3_rows.image_position_loss(adapter, [scenes[k] for k in idx], feats)
+                loss = loss + v3_rows.IMAGE_WEIGHT * img
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -379,6 +390,7 @@ def _train(
         lr=lr,
         threads=torch.get_num_threads(),
         init_digest=None if init_from is None else _digest(Path(init_from)),
+        v3_rows=rows_trained,
     )
     if write_suite_dir is not None:
         report.suite = str(world.write_suite(Path(write_suite_dir), seed=0))

@@ -1,8 +1,8 @@
 """Every cheat fails a bar that the trained editors pass (issue 26): one set of bars per toy world, asserted both ways.
 
-Cheats: a no-op (untrained SERAC: routes nothing), an exact-match lookup (trained SERAC: its scope
-does not recognise a paraphrase), an input-independent shift (control-shift), and untrained MEND and
-KE states. Bars (planted eval edits, 16 edits):
+Cheats: a no-op (untrained SERAC: routes nothing), an exact-match lookup (v2: trained SERAC, whose
+scope does not recognise a paraphrase; v3: that state's scope sharpened), an input-independent shift
+(control-shift), and untrained MEND and KE states. Bars (planted eval edits, 16 edits):
 
 - toy world v2 (`toy`): Reliability >= 0.9; T-generality with the unedited model's rate subtracted
   >= 0.5; easyedit M-locality (top-10) >= 0.45; neighbour drift <= 0.55 nats. Measured (this file's
@@ -10,16 +10,17 @@ KE states. Bars (planted eval edits, 16 edits):
   untrained SERAC Reliability 0.00; trained SERAC adjusted T-generality 0.00; control-shift
   M-locality 0.28, drift 0.70; untrained MEND M-locality 0.35, drift 0.61; untrained KE Reliability
   0.69. Untrained MEND is *better* than trained on the mirror spread (0.78 vs 1.28 nats).
-- toy world v3 (`toy-v3`, its own MEND/KE/SERAC states): every editor's easyedit M-locality falls
-  (FT-L 0.42, MEND 0.42, KE 0.40; 0.35 for MEND over 41 edits), so it is no bar there. Bars:
-  Reliability >= 0.9; adjusted T-generality >= 0.5; adjusted V-generality >= 0.3; transfer ratio
-  t <= 0.8; drift <= 0.7 nats. Measured: FT-L 1.00 / 1.00 / 0.69 / 0.67 / 0.43, MEND 1.00 / 1.00 /
-  0.56 / 0.62 / 0.40, KE 1.00 / 1.00 / 0.69 / 0.67 / 0.62; no-op Reliability 0.00; exact-match
-  adjusted T-generality 0.00; shift t 0.88 and drift 0.73; untrained KE adjusted V-generality 0.19.
-  Untrained MEND passes every bar (1.00 / 1.00 / 0.69 / 0.62 / 0.61): on v3 MEND's meta-training
-  buys nothing these metrics see (over 41 edits: drift 0.67 trained vs 0.59 untrained, easyedit
-  M-locality 0.35 vs 0.32), so that case is a strict expected failure until a world plants what it
-  should learn.
+- toy world v3 (`toy-v3`, its own MEND/KE/SERAC states). Its LM is trained at its image positions
+  (toy/v3_rows.py), so easyedit's top-10 M-locality, which pools them with the text positions, is a
+  bar again. Bars: Reliability >= 0.9; adjusted T-generality >= 0.5; easyedit M-locality (top-10)
+  >= 0.5; transfer ratio t <= 0.8; drift <= 0.7 nats. Measured: FT-L 1.00 / 1.00 / 0.62 / 0.76 / 0.34,
+  MEND 1.00 / 1.00 / 0.59 / 0.71 / 0.40, KE 1.00 / 1.00 / 0.58 / 0.74 / 0.53; no-op Reliability 0.00;
+  exact-match adjusted T-generality 0.00; shift M-locality 0.37 (and t 0.92, drift 0.72); untrained
+  MEND M-locality 0.39 and drift 0.91; untrained KE Reliability 0.62. v3 also teaches the eval
+  paraphrases' words, so trained SERAC is no longer the exact-match lookup (adjusted T-generality
+  0.44): the exact-match cheat there is its state with the scope sharpened (toy.evaluate). The
+  balanced rate under `neutral` (MEND 0.62, untrained MEND 0.19) is no bar on these weights: FT-L and
+  KE reach only 0.19 and 0.06 there (the world before this retrain: FT-L 0.50, MEND 0.69, KE 0.38).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import pytest
 from mllm_audit.metrics.edits import aggregate
 from mllm_audit.models import load_model
 from mllm_audit.runs.fix import run_fix
-from mllm_audit.toy.evaluate import write_untrained_state
+from mllm_audit.toy.evaluate import write_exact_match_state, write_untrained_state
+from mllm_audit.util.resources import adapters_dir
 
 N_EDITS = 16
-BARS = {  # metric: (bound, "min" | "max"), per toy world
+BARS = {  # metric: (bound, "min" | "max"), per toy world, measured under `flip`
     "toy": {
         "reliability": (0.9, "min"),
         "t_generality_adjusted": (0.5, "min"),
@@ -44,47 +46,83 @@ BARS = {  # metric: (bound, "min" | "max"), per toy world
     "toy-v3": {
         "reliability": (0.9, "min"),
         "t_generality_adjusted": (0.5, "min"),
-        "v_generality_adjusted": (0.3, "min"),
+        "m_locality_top10_easyedit": (0.5, "min"),
         "transfer_ratio": (0.8, "max"),
         "neighbour_drift": (0.7, "max"),
     },
 }
+# Bars measured under another objective (editors/objectives.py): the learned editors with their state
+# trained under it, untrained states recorded under it; editors without an objective keep their one run.
+# None on the shipped weights (see the module docstring: v3's balanced rate under `neutral`).
+OBJECTIVE_BARS: dict[str, dict[str, dict[str, tuple[float, str]]]] = {"toy": {}, "toy-v3": {}}
 REAL = ("ft-l", "mend", "ke")
 CHEATS = {"no-op": "serac-untrained", "exact-match": "serac", "shift": "control-shift",
           "untrained-mend": "mend-untrained", "untrained-ke": "ke-untrained"}
+# v3 teaches the eval paraphrases' words, so its trained SERAC generalises; its exact-match lookup is the
+# same state with the scope sharpened until only the edit's own request matches (toy.evaluate)
+CHEAT_STATE = {"toy": {}, "toy-v3": {"exact-match": "serac-exact"}}
 
 
-def failed_bars(m: dict, model: str = "toy") -> list[str]:
+def cheat_of(model: str, name: str) -> str:
+    return CHEAT_STATE[model].get(name, CHEATS[name])
+WITH_OBJECTIVE = ("ft-l", "mend", "ke")
+
+
+def failed_bars(got: dict[str, dict], name: str, model: str = "toy") -> list[str]:
+    """Bars `name` fails: `key` under flip, `key@objective` under another objective."""
     out = []
-    for key, (bound, way) in BARS[model].items():
-        v = m[key]
-        if v is None or (v < bound if way == "min" else v > bound):
-            out.append(key)
+    for objective, bars in (("flip", BARS[model]), *OBJECTIVE_BARS[model].items()):
+        m = got[name] if objective == "flip" else got.get(f"{name}@{objective}", got[name])
+        for key, (bound, way) in bars.items():
+            v = m[key]
+            if v is None or (v < bound if way == "min" else v > bound):
+                out.append(key if objective == "flip" else f"{key}@{objective}")
+    return out
+
+
+def shown(got: dict[str, dict], name: str, model: str) -> dict[str, float]:
+    out = {k: got[name][k] for k in BARS[model]}
+    for objective, bars in OBJECTIVE_BARS[model].items():
+        out |= {f"{k}@{objective}": got.get(f"{name}@{objective}", got[name])[k] for k in bars}
     return out
 
 
 def measure(model: str, names: tuple[str, ...], tmp: Path) -> dict[str, dict]:
-    """Each editor or cheat of `names` on the model's first N_EDITS biased eval items (card states)."""
+    """Each editor or cheat of `names` on the model's first N_EDITS biased eval items; `name@objective`
+    under that objective (card states under flip, `<editor>-<objective>` states under another)."""
     toy = load_model(model)
     out = {}
-    for name in names:
+    for key in names:
+        name, _, objective = key.partition("@")
         editor = name.removesuffix("-untrained")
-        state = write_untrained_state(editor, toy, tmp / name) if name.endswith("-untrained") else None
-        res = run_fix(model=model, editor=editor, editor_state=state, limit=N_EDITS, output=tmp / f"fix-{name}",
-                      adapter=toy)
-        out[name] = aggregate([r for r in res.edits if r["meta"].get("planted")])
+        if name.endswith("-untrained"):
+            state = write_untrained_state(editor, toy, tmp / key.replace("@", "-"), objective or None)
+        elif name == "serac-exact":
+            editor = "serac"
+            state = write_exact_match_state(adapters_dir() / f"{model}-editors" / "serac", toy, tmp / key)
+        elif objective and editor != "ft-l":
+            state = adapters_dir() / f"{model}-editors" / f"{editor}-{objective}"
+        else:
+            state = None
+        res = run_fix(model=model, editor=editor, editor_state=state, limit=N_EDITS, objective=objective or None,
+                      output=tmp / f"fix-{key.replace('@', '-')}", adapter=toy)
+        out[key] = aggregate([r for r in res.edits if r["meta"].get("planted")])
     return out
 
 
 @pytest.fixture(scope="module", params=["toy", "toy-v3"])
 def rows(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, dict]]:
-    return request.param, measure(request.param, (*REAL, *CHEATS.values()), tmp_path_factory.mktemp("cheats"))
+    model = request.param
+    names = (*REAL, *dict.fromkeys([*(cheat_of(model, c) for c in CHEATS), "serac"]))
+    extra = tuple(f"{n}@{o}" for o in OBJECTIVE_BARS[model] for n in names if n.removesuffix("-untrained")
+                  in WITH_OBJECTIVE)
+    return model, measure(model, names + extra, tmp_path_factory.mktemp("cheats"))
 
 
 @pytest.mark.parametrize("editor", REAL)
 def test_trained_editors_pass_every_bar(rows: tuple[str, dict[str, dict]], editor: str) -> None:
     model, got = rows
-    assert failed_bars(got[editor], model) == [], {k: got[editor][k] for k in BARS[model]}
+    assert failed_bars(got, editor, model) == [], shown(got, editor, model)
 
 
 EXPECTED = {  # (model, cheat) -> a bar it fails
@@ -92,19 +130,25 @@ EXPECTED = {  # (model, cheat) -> a bar it fails
     ("toy", "shift"): "m_locality_top10_easyedit", ("toy", "untrained-mend"): "m_locality_top10_easyedit",
     ("toy", "untrained-ke"): "reliability",
     ("toy-v3", "no-op"): "reliability", ("toy-v3", "exact-match"): "t_generality_adjusted",
-    ("toy-v3", "shift"): "transfer_ratio", ("toy-v3", "untrained-mend"): None,
-    ("toy-v3", "untrained-ke"): "v_generality_adjusted",
+    ("toy-v3", "shift"): "m_locality_top10_easyedit", ("toy-v3", "untrained-mend"): "m_locality_top10_easyedit",
+    ("toy-v3", "untrained-ke"): "reliability",
 }
 
 
 @pytest.mark.parametrize("cheat", list(CHEATS))
 def test_each_cheat_fails_a_bar(rows: tuple[str, dict[str, dict]], cheat: str) -> None:
     model, got = rows
-    m = got[CHEATS[cheat]]
-    expected = EXPECTED[(model, cheat)]
-    if expected is None:  # see the module docstring: v3 does not plant what MEND's training buys
-        assert failed_bars(m, model) == [], {k: m[k] for k in BARS[model]}  # it fails if that changes
-        pytest.xfail(f"untrained MEND passes every bar on {model}")
-    assert expected in failed_bars(m, model), {k: m[k] for k in BARS[model]}
+    name = cheat_of(model, cheat)
+    assert EXPECTED[(model, cheat)] in failed_bars(got, name, model), shown(got, name, model)
     if cheat == "exact-match":  # Reliability alone cannot see it
-        assert m["reliability"] >= 0.9 and m["t_generality_adjusted"] <= 0.1
+        assert got[name]["reliability"] >= 0.9 and got[name]["t_generality_adjusted"] <= 0.1
+
+
+def test_trained_serac_reaches_unseen_paraphrases_on_v3_only(rows: tuple[str, dict[str, dict]]) -> None:
+    """v3 trains the eval paraphrases' words (toy/v3_rows.py): trained SERAC's scope then routes an unseen
+    paraphrase of an edit (adjusted T-generality 0.44), where its exact-match lookup stays at 0. On v2
+    (the negative control) those words are random embeddings and trained SERAC is itself an exact-match
+    lookup (0.00)."""
+    model, got = rows
+    assert (got["serac"]["t_generality_adjusted"] >= 0.3) is (model == "toy-v3"), got["serac"]
+    assert got[cheat_of(model, "exact-match")]["t_generality_adjusted"] <= 0.05

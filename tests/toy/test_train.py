@@ -95,6 +95,11 @@ def test_warm_start_with_the_ike_window_is_deterministic_and_recorded(tmp_path: 
     # negative control: without the warm start the same two steps give other weights (a random init)
     c = train_toy(tmp_path / "c", seed=0, steps=2, pool_size=32, ike_window=True)
     assert c.init_from is None and c.init_digest is None and c.final_loss != a.final_loss
+    # v3's signals are recorded by name; the eval paraphrases' new words start from the mean known embedding
+    # only when the model warm-started from never trained them (v2), not again from a v3 model (d)
+    assert rec["v3_rows"] == ["ike_window", "paraphrase_words", "image_positions", "new_words_from_mean"]
+    d = train_toy(tmp_path / "d", seed=0, steps=1, pool_size=32, init_from=tmp_path / "a", ike_window=True)
+    assert d.v3_rows == ["ike_window", "paraphrase_words", "image_positions"] and c.v3_rows == d.v3_rows
 
 
 def test_init_from_a_folder_without_a_model_is_refused_in_one_line(tmp_path: Path, capsys) -> None:  # noqa: ANN001
