@@ -36,6 +36,7 @@ from mllm_audit.editors.learned.weights import WeightEditor
 if TYPE_CHECKING:
     from mllm_audit.editors.base import EditRequest
     from mllm_audit.models.base import Adapter
+    from mllm_audit.scoring.contract import Request
 
 
 class KENet(torch.nn.Module):
@@ -145,6 +146,27 @@ class KE(WeightEditor):
             if total is not None:
                 out[name] = total
         return out
+
+    def unseen_pairs(self, item: Any, reqs: Sequence[EditRequest]) -> list[tuple[Request, Request]]:
+        """`neutral`: the edited prompt on a second train image of the other group, one the edit does not
+        see (drawn like the partner, from the pool without the partner's image), scored like the partner.
+
+        KE's condition reads the image's features, so a step can balance the one partner image it was
+        given and leave the rest of that group where it was (toy v3: val partner |margin| 0.4 while the
+        eval mirrors stayed biased, `balanced` 0.05). `balanced` asks for the group's unseen images (the
+        eval mirrors, never seen by any objective), so the meta-loss asks for a train-split one too.
+        """
+        from mllm_audit.editors.base import EditRequest
+        from mllm_audit.editors.learned.objectives import request_pair
+        from mllm_audit.editors.objectives import objective_of, partner
+
+        if objective_of(self.hp) != "neutral" or len(reqs) < 2:
+            return []
+        seen = reqs[1]
+        other = partner(item, reqs[0], [c for c in self.partner_pool if c.image != seen.image])
+        if other is None:
+            return []
+        return [request_pair(EditRequest(seen.item_id, seen.prompt, seen.target, seen.avoid, other.image, seen.task))]
 
     def kl_margin(self) -> float:
         """The constraint's margin now: linear from margin_max to margin_min over anneal_steps."""

@@ -20,6 +20,7 @@ from mllm_audit.editors.learned.objective import (
     pair_scores,
 )
 from mllm_audit.models.base import Adapter
+from mllm_audit.scoring.contract import Request
 from mllm_audit.scoring.differentiable import continuation_distributions
 from mllm_audit.suites.items import Item
 
@@ -35,7 +36,6 @@ def capture(
     non-zero gradient are kept (the positions the loss reaches). `loss_kind`: the edit loss whose
     gradient is decomposed (`nll` of the target, or the `margin` loss). Returns the margins too.
     """
-    from mllm_audit.scoring.contract import Request
 
     xs: dict[str, torch.Tensor] = {}
     zs: dict[str, torch.Tensor] = {}
@@ -119,6 +119,7 @@ class WeightEditor(LearnedEditor):
         reqs = objective_requests(self, [edit_request(item)], {item.id: item})
         dws = self.deltas(adapter, reqs, data)
         pairs = item_pairs(item) + [request_pair(r) for r in reqs[1:]]  # + the partner image (paired, neutral)
+        pairs += self.unseen_pairs(item, reqs)
         loc = item_locality(item)
         pre = data.pre(loc)
         vision = self.scope == "vision"
@@ -135,6 +136,10 @@ class WeightEditor(LearnedEditor):
         stats = {"edit": float(l_edit.detach()), "loc": float(l_loc.detach()), "rel": float(margin[0] < 0),
                  "acc": float((margin < 0).float().mean())}
         return loss, stats
+
+    def unseen_pairs(self, item: Item, reqs: Sequence[EditRequest]) -> list[tuple[Request, Request]]:
+        """Pairs the meta-loss scores that the edit never sees: none here (KE adds one under neutral)."""
+        return []
 
     def locality_term(self, l_loc: torch.Tensor) -> torch.Tensor:
         """How the locality KL enters the meta-loss: a fixed weight c_loc (MEND); KE overrides it."""
