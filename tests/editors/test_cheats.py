@@ -19,8 +19,9 @@ scope does not recognise a paraphrase; v3: that state's scope sharpened), an inp
   MEND M-locality 0.39 and drift 0.91; untrained KE Reliability 0.62. v3 also teaches the eval
   paraphrases' words, so trained SERAC is no longer the exact-match lookup (adjusted T-generality
   0.44): the exact-match cheat there is its state with the scope sharpened (toy.evaluate). The
-  balanced rate under `neutral` (MEND 0.62, untrained MEND 0.19) is no bar on these weights: FT-L and
-  KE reach only 0.19 and 0.06 there (the world before this retrain: FT-L 0.50, MEND 0.69, KE 0.38).
+  balanced rate under `neutral` (MEND 0.62, untrained MEND 0.19) is no bar on these weights: FT-L
+  reaches only 0.19 there (KE 0.06, 0.50 since its meta-loss scores an unseen other-group image; the
+  world before this retrain: FT-L 0.50, MEND 0.69, KE 0.38).
 """
 
 from __future__ import annotations
