@@ -72,7 +72,7 @@ Example = tuple[int, str, str | None, str]
 
 def paraphrase_examples(scenes: list[world.Scene], rng: random.Random, n: int) -> list[Example]:
     """`n` (image index, prompt, task, answer): a question frame on a non-bias question, or a place caption."""
-    out = []
+    out: list[Example] = []
     for _ in range(n):
         j = rng.randrange(len(scenes))
         if rng.random() < 0.75:
