@@ -153,10 +153,10 @@ def _scores_and_greedy(adapter: Adapter, requests: list[Any], load: Callable[[st
     import torch
 
     from mllm_audit.metrics.greedy import is_greedy
-    from mllm_audit.scoring.contract import Score, next_token_logprobs, tokenize
+    from mllm_audit.scoring.contract import Score, next_token_logprobs, tokenize_all
 
     joint = adapter.counters.joint_tokenization
-    conts = [tokenize(adapter, r)[1] for r in requests]  # the contract tokenises again: counted once, below
+    conts = [c for _, c in tokenize_all(adapter, requests)]  # the contract tokenises again: counted once, below
     adapter.counters.joint_tokenization = joint
     scores: list[Any] = []
     flags: list[bool] = []

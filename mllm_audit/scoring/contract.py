@@ -77,13 +77,37 @@ def continuation_text(answer: str) -> str:
 
 def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
     """(prefix ids, continuation ids) for a request, per the contract above."""
+    prefix, cont, joint = _tokenize(adapter, req)
+    adapter.counters.joint_tokenization += int(joint)
+    return prefix, cont
+
+
+def tokenize_all(adapter: Adapter, requests: Sequence[Request]) -> list[tuple[list[int], list[int]]]:
+    """`tokenize` for each request, the tokenizer run once per distinct (prompt, answer, task, with image):
+    a suite asks the same prompts and answers of every image, and tokenising each copy again was a fixed
+    share of a scan's time (issue 29). `joint_tokenization` still counts every request; the lists of equal
+    requests are the same objects (read them, do not change them)."""
+    seen: dict[tuple[str, str, str | None, bool], tuple[list[int], list[int], bool]] = {}
+    out = []
+    for r in requests:
+        key = (r.prompt, r.continuation, r.task, r.image is not None)
+        if key not in seen:
+            seen[key] = _tokenize(adapter, r)
+        prefix, cont, joint = seen[key]
+        adapter.counters.joint_tokenization += int(joint)
+        out.append((prefix, cont))
+    return out
+
+
+def _tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int], bool]:
+    """`tokenize`'s checks and ids, and whether the joint split was used (counted by the callers)."""
     from mllm_audit.util.files import MAX_TEXT_CHARS
 
     for text in (req.prompt, req.continuation):  # in characters, before any tokenizer sees it
         if len(text) > MAX_TEXT_CHARS:
             raise AuditError(f"text of {len(text)} characters, over the {MAX_TEXT_CHARS} limit: {text[:60]!r}")
     prefix = adapter.prompt_ids(req.prompt, req.task, with_image=req.image is not None)
-    cont = _continuation_ids(adapter, req)
+    cont, joint = _continuation_ids(adapter, req)
     if not cont:
         raise AuditError(f"answer {req.continuation!r} tokenizes to nothing")
     want = adapter.n_image_tokens if req.image is not None else 0
@@ -98,19 +122,19 @@ def tokenize(adapter: Adapter, req: Request) -> tuple[list[int], list[int]]:
             f"prompt + answer take {len(prefix) + len(cont)} tokens, over the model's {limit} positions: "
             f"{req.prompt[:60]!r}"
         )
-    return prefix, cont
+    return prefix, cont, joint
 
 
-def _continuation_ids(adapter: Adapter, req: Request) -> list[int]:
-    """The continuation's tokens as they fall after the prompt text (see "The boundary" above)."""
+def _continuation_ids(adapter: Adapter, req: Request) -> tuple[list[int], bool]:
+    """The continuation's tokens as they fall after the prompt text (see "The boundary" above), and
+    whether that is the joint split."""
     text = continuation_text(req.continuation)
     alone = adapter.continuation_ids(text)
     tail = adapter.prompt_text(req.prompt, req.task, with_image=req.image is not None)
     head, joint = adapter.continuation_ids(tail), adapter.continuation_ids(tail + text)
     if joint[: len(head)] != head or joint[len(head) :] == alone or not joint[len(head) :]:
-        return alone  # the same either way, or a token straddles the boundary: keep the contract's split
-    adapter.counters.joint_tokenization += 1
-    return joint[len(head) :]
+        return alone, False  # the same either way, or a token straddles the boundary: keep the contract's split
+    return joint[len(head) :], True
 
 
 def score(
@@ -154,7 +178,7 @@ def _run(
 
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be left or right, got {padding_side!r}")
-    toks = [tokenize(adapter, r) for r in requests]
+    toks = tokenize_all(adapter, requests)
     folded = uses_tree_mask(adapter)
     # Prefix groups: requests sharing (image, prefix tokens) share one prefix forward.
     groups: dict[tuple[str | None, tuple[int, ...]], list[int]] = {}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mllm_audit.scoring.contract import Request, tokenize
+from mllm_audit.scoring.contract import Request, tokenize_all
 
 if TYPE_CHECKING:
     from mllm_audit.models.base import Adapter
@@ -24,14 +24,13 @@ def all_position_logprobs(
     """Per request, (log-softmax at every position of the sequence the model sees [L - 1, V], the
     number of image positions in front): what EasyEdit's locality compares. One right-padded
     forward per batch, the layout of scoring.differentiable.logprob_tensor."""
-    from mllm_audit.scoring.contract import tokenize
     from mllm_audit.scoring.differentiable import right_padded
 
     out: list[tuple[torch.Tensor, int]] = []
     dev = adapter.device
     for start in range(0, len(requests), max(1, batch_size)):
         part = list(requests[start : start + max(1, batch_size)])
-        toks = [tokenize(adapter, r) for r in part]
+        toks = tokenize_all(adapter, part)
         ids, mask, _, pos = right_padded(toks, adapter.pad_id)
         keys = sorted({r.image for r in part if r.image is not None})
         feats = dict(zip(keys, adapter.encode_images([load(k) for k in keys]), strict=True)) if keys else {}  # type: ignore[misc]
@@ -79,7 +78,7 @@ def logprob_tensor(
     them inside the caller's autograd context when the vision side is being edited.
     """
     dev = adapter.device
-    toks = [tokenize(adapter, r) for r in requests]
+    toks = tokenize_all(adapter, requests)
     ids, mask, tgt, pos = (t.to(dev) for t in right_padded(toks, adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
     lo, hi = _read_window(toks)
@@ -98,7 +97,7 @@ def continuation_distributions(
     """Differentiable log-softmax [n, V] at each continuation position, from the same right-padded
     forward as `logprob_tensor` (the learned editors' locality loss reads these)."""
     dev = adapter.device
-    toks = [tokenize(adapter, r) for r in requests]
+    toks = tokenize_all(adapter, requests)
     ids, mask, _, pos = (t.to(dev) for t in right_padded(toks, adapter.pad_id))
     emb = adapter.embed(ids, [features[r.image] if r.image is not None else None for r in requests])
     lo, hi = _read_window(toks)

@@ -146,20 +146,33 @@ def score_trees(
     rows = [(p, i) for p, (_, k) in enumerate(prompts) for i in groups[k]]
     conts = [toks[i][1] for _, i in rows]
     if uses_tree_mask(adapter):
-        first, rest = _tree_pass(adapter, trees, feats, prompts, suffixes, rows, conts, left)
+        table, at = _tree_pass(adapter, trees, feats, prompts, suffixes, rows, conts, left)
     else:
         first, cache, mask = _shared_pass(adapter, trees, feats, left)
         first = first[torch.tensor([b for b, _ in prompts], device=dev)]
         rest = _suffix_then_continuation(adapter, prompts, suffixes, rows, conts, cache, mask, first)
-    out = []
-    for r, (p, i) in enumerate(rows):
-        ct = torch.tensor(conts[r], device=dev)
-        dist = first[p].unsqueeze(0)
-        if r in rest:
-            dist = torch.cat([dist, rest[r]], dim=0)
-        lps = dist.gather(-1, ct.unsqueeze(-1)).squeeze(-1)
-        out.append((i, (lps.cpu(), dist.cpu() if keep_distributions else None)))
-    return out
+        parts, at, n = [first], [], len(prompts)
+        for r, (p, _) in enumerate(rows):
+            extra = rest[r] if r in rest else first[:0]
+            parts.append(extra)
+            at.append([p, *range(n, n + len(extra))])
+            n += len(extra)
+        table = torch.cat(parts)
+    return [(i, res) for (_, i), res in zip(rows, read_rows(table, at, conts, keep_distributions), strict=True)]
+
+
+def read_rows(
+    table: torch.Tensor, at: list[list[int]], conts: list[list[int]], keep_distributions: bool
+) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Per request r: (the log-probabilities of its tokens `conts[r]`, read from the rows `at[r]` of the
+    next-token log-softmax `table` [N, V], and those rows when asked). One indexing op for the whole
+    batch: per request a few small ops, under scoring's fixed cost per chunk (issue 29), were not free."""
+    flat = torch.tensor([j for a in at for j in a], dtype=torch.long, device=table.device)
+    tgt = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=table.device)
+    lens = [len(c) for c in conts]
+    lps = table[flat, tgt].cpu().split(lens)
+    dists = table[flat].cpu().split(lens) if keep_distributions else [None] * len(conts)
+    return list(zip(lps, dists, strict=True))
 
 
 def _shared_pass(
@@ -233,13 +246,13 @@ def _suffix_then_continuation(
 def _tree_pass(
     adapter: Adapter, trees: list[Tree], feats: dict[str, torch.Tensor], prompts: list[tuple[int, GroupKey]],
     suffixes: list[tuple[int, ...]], rows: list[tuple[int, int]], conts: list[list[int]], left: bool,
-) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+) -> tuple[torch.Tensor, list[list[int]]]:
     """The module docstring's one pass: per tree one row holding its shared part, every prompt's suffix and
     every longer answer's tokens under a tree mask (each token sees its own segment up to itself, a
     suffix or answer the shared part too, an answer its prompt's whole suffix); no KV cache. Positions
     are explicit, so the order inside a row is free: tokens whose logits are read go last, and the head
-    runs on those columns only. Returns (each prompt's next-token log-softmax, each longer answer's
-    continuation log-softmax)."""
+    runs on those columns only. Returns (the log-softmax at every head column [rows x columns, V], per
+    request the rows its tokens are read from: its prompt's last token, then its answer's tokens but the last)."""
     dev = adapter.device
     # Per tree: tokens as (id, position, segment, index in segment, parent segment, read key). Segment 0
     # is the shared part, 1 + p prompt p's suffix, 1 + len(prompts) + r answer r; all but 0 see 0.
@@ -277,19 +290,20 @@ def _tree_pass(
     full[:, 0].masked_fill_(tree_mask(seg, idx, parent, root).to(dev), 0.0)
     lo = min(off + sum(1 for t in tokens if t[5] is None) for off, tokens in zip(offs, layout, strict=True))
     logits, _ = adapter.lm(emb, full, pos.to(dev), logits_to_keep=torch.arange(lo, q, device=dev))
-    logp = torch.log_softmax(logits, dim=-1)
-    first = torch.full((len(prompts), logp.shape[-1]), float("nan"), device=dev)
-    rest_rows: dict[int, list[torch.Tensor]] = {}
+    logp = torch.log_softmax(logits, dim=-1).flatten(0, 1)  # row b * (q - lo) + c - lo: column c of tree b
+    first = [0] * len(prompts)
+    cont_at: dict[int, list[int]] = {}
     for b, tokens in enumerate(layout):
         for c, tok in enumerate(tokens):
             if tok[5] is None:
                 continue
             kind, ref, _ = tok[5]
+            row = b * (q - lo) + offs[b] + c - lo
             if kind == "first":
-                first[ref] = logp[b, offs[b] + c - lo]
+                first[ref] = row
             else:
-                rest_rows.setdefault(ref, []).append(logp[b, offs[b] + c - lo])
-    return first, {r: torch.stack(v) for r, v in rest_rows.items()}
+                cont_at.setdefault(ref, []).append(row)  # in answer order: the sort above is stable
+    return logp, [[first[p], *cont_at.get(r, [])] for r, (p, _) in enumerate(rows)]
 
 
 def tree_mask(seg: torch.Tensor, idx: torch.Tensor, parent: torch.Tensor, root: torch.Tensor) -> torch.Tensor:

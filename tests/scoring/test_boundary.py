@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from mllm_audit.models import load_model
-from mllm_audit.scoring.contract import Request, score, tokenize
+from mllm_audit.scoring.contract import Request, score, tokenize, tokenize_all
 
 WORDS = ["Question", "Answer", "Is", "it", "red", "blue", "yes", "no", "a", "photo", "of", "dog", "cat"]
 PROMPT = "Question: Is it red? Answer:"
@@ -106,3 +106,22 @@ def test_run_records_the_count(sp_adapter) -> None:  # noqa: ANN001
     sp_adapter.counters.joint_tokenization = 0
     score(sp_adapter, [Request(PROMPT, "yes"), Request(PROMPT, "no")])
     assert sp_adapter.counters.as_dict()["joint_tokenization"] == 2
+
+
+def test_tokenize_all_runs_the_tokenizer_once_per_distinct_request(sp_adapter, monkeypatch) -> None:  # noqa: ANN001
+    """A suite repeats its prompts and answers on every image: `tokenize_all` (what `score` uses) gives each
+    request `tokenize`'s ids and counts the joint split per request, but tokenises each distinct request once.
+    The control: per-request `tokenize` calls the tokenizer for every copy, so the count below can fail."""
+    reqs = [Request(PROMPT, a, image=k) for k in ("i0", "i1", "i2") for a in ("yes", "blue dog")]
+    reqs += [Request(PROMPT, "yes"), Request(PROMPT, "yes", task="vqa")]  # text-only and another task: distinct
+    calls: list[str] = []
+    real = sp_adapter.prompt_ids
+    monkeypatch.setattr(sp_adapter, "prompt_ids", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    expected = [tokenize(sp_adapter, r) for r in reqs]
+    assert len(calls) == len(reqs) == 8  # the control
+    calls.clear()
+    before = sp_adapter.counters.joint_tokenization
+    got = tokenize_all(sp_adapter, reqs)
+    assert got == expected
+    assert len(calls) == 4  # (yes, blue dog) with an image, yes text-only, yes under the vqa task
+    assert sp_adapter.counters.joint_tokenization == before + len(reqs)  # every request counted, as tokenize does

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mllm_audit.scoring import prefix as prefix_mod
-from mllm_audit.scoring.contract import Request, score, tokenize
+from mllm_audit.scoring.contract import Request, next_token_logprobs, score, tokenize
 from mllm_audit.scoring.differentiable import continuation_distributions, logprob_tensor
 from tests.scoring.test_contract import _images, _stock
 
@@ -148,3 +148,28 @@ def test_skipping_the_shared_head_where_it_is_read_is_caught(tiny_adapter, monke
     monkeypatch.setattr(prefix_mod, "reads_shared_head", lambda trees: False)
     got = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
     assert any(np.isnan(s.logp) for s in got)
+
+
+def test_read_rows_gathers_each_request_from_its_rows() -> None:
+    """One indexing op for a batch (prefix.read_rows): request r's values are table[at[r][j], conts[r][j]]."""
+    table = torch.log_softmax(torch.randn(6, 7, generator=torch.Generator().manual_seed(0)), dim=-1)
+    at, conts = [[3], [0, 4, 1], [2, 2]], [[6], [1, 0, 5], [2, 3]]
+    got = prefix_mod.read_rows(table, at, conts, keep_distributions=True)
+    for (lps, dist), rows, toks in zip(got, at, conts, strict=True):
+        assert lps.tolist() == [table[j, t].item() for j, t in zip(rows, toks, strict=True)]
+        assert torch.equal(dist, table[rows])
+    assert [d is None for _, d in prefix_mod.read_rows(table, at, conts, keep_distributions=False)] == [True] * 3
+    shifted = prefix_mod.read_rows(table, [[a + 1 for a in r] for r in at], conts, keep_distributions=False)
+    assert shifted[0][0].tolist() != got[0][0].tolist()  # the control: other rows, other values
+
+
+def test_scores_are_the_gather_of_the_kept_distributions(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
+    """`score` and `next_token_logprobs` read the same rows of the same batch: bit-equal sums (scan --greedy
+    relies on it), both ways of running the passes."""
+    images = _images(2)
+    reqs = _grid(images)
+    scores = score(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    dists = next_token_logprobs(tiny_adapter, reqs, images.__getitem__, batch_size=16)
+    for req, d, s in zip(reqs, dists, scores, strict=True):
+        cont = torch.tensor(tokenize(tiny_adapter, req)[1])
+        assert float(d.gather(-1, cont.unsqueeze(-1)).sum()) == s.logp
