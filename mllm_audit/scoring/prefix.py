@@ -170,8 +170,11 @@ def read_rows(
     flat = torch.tensor([j for a in at for j in a], dtype=torch.long, device=table.device)
     tgt = torch.tensor([t for c in conts for t in c], dtype=torch.long, device=table.device)
     lens = [len(c) for c in conts]
+    if [len(a) for a in at] != lens:  # equal totals could still pair each request with another's rows
+        raise AssertionError(f"scoring read {[len(a) for a in at]} rows for continuations of {lens} tokens")
     lps = table[flat, tgt].cpu().split(lens)
-    dists = table[flat].cpu().split(lens) if keep_distributions else [None] * len(conts)
+    # Each request's rows in a tensor of its own: a caller keeping a few (locality probes) must not pin the batch.
+    dists = [d.clone() for d in table[flat].cpu().split(lens)] if keep_distributions else [None] * len(conts)
     return list(zip(lps, dists, strict=True))
 
 
@@ -291,7 +294,7 @@ def _tree_pass(
     lo = min(off + sum(1 for t in tokens if t[5] is None) for off, tokens in zip(offs, layout, strict=True))
     logits, _ = adapter.lm(emb, full, pos.to(dev), logits_to_keep=torch.arange(lo, q, device=dev))
     logp = torch.log_softmax(logits, dim=-1).flatten(0, 1)  # row b * (q - lo) + c - lo: column c of tree b
-    first = [0] * len(prompts)
+    first = [-1] * len(prompts)  # every prompt's read position is set below (checked)
     cont_at: dict[int, list[int]] = {}
     for b, tokens in enumerate(layout):
         for c, tok in enumerate(tokens):
@@ -303,6 +306,8 @@ def _tree_pass(
                 first[ref] = row
             else:
                 cont_at.setdefault(ref, []).append(row)  # in answer order: the sort above is stable
+    if min(first, default=0) < 0:
+        raise AssertionError(f"the tree pass placed no read position for prompt {first.index(-1)}")
     return logp, [[first[p], *cont_at.get(r, [])] for r, (p, _) in enumerate(rows)]
 
 

@@ -163,6 +163,19 @@ def test_read_rows_gathers_each_request_from_its_rows() -> None:
     assert shifted[0][0].tolist() != got[0][0].tolist()  # the control: other rows, other values
 
 
+def test_read_rows_refuses_misaligned_rows_and_keeps_no_batch_alive() -> None:
+    """Equal totals with one request a row short and another a row over would pair tokens with another
+    request's rows: refused. Each kept distribution owns its storage, so keeping one does not pin the batch."""
+    table = torch.log_softmax(torch.randn(6, 7, generator=torch.Generator().manual_seed(0)), dim=-1)
+    conts = [[6], [1, 0, 5], [2, 3]]
+    got = prefix_mod.read_rows(table, [[3], [0, 4, 1], [2, 2]], conts, keep_distributions=True)
+    assert [d.untyped_storage().nbytes() for _, d in got] == [d.numel() * 4 for _, d in got]
+    joined = table[[3, 0, 4, 1, 2, 2]].split([1, 3, 2])  # the control: views of one batch tensor
+    assert joined[0].untyped_storage().nbytes() == 6 * 7 * 4
+    with pytest.raises(AssertionError, match="rows for continuations"):
+        prefix_mod.read_rows(table, [[3, 0], [4, 1], [2, 2]], conts, keep_distributions=False)
+
+
 def test_scores_are_the_gather_of_the_kept_distributions(tiny_adapter, tree_attention: bool) -> None:  # noqa: ANN001
     """`score` and `next_token_logprobs` read the same rows of the same batch: bit-equal sums (scan --greedy
     relies on it), both ways of running the passes."""
