@@ -103,7 +103,9 @@ def test_trained_neutral_states_beat_their_untrained_start_on_balance(editor: st
     KE's too (16 edits: 0.50 vs 0.00, paired interval [0.19, 0.75]) since its meta-loss also scores a
     second train image of the other group that the edit never sees (KE.unseen_pairs); without it, on
     the retrained v3, it did not (16 edits: 0.06 vs 0.00; 41 edits: 0.05, interval [0.00, 0.12]).
-    The negative control: under `flip` (the paper's objective) training buys no balance at all (0 vs 0)."""
+    The negative control: under `flip` (the paper's objective) training buys no balance at all (0 vs 0).
+    KE's untrained start is close to a no-op (record: reliability 0.00), so for KE this shows training buys
+    balance at all; the comparison that isolates unseen_pairs is the earlier state's, quoted, not re-run."""
     from mllm_audit.metrics.paired_edits import paired_edits
     from mllm_audit.toy.evaluate import write_untrained_state
     from mllm_audit.util.resources import adapters_dir
@@ -148,7 +150,8 @@ def test_the_eval_paraphrases_words_are_known_words_on_v3_only(model: str, known
     table = adapter.input_embeddings().weight.detach()
     trained = sorted({i for t in world.corpus() for i in adapter.continuation_ids(t)})
     away = (table[new_word_ids(adapter)] - table[trained].mean(0)).norm(dim=-1)
-    assert bool((away <= 0.25).all()) is known and bool((away >= 0.5).all()) is not known, away
+    # on v3 also off the mean they started at: the rows trained them, initialisation alone would give 0
+    assert bool(((away >= 0.02) & (away <= 0.25)).all()) is known and bool((away >= 0.5).all()) is not known, away
 
 
 @pytest.mark.parametrize("model,trained", [("toy-v3", True), ("toy", False)])
