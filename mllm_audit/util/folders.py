@@ -94,7 +94,7 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             if not _try_lock(fd):
                 os.close(fd)
-                raise AuditError(f"{self.folder} is being written by another process ({self._holder()}); "
+                raise AuditError(f"{self.folder} is being written by another run ({self._holder()}); "
                                  "wait for it or choose another folder")
             # The holder before us may have unlinked the file as we opened it: lock the file that is there.
             try:

@@ -136,7 +136,7 @@ def test_policy_pins_the_suite_content(tiny_adapter, tiny_suite: Path, tmp_path:
 def test_a_second_writer_is_refused_naming_the_holder(tiny_adapter, tiny_suite: Path, tmp_path: Path) -> None:  # noqa: ANN001
     out = tmp_path / "run"
     with RunLock(out, "scan"):
-        with pytest.raises(AuditError, match=r"being written by another process \(scan, pid \d+"):
+        with pytest.raises(AuditError, match=r"being written by another run \(scan, pid \d+"):
             run_scan(suite=str(tiny_suite), output=out, adapter=tiny_adapter)
         assert not (out / "results.json").exists()
     assert run_scan(suite=str(tiny_suite), output=out, adapter=tiny_adapter).results["complete"]  # lock released

@@ -17,7 +17,7 @@ def test_a_second_writer_in_the_same_process_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with RunWriter(run, "first") as first:
         first.append([{"item_id": "a"}])
-        with pytest.raises(AuditError, match="already holds a run|is being written by another process"):
+        with pytest.raises(AuditError, match="already holds a run|is being written by another run"):
             RunWriter(run, "second")
         first.append([{"item_id": "b"}])
     lines = [json.loads(x) for x in (run / "samples.jsonl").read_text().splitlines()]
@@ -46,7 +46,7 @@ def test_a_second_writer_of_an_empty_held_folder_meets_the_lock(tmp_path: Path) 
     run = tmp_path / "run"
     lock = RunLock(run, "gen-scan").acquire()
     try:
-        with pytest.raises(AuditError, match="is being written by another process"):
+        with pytest.raises(AuditError, match="is being written by another run"):
             RunWriter(run, "second")
     finally:
         lock.release()
