@@ -74,6 +74,16 @@ def per_image_sampling(model: Any, seeds: list[int], steps: int) -> Iterator[Inv
 DECODE_ROWS = 8
 
 
+def seeded_generate(model: Any, kw: dict[str, Any], seed: int, row_seeds: list[int] | None, steps: int) -> Any:
+    """`model.generate(**kw)` drawn as every image family draws: from the global generator seeded with
+    `seed` (upstream's draw), or with `row_seeds` each row from its own (per_image_sampling above)."""
+    if row_seeds is None:
+        torch.manual_seed(seed)
+        return model.generate(**kw)
+    with per_image_sampling(model, row_seeds, steps):
+        return model.generate(**kw)
+
+
 def _decode(adapter: Any, block: list[torch.Tensor]) -> list[Any]:
     n = len(block)
     return list(adapter.decode_images(torch.stack(block + block[-1:] * (DECODE_ROWS - n)))[:n])

@@ -125,7 +125,7 @@ class Emu3Adapter(ChatTemplateMixin, Adapter):
         Janus' (`seed` for the global generator, or `row_seeds` for the per-image sampler)."""
         from transformers import GenerationConfig
 
-        from mllm_audit.models.families.janus import seeded_generate
+        from mllm_audit.models.sampling import seeded_generate
 
         h, w = self.generation_grid()
         area = h * w * self.processor.downsample_ratio**2  # the processor turns a 1:1 area back into (h, w)

@@ -53,18 +53,6 @@ def images_in_batches(adapter: Any, prompts: list[str], n: int, seed: int, batch
     return out
 
 
-def seeded_generate(model: Any, kw: dict[str, Any], seed: int, row_seeds: list[int] | None, steps: int) -> Any:
-    """`model.generate(**kw)` drawn as every image family draws: from the global generator seeded with
-    `seed` (upstream's draw), or with `row_seeds` each row from its own (models/sampling.py, per-image)."""
-    from mllm_audit.models.sampling import per_image_sampling
-
-    if row_seeds is None:
-        torch.manual_seed(seed)
-        return model.generate(**kw)
-    with per_image_sampling(model, row_seeds, steps):
-        return model.generate(**kw)
-
-
 class JanusAdapter(ChatTemplateMixin, Adapter):
     generates_images: ClassVar[bool] = True
     processor: Any = None
@@ -135,6 +123,8 @@ class JanusAdapter(ChatTemplateMixin, Adapter):
         kw = {"input_ids": inputs["input_ids"].to(self.device),
               "attention_mask": inputs["attention_mask"].to(self.device),
               "generation_config": self.generation_config(), "generation_mode": "image"}
+        from mllm_audit.models.sampling import seeded_generate
+
         return seeded_generate(self.model, kw, seed, row_seeds, self.n_image_tokens)
 
     @torch.no_grad()
