@@ -52,10 +52,6 @@ BARS = {  # metric: (bound, "min" | "max"), per toy world, measured under `flip`
         "neighbour_drift": (0.7, "max"),
     },
 }
-# Bars measured under another objective (editors/objectives.py): the learned editors with their state
-# trained under it, untrained states recorded under it; editors without an objective keep their one run.
-# None on the shipped weights (see the module docstring: v3's balanced rate under `neutral`).
-OBJECTIVE_BARS: dict[str, dict[str, dict[str, tuple[float, str]]]] = {"toy": {}, "toy-v3": {}}
 REAL = ("ft-l", "mend", "ke")
 CHEATS = {"no-op": "serac-untrained", "exact-match": "serac", "shift": "control-shift",
           "untrained-mend": "mend-untrained", "untrained-ke": "ke-untrained"}
@@ -66,48 +62,38 @@ CHEAT_STATE = {"toy": {}, "toy-v3": {"exact-match": "serac-exact"}}
 
 def cheat_of(model: str, name: str) -> str:
     return CHEAT_STATE[model].get(name, CHEATS[name])
-WITH_OBJECTIVE = ("ft-l", "mend", "ke")
 
 
 def failed_bars(got: dict[str, dict], name: str, model: str = "toy") -> list[str]:
-    """Bars `name` fails: `key` under flip, `key@objective` under another objective."""
+    """The bars of `model` that `name`'s run fails."""
     out = []
-    for objective, bars in (("flip", BARS[model]), *OBJECTIVE_BARS[model].items()):
-        m = got[name] if objective == "flip" else got.get(f"{name}@{objective}", got[name])
-        for key, (bound, way) in bars.items():
-            v = m[key]
-            if v is None or (v < bound if way == "min" else v > bound):
-                out.append(key if objective == "flip" else f"{key}@{objective}")
+    for key, (bound, way) in BARS[model].items():
+        v = got[name][key]
+        if v is None or (v < bound if way == "min" else v > bound):
+            out.append(key)
     return out
 
 
 def shown(got: dict[str, dict], name: str, model: str) -> dict[str, float]:
-    out = {k: got[name][k] for k in BARS[model]}
-    for objective, bars in OBJECTIVE_BARS[model].items():
-        out |= {f"{k}@{objective}": got.get(f"{name}@{objective}", got[name])[k] for k in bars}
-    return out
+    return {k: got[name][k] for k in BARS[model]}
 
 
 def measure(model: str, names: tuple[str, ...], tmp: Path) -> dict[str, dict]:
-    """Each editor or cheat of `names` on the model's first N_EDITS biased eval items; `name@objective`
-    under that objective (card states under flip, `<editor>-<objective>` states under another)."""
+    """Each editor or cheat of `names` on the model's first N_EDITS biased eval items (card states)."""
     toy = load_model(model)
     out = {}
-    for key in names:
-        name, _, objective = key.partition("@")
+    for name in names:
         editor = name.removesuffix("-untrained")
         if name.endswith("-untrained"):
-            state = write_untrained_state(editor, toy, tmp / key.replace("@", "-"), objective or None)
+            state = write_untrained_state(editor, toy, tmp / name)
         elif name == "serac-exact":
             editor = "serac"
-            state = write_exact_match_state(adapters_dir() / f"{model}-editors" / "serac", toy, tmp / key)
-        elif objective and editor != "ft-l":
-            state = adapters_dir() / f"{model}-editors" / f"{editor}-{objective}"
+            state = write_exact_match_state(adapters_dir() / f"{model}-editors" / "serac", toy, tmp / name)
         else:
             state = None
-        res = run_fix(model=model, editor=editor, editor_state=state, limit=N_EDITS, objective=objective or None,
-                      output=tmp / f"fix-{key.replace('@', '-')}", adapter=toy)
-        out[key] = aggregate([r for r in res.edits if r["meta"].get("planted")])
+        res = run_fix(model=model, editor=editor, editor_state=state, limit=N_EDITS, output=tmp / f"fix-{name}",
+                      adapter=toy)
+        out[name] = aggregate([r for r in res.edits if r["meta"].get("planted")])
     return out
 
 
@@ -115,9 +101,7 @@ def measure(model: str, names: tuple[str, ...], tmp: Path) -> dict[str, dict]:
 def rows(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, dict]]:
     model = request.param
     names = (*REAL, *dict.fromkeys([*(cheat_of(model, c) for c in CHEATS), "serac"]))
-    extra = tuple(f"{n}@{o}" for o in OBJECTIVE_BARS[model] for n in names if n.removesuffix("-untrained")
-                  in WITH_OBJECTIVE)
-    return model, measure(model, names + extra, tmp_path_factory.mktemp("cheats"))
+    return model, measure(model, names, tmp_path_factory.mktemp("cheats"))
 
 
 @pytest.mark.parametrize("editor", REAL)
