@@ -84,14 +84,18 @@ def _uncached_hidden(adapter: Any, ids: torch.Tensor) -> torch.Tensor:
     return lm(inputs_embeds=emb, use_cache=False).last_hidden_state
 
 
+def assert_same_tokens(adapter: Any, ours: list[int], stock: list[int]) -> None:
+    """Every token generate chose, the full budget; only a final EOS (which the decoder drops) may differ."""
+    eos = adapter.model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos]) | {adapter.tokenizer.eos_token_id}
+    assert ours == stock or (ours == stock[:-1] and stock[-1] in eos), (ours, stock)
+
+
 def test_greedy_tokens_equal_stock_generate(adapter: Any) -> None:
     image = _images()[0]
     stock, logits = stock_generate(adapter, image)
     ours = greedy_ids(adapter, PROMPT, "vqa", image, N)
-    eos = adapter.model.generation_config.eos_token_id
-    eos = set(eos if isinstance(eos, list) else [eos]) | {adapter.tokenizer.eos_token_id}
-    # Every token generate chose, the full budget; only a final EOS (which the decoder drops) may differ.
-    assert ours == stock or (ours == stock[:-1] and stock[-1] in eos), (ours, stock)
+    assert_same_tokens(adapter, ours, stock)
     ours_logits = step_logits(adapter, image, stock)
     assert (ours_logits[:, : logits.shape[1]] - logits).abs().max().item() < 1e-4
     # The text is those tokens decoded, special tokens dropped.
@@ -144,7 +148,7 @@ def test_outside_the_prefix_cache_list_the_decoder_runs_whole_rows(arch: str, tm
 
     monkeypatch.setattr(a.model, "forward", spy)
     ours = greedy_ids(a, PROMPT, "vqa", image, N)
-    assert ours == stock or ours == stock[:-1]
+    assert_same_tokens(a, ours, stock)
     assert seen and not any(seen)  # no step read or kept a cache
     monkeypatch.setattr(generic, "PREFIX_CACHE", {arch})
     seen.clear()
