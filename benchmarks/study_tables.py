@@ -1,6 +1,7 @@
 """The debias-editing paper's three studies on a toy world, recorded for docs/editors.md.
 
-    OMP_NUM_THREADS=1 python benchmarks/study_tables.py --study modules --model toy --limit 24 --train-steps 150 --record
+    OMP_NUM_THREADS=1 python benchmarks/study_tables.py --study modules --model toy --limit 24 \
+        --train-steps 150 --record
     OMP_NUM_THREADS=1 python benchmarks/study_tables.py --study cross-bias --model toy --editors ft-l,mend,ke \
         --limit 16 --train-steps 100 --record
     OMP_NUM_THREADS=1 python benchmarks/study_tables.py --study batch --model toy \
